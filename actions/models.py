@@ -1,0 +1,39 @@
+"""Records describing action code and what the static checker says about it."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Severity(str, Enum):
+    error = "error"
+    warning = "warning"
+
+
+class CodeKind(str, Enum):
+    """What a piece of code is allowed to be.
+
+    An *action module* holds only function definitions with docstrings (no top-level effects);
+    an *agent snippet* is statements that call actions and primitives.
+    """
+
+    action_module = "action_module"
+    agent_snippet = "agent_snippet"
+
+
+class Finding(BaseModel):
+    """One problem found by the static checker, phrased so that a model can act on it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    severity: Severity
+    line: int
+    col: int
+    message: str
+
+    def render(self, path: str = "<code>") -> str:
+        """Linter-style line: ``path:line:col: RULE message``."""
+        return f"{path}:{self.line}:{self.col}: {self.rule} {self.message}"

@@ -1,0 +1,112 @@
+"""The environment protocol: tasks, reset, primitive specs and one primitive call at a time.
+
+``envs`` knows nothing of sandboxes or language models. Arguments that reach :meth:`Environment.call`
+may come from untrusted code, so :meth:`Environment.call` validates them against the primitive's
+spec (arity, types, sizes) before the environment sees them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+MAX_ARG_CHARS = 200
+INVALID_ACTION = "The action is not valid and therefore takes no effect."
+
+
+class ParamSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    type: Literal["str", "int"] = "str"
+
+
+class PrimitiveSpec(BaseModel):
+    """A primitive action: its name, typed parameters and a docstring (preconditions, effects)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    params: tuple[ParamSpec, ...] = ()
+    doc: str
+
+    def signature(self) -> str:
+        return f"{self.name}({', '.join(p.name for p in self.params)})"
+
+
+class TaskInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    type: str
+
+
+class ResetInfo(BaseModel):
+    observation: str
+    goal: str
+
+
+class StepOutcome(BaseModel):
+    observation: str
+    valid: bool
+    done: bool
+    success: bool
+    progress: float
+
+
+class ArgumentError(ValueError):
+    """Arguments from the sandbox that do not fit a primitive's spec."""
+
+
+def validate_arguments(spec: PrimitiveSpec, args: list[Any]) -> list[Any]:
+    """Check arity, types and sizes of ``args`` for ``spec``; return them or raise ArgumentError."""
+    if len(args) != len(spec.params):
+        raise ArgumentError(
+            f"{spec.signature()} takes {len(spec.params)} argument(s) but {len(args)} were given"
+        )
+    for param, value in zip(spec.params, args):
+        if param.type == "str":
+            if not isinstance(value, str):
+                raise ArgumentError(
+                    f"{spec.name}: argument '{param.name}' must be a string, got {type(value).__name__}"
+                )
+            if len(value) > MAX_ARG_CHARS:
+                raise ArgumentError(
+                    f"{spec.name}: argument '{param.name}' is longer than {MAX_ARG_CHARS} characters"
+                )
+        elif not isinstance(value, int) or isinstance(value, bool):
+            raise ArgumentError(
+                f"{spec.name}: argument '{param.name}' must be an integer, got {type(value).__name__}"
+            )
+    return args
+
+
+class Environment(ABC):
+    """One environment instance: reset to a task, then primitive calls until done.
+
+    Progress rate is AgentBoard's: the largest fraction of goal conditions that held at any step.
+    """
+
+    name: str
+
+    @abstractmethod
+    def tasks(self) -> list[TaskInfo]:
+        """Every task this environment can reset to, in a stable order."""
+
+    @abstractmethod
+    def primitives(self) -> list[PrimitiveSpec]:
+        """The primitive actions callable by agent code."""
+
+    @abstractmethod
+    def reset(self, task_id: str) -> ResetInfo:
+        """Start the task; raises KeyError with a clear message for an unknown id."""
+
+    @abstractmethod
+    def _perform(self, name: str, args: list[Any]) -> StepOutcome:
+        """Perform a validated primitive call."""
+
+    def call(self, name: str, args: list[Any]) -> StepOutcome:
+        """Validate a primitive call coming from (possibly untrusted) code, then perform it."""
+        spec = {p.name: p for p in self.primitives()}.get(name)
+        if spec is None:
+            raise ArgumentError(f"unknown primitive '{name}'")
+        return self._perform(name, validate_arguments(spec, list(args)))

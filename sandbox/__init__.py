@@ -1,0 +1,1 @@
+"""learnact.sandbox"""

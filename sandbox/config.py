@@ -1,0 +1,46 @@
+"""Limits and isolation settings of a sandbox session; each limit's exact semantics is documented."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SANDBOX_IMAGE = "learnact-sandbox:latest"
+CONTAINER_LABEL = "learnact.sandbox"
+
+
+class SandboxConfig(BaseModel):
+    backend: Literal["docker", "process"] = Field(
+        "docker", description="docker: one container per session; process: rlimited child process"
+    )
+    runtime: Literal["runc", "runsc"] = Field(
+        "runc", description="OCI runtime of the container; runsc is gVisor (docker backend only)"
+    )
+    image: str = SANDBOX_IMAGE
+    check: bool = Field(
+        True,
+        description="static check on the host and RestrictedPython inside; off only to test isolation",
+    )
+    timeout_s: float = Field(
+        10.0, gt=0, description="wall-clock seconds per execution; on expiry the host kills the sandbox"
+    )
+    cpu_s: int = Field(
+        10, gt=0, description="CPU seconds per execution (inside: ITIMER_PROF alarm; outside: RLIMIT_CPU per session)"
+    )
+    memory_mb: int = Field(
+        256, gt=16, description="memory of the whole sandbox in MiB; swap is not allowed (memory = memory+swap)"
+    )
+    pids: int = Field(64, gt=4, description="maximum number of processes and threads in the sandbox")
+    cpus: float = Field(1.0, gt=0, description="CPU quota in cores")
+    tmpfs_mb: int = Field(16, gt=0, description="size of the writable /tmp in MiB; the root is read-only")
+    max_output_bytes: int = Field(
+        64_000, gt=0, description="bytes of stdout+stderr kept per execution; more ends it as output_limit"
+    )
+    max_calls: int = Field(
+        200, gt=0, description="primitive calls per execution; one more ends it as call_limit"
+    )
+    max_message_bytes: int = Field(
+        256_000, gt=0, description="size cap of one protocol message; a larger one ends the session as crashed"
+    )
+    pool_size: int = Field(2, ge=0, description="containers started ahead of time (docker backend)")

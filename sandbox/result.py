@@ -1,0 +1,46 @@
+"""ExecutionResult: the single feedback type of the engine (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from learnact.actions.models import Finding
+
+
+class ExecutionStatus(str, Enum):
+    ok = "ok"
+    rejected = "rejected"  # the static check refused the code; nothing ran
+    error = "error"  # the program raised an exception
+    timeout = "timeout"  # wall-clock or CPU limit
+    memory = "memory"  # memory limit (MemoryError inside or OOM kill from outside)
+    output_limit = "output_limit"  # stdout/stderr beyond the cap
+    call_limit = "call_limit"  # too many primitive calls in one execution
+    crashed = "crashed"  # the sandbox died or broke the protocol
+
+
+class ErrorInfo(BaseModel):
+    type: str
+    message: str
+    traceback: str = ""  # trimmed to the program's own lines
+
+
+class PrimitiveCall(BaseModel):
+    name: str
+    args: list[Any]
+    observation: str
+
+
+class ExecutionResult(BaseModel):
+    status: ExecutionStatus
+    findings: list[Finding] = Field(default_factory=list)
+    error: ErrorInfo | None = None
+    calls: list[PrimitiveCall] = Field(default_factory=list)
+    stdout: str = ""
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ExecutionStatus.ok
