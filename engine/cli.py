@@ -1,0 +1,19 @@
+"""The `learnact` command line. Each command lives in its own module and is registered here."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    help="learnact: a sandboxed action-code execution engine for LLM agents that learn their actions.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+sandbox_app = typer.Typer(help="Run programs in the sandbox.", no_args_is_help=True)
+images_app = typer.Typer(help="Build the sandbox images.", no_args_is_help=True)
+envs_app = typer.Typer(help="Environments and their tasks.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(images_app, name="images")
+app.add_typer(envs_app, name="envs")
+
+# Command registrations (one line each, module per command):
