@@ -17,3 +17,7 @@ app.add_typer(images_app, name="images")
 app.add_typer(envs_app, name="envs")
 
 # Command registrations (one line each, module per command):
+from learnact.engine import cli_envs, cli_eval  # noqa: E402
+
+app.command("eval")(cli_eval.evaluate)
+envs_app.command("list")(cli_envs.list_envs)

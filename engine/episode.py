@@ -1,0 +1,132 @@
+"""One episode: environment + task + policy + sandbox session → EpisodeRecord.
+
+Every step, the expert's too, is code (``Pickup("b1")``) that is statically checked and executed in the
+sandbox; its primitive calls are proxied to the environment, whose state lives only here on the host.
+Success and progress are read from the environment, never from what the sandbox reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, StepRecord
+from learnact.envs.base import Environment, StepOutcome
+from learnact.envs.registry import make_env
+from learnact.sandbox import Sandbox
+from learnact.sandbox.result import ExecutionResult, ExecutionStatus
+
+
+def call_code(name: str, args: list[Any]) -> str:
+    """A primitive call written as one line of agent code."""
+    return f"{name}({', '.join(repr(a) for a in args)})"
+
+
+class ExpertPolicy:
+    """Replays the environment's expert, one primitive call per step, as code."""
+
+    def __init__(self, env: Environment) -> None:
+        self._calls: Iterator[tuple[str, list[Any]]] = env.expert_calls()
+
+    def next_code(self, observation: str) -> str | None:
+        call = next(self._calls, None)
+        return None if call is None else call_code(*call)
+
+
+class OutcomeTracker:
+    """The handler the sandbox proxies primitive calls to; remembers what the environment said."""
+
+    def __init__(self, env: Environment) -> None:
+        self._env = env
+        self.last: StepOutcome | None = None
+        self.progress = 0.0
+
+    def __call__(self, name: str, args: list[Any]) -> str:
+        outcome = self._env.call(name, args)
+        self.last = outcome
+        self.progress = max(self.progress, outcome.progress)
+        return outcome.observation
+
+    @property
+    def done(self) -> bool:
+        return self.last is not None and self.last.done
+
+    @property
+    def success(self) -> bool:
+        return self.last is not None and self.last.success
+
+
+def observation_of(result: ExecutionResult) -> str:
+    """What the agent sees after a step: the environment's answers, or what went wrong."""
+    seen = [c.observation for c in result.calls]
+    if result.status is ExecutionStatus.rejected:
+        seen.append("The code was rejected: " + " ".join(
+            f"line {f.line}: {f.message}" for f in result.findings
+        ))
+    elif result.error is not None:
+        seen.append(f"{result.error.type}: {result.error.message}")
+    elif result.status is not ExecutionStatus.ok:
+        seen.append(f"The code stopped: {result.status.value}.")
+    elif not seen:
+        seen.append(result.stdout.strip() or "Nothing was done.")
+    return "\n".join(seen)
+
+
+class EpisodeInterrupted(Exception):
+    """The run was asked to stop; the unfinished episode is not recorded."""
+
+
+def run_episode(
+    spec: EpisodeSpec,
+    env: Environment | None = None,
+    sandbox: Sandbox | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> EpisodeRecord:
+    """Run one episode. ``env`` and ``sandbox`` may be passed in to reuse them across episodes;
+    ``should_stop`` is asked before every step."""
+    env = env or make_env(spec.env)
+    own_sandbox = sandbox is None
+    sandbox = sandbox or Sandbox(spec.sandbox)
+    started = time.perf_counter()
+    try:
+        reset = env.reset(spec.task)
+        task_type = next(t.type for t in env.tasks() if t.id == spec.task)
+        policy = ExpertPolicy(env)
+        tracker = OutcomeTracker(env)
+        steps: list[StepRecord] = []
+        observation = f"{reset.observation}\n{reset.goal}"
+        with sandbox.session(env.primitives(), tracker) as session:
+            for index in range(spec.max_steps):
+                if should_stop():
+                    raise EpisodeInterrupted(spec.task)
+                code = policy.next_code(observation)
+                if code is None:
+                    break
+                step_started = time.perf_counter()
+                result = session.execute(code)
+                observation = observation_of(result)
+                steps.append(
+                    StepRecord(
+                        index=index,
+                        code=code,
+                        result=result,
+                        observation=observation,
+                        duration_s=time.perf_counter() - step_started,
+                    )
+                )
+                if tracker.done:
+                    break
+    finally:
+        if own_sandbox:
+            sandbox.close()
+    return EpisodeRecord(
+        task=spec.task,
+        type=task_type,
+        env=env.name,
+        method=spec.method,
+        success=tracker.success,
+        progress=tracker.progress,
+        steps=steps,
+        duration_s=time.perf_counter() - started,
+    )
