@@ -21,3 +21,5 @@ from learnact.engine import cli_envs, cli_eval  # noqa: E402
 
 app.command("eval")(cli_eval.evaluate)
 envs_app.command("list")(cli_envs.list_envs)
+from learnact.engine import cli_images  # noqa: E402
+images_app.command("build")(cli_images.build)

@@ -1,0 +1,133 @@
+"""The base image built offline from Debian packages: no container registry is needed.
+
+`debootstrap --variant=minbase --include=python3 bookworm` makes a root filesystem with the full
+python3 (python3-minimal lacks json and other modules the runner needs); `docker import` turns it
+into an image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import docker
+from docker.errors import APIError
+
+from learnact.images.common import BASE_LABEL, ImageBuildError, ImageInfo, Log, find_image, image_info
+
+BASE_IMAGE = "learnact-base:bookworm"
+SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+# Removed from the root filesystem before import: nothing in the sandbox reads them.
+_TRIM = (
+    "var/cache/apt",
+    "var/lib/apt/lists",
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+)
+
+# Docker gives imported images no configuration; these make `python3` behave as in python:*-slim.
+_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    f"LABEL {BASE_LABEL}=debootstrap-{SUITE}",
+    'CMD ["python3"]',
+]
+
+
+def build_base_image(
+    client: docker.DockerClient, *, log: Log, force: bool = False, mirror: str = DEFAULT_MIRROR
+) -> ImageInfo:
+    """Build `learnact-base:bookworm` unless it exists (or `force`)."""
+    existing = find_image(client, BASE_IMAGE)
+    if existing is not None and not force:
+        log(f"{BASE_IMAGE} exists ({existing.short_id}); kept (use --force to rebuild)")
+        return image_info(existing, BASE_IMAGE, built=False)
+    _check_can_debootstrap()
+    started = time.monotonic()
+    # /var/tmp: on disk, not a size-limited tmpfs; debootstrap needs ~260 MB and device nodes.
+    rootfs = Path(tempfile.mkdtemp(prefix="learnact-rootfs-", dir="/var/tmp"))
+    try:
+        _debootstrap(rootfs, mirror, log)
+        _trim(rootfs)
+        _import(client, rootfs, log)
+    finally:
+        shutil.rmtree(rootfs, ignore_errors=True)
+    image = client.images.get(BASE_IMAGE)
+    return image_info(image, BASE_IMAGE, built=True, seconds=time.monotonic() - started)
+
+
+def _check_can_debootstrap() -> None:
+    if shutil.which("debootstrap") is None:
+        raise ImageBuildError(
+            "debootstrap is not installed: run `apt-get install -y debootstrap` "
+            "(or use --base registry where a container registry is reachable)"
+        )
+    if os.geteuid() != 0:
+        raise ImageBuildError(
+            "building the base image with debootstrap needs root (it chroots and creates device "
+            "nodes): rerun as root, e.g. `sudo learnact images build`"
+        )
+
+
+def _debootstrap(rootfs: Path, mirror: str, log: Log) -> None:
+    command = [
+        "debootstrap", "--variant=minbase", "--include=python3", SUITE, str(rootfs), mirror,
+    ]  # fmt: skip
+    log("$ " + " ".join(command))
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
+    assert process.stdout is not None
+    last = "no output"
+    for line in process.stdout:
+        last = line.rstrip()
+        log(last)
+    if process.wait() != 0:
+        raise ImageBuildError(
+            f"debootstrap failed with exit code {process.returncode} ({last}); "
+            f"check that {mirror} is reachable"
+        )
+
+
+def _trim(rootfs: Path) -> None:
+    for relative in _TRIM:
+        directory = rootfs / relative
+        if directory.is_dir():
+            for child in directory.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+
+
+def _import(client: docker.DockerClient, rootfs: Path, log: Log) -> None:
+    log(f"importing the root filesystem as {BASE_IMAGE}")
+    # GNU tar keeps device nodes, hard links and ownership exactly; its output streams to the daemon.
+    tar = subprocess.Popen(
+        ["tar", "--numeric-owner", "-C", str(rootfs), "-c", "."],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert tar.stdout is not None and tar.stderr is not None
+    repository, tag = BASE_IMAGE.split(":")
+    try:
+        response = client.api.import_image_from_stream(
+            tar.stdout, repository=repository, tag=tag, changes=_CHANGES
+        )
+    except APIError as exc:
+        tar.kill()
+        raise ImageBuildError(f"docker import of the root filesystem failed: {exc.explanation}") from exc
+    finally:
+        tar.stdout.close()
+    error = tar.stderr.read().decode(errors="replace").strip()
+    if tar.wait() != 0:
+        raise ImageBuildError(f"tar of the root filesystem failed: {error or 'no message'}")
+    log(str(response).strip())

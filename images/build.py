@@ -1,0 +1,34 @@
+"""`build_images`: the base (offline from Debian packages, or a registry's) and the sandbox image."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import docker
+
+from learnact.images.base import BASE_IMAGE, build_base_image
+from learnact.images.common import ImageInfo, Log, connect
+from learnact.images.sandbox_image import REGISTRY_BASE, build_sandbox_image
+
+BaseKind = Literal["debootstrap", "registry"]
+
+
+def build_images(
+    base: BaseKind = "debootstrap",
+    force: bool = False,
+    log: Log = print,
+    client: docker.DockerClient | None = None,
+) -> list[ImageInfo]:
+    """Build what is missing or outdated; returns the base (debootstrap only) and the sandbox image.
+
+    `force` rebuilds both without the cache. Raises ImageBuildError with a one-line message.
+    """
+    client = client or connect()
+    built: list[ImageInfo] = []
+    if base == "debootstrap":
+        built.append(build_base_image(client, log=log, force=force))
+        base_image = BASE_IMAGE
+    else:
+        base_image = REGISTRY_BASE
+    built.append(build_sandbox_image(client, base=base_image, log=log, force=force))
+    return built

@@ -1,0 +1,67 @@
+"""What the image builders share: the Docker connection, the error type and the image record."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import docker
+from docker.errors import DockerException, ImageNotFound
+from pydantic import BaseModel, Field
+
+Log = Callable[[str], None]
+
+# Labels put on the images we build; the sandbox image's hash label decides whether a rebuild is due.
+INPUTS_LABEL = "org.learnact.inputs-sha256"
+BASE_LABEL = "org.learnact.base"
+
+
+class ImageBuildError(Exception):
+    """A build could not run or failed; the message is one line that says what to do."""
+
+
+class ImageInfo(BaseModel):
+    """One image after `learnact images build`."""
+
+    tag: str
+    image_id: str
+    size_bytes: int = Field(description="uncompressed size of the image with all its layers")
+    built: bool = Field(description="False when an up-to-date image existed and was kept")
+    seconds: float = Field(0.0, description="time spent building (0 when kept)")
+    inputs_sha256: str | None = Field(
+        None, description="content hash of the build inputs (sandbox image only)"
+    )
+
+
+def connect() -> docker.DockerClient:
+    """A client of a Docker engine that answers, or an error saying how to start one."""
+    where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DockerException as exc:
+        raise ImageBuildError(
+            f"no Docker engine answers at {where} ({type(exc).__name__}): start one, e.g. "
+            "`bash .ci/run` (installs docker.io and starts dockerd) or `dockerd &` as root"
+        ) from exc
+    return client
+
+
+def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Image | None:
+    try:
+        return client.images.get(tag)
+    except ImageNotFound:
+        return None
+
+
+def image_info(
+    image: docker.models.images.Image, tag: str, *, built: bool, seconds: float = 0.0
+) -> ImageInfo:
+    return ImageInfo(
+        tag=tag,
+        image_id=image.id,
+        size_bytes=int(image.attrs.get("Size", 0)),
+        built=built,
+        seconds=round(seconds, 1),
+        inputs_sha256=(image.labels or {}).get(INPUTS_LABEL),
+    )

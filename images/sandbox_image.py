@@ -1,0 +1,124 @@
+"""The sandbox image: `Dockerfile.sandbox` on a base, built without network from a small context.
+
+The context holds only what the image needs: the Dockerfile, the in-sandbox runner and a copy of
+the host's installed RestrictedPython (pure Python, so the copy runs on the image's Python 3.11).
+The image is labelled with a hash of these inputs and of the base; it is rebuilt when they change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+import shutil
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, BuildError
+
+from learnact.images.common import INPUTS_LABEL, ImageBuildError, ImageInfo, Log, find_image, image_info
+from learnact.sandbox.config import SANDBOX_IMAGE
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = REPO_ROOT / "Dockerfile.sandbox"
+RUNNER = REPO_ROOT / "sandbox" / "runner.py"
+# The Dockerfile's own default, for users whose daemon can pull from a registry.
+REGISTRY_BASE = "python:3.11-slim"
+# The classic builder colours the stderr of RUN steps; the log gets plain text.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def build_sandbox_image(
+    client: docker.DockerClient, *, base: str, log: Log, force: bool = False
+) -> ImageInfo:
+    """Build `learnact-sandbox:latest` on `base` unless an image with the same inputs exists."""
+    with tempfile.TemporaryDirectory(prefix="learnact-context-") as directory:
+        context = Path(directory)
+        _prepare_context(context)
+        inputs = _inputs_sha256(context, base, _base_id(client, base))
+        existing = find_image(client, SANDBOX_IMAGE)
+        if existing is not None and not force and (existing.labels or {}).get(INPUTS_LABEL) == inputs:
+            log(f"{SANDBOX_IMAGE} is up to date ({existing.short_id}); kept (use --force to rebuild)")
+            return image_info(existing, SANDBOX_IMAGE, built=False)
+        started = time.monotonic()
+        _build(client, context, base, inputs, log, nocache=force)
+    image = client.images.get(SANDBOX_IMAGE)
+    return image_info(image, SANDBOX_IMAGE, built=True, seconds=time.monotonic() - started)
+
+
+def _prepare_context(context: Path) -> None:
+    for source in (DOCKERFILE, RUNNER):
+        if not source.is_file():
+            raise ImageBuildError(
+                f"{source} is missing: the sandbox image is built from a source checkout of learnact"
+            )
+    shutil.copyfile(DOCKERFILE, context / "Dockerfile")
+    (context / "sandbox").mkdir()
+    shutil.copyfile(RUNNER, context / "sandbox" / "runner.py")
+    shutil.copytree(
+        _restrictedpython_dir(),
+        context / "lib" / "RestrictedPython",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"),
+    )
+
+
+def _restrictedpython_dir() -> Path:
+    spec = importlib.util.find_spec("RestrictedPython")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImageBuildError("RestrictedPython is not installed on the host: run `pip install -e .`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _base_id(client: docker.DockerClient, base: str) -> str:
+    """The local id of the base, so that a rebuilt base triggers a rebuild; '' if not pulled yet."""
+    image = find_image(client, base)
+    return image.id if image is not None else ""
+
+
+def _inputs_sha256(context: Path, base: str, base_id: str) -> str:
+    digest = hashlib.sha256()
+    digest.update(f"base={base}@{base_id}\nRestrictedPython={version('RestrictedPython')}\n".encode())
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(context)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _build(
+    client: docker.DockerClient, context: Path, base: str, inputs: str, log: Log, *, nocache: bool
+) -> None:
+    log(f"building {SANDBOX_IMAGE} on {base} (network none)")
+    stream = client.api.build(
+        path=str(context),
+        tag=SANDBOX_IMAGE,
+        buildargs={"BASE_IMAGE": base},
+        labels={INPUTS_LABEL: inputs},
+        network_mode="none",  # RUN steps get no network: everything comes from the context
+        pull=False,
+        nocache=nocache,
+        rm=True,
+        forcerm=True,
+        decode=True,
+        use_config_proxy=False,
+    )
+    try:
+        for chunk in stream:
+            if "error" in chunk:
+                raise ImageBuildError(_explain(str(chunk["error"]).strip(), base))
+            for line in _ANSI.sub("", str(chunk.get("stream", ""))).splitlines():
+                if line.strip():
+                    log(line.rstrip())
+    except (APIError, BuildError) as exc:
+        raise ImageBuildError(_explain(str(exc), base)) from exc
+
+
+def _explain(error: str, base: str) -> str:
+    if base == REGISTRY_BASE and ("pull" in error or "not found" in error or "resolve" in error):
+        return (
+            f"building on {base} needs a reachable container registry ({error}); "
+            "use `learnact images build --base debootstrap` to build the base offline"
+        )
+    return f"the sandbox image build failed: {error}"
