@@ -31,14 +31,14 @@ def build(
     with console.status("building images", spinner="dots") as status:
 
         def log(line: str) -> None:
-            console.print(f"[dim]{escape(line)}[/dim]")
+            console.print(f"[dim]{escape(line)}[/dim]", soft_wrap=True)
             status.update(f"[bold]building images[/bold] {escape(line[:80])}")
 
         try:
             images = build_images(base=base.value, force=force, log=log)
         except ImageBuildError as exc:
             status.stop()
-            console.print(f"[red]error:[/red] {escape(str(exc))}")
+            console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(1) from exc
     Console(highlight=False).print(_table(images))
 

@@ -41,7 +41,7 @@ def connect() -> docker.DockerClient:
         client.ping()
     except DockerException as exc:
         raise ImageBuildError(
-            f"no Docker engine answers at {where} ({type(exc).__name__}): start one, e.g. "
+            f"no Docker engine answers at {where}: start one, e.g. "
             "`bash .ci/run` (installs docker.io and starts dockerd) or `dockerd &` as root"
         ) from exc
     return client
