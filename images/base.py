@@ -129,5 +129,7 @@ def _import(client: docker.DockerClient, rootfs: Path, log: Log) -> None:
         tar.stdout.close()
     error = tar.stderr.read().decode(errors="replace").strip()
     if tar.wait() != 0:
+        # The daemon tagged whatever part of the stream arrived; a truncated base must not be kept.
+        client.images.remove(BASE_IMAGE, force=True)
         raise ImageBuildError(f"tar of the root filesystem failed: {error or 'no message'}")
     log(str(response).strip())

@@ -38,7 +38,7 @@ def build_sandbox_image(
     with tempfile.TemporaryDirectory(prefix="learnact-context-") as directory:
         context = Path(directory)
         _prepare_context(context)
-        inputs = _inputs_sha256(context, base, _base_id(client, base))
+        inputs = _inputs_sha256(context, base, _base_id(client, base, log))
         existing = find_image(client, SANDBOX_IMAGE)
         if existing is not None and not force and (existing.labels or {}).get(INPUTS_LABEL) == inputs:
             log(f"{SANDBOX_IMAGE} is up to date ({existing.short_id}); kept (use --force to rebuild)")
@@ -72,10 +72,18 @@ def _restrictedpython_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def _base_id(client: docker.DockerClient, base: str) -> str:
-    """The local id of the base, so that a rebuilt base triggers a rebuild; '' if not pulled yet."""
+def _base_id(client: docker.DockerClient, base: str, log: Log) -> str:
+    """The base's local id (pulled first if it comes from a registry): a new base means a rebuild."""
     image = find_image(client, base)
-    return image.id if image is not None else ""
+    if image is not None:
+        return image.id
+    if base != REGISTRY_BASE:
+        raise ImageBuildError(f"the base image {base} does not exist: run `learnact images build`")
+    log(f"pulling {base}")
+    try:
+        return client.images.pull(base).id
+    except APIError as exc:
+        raise ImageBuildError(_explain(f"pull failed: {exc.explanation}", base)) from exc
 
 
 def _inputs_sha256(context: Path, base: str, base_id: str) -> str:
