@@ -1,0 +1,116 @@
+"""PddlEnv: the built-in problem sets or external files behind the Environment protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from learnact.envs.base import INVALID_ACTION, Environment, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo
+
+from .loader import load_domain, load_problem
+from .model import Domain, PddlError, Problem
+from .planner import fast_downward_plan
+from .simulator import Simulator
+from .text import Describer
+
+DOMAINS = ("tyreworld", "blockworld", "barman", "gripper")
+PACKAGE_DIR = Path(__file__).parent
+GOAL_SATISFIED = "The goal is satisfied."
+
+
+@dataclass(frozen=True)
+class _Task:
+    info: TaskInfo
+    problem: Problem
+
+
+class PddlEnv(Environment):
+    """STRIPS tasks of one domain; progress rate is AgentBoard's (see :meth:`_perform`)."""
+
+    def __init__(self, name: str, domain: Domain, problems: Sequence[Problem], task_ids: Sequence[str]) -> None:
+        self.name = name
+        self.domain = domain
+        self._text = Describer(domain)
+        self._primitives = self._text.primitives()
+        task_type = self._text.profile.domain
+        self._tasks = {
+            tid: _Task(TaskInfo(id=tid, type=task_type), problem) for tid, problem in zip(task_ids, problems)
+        }
+        self._sim: Simulator | None = None
+        self._progress = 0.0
+
+    @classmethod
+    def builtin(cls, domain: str) -> PddlEnv:
+        if domain not in DOMAINS:
+            raise ValueError(f"unknown PDDL domain '{domain}'; known domains: {', '.join(DOMAINS)}")
+        files = sorted((PACKAGE_DIR / "problems" / domain).glob("*.pddl"))
+        env = cls.from_files(PACKAGE_DIR / "domains" / f"{domain}.pddl", files)
+        env.name = f"pddl/{domain}"
+        return env
+
+    @classmethod
+    def from_files(cls, domain_file: Path, problem_files: Sequence[Path]) -> PddlEnv:
+        """Load a domain and its problems; task ids are the problem file names without suffix."""
+        domain = load_domain(Path(domain_file))
+        if not problem_files:
+            raise PddlError(f"{domain_file}: no problem files given")
+        ids: dict[str, Path] = {}
+        for path in map(Path, problem_files):
+            if path.stem in ids:
+                raise PddlError(f"{path}: task id '{path.stem}' is also the name of {ids[path.stem]}")
+            ids[path.stem] = path
+        problems = [load_problem(path, domain) for path in ids.values()]
+        return cls("pddl", domain, problems, list(ids))
+
+    def tasks(self) -> list[TaskInfo]:
+        return [task.info for task in self._tasks.values()]
+
+    def primitives(self) -> list[PrimitiveSpec]:
+        return list(self._primitives)
+
+    def _task(self, task_id: str) -> _Task:
+        task = self._tasks.get(task_id)
+        if task is None:
+            known = ", ".join(list(self._tasks)[:5]) + (", ..." if len(self._tasks) > 5 else "")
+            raise KeyError(f"unknown task '{task_id}' in {self.name} (tasks: {known})")
+        return task
+
+    def reset(self, task_id: str) -> ResetInfo:
+        problem = self._task(task_id).problem
+        self._sim = Simulator(self.domain, problem)
+        self._progress = 0.0
+        return ResetInfo(observation=self.observation(), goal=self._text.goal(problem.goal))
+
+    def _running(self) -> Simulator:
+        if self._sim is None:
+            raise RuntimeError(f"{self.name}: call reset(task_id) before acting")
+        return self._sim
+
+    def observation(self) -> str:
+        """The true facts of the current state, one sentence each, sorted."""
+        return self._text.facts(self._running().state)
+
+    def _perform(self, name: str, args: list[Any]) -> StepOutcome:
+        """AgentBoard semantics: an inapplicable call changes nothing and answers INVALID_ACTION;
+        a valid one answers the new facts. Progress is the running maximum, over the states that
+        valid calls reach, of the fraction of goal atoms that hold (0 until the first valid call)."""
+        sim = self._running()
+        action = self._text.by_primitive[name]
+        valid = sim.apply(action, [str(a).lower() for a in args])
+        success = sim.goal_reached()
+        if valid:
+            self._progress = max(self._progress, sim.goal_fraction())
+            observation = self.observation() + (" " + GOAL_SATISFIED if success else "")
+        else:
+            observation = INVALID_ACTION
+        return StepOutcome(
+            observation=observation, valid=valid, done=success, success=success, progress=self._progress
+        )
+
+    def expert_plan(self, task_id: str) -> list[tuple[str, list]]:
+        """A plan from Fast Downward, as primitive calls (name, args) of this environment."""
+        problem = self._task(task_id).problem
+        steps = fast_downward_plan(self.domain, problem)
+        return [(self._text.profile.actions[action].primitive, list(args)) for action, args in steps]

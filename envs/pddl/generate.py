@@ -1,0 +1,147 @@
+"""Seeded generators of the built-in problem sets, sized like the AgentBoard benchmark's.
+
+The generated files are committed under ``problems/<domain>/``; regenerate them with
+``python -m learnact.envs.pddl.generate`` (the output is a pure function of the seeds, and a test
+checks that the committed files are exactly what this module writes).
+
+Sizes: blockworld 10 problems of 3-7 blocks; gripper 20 problems of 2-12 balls in 2-3 rooms;
+tyreworld 10 problems of 1-3 hubs; barman 20 problems of 4-9 shot glasses, 3-8 cocktails,
+3 ingredients and 1-3 drinks to serve.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+PROBLEMS_DIR = Path(__file__).parent / "problems"
+SEED = 2024
+
+
+def _problem(name: str, domain: str, objects: str, init: list[str], goal: list[str]) -> str:
+    sep = "\n  " if "\n" in objects else " "
+    return (
+        f"(define (problem {name})\n(:domain {domain})\n(:objects{sep}{objects})\n"
+        "(:init\n" + "\n".join(f"  {f}" for f in init) + ")\n"
+        "(:goal (and\n" + "\n".join(f"  {g}" for g in goal) + ")))\n"
+    )
+
+
+def _towers(rng: random.Random, blocks: list[str]) -> list[list[str]]:
+    order = blocks[:]
+    rng.shuffle(order)
+    towers: list[list[str]] = []
+    for block in order:
+        if towers and rng.random() < 0.6:
+            rng.choice(towers).append(block)
+        else:
+            towers.append([block])
+    return towers
+
+
+def blockworld(index: int, rng: random.Random) -> str:
+    blocks = [f"b{i}" for i in range(1, 3 + index // 2 + 1)]
+    init_towers = _towers(rng, blocks)
+    init = ["(arm-empty)"]
+    for tower in init_towers:
+        init.append(f"(on-table {tower[0]})")
+        init += [f"(on {top} {below})" for below, top in zip(tower, tower[1:])]
+        init.append(f"(clear {tower[-1]})")
+    while True:
+        goal = [f"(on {top} {below})" for t in _towers(rng, blocks) for below, top in zip(t, t[1:])]
+        if goal and not set(goal) <= set(init):
+            break
+    return _problem(f"blockworld-{index + 1:02d}", "blocksworld-4ops", " ".join(blocks), init, sorted(goal))
+
+
+def gripper(index: int, rng: random.Random) -> str:
+    rooms = ["rooma", "roomb", "roomc"][: 2 if index < 15 else 3]
+    balls = [f"ball{i}" for i in range(1, 2 + round(index * 10 / 19) + 1)]
+    start = {b: rng.choice(rooms) for b in balls}
+    while True:
+        target = {b: rng.choice(rooms) for b in balls}
+        if target != start:
+            break
+    init = [f"(room {r})" for r in rooms] + [f"(ball {b})" for b in balls]
+    init += ["(gripper left)", "(gripper right)", "(free left)", "(free right)"]
+    init += [f"(at-robby {rng.choice(rooms)})"] + [f"(at {b} {start[b]})" for b in balls]
+    goal = [f"(at {b} {target[b]})" for b in balls]
+    objects = " ".join(rooms + balls + ["left", "right"])
+    return _problem(f"gripper-{index + 1:02d}", "gripper-strips", objects, init, goal)
+
+
+def tyreworld(index: int, rng: random.Random) -> str:
+    hubs = range(1, (1, 1, 1, 2, 2, 2, 2, 3, 3, 3)[index] + 1)
+    init = ["(in jack boot)", "(in pump boot)", "(in wrench boot)", "(unlocked boot)", "(closed boot)"]
+    for i in hubs:
+        init += [f"(intact r{i})", f"(in r{i} boot)", f"(not-inflated r{i})"]
+    for i in hubs:
+        init += [f"(on w{i} the-hub{i})", f"(on-ground the-hub{i})", f"(tight nuts{i} the-hub{i})",
+                 f"(fastened the-hub{i})"]
+    replaced = [rng.random() < 0.6 for _ in hubs]
+    replaced[rng.randrange(len(replaced))] = True
+    goal = []
+    for i, replace in zip(hubs, replaced):
+        goal += ([f"(on r{i} the-hub{i})"] if replace else []) + [f"(inflated r{i})"]
+        goal += [f"(in w{i} boot)"] if replace else []
+    objects = "\n  ".join([
+        " ".join(f"the-hub{i}" for i in hubs) + " - hub",
+        " ".join(f"nuts{i}" for i in hubs) + " - nut",
+        "boot - container",
+        " ".join(f"r{i} w{i}" for i in hubs) + " - wheel",
+    ])
+    return _problem(f"tyreworld-{index + 1:02d}", "tyreworld", objects, init, goal)
+
+
+def barman(index: int, rng: random.Random) -> str:
+    shots = [f"shot{i}" for i in range(1, 4 + index * 6 // 20 + 1)]
+    cocktails = [f"cocktail{i}" for i in range(1, len(shots))]
+    ingredients = ["ingredient1", "ingredient2", "ingredient3"]
+    init = ["(ontable shaker1)"] + [f"(ontable {s})" for s in shots]
+    init += [f"(dispenses dispenser{i} ingredient{i})" for i in (1, 2, 3)]
+    init += ["(clean shaker1)"] + [f"(clean {s})" for s in shots]
+    init += ["(empty shaker1)"] + [f"(empty {s})" for s in shots]
+    init += ["(handempty left)", "(handempty right)", "(shaker-empty-level shaker1 l0)",
+             "(shaker-level shaker1 l0)", "(next l0 l1)", "(next l1 l2)"]
+    for cocktail in cocktails:
+        first, second = rng.sample(ingredients, 2)
+        init += [f"(cocktail-part1 {cocktail} {first})", f"(cocktail-part2 {cocktail} {second})"]
+    served = rng.sample(shots, rng.choice((1, 1, 2, 2, 3)))
+    goal = [
+        f"(contains {s} {rng.choice(cocktails) if rng.random() < 0.7 else rng.choice(ingredients)})"
+        for s in served
+    ]
+    objects = "\n  ".join([
+        "shaker1 - shaker", "left right - hand", " ".join(shots) + " - shot",
+        " ".join(ingredients) + " - ingredient", " ".join(cocktails) + " - cocktail",
+        "dispenser1 dispenser2 dispenser3 - dispenser", "l0 l1 l2 - level",
+    ])
+    return _problem(f"barman-{index + 1:02d}", "barman", objects, init, goal)
+
+
+GENERATORS: dict[str, tuple[Callable[[int, random.Random], str], int]] = {
+    "tyreworld": (tyreworld, 10),
+    "blockworld": (blockworld, 10),
+    "barman": (barman, 20),
+    "gripper": (gripper, 20),
+}
+
+
+def generate(domain: str) -> dict[str, str]:
+    """File name -> PDDL text of every built-in problem of ``domain``."""
+    make, count = GENERATORS[domain]
+    rng = random.Random(f"{SEED}-{domain}")
+    return {f"{domain}-{i + 1:02d}.pddl": make(i, rng) for i in range(count)}
+
+
+def main() -> None:
+    for domain in GENERATORS:
+        folder = PROBLEMS_DIR / domain
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in generate(domain).items():
+            (folder / name).write_text(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+(define (problem blockworld-06)
+(:domain blocksworld-4ops)
+(:objects b1 b2 b3 b4 b5)
+(:init
+  (arm-empty)
+  (on-table b5)
+  (on b1 b5)
+  (on b2 b1)
+  (on b3 b2)
+  (clear b3)
+  (on-table b4)
+  (clear b4))
+(:goal (and
+  (on b1 b5)
+  (on b2 b3)
+  (on b3 b4))))

@@ -1,0 +1,17 @@
+(define (problem blockworld-07)
+(:domain blocksworld-4ops)
+(:objects b1 b2 b3 b4 b5 b6)
+(:init
+  (arm-empty)
+  (on-table b2)
+  (on b4 b2)
+  (clear b4)
+  (on-table b6)
+  (on b1 b6)
+  (on b5 b1)
+  (clear b5)
+  (on-table b3)
+  (clear b3))
+(:goal (and
+  (on b1 b4)
+  (on b6 b3))))

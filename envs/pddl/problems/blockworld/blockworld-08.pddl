@@ -1,0 +1,17 @@
+(define (problem blockworld-08)
+(:domain blocksworld-4ops)
+(:objects b1 b2 b3 b4 b5 b6)
+(:init
+  (arm-empty)
+  (on-table b4)
+  (on b6 b4)
+  (clear b6)
+  (on-table b5)
+  (clear b5)
+  (on-table b3)
+  (on b2 b3)
+  (clear b2)
+  (on-table b1)
+  (clear b1))
+(:goal (and
+  (on b3 b5))))
