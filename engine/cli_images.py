@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -18,13 +19,14 @@ class Base(str, Enum):
 
 
 def build(
-    base: Base = typer.Option(
-        Base.debootstrap,
-        "--base",
-        help="debootstrap: build the base from Debian packages, no registry needed (root); "
-        "registry: the Dockerfile's default python:3.11-slim, pulled from a registry",
-    ),
-    force: bool = typer.Option(False, "--force", help="rebuild even if up-to-date images exist"),
+    base: Annotated[
+        Base,
+        typer.Option(
+            help="debootstrap: build the base from Debian packages, no registry needed (root); "
+            "registry: the Dockerfile's default python:3.11-slim, pulled from a registry"
+        ),
+    ] = Base.debootstrap,
+    force: Annotated[bool, typer.Option("--force", help="rebuild even if up-to-date images exist")] = False,
 ) -> None:
     """Build the sandbox image (and its base); images that are up to date are kept."""
     console = Console(stderr=True, highlight=False)

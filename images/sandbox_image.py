@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import docker
-from docker.errors import APIError, BuildError
+from docker.errors import APIError
 
 from learnact.images.common import INPUTS_LABEL, ImageBuildError, ImageInfo, Log, find_image, image_info
 from learnact.sandbox.config import SANDBOX_IMAGE
@@ -99,28 +99,28 @@ def _build(
     client: docker.DockerClient, context: Path, base: str, inputs: str, log: Log, *, nocache: bool
 ) -> None:
     log(f"building {SANDBOX_IMAGE} on {base} (network none)")
-    stream = client.api.build(
-        path=str(context),
-        tag=SANDBOX_IMAGE,
-        buildargs={"BASE_IMAGE": base},
-        labels={INPUTS_LABEL: inputs},
-        network_mode="none",  # RUN steps get no network: everything comes from the context
-        pull=False,
-        nocache=nocache,
-        rm=True,
-        forcerm=True,
-        decode=True,
-        use_config_proxy=False,
-    )
     try:
+        stream = client.api.build(
+            path=str(context),
+            tag=SANDBOX_IMAGE,
+            buildargs={"BASE_IMAGE": base},
+            labels={INPUTS_LABEL: inputs},
+            network_mode="none",  # RUN steps get no network: everything comes from the context
+            pull=False,
+            nocache=nocache,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            use_config_proxy=False,
+        )
         for chunk in stream:
             if "error" in chunk:
                 raise ImageBuildError(_explain(str(chunk["error"]).strip(), base))
             for line in _ANSI.sub("", str(chunk.get("stream", ""))).splitlines():
                 if line.strip():
                     log(line.rstrip())
-    except (APIError, BuildError) as exc:
-        raise ImageBuildError(_explain(str(exc), base)) from exc
+    except APIError as exc:
+        raise ImageBuildError(_explain(str(exc.explanation or exc), base)) from exc
 
 
 def _explain(error: str, base: str) -> str:

@@ -138,7 +138,7 @@ def test_changed_runner_rebuilds_and_unchanged_is_kept(
 class _NoImages:
     """A Docker client stand-in that has no images at all."""
 
-    class images:  # noqa: N801 - mirrors DockerClient.images
+    class images:  # mirrors DockerClient.images
         @staticmethod
         def get(name: str) -> None:
             raise ImageNotFound(name)
