@@ -1,0 +1,243 @@
+"""The docker backend: one locked-down container per session, spoken to over its attached stdio.
+
+The channel is the container's own stdin/stdout, attached through the Docker API before start:
+no network, no mounts, and one Unix-socket hop between the host and the runner. The attach stream
+is multiplexed (8-byte frame headers); stdout carries the protocol, stderr the runner's own fatal
+errors. The logging driver is off so that the protocol is not copied to the daemon's log files.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig, Ulimit
+
+from learnact.sandbox.config import CONTAINER_LABEL, SandboxConfig
+from learnact.sandbox.protocol import ProtocolError, parse
+from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
+
+RUNNER_PATH = "/opt/learnact/runner.py"
+SANDBOX_USER = "10001:10001"
+READY_TIMEOUT_S = 60.0
+DIAGNOSTICS_BYTES = 4096
+START_HINT = (
+    "start one (as root: `dockerd --iptables=false --ip6tables=false --bridge=none &`, or run .ci/run) "
+    "or pass --backend process"
+)
+
+
+def connect(timeout_s: float = 30.0) -> docker.APIClient:
+    """A client of the local engine, or SandboxUnavailable saying how to start one."""
+    try:
+        api = docker.APIClient(**docker.utils.kwargs_from_env(), version="auto", timeout=timeout_s)
+        api.ping()
+    except (DockerException, OSError) as exc:
+        raise SandboxUnavailable(f"no Docker engine answers ({exc.__class__.__name__}): {START_HINT}") from None
+    return api
+
+
+def engine_answers() -> bool:
+    try:
+        connect(timeout_s=3.0)
+    except SandboxUnavailable:
+        return False
+    return True
+
+
+def runner_command(config: SandboxConfig) -> list[str]:
+    # -I: no environment variables, no user site; -S: no site module (the image has no packages
+    # beyond RestrictedPython, which the runner finds in /opt/learnact/lib); -u: unbuffered.
+    return [
+        "python3", "-I", "-S", "-u", RUNNER_PATH,
+        "--max-message-bytes", str(config.max_message_bytes),
+        "--kill-strays",
+    ]  # fmt: skip
+
+
+def host_config_kwargs(config: SandboxConfig) -> dict:
+    """The isolation flags, shared with the benchmark's bare `docker run`."""
+    return dict(
+        network_mode="none",
+        read_only=True,
+        tmpfs={"/tmp": f"rw,nosuid,nodev,noexec,size={config.tmpfs_mb}m,mode=1777"},
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],  # the default seccomp profile stays on
+        pids_limit=config.pids,
+        mem_limit=f"{config.memory_mb}m",
+        memswap_limit=f"{config.memory_mb}m",
+        nano_cpus=int(config.cpus * 1e9),
+        ulimits=[Ulimit(name="nofile", soft=256, hard=256)],
+        runtime=config.runtime,
+        ipc_mode="private",
+    )
+
+
+class DockerBackend:
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.api = connect()
+        try:
+            self.api.inspect_image(config.image)
+        except ImageNotFound:
+            raise SandboxUnavailable(
+                f"the sandbox image {config.image} is missing: build it with `learnact images build`"
+            ) from None
+        runtimes = self.api.info().get("Runtimes", {})
+        if config.runtime not in runtimes:
+            raise SandboxUnavailable(
+                f"the Docker engine has no '{config.runtime}' runtime (it has: {', '.join(sorted(runtimes))}); "
+                "register gVisor in /etc/docker/daemon.json or use --runtime runc"
+            )
+        self.owner = str(os.getpid())
+        remove_stale_containers(self.api)
+
+    def new_client(self) -> docker.APIClient:
+        """A client for another thread (the pool's filler): requests sessions are not shared."""
+        return docker.APIClient(**docker.utils.kwargs_from_env(), version=self.api.api_version)
+
+    def start(self, api: docker.APIClient | None = None) -> DockerTransport:
+        api = api or self.api
+        host_config = api.create_host_config(**host_config_kwargs(self.config), log_config=LogConfig(type="none"))
+        container = api.create_container(
+            self.config.image,
+            command=runner_command(self.config),
+            user=SANDBOX_USER,
+            working_dir="/tmp",
+            environment={},  # the host's environment never enters
+            labels={CONTAINER_LABEL: self.owner},
+            stdin_open=True,
+            tty=False,
+            network_disabled=True,
+            hostname="sandbox",
+            host_config=host_config,
+        )["Id"]
+        transport = None
+        try:
+            stream = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            # Teardown goes through the owner's client, whichever thread started the container.
+            transport = DockerTransport(self.api, container, stream)
+            api.start(container)
+            transport.await_ready(self.config.max_message_bytes)
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            else:
+                _remove(api, container)
+            raise
+        return transport
+
+    def close(self) -> None:
+        self.api.close()
+
+
+def remove_stale_containers(api: docker.APIClient) -> int:
+    """Remove sandbox containers whose owning process no longer runs (killed before its cleanup)."""
+    removed = 0
+    for container in api.containers(all=True, filters={"label": CONTAINER_LABEL}):
+        owner = container.get("Labels", {}).get(CONTAINER_LABEL, "")
+        if owner.isdigit() and _process_alive(int(owner)):
+            continue
+        _remove(api, container["Id"])
+        removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove(api: docker.APIClient, container: str) -> None:
+    try:
+        api.remove_container(container, force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        if exc.status_code != 409:  # 409: removal already in progress
+            raise
+
+
+class DockerTransport(Transport):
+    def __init__(self, api: docker.APIClient, container: str, stream) -> None:
+        super().__init__()
+        self.api, self.container = api, container
+        self._stream = stream  # keeps the attach response's socket open
+        self.sock: socket.socket = stream._sock
+        self._frames = bytearray()
+        self._stderr = bytearray()
+        self._closed = False
+
+    def await_ready(self, max_bytes: int) -> None:
+        line = self.read_line(time.monotonic() + READY_TIMEOUT_S, max_bytes)
+        if line is None:
+            info = self.finish(kill=False)
+            raise SandboxUnavailable(
+                f"the sandbox container exited at start (exit code {info.exit_code}): {info.diagnostics.strip()}"
+            )
+        if parse(line, max_bytes).op != "ready":
+            raise ProtocolError(f"expected 'ready' from a new sandbox, got {line[:120]!r}")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _receive(self, timeout: float) -> bytes | None:
+        readable, _, _ = select.select([self.sock], [], [], timeout)
+        if not readable:
+            return None
+        chunk = self.sock.recv(1 << 16)
+        if not chunk:
+            return b""
+        return self._demux(chunk) or None
+
+    def _demux(self, chunk: bytes) -> bytes:
+        """Stdout payload of the complete frames received so far; stderr goes to diagnostics."""
+        self._frames += chunk
+        out = bytearray()
+        while len(self._frames) >= 8:
+            stream_type, size = struct.unpack(">BxxxL", self._frames[:8])
+            if len(self._frames) < 8 + size:
+                break
+            payload = self._frames[8 : 8 + size]
+            del self._frames[: 8 + size]
+            if stream_type == 1:
+                out += payload
+            else:
+                self._stderr = (self._stderr + payload)[-DIAGNOSTICS_BYTES:]
+        return bytes(out)
+
+    def finish(self, kill: bool) -> ExitInfo:
+        if kill:
+            try:
+                self.api.kill(self.container)
+            except APIError:
+                pass  # it has ended already
+        try:
+            self.api.wait(self.container, timeout=10)
+            state = self.api.inspect_container(self.container)["State"]
+            info = ExitInfo(state.get("ExitCode"), bool(state.get("OOMKilled")), self._stderr.decode("utf-8", "replace"))
+        except (DockerException, OSError) as exc:  # already gone, or the engine failed: say so
+            info = ExitInfo(None, False, f"{self._stderr.decode('utf-8', 'replace')}\n({exc})")
+        self.close()
+        return info
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sock.close()
+            self._stream.close()
+        except OSError:
+            pass
+        _remove(self.api, self.container)

@@ -1,0 +1,76 @@
+"""A warm pool: sandboxes started ahead of time by a background thread, handed out once each.
+
+Acquiring is a queue pop when the pool is warm; when it is empty the caller starts one itself
+(a cold start). A sandbox is never returned to the pool: each session gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Callable
+
+from learnact.sandbox.transport import Transport
+
+RETRY_AFTER_FAILURE_S = 1.0
+
+
+class Pool:
+    def __init__(self, start: Callable[[], Transport], size: int, start_in_filler: Callable[[], Transport] | None = None):
+        """``start`` runs in the caller's thread (cold starts), ``start_in_filler`` in the filler's."""
+        self._start = start
+        self._size = size
+        self._ready: deque[Transport] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self.last_error: BaseException | None = None  # why the filler could not start one, if it failed
+        self._thread: threading.Thread | None = None
+        if size > 0:
+            self._thread = threading.Thread(
+                target=self._fill, args=(start_in_filler or start,), name="learnact-sandbox-pool", daemon=True
+            )
+            self._thread.start()
+
+    def acquire(self) -> Transport:
+        with self._lock:
+            if self._ready:
+                transport = self._ready.popleft()
+                self._wake.set()
+                return transport
+        return self._start()
+
+    def warm(self) -> int:
+        """How many sandboxes wait ready right now."""
+        with self._lock:
+            return len(self._ready)
+
+    def _fill(self, start: Callable[[], Transport]) -> None:
+        while not self._closed:
+            with self._lock:
+                missing = self._size - len(self._ready)
+            if missing <= 0:
+                self._wake.wait()
+                self._wake.clear()
+                continue
+            try:
+                transport = start()
+            except Exception as exc:  # noqa: BLE001 - a cold start in acquire() will raise it properly
+                self.last_error = exc
+                self._wake.wait(RETRY_AFTER_FAILURE_S)
+                continue
+            with self._lock:
+                if not self._closed:
+                    self._ready.append(transport)
+                    continue
+            transport.close()
+
+    def close(self) -> None:
+        """Stop the filler (waiting for a start in progress) and remove every waiting sandbox."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        while self._ready:
+            self._ready.popleft().close()

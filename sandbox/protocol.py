@@ -1,0 +1,143 @@
+"""The wire protocol between the host and the in-sandbox runner: JSON lines, one message per line.
+
+Host -> sandbox: ``setup`` (once, first: primitive names), ``load`` (an action module), ``exec`` (an
+agent snippet), ``result`` / ``error`` (the answer to a primitive call).
+Sandbox -> host: ``ready`` (once, at start), ``call`` (a primitive call, blocks for the answer),
+``done`` (the end of a load or exec).
+
+Every message from the sandbox is parsed here with a size cap and a strict schema (unknown fields,
+unknown ops and wrong types are errors). The runner (stdlib only) writes the same shapes by hand;
+``tests/test_protocol.py`` keeps the two in step. Only JSON crosses the boundary, never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from learnact.sandbox.result import ErrorInfo
+
+IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
+# Statuses the sandbox may claim. call_limit is decided by the host alone, crashed and a
+# wall-clock timeout by the host when it kills the sandbox, rejected by the host's static check.
+SandboxStatus = Literal["ok", "error", "timeout", "memory", "output_limit"]
+
+
+class ProtocolError(Exception):
+    """The sandbox sent something the protocol does not allow; the session must end."""
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---- host -> sandbox ---------------------------------------------------------------------------
+
+
+class Setup(_Message):
+    op: Literal["setup"] = "setup"
+    primitives: list[Annotated[str, Field(pattern=IDENTIFIER)]]
+
+
+class Load(_Message):
+    op: Literal["load"] = "load"
+    id: int
+    code: str
+    restricted: bool
+    nonce: str
+
+
+class Exec(_Message):
+    op: Literal["exec"] = "exec"
+    id: int
+    code: str
+    restricted: bool
+    max_output_bytes: int
+    cpu_s: int
+    nonce: str
+
+
+class CallResult(_Message):
+    op: Literal["result"] = "result"
+    id: int
+    value: str
+
+
+class CallError(_Message):
+    op: Literal["error"] = "error"
+    id: int
+    type: Literal["ValueError"] = "ValueError"
+    message: str
+
+
+HostMessage = Union[Setup, Load, Exec, CallResult, CallError]
+
+
+def encode(message: HostMessage) -> bytes:
+    """One JSON line."""
+    return message.model_dump_json().encode() + b"\n"
+
+
+# ---- sandbox -> host ---------------------------------------------------------------------------
+
+
+class Ready(_Message):
+    op: Literal["ready"]
+
+
+class Call(_Message):
+    op: Literal["call"]
+    id: int
+    name: Annotated[str, Field(pattern=IDENTIFIER, max_length=100)]
+    args: list[Any]
+
+
+class Done(_Message):
+    op: Literal["done"]
+    id: int
+    nonce: str
+    status: SandboxStatus
+    error: ErrorInfo | None = None
+    stdout: str = ""
+    # Threads of the program still alive after it finished (unchecked code only): the host
+    # retires the sandbox so that they cannot act during a later execution.
+    threads_left: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _error_iff_failed(self) -> Done:
+        if (self.status == "ok") != (self.error is None):
+            raise ValueError("a done message has an error exactly when its status is not ok")
+        return self
+
+
+SandboxMessage = Annotated[Union[Ready, Call, Done], Field(discriminator="op")]
+_sandbox_message: TypeAdapter[Ready | Call | Done] = TypeAdapter(SandboxMessage)
+
+
+def parse(line: bytes, max_bytes: int) -> Ready | Call | Done:
+    """Validate one line from the sandbox, or raise ProtocolError saying what is wrong with it."""
+    if len(line) > max_bytes:
+        raise ProtocolError(f"message of {len(line)} bytes exceeds the cap of {max_bytes} bytes")
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"malformed message (not JSON: {exc}): {_preview(line)}") from None
+    if not isinstance(data, dict) or "op" not in data:
+        raise ProtocolError(f"malformed message (no 'op' field): {_preview(line)}")
+    if data["op"] not in ("ready", "call", "done"):
+        raise ProtocolError(f"unknown op {data['op']!r}: {_preview(line)}")
+    try:
+        return _sandbox_message.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ProtocolError(f"invalid {data['op']!r} message ({problems}): {_preview(line)}") from None
+
+
+def _preview(line: bytes, limit: int = 120) -> str:
+    text = line[:limit].decode("utf-8", "replace")
+    return repr(text) + ("..." if len(line) > limit else "")

@@ -1,0 +1,449 @@
+"""The in-sandbox runner: executes untrusted code and proxies its primitive calls to the host.
+
+It runs INSIDE the sandbox (container or child process) with the standard library and
+RestrictedPython only; it must never import learnact. It speaks the JSON-lines protocol of
+``learnact.sandbox.protocol`` on private descriptors: at start it duplicates stdin/stdout/stderr,
+points fd 0 at /dev/null and fds 1 and 2 at a non-blocking pipe with room for the output cap, so
+that nothing the program writes (print, sys.stdout, os.write(1, ...)) can mix with the protocol and
+output beyond the cap fails at once. Its own fatal errors go to the original stderr.
+
+Nothing here is the security boundary: with the check off the program owns this process and can
+say anything on the protocol. The host validates every message, counts calls itself and enforces
+the wall-clock limit by killing the sandbox; the container (or process limits) is the boundary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import traceback
+import types
+
+AGENT, ACTION = "<agent>", "<action>"
+ALLOWED_MODULES = (
+    "bisect", "collections", "functools", "heapq", "itertools", "json", "math", "random", "re",
+    "statistics", "string",
+)  # fmt: skip
+EXTRA_BUILTINS = (
+    "all", "any", "dict", "enumerate", "filter", "frozenset", "iter", "list", "map", "max", "min",
+    "next", "reversed", "set", "sorted", "sum", "tuple", "zip",
+)  # fmt: skip
+MAX_ERROR_CHARS = 2000
+MAX_TRACEBACK_CHARS = 4000
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+
+
+class CpuTimeout(BaseException):
+    """Raised by the CPU alarm; a BaseException so that `except Exception` does not swallow it."""
+
+
+class OutputLimit(BaseException):
+    """Raised when the program writes more than the output cap."""
+
+
+class Channel:
+    """JSON lines on the two private protocol descriptors."""
+
+    def __init__(self, fd_in: int, fd_out: int, max_bytes: int) -> None:
+        self.fd_in, self.fd_out, self.max_bytes = fd_in, fd_out, max_bytes
+        self.buffer = b""
+
+    def read(self) -> dict | None:
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd_in, 1 << 16)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def encode(self, message: dict) -> bytes:
+        return json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+
+    def write(self, message: dict) -> None:
+        data = memoryview(self.encode(message) + b"\n")
+        while data:
+            data = data[os.write(self.fd_out, data) :]
+
+
+class Capture:
+    """The program's stdout+stderr: a pipe sized to the cap whose write end never blocks."""
+
+    def __init__(self) -> None:
+        self.read_fd, write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(write_fd, False)  # a full pipe fails the write instead of hanging
+        os.dup2(write_fd, 1)
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        self.cap = 0
+        self.overflowed = False
+
+    def begin(self, cap: int) -> None:
+        self.take()  # whatever stray threads wrote since the last execution is not this one's
+        self.cap, self.overflowed = cap, False
+        try:
+            fcntl.fcntl(1, fcntl.F_SETPIPE_SZ, cap + 1)
+        except OSError:  # above /proc/sys/fs/pipe-max-size: keep the largest allowed
+            fcntl.fcntl(1, fcntl.F_SETPIPE_SZ, _pipe_max_size())
+
+    def take(self) -> bytes:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        if len(data) > self.cap or len(data) >= fcntl.fcntl(1, fcntl.F_GETPIPE_SZ):
+            self.overflowed = True
+        return data[: self.cap]
+
+
+def _pipe_max_size() -> int:
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1 << 16
+
+
+class CaptureWriter:
+    """sys.stdout/sys.stderr of the program: writes to fd 1; a full capture ends the execution."""
+
+    encoding = "utf-8"
+    errors = "replace"
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+
+    def write(self, text: str) -> int:
+        data = memoryview(str(text).encode("utf-8", "replace"))
+        try:
+            while data:
+                data = data[os.write(1, data) :]
+        except BlockingIOError:
+            self.capture.overflowed = True
+            raise OutputLimit from None
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+
+class Runner:
+    def __init__(self, channel: Channel, capture: Capture, kill_strays: bool) -> None:
+        self.channel, self.capture, self.kill_strays = channel, capture, kill_strays
+        self.pid = os.getpid()
+        self.main_thread = threading.get_ident()
+        self.current_id: int | None = None
+        self.armed = False
+        self.sources: dict[str, list[str]] = {}
+        self.namespace: dict = {"__name__": "sandbox"}
+        self.safe_builtins = self._safe_builtins()
+        self.module_views: dict[str, types.SimpleNamespace] = {}
+        signal.signal(signal.SIGPROF, self._on_cpu_alarm)
+
+    # ---- restricted environment ---------------------------------------------------------------
+
+    def _safe_builtins(self) -> dict:
+        from RestrictedPython import safe_builtins
+        from RestrictedPython.Guards import (
+            full_write_guard,
+            guarded_iter_unpack_sequence,
+            guarded_unpack_sequence,
+            safer_getattr,
+        )
+
+        import builtins
+
+        names = dict(safe_builtins)
+        names.update({name: getattr(builtins, name) for name in EXTRA_BUILTINS})
+        names["__import__"] = self._guarded_import
+        self.namespace.update(
+            _getattr_=safer_getattr,
+            _getitem_=lambda obj, key: obj[key],
+            _getiter_=iter,
+            _write_=full_write_guard,
+            _print_=lambda _getattr=None: _Print(),
+            _inplacevar_=_inplacevar,
+            _unpack_sequence_=guarded_unpack_sequence,
+            _iter_unpack_sequence_=guarded_iter_unpack_sequence,
+            _apply_=lambda function, *args, **kwargs: function(*args, **kwargs),
+            __metaclass__=type,
+        )
+        return names
+
+    def _guarded_import(self, name, globals=None, locals=None, fromlist=(), level=0):
+        if level != 0 or name not in ALLOWED_MODULES:
+            raise ImportError(
+                f"module '{name}' cannot be imported in the sandbox; allowed: {', '.join(ALLOWED_MODULES)}"
+            )
+        if name not in self.module_views:
+            # A view with the public, non-module attributes only: a real module would lead on to
+            # other modules (re.enum.sys.modules['os']).
+            module = __import__(name)
+            self.module_views[name] = types.SimpleNamespace(
+                **{
+                    key: value
+                    for key, value in vars(module).items()
+                    if not key.startswith("_") and not isinstance(value, types.ModuleType)
+                }
+            )
+        return self.module_views[name]
+
+    def install_primitives(self, names: list[str]) -> None:
+        for name in names:
+            self.namespace[name] = self._stub(name)
+
+    def _stub(self, name: str):
+        def primitive(*args, **kwargs):
+            return self.call(name, list(args), kwargs)
+
+        primitive.__name__ = primitive.__qualname__ = name
+        return primitive
+
+    # ---- primitive calls ------------------------------------------------------------------------
+
+    def call(self, name: str, args: list, kwargs: dict) -> str:
+        if threading.get_ident() != self.main_thread or self.current_id is None:
+            raise RuntimeError(f"{name}(): primitives can only be called from the program's main thread")
+        if kwargs:
+            raise TypeError(f"{name}() takes positional arguments only")
+        message = {"op": "call", "id": self.current_id, "name": name, "args": args}
+        try:
+            size = len(self.channel.encode(message))
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}(): arguments must be strings or integers") from None
+        if size > self.channel.max_bytes:
+            raise ValueError(f"{name}(): arguments are too large ({size} bytes)")
+        self.channel.write(message)
+        reply = self.channel.read()
+        if reply is None or reply.get("id") != self.current_id or reply.get("op") not in ("result", "error"):
+            _fatal(f"unexpected reply to a primitive call: {reply!r}")
+        if reply["op"] == "error":
+            raise ValueError(reply["message"])
+        return reply["value"]
+
+    # ---- executions -------------------------------------------------------------------------------
+
+    def _on_cpu_alarm(self, signum, frame) -> None:
+        if self.armed:  # one shot: a program that swallows it is stopped by the host's wall clock
+            self.armed = False
+            raise CpuTimeout
+
+    def _arm(self, cpu_s: float) -> None:
+        self.armed = True
+        signal.setitimer(signal.ITIMER_PROF, cpu_s)
+
+    def _disarm(self) -> None:
+        self.armed = False
+        signal.setitimer(signal.ITIMER_PROF, 0)
+
+    def run(self, request: dict) -> None:
+        filename = ACTION if request["op"] == "load" else AGENT
+        restricted = bool(request["restricted"])
+        cpu_s = float(request.get("cpu_s", 0)) or None
+        self.current_id = request["id"]
+        self.capture.begin(int(request.get("max_output_bytes", 64_000)))
+        status, error = "ok", None
+        try:
+            code = self._compile(request["code"], filename, restricted)
+            self.namespace["__builtins__"] = self.safe_builtins if restricted else __builtins__
+            if cpu_s:
+                self._arm(cpu_s)
+            exec(code, self.namespace)
+            self._disarm()
+        except BaseException as exc:  # the program's own failure, whatever it is
+            self._disarm()
+            status, error = self._classify(exc, cpu_s)
+        if os.getpid() != self.pid:
+            os._exit(0)  # a child forked by the program must never speak for it
+        self.current_id = None
+        stdout = self.capture.take()
+        if self.capture.overflowed and status in ("ok", "error"):
+            status = "output_limit"
+            error = {"type": "OutputLimit", "message": f"output exceeded {self.capture.cap} bytes", "traceback": ""}
+        if self.kill_strays:
+            _kill_other_processes()
+        done = {
+            "op": "done",
+            "id": request["id"],
+            "nonce": request["nonce"],
+            "status": status,
+            "error": error,
+            "stdout": stdout.decode("utf-8", "replace"),
+            "threads_left": threading.active_count() - 1,
+        }
+        self.channel.write(self._fit(done))
+
+    def _compile(self, source: str, filename: str, restricted: bool):
+        self.sources[filename] = source.splitlines()
+        if not restricted:
+            return compile(source, filename, "exec", dont_inherit=True)
+        from RestrictedPython import compile_restricted_exec
+
+        result = compile_restricted_exec(source, filename)
+        if result.errors:
+            raise SyntaxError("; ".join(result.errors))
+        return result.code
+
+    def _classify(self, exc: BaseException, cpu_s: float | None) -> tuple[str, dict]:
+        if isinstance(exc, CpuTimeout):
+            return "timeout", _error("TimeoutError", f"CPU time limit of {cpu_s:g} s exceeded", "")
+        if isinstance(exc, OutputLimit):
+            return "output_limit", _error("OutputLimit", f"output exceeded {self.capture.cap} bytes", "")
+        status = "memory" if isinstance(exc, MemoryError) else "error"
+        try:
+            message = str(exc)
+        except BaseException:
+            message = "<unprintable exception>"
+        if isinstance(exc, SyntaxError) and exc.lineno and exc.filename in self.sources:
+            message = f"line {exc.lineno}: {exc.msg}"
+        return status, _error(type(exc).__name__, message, self._traceback(exc))
+
+    def _traceback(self, exc: BaseException) -> str:
+        lines = []
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename not in self.sources:
+                continue  # runner internals and library code are not the program's business
+            lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+            source = self.sources[frame.filename]
+            if frame.lineno and 0 < frame.lineno <= len(source):
+                lines.append("    " + source[frame.lineno - 1].strip())
+        if not lines:
+            return ""
+        return "Traceback (most recent call last):\n" + "\n".join(lines) + f"\n{type(exc).__name__}: {exc}"
+
+    def _fit(self, done: dict) -> dict:
+        """Shrink stdout until the done message fits the message cap."""
+        while len(self.channel.encode(done)) >= self.channel.max_bytes and done["stdout"]:
+            done["stdout"] = done["stdout"][: len(done["stdout"]) // 2]
+        return done
+
+
+class _Print:
+    """RestrictedPython's print target: print() in restricted code writes to the capture."""
+
+    def _call_print(self, *objects, **kwargs):
+        if kwargs.pop("file", None) is not None:
+            raise ValueError("print(file=...) is not available in the sandbox")
+        print(*objects, **kwargs)
+
+    def __call__(self) -> str:
+        return ""
+
+
+def _inplacevar(op: str, x, y):
+    import operator
+
+    operators = {
+        "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
+        "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
+        ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor,
+    }  # fmt: skip
+    if op not in operators:
+        raise SyntaxError(f"operator {op} is not allowed")
+    return operators[op](x, y)
+
+
+def _error(type_name: str, message: str, tb: str) -> dict:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + "..."
+    return {"type": type_name[:100], "message": message, "traceback": tb[-MAX_TRACEBACK_CHARS:]}
+
+
+def _kill_other_processes() -> None:
+    """As PID 1 of the sandbox's own PID namespace, end every process the program started."""
+    for _ in range(100):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        except OSError:
+            return
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+
+
+def _fatal(reason: str) -> None:
+    os.write(_DIAG_FD, f"runner: {reason}\n".encode("utf-8", "replace"))
+    os._exit(3)
+
+
+def _unshare_user_and_network() -> None:
+    """New user and network namespaces where the kernel allows them (no network, no privileges)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.unshare(CLONE_NEWUSER | CLONE_NEWNET)  # failure (EPERM, EINVAL) leaves things as they are
+    except (OSError, AttributeError):
+        pass
+
+
+_DIAG_FD = 2
+
+
+def main(argv: list[str]) -> None:
+    global _DIAG_FD
+    parser = argparse.ArgumentParser(prog="runner.py")
+    parser.add_argument("--lib", default="/opt/learnact/lib", help="directory holding RestrictedPython")
+    parser.add_argument("--max-message-bytes", type=int, default=256_000)
+    parser.add_argument("--kill-strays", action="store_true", help="PID 1 of a private PID namespace")
+    parser.add_argument("--unshare", action="store_true", help="try new user and network namespaces")
+    parser.add_argument("--rlimit", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, args.lib)
+    import RestrictedPython  # noqa: F401  (imported before limits apply and before "ready")
+
+    proto_in, proto_out, _DIAG_FD = os.dup(0), os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    capture = Capture()
+    sys.stdout = sys.stderr = CaptureWriter(capture)
+    sys.stdin = None
+    if args.unshare:
+        _unshare_user_and_network()
+    for item in args.rlimit:
+        name, value = item.split("=")
+        limit = int(value)
+        resource.setrlimit(getattr(resource, f"RLIMIT_{name.upper()}"), (limit, limit))
+
+    channel = Channel(proto_in, proto_out, args.max_message_bytes)
+    runner = Runner(channel, capture, args.kill_strays)
+    channel.write({"op": "ready"})
+    setup = channel.read()
+    if setup is None:
+        return
+    if setup.get("op") != "setup":
+        _fatal(f"expected a setup message first, got {setup!r}")
+    runner.install_primitives(setup["primitives"])
+    while (request := channel.read()) is not None:
+        if request.get("op") not in ("load", "exec"):
+            _fatal(f"unexpected request {request!r}")
+        runner.run(request)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,79 @@
+"""The small interface between a host session and one running sandbox, whatever the backend."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from learnact.sandbox.protocol import ProtocolError
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox cannot run here (no engine, no image, no runtime); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a sandbox ended."""
+
+    exit_code: int | None  # None when unknown; negative: killed by that signal (process backend)
+    oom_killed: bool = False
+    diagnostics: str = ""  # the tail of the runner's own stderr
+
+
+class Transport(ABC):
+    """One started sandbox that has said ``ready``: bytes in, lines out, and a way to end it."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @abstractmethod
+    def send(self, data: bytes) -> None:
+        """Write to the runner's protocol input; raises OSError when the sandbox is gone."""
+
+    @abstractmethod
+    def _receive(self, timeout: float) -> bytes | None:
+        """Protocol bytes that arrive within ``timeout`` s: b"" at end of stream, None if none came."""
+
+    @abstractmethod
+    def finish(self, kill: bool) -> ExitInfo:
+        """Kill the sandbox (or wait briefly for it to end), remove it and say how it ended."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Remove the sandbox without waiting; idempotent."""
+
+    def read_line(self, deadline: float, max_bytes: int) -> bytes | None:
+        """The next protocol line (without newline), None at end of stream.
+
+        Raises TimeoutError at ``deadline`` (time.monotonic()) and ProtocolError as soon as the
+        line being received is longer than ``max_bytes``.
+        """
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                if len(line) > max_bytes:
+                    raise ProtocolError(f"message of {len(line)} bytes exceeds the cap of {max_bytes} bytes")
+                return line
+            if len(self._buffer) > max_bytes:
+                raise ProtocolError(f"message of more than {max_bytes} bytes exceeds the cap")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            chunk = self._receive(remaining)
+            if chunk == b"":
+                return None
+            if chunk:
+                self._buffer += chunk
+
+    def has_unread(self) -> bool:
+        """Whether the sandbox sent anything that nobody asked for (checked between requests)."""
+        if self._buffer:
+            return True
+        chunk = self._receive(0)
+        if chunk:
+            self._buffer += chunk
+        return chunk is not None
