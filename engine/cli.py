@@ -23,3 +23,5 @@ app.command("eval")(cli_eval.evaluate)
 envs_app.command("list")(cli_envs.list_envs)
 from learnact.engine import cli_images  # noqa: E402
 images_app.command("build")(cli_images.build)
+from learnact.engine import cli_sandbox  # noqa: E402
+sandbox_app.command("exec")(cli_sandbox.exec_program)
