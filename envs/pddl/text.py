@@ -193,11 +193,12 @@ def _generic_action(schema: Schema) -> ActionText:
 
 
 def profile_for(domain: Domain) -> Profile:
-    """The known domain's profile when the name and every action's arity match, else generic text."""
+    """The known domain's profile when the name, the actions and their arities match, else generic."""
     for profile in PROFILES.values():
-        if domain.name in profile.pddl_names and all(
-            name in profile.actions and len(profile.actions[name].params) == len(schema.params)
-            for name, schema in domain.schemas.items()
+        if (
+            domain.name in profile.pddl_names
+            and set(domain.schemas) == set(profile.actions)
+            and all(len(profile.actions[n].params) == len(s.params) for n, s in domain.schemas.items())
         ):
             return profile
     actions = {name: _generic_action(s) for name, s in domain.schemas.items()}
