@@ -35,7 +35,7 @@ def evaluate(
     method: Annotated[MethodChoice, typer.Option(help="how actions are chosen")] = MethodChoice.expert,
     tasks: Annotated[Optional[str], typer.Option(help="indices and ranges (0-4,7) or task ids; default: all")] = None,
     workers: Annotated[int, typer.Option(min=1, help="episodes run in parallel, each with its own sandbox")] = 1,
-    max_steps: Annotated[int, typer.Option(min=1, help="steps per episode")] = 50,
+    max_steps: Annotated[int, typer.Option(min=1, help="steps per episode")] = 100,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     pddl_domain: Annotated[Optional[Path], typer.Option(help="external PDDL domain file (--env pddl)")] = None,
     pddl_problems: Annotated[Optional[list[Path]], typer.Option(help="external PDDL problem files (--env pddl)")] = None,

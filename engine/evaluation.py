@@ -22,7 +22,7 @@ class EvalConfig(BaseModel):
     env: EnvSpec
     method: Method = "expert"
     tasks: list[str]
-    max_steps: int = Field(50, gt=0)
+    max_steps: int = Field(100, gt=0)
     workers: int = Field(1, gt=0)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 

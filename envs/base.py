@@ -8,6 +8,7 @@ spec (arity, types, sizes) before the environment sees them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -99,6 +100,13 @@ class Environment(ABC):
     @abstractmethod
     def reset(self, task_id: str) -> ResetInfo:
         """Start the task; raises KeyError with a clear message for an unknown id."""
+
+    def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:
+        """The expert's primitive calls (name, args) for the task last reset to.
+
+        Each call is computed after the previous one was performed, so a reactive expert fits too.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no expert")
 
     @abstractmethod
     def _perform(self, name: str, args: list[Any]) -> StepOutcome:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ class PddlEnv(Environment):
             tid: _Task(TaskInfo(id=tid, type=task_type), problem) for tid, problem in zip(task_ids, problems)
         }
         self._sim: Simulator | None = None
+        self._task_id = ""
         self._progress = 0.0
 
     @classmethod
@@ -79,6 +80,7 @@ class PddlEnv(Environment):
 
     def reset(self, task_id: str) -> ResetInfo:
         problem = self._task(task_id).problem
+        self._task_id = task_id
         self._sim = Simulator(self.domain, problem)
         self._progress = 0.0
         return ResetInfo(observation=self.observation(), goal=self._text.goal(problem.goal))
@@ -108,6 +110,11 @@ class PddlEnv(Environment):
         return StepOutcome(
             observation=observation, valid=valid, done=success, success=success, progress=self._progress
         )
+
+    def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:
+        """The planner's plan for the task last reset to, one primitive call at a time."""
+        self._running()
+        yield from self.expert_plan(self._task_id)
 
     def expert_plan(self, task_id: str) -> list[tuple[str, list]]:
         """A plan from Fast Downward, as primitive calls (name, args) of this environment."""
