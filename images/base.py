@@ -61,7 +61,9 @@ def build_base_image(
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
     image = client.images.get(BASE_IMAGE)
-    return image_info(image, BASE_IMAGE, built=True, seconds=time.monotonic() - started)
+    return image_info(
+        image, BASE_IMAGE, built=True, seconds=time.monotonic() - started, replaced=existing
+    )
 
 
 def _check_can_debootstrap() -> None:

@@ -7,7 +7,7 @@ from typing import Literal
 import docker
 
 from learnact.images.base import BASE_IMAGE, build_base_image
-from learnact.images.common import ImageInfo, Log, connect
+from learnact.images.common import ImageInfo, Log, connect, remove_replaced
 from learnact.images.sandbox_image import REGISTRY_BASE, build_sandbox_image
 
 BaseKind = Literal["debootstrap", "registry"]
@@ -31,4 +31,7 @@ def build_images(
     else:
         base_image = REGISTRY_BASE
     built.append(build_sandbox_image(client, base=base_image, log=log, force=force))
+    # An old base can go only now that the old sandbox image built on it is gone.
+    if base == "debootstrap" and built[0].replaced_id is not None:
+        remove_replaced(client, built[0].replaced_id)
     return built

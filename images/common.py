@@ -6,7 +6,7 @@ import os
 from collections.abc import Callable
 
 import docker
-from docker.errors import DockerException, ImageNotFound
+from docker.errors import APIError, DockerException, ImageNotFound
 from pydantic import BaseModel, Field
 
 Log = Callable[[str], None]
@@ -31,6 +31,7 @@ class ImageInfo(BaseModel):
     inputs_sha256: str | None = Field(
         None, description="content hash of the build inputs (sandbox image only)"
     )
+    replaced_id: str | None = Field(None, description="the image that held the tag before this build")
 
 
 def connect() -> docker.DockerClient:
@@ -54,8 +55,21 @@ def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Im
         return None
 
 
+def remove_replaced(client: docker.DockerClient, image_id: str) -> None:
+    """Removes an image a rebuild left untagged, unless a container or a child image still uses it."""
+    try:
+        client.images.remove(image_id)
+    except APIError:
+        pass  # in use: Docker keeps it, and so do we
+
+
 def image_info(
-    image: docker.models.images.Image, tag: str, *, built: bool, seconds: float = 0.0
+    image: docker.models.images.Image,
+    tag: str,
+    *,
+    built: bool,
+    seconds: float = 0.0,
+    replaced: docker.models.images.Image | None = None,
 ) -> ImageInfo:
     return ImageInfo(
         tag=tag,
@@ -64,4 +78,5 @@ def image_info(
         built=built,
         seconds=round(seconds, 1),
         inputs_sha256=(image.labels or {}).get(INPUTS_LABEL),
+        replaced_id=replaced.id if replaced is not None and replaced.id != image.id else None,
     )

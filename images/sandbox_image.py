@@ -19,7 +19,15 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from learnact.images.common import INPUTS_LABEL, ImageBuildError, ImageInfo, Log, find_image, image_info
+from learnact.images.common import (
+    INPUTS_LABEL,
+    ImageBuildError,
+    ImageInfo,
+    Log,
+    find_image,
+    image_info,
+    remove_replaced,
+)
 from learnact.sandbox.config import SANDBOX_IMAGE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +53,16 @@ def build_sandbox_image(
             return image_info(existing, SANDBOX_IMAGE, built=False)
         started = time.monotonic()
         _build(client, context, base, inputs, log, nocache=force)
-    image = client.images.get(SANDBOX_IMAGE)
-    return image_info(image, SANDBOX_IMAGE, built=True, seconds=time.monotonic() - started)
+    info = image_info(
+        client.images.get(SANDBOX_IMAGE),
+        SANDBOX_IMAGE,
+        built=True,
+        seconds=time.monotonic() - started,
+        replaced=existing,
+    )
+    if info.replaced_id is not None:
+        remove_replaced(client, info.replaced_id)
+    return info
 
 
 def _prepare_context(context: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import docker
@@ -115,11 +114,11 @@ def test_changed_runner_rebuilds_and_unchanged_is_kept(
     tag = "learnact-sandbox:test-images"  # never the real tag: other tests use it concurrently
     monkeypatch.setattr(sandbox_image, "SANDBOX_IMAGE", tag)
     runner = tmp_path / "runner.py"
-    shutil.copyfile(sandbox_image.RUNNER, runner)
+    runner.write_text(sandbox_image.RUNNER.read_text() + "\n# first\n")  # an image of its own
     monkeypatch.setattr(sandbox_image, "RUNNER", runner)
     try:
         first = sandbox_image.build_sandbox_image(client, base=base_module.BASE_IMAGE, log=lambda _l: None)
-        assert first.inputs_sha256 == images[1].inputs_sha256
+        assert first.built and first.inputs_sha256 != images[1].inputs_sha256
         kept = sandbox_image.build_sandbox_image(client, base=base_module.BASE_IMAGE, log=lambda _l: None)
         assert (kept.built, kept.image_id) == (False, first.image_id)
 
@@ -127,6 +126,9 @@ def test_changed_runner_rebuilds_and_unchanged_is_kept(
         changed = sandbox_image.build_sandbox_image(client, base=base_module.BASE_IMAGE, log=lambda _l: None)
         assert changed.built
         assert changed.inputs_sha256 != first.inputs_sha256
+        assert changed.replaced_id == first.image_id
+        with pytest.raises(ImageNotFound):  # the outdated image is removed, not left dangling
+            client.images.get(first.image_id)
         assert client.images.get(tag).labels[INPUTS_LABEL] == changed.inputs_sha256
     finally:
         try:
