@@ -318,10 +318,19 @@ class Runner:
         return status, _error(type(exc).__name__, message, self._traceback(exc))
 
     def _traceback(self, exc: BaseException) -> str:
-        lines = []
+        lines: list[str] = []
+        previous, repeats = None, 0
         for frame in traceback.extract_tb(exc.__traceback__):
             if frame.filename not in self.sources:
                 continue  # runner internals and library code are not the program's business
+            key = (frame.filename, frame.lineno, frame.name)
+            repeats = repeats + 1 if key == previous else 0
+            previous = key
+            if repeats >= 3:  # like Python's own traceback: recursion is summarised
+                if repeats == 3:
+                    lines.append("")
+                lines[-1] = f"  [Previous line repeated {repeats - 2} more times]"
+                continue
             lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
             source = self.sources[frame.filename]
             if frame.lineno and 0 < frame.lineno <= len(source):
@@ -365,23 +374,32 @@ def _inplacevar(op: str, x, y):
 def _error(type_name: str, message: str, tb: str) -> dict:
     if len(message) > MAX_ERROR_CHARS:
         message = message[:MAX_ERROR_CHARS] + "..."
-    return {"type": type_name[:100], "message": message, "traceback": tb[-MAX_TRACEBACK_CHARS:]}
+    if len(tb) > MAX_TRACEBACK_CHARS:  # keep where it started and where it ended
+        half = MAX_TRACEBACK_CHARS // 2
+        tb = tb[:half] + "\n  ...\n" + tb[-half:]
+    return {"type": type_name[:100], "message": message, "traceback": tb}
 
 
 def _kill_other_processes() -> None:
-    """As PID 1 of the sandbox's own PID namespace, end every process the program started."""
-    for _ in range(100):
+    """As PID 1 of the sandbox's own PID namespace, end and reap every process the program started.
+
+    Orphans are re-parented to PID 1, so every process left is a child: after SIGKILL to all,
+    a blocking wait reaps them until none is left.
+    """
+    for _ in range(1000):
         try:
             os.kill(-1, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        except OSError:
-            return
+        except OSError:  # ESRCH: no other process exists
+            pass
         try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
+            while True:
+                os.waitpid(-1, 0)
         except ChildProcessError:
             pass
+        try:
+            os.kill(-1, 0)
+        except OSError:
+            return
 
 
 def _fatal(reason: str) -> None:

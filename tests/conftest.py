@@ -1,0 +1,66 @@
+"""Shared fixtures: a Docker engine (required under CI=true) and the no-leftover-container check."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from functools import lru_cache
+
+import pytest
+
+from learnact.sandbox.config import CONTAINER_LABEL
+
+
+@lru_cache(maxsize=1)
+def _engine_problem() -> str | None:
+    """None when a Docker engine answers, else why not (asked once per test run)."""
+    from learnact.sandbox.docker_backend import connect
+    from learnact.sandbox.transport import SandboxUnavailable
+
+    try:
+        connect(timeout_s=5.0).close()
+    except SandboxUnavailable as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def docker_available() -> None:
+    """Skips the test without a Docker engine; under CI=true that is a failure instead."""
+    problem = _engine_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {problem}")
+    pytest.skip(problem)
+
+
+require_docker = docker_available
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_available: None) -> str:
+    """The sandbox image, rebuilt when the runner or Dockerfile changed (kept when up to date)."""
+    from learnact.images import build_images
+    from learnact.sandbox.config import SANDBOX_IMAGE
+
+    build_images(log=lambda _line: None)
+    return SANDBOX_IMAGE
+
+
+@pytest.fixture(autouse=True)
+def no_sandbox_container_left() -> Iterator[None]:
+    """After every test, no container started by this test process may remain."""
+    yield
+    if _engine_problem() is not None:
+        return
+    from learnact.sandbox.docker_backend import connect
+
+    api = connect()
+    try:
+        left = api.containers(all=True, filters={"label": f"{CONTAINER_LABEL}={os.getpid()}"})
+        for container in left:
+            api.remove_container(container["Id"], force=True)
+    finally:
+        api.close()
+    assert not left, f"{len(left)} sandbox container(s) left behind: {[c['Id'][:12] for c in left]}"
