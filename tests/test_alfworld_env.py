@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,12 @@ def test_reset_gives_the_room_and_the_task(seen: AlfworldEnv) -> None:
     assert info.observation.startswith("You are in the middle of a room. Looking quickly around you, you see ")
     assert info.goal.startswith("Your task is to: ") and "clean" in info.goal
     assert "Welcome" not in info.observation and "Your task" not in info.observation
+
+
+def test_reset_gives_back_sys_argv(seen: AlfworldEnv) -> None:
+    before = list(sys.argv)
+    seen.reset(_first_of(seen, "cool"))  # textworld sets sys.argv for fast-downward's translator
+    assert sys.argv == before
 
 
 def test_unknown_task_id_is_a_key_error(seen: AlfworldEnv) -> None:

@@ -9,7 +9,10 @@ about 0.25 s (both are fast-downward translating the PDDL problem).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from learnact.envs.alfworld.games import (
 from learnact.envs.alfworld.goal import Goal, GoalError, parse_goal
 from learnact.envs.base import Environment, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo
 
+_TRANSLATION_LOCK = threading.Lock()
 _ARRIVAL = re.compile(r"^You arrive at loc \d+\. ")  # location numbers mean nothing to the agent
 
 
@@ -66,11 +70,12 @@ class AlfworldEnv(Environment):
                 f"ids like '{next(iter(self._games))}')"
             )
         goal = self._goal(game)
-        engine = self._load(game.path)
-        state = engine.reset()
+        with _translating():
+            engine = self._load(game.path)
+            state = engine.reset()
         self._game, self._won = game, bool(state["won"])
         self._progress = goal.progress(_facts(state))
-        self._expert = HandcodedExpert(game.path, state["feedback"], seed=hash_seed(game.id))
+        self._expert = HandcodedExpert(game.path, state["feedback"], seed=_stable_seed(game.id))
         self._expert.update(state, "look")  # AlfredExpert's first move is a "look" at this very text
         room, task = _split_intro(state["feedback"], game.path)
         return ResetInfo(observation=room, goal=task)
@@ -131,7 +136,23 @@ class AlfworldEnv(Environment):
         return self._engine
 
 
-def hash_seed(text: str) -> int:
+@contextmanager
+def _translating() -> Iterator[None]:
+    """Guard textworld's PDDL translation (game load and reset).
+
+    fast-downward's translator keeps its options in module globals and textworld overwrites
+    ``sys.argv`` before each translation: environments in threads of one process take turns, and
+    the process's own ``sys.argv`` is given back.
+    """
+    with _TRANSLATION_LOCK:
+        argv = sys.argv
+        try:
+            yield
+        finally:
+            sys.argv = argv
+
+
+def _stable_seed(text: str) -> int:
     """A seed stable across processes (``hash`` of a str is salted per process)."""
     return sum((i + 1) * ord(c) for i, c in enumerate(text))
 
