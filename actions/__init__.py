@@ -1,1 +1,21 @@
-"""learnact.actions"""
+"""learnact.actions: action code as data, and the static checker of model-written action code."""
+
+from learnact.actions.checker import check, infer_kind
+from learnact.actions.models import CodeKind, Finding, Severity
+from learnact.actions.policy import ALLOWED_BUILTINS, ALLOWED_MODULES, DANGEROUS_BUILTINS, module_api
+from learnact.actions.rules import RULES, RULES_BY_ID, Rule
+
+__all__ = [
+    "ALLOWED_BUILTINS",
+    "ALLOWED_MODULES",
+    "DANGEROUS_BUILTINS",
+    "RULES",
+    "RULES_BY_ID",
+    "CodeKind",
+    "Finding",
+    "Rule",
+    "Severity",
+    "check",
+    "infer_kind",
+    "module_api",
+]

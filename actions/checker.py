@@ -1,0 +1,620 @@
+"""Static check of model-written action code: the first filter and the source of precise feedback.
+
+The rules (ids, severities, reasons) are listed in :mod:`learnact.actions.rules`; what code may use is
+in :mod:`learnact.actions.policy`. Findings carry 1-based lines and 1-based character columns.
+
+One parse, one compile for the errors found after parsing, one iterative walk that collects what the
+rules need, then RestrictedPython's transformer on the same tree (it mutates the tree, so it runs
+last). The check is not the security boundary: the sandbox must hold without it.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import re
+import string
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+from learnact.actions.models import CodeKind, Finding, Severity
+from learnact.actions.policy import (
+    ALLOWED_BUILTINS,
+    ALLOWED_MODULES,
+    DANGEROUS_BUILTINS,
+    MAX_CODE_CHARS,
+    module_api,
+)
+from learnact.actions.rules import RULES_BY_ID
+
+if TYPE_CHECKING:  # envs is a sibling room: only the type is needed here
+    from learnact.envs.base import PrimitiveSpec
+
+FORMAT_METHODS = frozenset({"format", "format_map", "vformat"})
+_ALLOWED_MODULE_LIST = ", ".join(sorted(ALLOWED_MODULES))
+_FORMATTER = string.Formatter()
+# A field with '.' or '[' in a string that is not a complete format string (it may be completed at
+# run time by concatenation).
+_PARTIAL_FIELD = re.compile(r"\{[^{}!:]*[.\[]")
+_RP_LINE = re.compile(r"Line (\d+|None): (.*)", re.DOTALL)
+_RP_HINTS = {
+    "Augmented assignment of object items": "write x[k] = x[k] + 1 instead of x[k] += 1",
+    "Augmented assignment of attributes": "write obj.a = obj.a + 1 instead of obj.a += 1",
+}
+_BUILTIN_HINTS = {
+    "eval": "parse values with int(), float() or json.loads()",
+    "exec": "write the code itself",
+    "getattr": "access the attribute directly, e.g. obj.name",
+    "setattr": "assign the attribute directly, e.g. obj.name = value",
+    "hasattr": "test the value itself",
+    "type": "use isinstance(value, str) to test a type",
+    "open": "actions cannot read or write files",
+    "input": "actions cannot read input; use the observations primitives return",
+}
+_STATEMENT_WORDS: dict[type, str] = {
+    ast.Assign: "assignment",
+    ast.AugAssign: "assignment",
+    ast.AnnAssign: "assignment",
+    ast.Expr: "expression",
+    ast.If: "if statement",
+    ast.For: "for loop",
+    ast.While: "while loop",
+    ast.Try: "try statement",
+    ast.With: "with statement",
+}
+_LIST_LIMIT = 12
+
+
+def check(
+    code: str,
+    kind: CodeKind,
+    primitives: Sequence[PrimitiveSpec] = (),
+    known: Iterable[str] = (),
+) -> list[Finding]:
+    """Check ``code`` as ``kind``; return the findings sorted by (line, col, rule).
+
+    ``primitives`` are the environment's primitive actions; ``known`` names the learned action
+    functions already loaded in the session (callable, signatures unknown).
+    """
+    kind = CodeKind(kind)
+    if len(code) > MAX_CODE_CHARS:
+        return [
+            _finding("LA001", 1, 1, f"the code is {len(code)} characters long; the limit is {MAX_CODE_CHARS}")
+        ]
+    try:
+        tree = ast.parse(code, "<action>")
+        # The parser leaves some errors to the compiler ('return' outside a function, ...).
+        compile(code, "<action>", "exec", dont_inherit=True)
+    except SyntaxError as error:
+        return [_syntax_finding(error)]
+    except (RecursionError, MemoryError):
+        return [_finding("LA001", 1, 1, "the code is nested too deeply to be parsed; simplify it")]
+    except ValueError as error:  # null bytes on Python 3.10
+        return [_finding("LA001", 1, 1, f"the code cannot be parsed: {error}")]
+    scan = _Scan(code, kind, primitives, known)
+    try:
+        scan.run(tree)
+        scan.restricted_python(tree)
+    except RecursionError:
+        return [_finding("LA001", 1, 1, "the code is nested too deeply to be checked; simplify it")]
+    return sorted(scan.findings, key=lambda f: (f.line, f.col, f.rule))
+
+
+def infer_kind(code: str) -> CodeKind:
+    """An action module when the code holds only imports and function definitions, else a snippet."""
+    try:
+        body = ast.parse(code).body
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return CodeKind.agent_snippet
+    if body and _is_docstring(body[0]):
+        body = body[1:]
+    module_statements = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    if body and any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) for s in body) and all(
+        isinstance(s, module_statements) for s in body
+    ):
+        return CodeKind.action_module
+    return CodeKind.agent_snippet
+
+
+def _finding(rule: str, line: int, col: int, message: str) -> Finding:
+    return Finding(rule=rule, severity=RULES_BY_ID[rule].severity, line=line, col=col, message=message)
+
+
+def _syntax_finding(error: SyntaxError) -> Finding:
+    text = f"syntax error: {error.msg}"
+    if error.text and error.text.strip():
+        text += f" in `{error.text.strip()[:80]}`"
+    return _finding("LA001", error.lineno or 1, error.offset or 1, text)
+
+
+@lru_cache(maxsize=None)
+def _child_fields(node_type: type[ast.AST]) -> tuple[str, ...]:
+    """The fields that may hold child nodes; `ctx` (Load/Store/Del) never matters to a rule."""
+    return tuple(field for field in node_type._fields if field != "ctx")
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (
+        isinstance(stmt, ast.Expr)
+        and isinstance(stmt.value, ast.Constant)
+        and isinstance(stmt.value.value, str)
+    )
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and name != "_"
+
+
+def _listing(names: Iterable[str]) -> str:
+    ordered = sorted(names)
+    shown = ", ".join(ordered[:_LIST_LIMIT])
+    return shown + (", ..." if len(ordered) > _LIST_LIMIT else "")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" + ("" if count == 1 else "s")
+
+
+def _bad_format_fields(text: str) -> list[str]:
+    """Replacement fields of ``text`` that read an attribute or an index, nested specs included."""
+    try:
+        parsed = list(_FORMATTER.parse(text))
+    except ValueError:
+        match = _PARTIAL_FIELD.search(text)
+        return [match.group(0)] if match else []
+    bad: list[str] = []
+    for _literal, field, spec, _conversion in parsed:
+        if field is None:
+            continue
+        if "." in field or "[" in field:
+            bad.append("{" + field + "}")
+        if spec and "{" in spec:
+            bad.extend(_bad_format_fields(spec))
+    return bad
+
+
+class _Scan:
+    """One walk over the tree; rules that need the whole tree are resolved after it."""
+
+    def __init__(
+        self, code: str, kind: CodeKind, primitives: Sequence[PrimitiveSpec], known: Iterable[str]
+    ) -> None:
+        self.code = code
+        self.kind = kind
+        self.primitives = {spec.name: spec for spec in primitives}
+        self.known = frozenset(known)
+        self.findings: list[Finding] = []
+        self._lines: list[str] | None = None
+        self.functions: set[str] = set()
+        self.bound: set[str] = set()
+        self.shadow_reported: set[str] = set()
+        self.calls: list[ast.Call] = []
+        self.modules: dict[str, str] = {}  # name bound by an import -> allowed module
+        self.module_bases: set[int] = set()  # ids of Name nodes that are the `m` of `m.attr`
+        self.attributes_of_names: list[ast.Attribute] = []
+        self.loads: list[ast.Name] = []
+        self.docstrings: set[int] = set()
+        self.strings: list[ast.Constant] = []
+        self.uses_format = False
+        self.handlers = {
+            ast.Module: self._module,
+            ast.FunctionDef: self._function,
+            ast.AsyncFunctionDef: self._function,
+            ast.arg: self._arg,
+            ast.ClassDef: self._class,
+            ast.Name: self._name,
+            ast.Attribute: self._attribute,
+            ast.Call: self._call,
+            ast.keyword: self._keyword,
+            ast.Import: self._import,
+            ast.ImportFrom: self._import_from,
+            ast.Constant: self._constant,
+            ast.ExceptHandler: self._except_handler,
+            ast.AnnAssign: self._ann_assign,
+            ast.Global: self._global,
+            ast.Nonlocal: self._global,
+            ast.AsyncFor: self._async,
+            ast.AsyncWith: self._async,
+            ast.Await: self._async,
+            ast.MatchAs: self._match_capture,
+            ast.MatchStar: self._match_capture,
+            ast.MatchMapping: self._match_mapping,
+            ast.MatchClass: self._match_class,
+        }
+
+    # -- reporting -------------------------------------------------------------------------------
+
+    def report(self, rule: str, node: ast.AST, message: str) -> None:
+        line = getattr(node, "lineno", 1)
+        self.findings.append(_finding(rule, line, self._column(line, getattr(node, "col_offset", 0)), message))
+
+    def _line(self, line: int) -> str:
+        if self._lines is None:  # only code with findings pays for the split
+            self._lines = re.split(r"\r\n|\r|\n", self.code)
+        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+
+    def _column(self, line: int, byte_offset: int) -> int:
+        """ast columns count UTF-8 bytes; findings count characters from 1."""
+        return len(self._line(line).encode()[:byte_offset].decode(errors="ignore")) + 1
+
+    # -- the walk --------------------------------------------------------------------------------
+
+    def run(self, tree: ast.Module) -> None:
+        stack: list[ast.AST] = [tree]
+        pop, push, handlers = stack.pop, stack.append, self.handlers
+        while stack:
+            node = pop()
+            node_type = type(node)
+            handler = handlers.get(node_type)
+            if handler is not None:
+                handler(node)  # before the children: parents mark children (docstrings, `m.attr`)
+            # Children go on the stack last-first, so that nodes are visited in source order.
+            for field in reversed(_child_fields(node_type)):
+                value = getattr(node, field, None)
+                if type(value) is list:
+                    for item in reversed(value):
+                        if isinstance(item, ast.AST):
+                            push(item)
+                elif isinstance(value, ast.AST):
+                    push(value)
+        self._resolve_calls()
+        self._resolve_modules()
+        if self.uses_format:
+            self._format_strings()
+
+    def restricted_python(self, tree: ast.Module) -> None:
+        """Report RestrictedPython's errors on lines where no other rule reported an error."""
+        errors: list[str] = []
+        RestrictingNodeTransformer(errors, [], {}).visit(tree)
+        lines_with_errors = {f.line for f in self.findings if f.severity is Severity.error}
+        for error in errors:
+            match = _RP_LINE.match(error)
+            line = int(match.group(1)) if match and match.group(1) != "None" else 1
+            message = (match.group(2) if match else error).rstrip(".")
+            if line in lines_with_errors:
+                continue
+            hint = next((h for key, h in _RP_HINTS.items() if message.startswith(key)), None)
+            text = f"RestrictedPython: {message}" + (f"; {hint}" if hint else "")
+            self.findings.append(_finding("LA008", line, self._first_column(line), text))
+
+    def _first_column(self, line: int) -> int:
+        text = self._line(line)
+        return len(text) - len(text.lstrip()) + 1
+
+    # -- names -----------------------------------------------------------------------------------
+
+    def _allowed_override(self, name: str) -> bool:
+        """Primitives and known actions are bound by the runner, above the builtins."""
+        return name in self.primitives or name in self.known
+
+    def _dangerous(self, name: str, node: ast.AST) -> bool:
+        if name in DANGEROUS_BUILTINS and not self._allowed_override(name):
+            hint = _BUILTIN_HINTS.get(name)
+            self.report(
+                "LA003",
+                node,
+                f"'{name}' is not allowed in action code" + (f"; {hint}" if hint else "")
+                + " (a variable or function of that name is not allowed either)",
+            )
+            return True
+        return False
+
+    def _private(self, name: str, node: ast.AST, what: str) -> None:
+        if not _is_private(name):
+            return
+        if what == "attribute":
+            advice = "private and special attributes cannot be used; use the object's public methods"
+        else:
+            advice = f"rename it (e.g. '{name.lstrip('_') or 'value'}')"
+        self.report(
+            "LA004",
+            node,
+            f"{what} '{name}' starts with '_': names, attributes, parameters and keywords "
+            f"starting with '_' are not allowed in action code; {advice}",
+        )
+
+    def _bind(self, name: str, node: ast.AST, what: str) -> None:
+        """A name the code binds: checked, remembered, and warned about when it hides something."""
+        if self._dangerous(name, node):
+            return
+        self._private(name, node, what)
+        self.bound.add(name)
+        if name in self.shadow_reported or name in self.known:
+            return
+        if name in self.primitives:
+            hidden = f"the primitive {self.primitives[name].signature()}"
+        elif name in ALLOWED_BUILTINS:
+            hidden = f"the builtin {name}()"
+        else:
+            return
+        self.shadow_reported.add(name)
+        self.report("LA013", node, f"'{name}' hides {hidden} in this code; choose another name")
+
+    def _name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Store):
+            self._bind(node.id, node, "name")
+            return
+        if self._dangerous(node.id, node):
+            return
+        self._private(node.id, node, "name")
+        if isinstance(node.ctx, ast.Load):
+            self.loads.append(node)
+
+    def _arg(self, node: ast.arg) -> None:
+        self._bind(node.arg, node, "parameter")
+        self._string_annotation(node.annotation)
+
+    def _keyword(self, node: ast.keyword) -> None:
+        if node.arg is not None:
+            self._private(node.arg, node, "keyword argument")
+
+    def _except_handler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self._bind(node.name, node, "name")
+
+    def _match_capture(self, node: ast.MatchAs | ast.MatchStar) -> None:
+        if node.name:
+            self._bind(node.name, node, "name")
+
+    def _match_mapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self._bind(node.rest, node, "name")
+
+    def _match_class(self, node: ast.MatchClass) -> None:
+        for attr in node.kwd_attrs:
+            self._private(attr, node, "attribute")
+
+    # -- definitions and shape ----------------------------------------------------------------------
+
+    def _module(self, node: ast.Module) -> None:
+        body = node.body
+        if body and _is_docstring(body[0]):
+            self.docstrings.add(id(body[0].value))
+        if self.kind is not CodeKind.action_module:
+            return
+        for index, stmt in enumerate(body):
+            if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue  # imports are checked on their own; async and class are LA012
+            if isinstance(stmt, ast.FunctionDef):
+                docstring = ast.get_docstring(stmt, clean=False)
+                if not (docstring and docstring.strip()):
+                    self.report(
+                        "LA009",
+                        stmt,
+                        f"action '{stmt.name}' has no docstring; start its body with a string that "
+                        "says what it does, when it can be used and what it returns",
+                    )
+            elif not (index == 0 and _is_docstring(stmt)):
+                word = _STATEMENT_WORDS.get(type(stmt), f"{type(stmt).__name__.lower()} statement")
+                self.report(
+                    "LA009",
+                    stmt,
+                    f"a top-level {word} is not allowed in an action module (it would run when the "
+                    "module is loaded); an action module holds only imports and function definitions "
+                    "with docstrings: move this code into a function",
+                )
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        self._bind(node.name, node, "function")
+        self.functions.add(node.name)
+        if node.body and _is_docstring(node.body[0]):
+            self.docstrings.add(id(node.body[0].value))  # type: ignore[attr-defined]
+        for decorator in node.decorator_list:
+            self.report(
+                "LA012",
+                decorator,
+                "decorators are not allowed (they run code when the function is defined); "
+                "call the helper inside the function instead",
+            )
+        if isinstance(node, ast.AsyncFunctionDef):
+            self.report("LA012", node, f"async function '{node.name}' is not allowed; write a plain def")
+        elif self.kind is CodeKind.agent_snippet:
+            self.report(
+                "LA010",
+                node,
+                f"function '{node.name}' cannot be defined in an agent snippet; a snippet calls "
+                "primitives and learned actions (new actions belong in an action module)",
+            )
+        self._string_annotation(node.returns)
+
+    def _class(self, node: ast.ClassDef) -> None:
+        self._bind(node.name, node, "class")
+        self.report(
+            "LA012",
+            node,
+            f"class '{node.name}' is not allowed: actions are plain functions; "
+            "use dicts, lists or tuples for data",
+        )
+
+    def _global(self, node: ast.Global | ast.Nonlocal) -> None:
+        word = "global" if isinstance(node, ast.Global) else "nonlocal"
+        self.report(
+            "LA012",
+            node,
+            f"'{word}' is not allowed: actions must not keep state between calls; "
+            "pass values as arguments and return results",
+        )
+
+    def _async(self, node: ast.AST) -> None:
+        self.report("LA012", node, "async code ('await', 'async for', 'async with') is not allowed")
+
+    def _ann_assign(self, node: ast.AnnAssign) -> None:
+        self._string_annotation(node.annotation)
+
+    def _string_annotation(self, annotation: ast.expr | None) -> None:
+        if annotation is None:
+            return
+        for sub in ast.walk(annotation):
+            if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                self.report(
+                    "LA012",
+                    sub,
+                    "string annotations are not allowed (typing helpers evaluate them as code); "
+                    "write the type itself, e.g. list[str], or leave the annotation out",
+                )
+
+    # -- imports and modules -------------------------------------------------------------------------
+
+    def _import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.name not in ALLOWED_MODULES:
+                self._import_refused(alias.name, alias)
+                continue
+            bound = alias.asname or alias.name
+            self._bind(bound, alias, "import alias")
+            self.modules[bound] = alias.name
+
+    def _import_from(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            self.report("LA002", node, f"relative imports are not allowed in an action; allowed modules: {_ALLOWED_MODULE_LIST}")
+            return
+        module = node.module or ""
+        if module not in ALLOWED_MODULES:
+            self._import_refused(module, node)
+            return
+        api = module_api(module)
+        for alias in node.names:
+            if alias.name == "*":
+                self.report("LA002", alias, f"'from {module} import *' is not allowed; import the names you use")
+                continue
+            if _is_private(alias.name):
+                self._private(alias.name, alias, "imported name")
+            elif alias.name not in api:
+                self._module_member_refused(module, alias.name, alias)
+            self._bind(alias.asname or alias.name, alias, "import alias")
+
+    def _import_refused(self, module: str, node: ast.AST) -> None:
+        self.report(
+            "LA002",
+            node,
+            f"module '{module}' cannot be imported in an action; allowed: {_ALLOWED_MODULE_LIST}",
+        )
+
+    def _module_member_refused(self, module: str, member: str, node: ast.AST) -> None:
+        self.report(
+            "LA011",
+            node,
+            f"'{module}.{member}' is not available to actions: only public functions and values of "
+            f"'{module}' can be used, not its submodules or imported modules",
+        )
+
+    def _attribute(self, node: ast.Attribute) -> None:
+        self._private(node.attr, node, "attribute")
+        if node.attr in FORMAT_METHODS:
+            self.uses_format = True
+        if isinstance(node.value, ast.Name):
+            self.attributes_of_names.append(node)
+            self.module_bases.add(id(node.value))
+
+    def _resolve_modules(self) -> None:
+        if not self.modules:
+            return
+        for node in self.attributes_of_names:
+            module = self.modules.get(node.value.id)  # type: ignore[attr-defined]
+            if module and not _is_private(node.attr) and node.attr not in module_api(module):
+                self._module_member_refused(module, node.attr, node)
+        for name in self.loads:
+            module = self.modules.get(name.id)
+            if module and id(name) not in self.module_bases:
+                self.report(
+                    "LA011",
+                    name,
+                    f"module '{name.id}' can only be used as {name.id}.NAME (e.g. {name.id}."
+                    f"{min(module_api(module))}), not as a value",
+                )
+
+    # -- calls ---------------------------------------------------------------------------------------
+
+    def _call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Name):
+            self.calls.append(node)
+
+    def _resolve_calls(self) -> None:
+        for call in self.calls:
+            name = call.func.id  # type: ignore[attr-defined]
+            if name in DANGEROUS_BUILTINS or name in self.bound or name in self.known:
+                continue  # dangerous names are reported where they appear
+            if name in self.primitives:
+                self._primitive_call(self.primitives[name], call)
+            elif name not in ALLOWED_BUILTINS:
+                self._unknown_call(name, call)
+
+    def _unknown_call(self, name: str, call: ast.Call) -> None:
+        actions = self.known | self.functions
+        candidates = set(self.primitives) | actions | ALLOWED_BUILTINS
+        close = difflib.get_close_matches(name, candidates, n=1)
+        text = f"'{name}' is not defined: call a primitive ({_listing(self.primitives) or 'none'})"
+        text += f", an action ({_listing(actions)})" if actions else ", an action defined in this code"
+        text += " or an allowed builtin (len, range, sorted, ...)"
+        if close:
+            text += f"; did you mean '{close[0]}'?"
+        self.report("LA006", call, text)
+
+    def _primitive_call(self, spec: PrimitiveSpec, call: ast.Call) -> None:
+        params = [p.name for p in spec.params]
+        call_name = f"{spec.name}()"
+        takes = (
+            f"takes {_plural(len(params), 'argument')} ({', '.join(params)})" if params else "takes no arguments"
+        )
+        unpacked = any(isinstance(a, ast.Starred) for a in call.args) or any(
+            k.arg is None for k in call.keywords
+        )
+        given: dict[str, ast.expr] = {}
+        if not unpacked and len(call.args) > len(params):
+            count = len(call.args)
+            self.report("LA007", call, f"{call_name} {takes} but {count} {'was' if count == 1 else 'were'} given")
+            return
+        given.update(zip(params, call.args))
+        for keyword in call.keywords:
+            if keyword.arg is None:
+                continue
+            if keyword.arg not in params:
+                self.report(
+                    "LA007",
+                    keyword,
+                    f"{call_name} got an unexpected keyword argument '{keyword.arg}'; it {takes}",
+                )
+            elif keyword.arg in given:
+                self.report("LA007", keyword, f"{call_name} got multiple values for argument '{keyword.arg}'")
+            else:
+                given[keyword.arg] = keyword.value
+        missing = [p for p in params if p not in given]
+        if missing and not unpacked:
+            self.report(
+                "LA007",
+                call,
+                f"{call_name} missing {_plural(len(missing), 'required argument')}: "
+                + ", ".join(f"'{p}'" for p in missing)
+                + f" (it {takes})",
+            )
+        for param in spec.params:
+            value = given.get(param.name)
+            if not isinstance(value, ast.Constant):
+                continue
+            wanted = str if param.type == "str" else int
+            if not isinstance(value.value, wanted) or isinstance(value.value, bool):
+                word = "a string" if param.type == "str" else "an integer"
+                self.report(
+                    "LA007",
+                    value,
+                    f"{call_name} argument '{param.name}' must be {word}, got {value.value!r}",
+                )
+
+    # -- format strings ------------------------------------------------------------------------------
+
+    def _constant(self, node: ast.Constant) -> None:
+        if isinstance(node.value, str) and id(node) not in self.docstrings and "{" in node.value:
+            self.strings.append(node)
+
+    def _format_strings(self) -> None:
+        for node in self.strings:
+            for field in _bad_format_fields(node.value):
+                self.report(
+                    "LA005",
+                    node,
+                    f"format field '{field}' reads an attribute or an index; fields used with "
+                    "str.format may only name an argument ('{0}', '{name}'): pass the value itself",
+                )
