@@ -217,6 +217,16 @@ def test_every_admissible_command_is_a_primitive_or_look(seen: AlfworldEnv) -> N
     assert unmapped <= {"look", "help"}
 
 
+def test_expert_calls_iterate_the_reactive_expert(seen: AlfworldEnv) -> None:
+    seen.reset(_first_of(seen, "examine"))
+    outcome = None
+    for name, args in seen.expert_calls():
+        outcome = seen.call(name, args)
+        if outcome.done:
+            break
+    assert outcome is not None and outcome.success
+
+
 def test_expert_step_before_reset_is_none(data: Path) -> None:
     assert AlfworldEnv(data, split="valid_seen", task_types=["put"]).expert_step() is None
 

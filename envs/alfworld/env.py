@@ -40,7 +40,8 @@ class AlfworldEnv(Environment):
     Task ids are ``<split>/<task folder>/<trial folder>``. ``reset`` gives the room description as
     observation and ``Your task is to: ...`` as goal. A call is invalid when the game answers
     "Nothing happens.". Success is the game's ``won``; progress is defined in ``goal``.
-    ``expert_step`` gives the handcoded expert's next primitive call for the current state.
+    ``expert_step`` gives the handcoded expert's next primitive call for the current state;
+    ``expert_calls`` iterates over them (the form the episode runner uses).
     """
 
     def __init__(self, data_dir: Path, split: str = "valid_unseen", task_types: Sequence[str] | None = None):
@@ -106,6 +107,12 @@ class AlfworldEnv(Environment):
             return None
         call = from_command(self._expert.next_command)
         return (call[0], call[1]) if call else None
+
+    def expert_calls(self) -> Iterator[tuple[str, list[str]]]:
+        """The expert's calls for the task last reset to, each chosen when asked for, i.e. after the
+        previous call was performed (the expert reacts to what it observes)."""
+        while (call := self.expert_step()) is not None:
+            yield call
 
     def close(self) -> None:
         if self._engine is not None:
