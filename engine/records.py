@@ -19,7 +19,7 @@ class EpisodeSpec(BaseModel):
     env: EnvSpec
     task: str
     method: Method = "expert"
-    max_steps: int = Field(30, gt=0)
+    max_steps: int = Field(gt=0)
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 

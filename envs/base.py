@@ -101,12 +101,12 @@ class Environment(ABC):
     def reset(self, task_id: str) -> ResetInfo:
         """Start the task; raises KeyError with a clear message for an unknown id."""
 
+    @abstractmethod
     def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:
         """The expert's primitive calls (name, args) for the task last reset to.
 
         Each call is computed after the previous one was performed, so a reactive expert fits too.
         """
-        raise NotImplementedError(f"{type(self).__name__} has no expert")
 
     @abstractmethod
     def _perform(self, name: str, args: list[Any]) -> StepOutcome:
