@@ -25,3 +25,5 @@ from learnact.engine import cli_images  # noqa: E402
 images_app.command("build")(cli_images.build)
 from learnact.engine import cli_sandbox  # noqa: E402
 sandbox_app.command("exec")(cli_sandbox.exec_program)
+from learnact.engine import cli_check  # noqa: E402
+app.command("check")(cli_check.check)
