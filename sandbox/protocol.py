@@ -121,6 +121,10 @@ def parse(line: bytes, max_bytes: int) -> Ready | Call | Done:
     if len(line) > max_bytes:
         raise ProtocolError(f"message of {len(line)} bytes exceeds the cap of {max_bytes} bytes")
     try:
+        return _sandbox_message.validate_json(line)  # fast path: one pass in pydantic-core
+    except ValidationError:
+        pass  # diagnose below, with a message that says what is wrong
+    try:
         data = json.loads(line)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"malformed message (not JSON: {exc}): {_preview(line)}") from None

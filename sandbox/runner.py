@@ -67,7 +67,10 @@ class Channel:
         return json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
     def write(self, message: dict) -> None:
-        data = memoryview(self.encode(message) + b"\n")
+        self.send(self.encode(message))
+
+    def send(self, line: bytes) -> None:
+        data = memoryview(line + b"\n")
         while data:
             data = data[os.write(self.fd_out, data) :]
 
@@ -227,12 +230,12 @@ class Runner:
             raise TypeError(f"{name}() takes positional arguments only")
         message = {"op": "call", "id": self.current_id, "name": name, "args": args}
         try:
-            size = len(self.channel.encode(message))
+            data = self.channel.encode(message)
         except (TypeError, ValueError):
             raise TypeError(f"{name}(): arguments must be strings or integers") from None
-        if size > self.channel.max_bytes:
-            raise ValueError(f"{name}(): arguments are too large ({size} bytes)")
-        self.channel.write(message)
+        if len(data) > self.channel.max_bytes:
+            raise ValueError(f"{name}(): arguments are too large ({len(data)} bytes)")
+        self.channel.send(data)
         reply = self.channel.read()
         if reply is None or reply.get("id") != self.current_id or reply.get("op") not in ("result", "error"):
             _fatal(f"unexpected reply to a primitive call: {reply!r}")

@@ -1,0 +1,177 @@
+"""Sandbox latency, measured in one run: `python benchmarks/sandbox_bench.py [--runtime runc|runsc] [--json]`.
+
+- call_roundtrip_ms: median time between consecutive proxied primitive calls of one snippet
+  (host reply -> stub returns -> next call -> host parses it), beside
+- raw_echo_ms: median round trip of a bare line echo in a container of the same image with the
+  same flags, over the same attached-stdio channel;
+- warm_acquire_ms: median time to take a started, ready sandbox from the warm pool;
+- cold_start_ms: open a session without a pool, run `pass`, remove the container, beside
+- bare_docker_run_ms: `docker run --rm -i` of the same image with the same flags doing the same
+  (the runner reads the same two requests from stdin and exits);
+- check_ms: median static check of a typical 100-line action module.
+Targets: roundtrip <= 1.5x raw echo; warm acquire <= 10 ms; cold start <= 1.3x bare run; check <= 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+
+from learnact.actions import CodeKind, check
+from learnact.envs.base import ParamSpec, PrimitiveSpec
+from learnact.sandbox import Sandbox, SandboxConfig
+from learnact.sandbox import protocol
+from learnact.sandbox.docker_backend import DockerTransport, host_config_kwargs, runner_command
+from learnact.sandbox.protocol import Exec, Setup
+
+PICKUP = PrimitiveSpec(name="pickup", params=(ParamSpec(name="block"),), doc="Pick a block up.")
+CALLS = 150  # below the default max_calls (200)
+ECHO = "import sys\nfor line in sys.stdin:\n    sys.stdout.write(line)\n"
+
+
+def call_roundtrip_ms(config: SandboxConfig) -> float:
+    stamps: list[float] = []
+
+    def handler(name: str, args: list) -> str:
+        stamps.append(time.perf_counter())
+        return "You pick up a."
+
+    with Sandbox(config) as sandbox, sandbox.session([PICKUP], handler) as session:
+        result = session.execute(f"for i in range({CALLS}):\n    pickup('a')")
+        assert result.ok, result.status
+    return statistics.median(b - a for a, b in zip(stamps, stamps[1:])) * 1000
+
+
+def raw_echo_ms(config: SandboxConfig) -> float:
+    from learnact.sandbox.docker_backend import connect
+
+    api = connect()
+    host_config = api.create_host_config(**host_config_kwargs(config))
+    container = api.create_container(
+        config.image, command=["python3", "-I", "-S", "-u", "-c", ECHO], user="10001:10001",
+        stdin_open=True, network_disabled=True, host_config=host_config,
+    )["Id"]  # fmt: skip
+    stream = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+    transport = DockerTransport(api, container, stream)
+    try:
+        api.start(container)
+        times = []
+        for _ in range(CALLS):
+            started = time.perf_counter()
+            transport.send(b'{"op":"result","id":1,"value":"You pick up a."}\n')
+            transport.read_line(time.monotonic() + 10, 1 << 20)
+            times.append(time.perf_counter() - started)
+    finally:
+        transport.close()
+        api.close()
+    return statistics.median(times) * 1000
+
+
+def warm_acquire_ms(config: SandboxConfig) -> float:
+    times = []
+    with Sandbox(config.model_copy(update={"pool_size": 2})) as sandbox:
+        for _ in range(5):
+            deadline = time.monotonic() + 60
+            while sandbox.warm() < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            started = time.perf_counter()
+            transport = sandbox._pool.acquire()  # the pool's own hand-out, nothing else
+            times.append(time.perf_counter() - started)
+            transport.close()
+    return statistics.median(times) * 1000
+
+
+def cold_start_ms(config: SandboxConfig, runs: int) -> float:
+    times = []
+    with Sandbox(config) as sandbox:
+        for _ in range(runs):
+            started = time.perf_counter()
+            with sandbox.session() as session:
+                assert session.execute("pass").ok
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def bare_docker_run_ms(config: SandboxConfig, runs: int) -> float:
+    flags = [
+        "--rm", "-i", "--network", "none", "--read-only",
+        "--tmpfs", f"/tmp:rw,nosuid,nodev,noexec,size={config.tmpfs_mb}m,mode=1777",
+        "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", str(config.pids),
+        "--memory", f"{config.memory_mb}m", "--memory-swap", f"{config.memory_mb}m", "--cpus", str(config.cpus),
+        "--ulimit", "nofile=256:256", "--runtime", config.runtime, "--ipc", "private", "--log-driver", "none",
+        "--user", "10001:10001", "--workdir", "/tmp",
+    ]  # fmt: skip
+    requests = protocol.encode(Setup(primitives=[])) + protocol.encode(
+        Exec(id=1, code="pass", restricted=True, max_output_bytes=1000, cpu_s=1, nonce="n")
+    )
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(
+            ["docker", "run", *flags, config.image, *runner_command(config)],
+            input=requests, check=True, capture_output=True,
+        )  # fmt: skip
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def typical_action_module() -> str:
+    """About 100 lines: ten documented actions calling primitives, with loops and branches."""
+    functions = []
+    for number in range(10):
+        functions.append(
+            f'''def action_{number}(blocks, target):
+    """Move every block in ``blocks`` onto ``target`` (variant {number}).
+
+    Returns the observations of the primitive calls.
+    """
+    observations = []
+    for block in blocks:
+        if block == target:
+            continue
+        observations.append(pickup(block))
+    return observations
+'''
+        )
+    return "\n".join(functions)
+
+
+def check_ms(runs: int = 200) -> float:
+    code = typical_action_module()
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        check(code, CodeKind.action_module, [PICKUP])
+        times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runtime", choices=["runc", "runsc"], default="runc")
+    parser.add_argument("--runs", type=int, default=5, help="container starts per cold-start figure")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    args = parser.parse_args()
+    config = SandboxConfig(runtime=args.runtime, pool_size=0)
+    figures = {
+        "runtime": args.runtime,
+        "call_roundtrip_ms": call_roundtrip_ms(config),
+        "raw_echo_ms": raw_echo_ms(config),
+        "warm_acquire_ms": warm_acquire_ms(config),
+        "cold_start_ms": cold_start_ms(config, args.runs),
+        "bare_docker_run_ms": bare_docker_run_ms(config, args.runs),
+        "check_ms": check_ms(),
+    }
+    figures = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
+    if args.json:
+        print(json.dumps(figures))
+        return
+    for name, value in figures.items():
+        print(f"{name:>20}: {value}")
+
+
+if __name__ == "__main__":
+    main()
