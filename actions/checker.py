@@ -5,7 +5,8 @@ in :mod:`learnact.actions.policy`. Findings carry 1-based lines and 1-based char
 
 One parse, one compile for the errors found after parsing, one iterative walk that collects what the
 rules need, then RestrictedPython's transformer on the same tree (it mutates the tree, so it runs
-last). The check is not the security boundary: the sandbox must hold without it.
+last). The compile and RestrictedPython's verdict depend on the text alone and are remembered for
+recent texts. The check is not the security boundary: the sandbox must hold without it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import ast
 import difflib
 import re
 import string
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -84,10 +87,12 @@ def check(
         return [
             _finding("LA001", 1, 1, f"the code is {len(code)} characters long; the limit is {MAX_CODE_CHARS}")
         ]
+    restricted = _TEXT_VERDICTS.get(code)  # known: the text compiles, RestrictedPython said this
     try:
         tree = ast.parse(code, "<action>")
-        # The parser leaves some errors to the compiler ('return' outside a function, ...).
-        compile(code, "<action>", "exec", dont_inherit=True)
+        if restricted is None:
+            # The parser leaves some errors to the compiler ('return' outside a function, ...).
+            compile(code, "<action>", "exec", dont_inherit=True)
     except SyntaxError as error:
         return [_syntax_finding(error)]
     except (RecursionError, MemoryError):
@@ -97,9 +102,12 @@ def check(
     scan = _Scan(code, kind, primitives, known)
     try:
         scan.run(tree)
-        scan.restricted_python(tree)
+        if restricted is None:
+            restricted = _restricted_python_errors(tree)
+            _TEXT_VERDICTS.put(code, restricted)
     except RecursionError:
         return [_finding("LA001", 1, 1, "the code is nested too deeply to be checked; simplify it")]
+    scan.report_restricted_python(restricted)
     return sorted(scan.findings, key=lambda f: (f.line, f.col, f.rule))
 
 
@@ -117,6 +125,42 @@ def infer_kind(code: str) -> CodeKind:
     ):
         return CodeKind.action_module
     return CodeKind.agent_snippet
+
+
+class _TextVerdicts:
+    """RestrictedPython's errors for recently checked texts that compile.
+
+    They depend on the text alone and cost more than the rest of the check together; the same
+    action module is checked again for every session that loads it.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, code: str) -> tuple[str, ...] | None:
+        with self._lock:
+            errors = self._entries.get(code)
+            if errors is not None:
+                self._entries.move_to_end(code)
+            return errors
+
+    def put(self, code: str, errors: tuple[str, ...]) -> None:
+        with self._lock:
+            self._entries[code] = errors
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+_TEXT_VERDICTS = _TextVerdicts(size=256)
+
+
+def _restricted_python_errors(tree: ast.Module) -> tuple[str, ...]:
+    """RestrictedPython's transformer on our tree (it rewrites the tree, so it comes last)."""
+    errors: list[str] = []
+    RestrictingNodeTransformer(errors, [], {}).visit(tree)
+    return tuple(errors)
 
 
 def _finding(rule: str, line: int, col: int, message: str) -> Finding:
@@ -199,6 +243,7 @@ class _Scan:
         self.docstrings: set[int] = set()
         self.strings: list[ast.Constant] = []
         self.uses_format = False
+        self.str_formats: list[ast.Attribute] = []  # `"...".format`, `str.format_map`, ...
         self.handlers = {
             ast.Module: self._module,
             ast.FunctionDef: self._function,
@@ -265,10 +310,8 @@ class _Scan:
         if self.uses_format:
             self._format_strings()
 
-    def restricted_python(self, tree: ast.Module) -> None:
+    def report_restricted_python(self, errors: Sequence[str]) -> None:
         """Report RestrictedPython's errors on lines where no other rule reported an error."""
-        errors: list[str] = []
-        RestrictingNodeTransformer(errors, [], {}).visit(tree)
         lines_with_errors = {f.line for f in self.findings if f.severity is Severity.error}
         for error in errors:
             match = _RP_LINE.match(error)
@@ -505,6 +548,12 @@ class _Scan:
         self._private(node.attr, node, "attribute")
         if node.attr in FORMAT_METHODS:
             self.uses_format = True
+            receiver = node.value
+            if node.attr != "vformat" and (
+                (isinstance(receiver, ast.Constant) and isinstance(receiver.value, str))
+                or (isinstance(receiver, ast.Name) and receiver.id == "str")
+            ):
+                self.str_formats.append(node)
         if isinstance(node.value, ast.Name):
             self.attributes_of_names.append(node)
             self.module_bases.add(id(node.value))
@@ -610,11 +659,21 @@ class _Scan:
             self.strings.append(node)
 
     def _format_strings(self) -> None:
+        unsafe: set[int] = set()
         for node in self.strings:
             for field in _bad_format_fields(node.value):
+                unsafe.add(id(node))
                 self.report(
                     "LA005",
                     node,
                     f"format field '{field}' reads an attribute or an index; fields used with "
                     "str.format may only name an argument ('{0}', '{name}'): pass the value itself",
+                )
+        for node in self.str_formats:
+            if id(node.value) not in unsafe:  # one finding per literal is enough
+                self.report(
+                    "LA014",
+                    node,
+                    f"str.{node.attr}() is not available in action code (the sandbox refuses it); "
+                    "use an f-string, e.g. f\"{block} is clear\"",
                 )

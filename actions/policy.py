@@ -38,6 +38,7 @@ ALLOWED_MODULES: frozenset[str] = frozenset(
         "json",
         "heapq",
         "bisect",
+        "statistics",
         "copy",
         "typing",
     }
@@ -53,7 +54,7 @@ ALLOWED_BUILTINS: frozenset[str] = frozenset(
         # values and containers
         "bool", "int", "float", "str", "list", "dict", "set", "frozenset", "tuple", "slice",
         # computation
-        "abs", "all", "any", "bin", "chr", "divmod", "enumerate", "filter", "hash", "hex", "iter",
+        "abs", "all", "any", "chr", "divmod", "enumerate", "filter", "hash", "hex", "iter",
         "len", "map", "max", "min", "next", "oct", "ord", "pow", "range", "repr", "reversed",
         "round", "sorted", "sum", "zip", "isinstance", "issubclass", "callable", "print",
         # exceptions an action may raise or catch

@@ -46,6 +46,9 @@ LA012   forbidden-construct    error     ``class``, ``async``/``await``, ``globa
                                          string annotations are evaluated as code by typing helpers)
 LA013   shadowed-name          warning   a definition or assignment that hides a primitive or an allowed
                                          builtin (later calls reach the wrong function)
+LA014   str-format             error     ``.format``/``.format_map`` of a string literal, or ``str.format``
+                                         (the sandbox's RestrictedPython guard refuses the ``format*``
+                                         methods of ``str`` at run time; an f-string does the same job)
 ======  =====================  ========  ==================================================================
 
 Decisions: classes are not allowed in either kind of code (LA012); agent snippets may import
@@ -163,6 +166,13 @@ RULES: tuple[Rule, ...] = (
         severity=Severity.warning,
         summary="A definition or assignment hides a primitive or an allowed builtin.",
         why="Later calls of that name reach the wrong function.",
+    ),
+    Rule(
+        id="LA014",
+        name="str-format",
+        severity=Severity.error,
+        summary="str.format or str.format_map; use an f-string.",
+        why="The sandbox's RestrictedPython guard refuses the format methods of str at run time.",
     ),
 )
 

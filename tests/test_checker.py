@@ -328,6 +328,33 @@ def test_plain_format_fields_and_unused_literals_pass(code: str) -> None:
     assert only(code, "LA005") == []
 
 
+# LA014 str-format ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "method"),
+    [
+        ('s = "{0} is clear".format(b)\n', "format"),
+        ('s = "{name}".format_map(d)\n', "format_map"),
+        ('s = str.format("{}", b)\n', "format"),
+    ],
+)
+def test_str_format_is_refused_with_the_f_string_alternative(code: str, method: str) -> None:
+    (finding,) = run(code)
+    assert finding.rule == "LA014"
+    assert finding.message.startswith(f"str.{method}() is not available in action code")
+    assert "f-string" in finding.message
+
+
+def test_a_format_string_reading_attributes_is_one_finding_not_two() -> None:
+    assert [f.rule for f in run('s = "{0.real}".format(1)\n')] == ["LA005"]
+
+
+@pytest.mark.parametrize("code", ['s = f"{b} is clear"\n', "s = template.format(b)\n", "s = '%s' % b\n"])
+def test_f_strings_and_non_literal_receivers_pass(code: str) -> None:
+    assert run(code) == []
+
+
 # LA006 unknown-call -------------------------------------------------------------------------------
 
 
@@ -580,6 +607,7 @@ def test_every_rule_can_fire() -> None:
         x = eval
         _y = 1
         s = "{0.real}".format(1)
+        t = "{0}".format(1)
         nope()
         pickup()
         n = {}
@@ -608,3 +636,14 @@ def test_policy_lists_are_consistent() -> None:
     assert "get_type_hints" not in module_api("typing")
     with pytest.raises(KeyError):
         module_api("os")
+
+
+def test_checking_the_same_text_again_gives_the_same_findings() -> None:
+    code = "counts = {}\ncounts['a'] += 1\n_x = eval\nvalue = pickup('a', 'b')\n"
+    first = run(code)
+    assert [f.rule for f in first] == ["LA008", "LA004", "LA003", "LA007"]
+    assert run(code) == first
+    # Same text, other kind: RestrictedPython's remembered verdict is filtered against the new findings.
+    as_module = [(f.line, f.rule) for f in run(code, MODULE)]
+    assert as_module == [(1, "LA009"), (2, "LA009"), (3, "LA004"), (3, "LA009"), (3, "LA003"), (4, "LA009"), (4, "LA007")]
+    assert run(code) == first

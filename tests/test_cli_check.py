@@ -49,7 +49,7 @@ def test_text_output_is_one_linter_line_per_finding_and_a_summary_on_stderr(tmp_
     lines = result.stdout.splitlines()
     assert lines[0] == (
         f"{path}:1:8: LA002 module 'os' cannot be imported in an action; allowed: "
-        "bisect, collections, copy, functools, heapq, itertools, json, math, random, re, string, typing"
+        "bisect, collections, copy, functools, heapq, itertools, json, math, random, re, statistics, string, typing"
     )
     assert [line.split(": ", 1)[1].split()[0] for line in lines] == ["LA002", "LA009", "LA003"]
     assert result.stderr.strip() == f"{path}: 3 errors, 0 warnings (checked as an action module)"
