@@ -52,7 +52,6 @@ _BUILTIN_HINTS = {
     "exec": "write the code itself",
     "getattr": "access the attribute directly, e.g. obj.name",
     "setattr": "assign the attribute directly, e.g. obj.name = value",
-    "hasattr": "test the value itself",
     "type": "use isinstance(value, str) to test a type",
     "open": "actions cannot read or write files",
     "input": "actions cannot read input; use the observations primitives return",
@@ -273,8 +272,14 @@ class _Scan:
     # -- reporting -------------------------------------------------------------------------------
 
     def report(self, rule: str, node: ast.AST, message: str) -> None:
-        line = getattr(node, "lineno", 1)
-        self.findings.append(_finding(rule, line, self._column(line, getattr(node, "col_offset", 0)), message))
+        if isinstance(node, ast.Attribute) and node.end_lineno is not None and node.end_col_offset is not None:
+            # Point at the attribute's name, not at the start of `receiver.name`.
+            line = node.end_lineno
+            col = max(1, self._column(line, node.end_col_offset) - len(node.attr))
+        else:
+            line = getattr(node, "lineno", 1)
+            col = self._column(line, getattr(node, "col_offset", 0))
+        self.findings.append(_finding(rule, line, col, message))
 
     def _line(self, line: int) -> str:
         if self._lines is None:  # only code with findings pays for the split
@@ -351,7 +356,7 @@ class _Scan:
         if what == "attribute":
             advice = "private and special attributes cannot be used; use the object's public methods"
         else:
-            advice = f"rename it (e.g. '{name.lstrip('_') or 'value'}')"
+            advice = f"rename it (e.g. '{name.strip('_') or 'value'}')"
         self.report(
             "LA004",
             node,

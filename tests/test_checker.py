@@ -120,7 +120,12 @@ def test_findings_are_sorted_by_line_and_column_with_1_based_positions() -> None
 
 def test_columns_count_characters_not_utf8_bytes() -> None:
     (finding,) = only('s = "éé"; t = s.__len__\n', "LA004")
-    assert finding.col == 15  # `s.__len__` starts at the 15th character, the 17th byte
+    assert finding.col == 17  # `__len__` starts at the 17th character, the 19th byte
+
+
+def test_attribute_findings_point_at_the_attribute_name() -> None:
+    findings = only("x = (obj\n     .__class__)\ny = ().__class__.__bases__\n", "LA004")
+    assert [(f.line, f.col) for f in findings] == [(2, 7), (3, 8), (3, 18)]
 
 
 def test_kind_can_be_given_as_its_string_value() -> None:
