@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from functools import lru_cache
+from pathlib import Path
 
 import pytest
 
@@ -35,7 +36,18 @@ def docker_available() -> None:
     pytest.skip(problem)
 
 
-require_docker = docker_available
+@pytest.fixture(scope="session")
+def alfworld_data() -> Path:
+    """The real ALFWorld games: $ALFWORLD_DATA, else ../shared/data/alfworld beside the checkout.
+    Skips without them; under CI=true that is a failure instead."""
+    given = os.environ.get("ALFWORLD_DATA")
+    path = Path(given) if given else Path(__file__).resolve().parents[2] / "shared/data/alfworld"
+    if not (path / "json_2.1.1").is_dir():
+        message = f"ALFWorld games not found at {path} (set $ALFWORLD_DATA)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -23,20 +22,9 @@ from learnact.envs.alfworld.goal import parse_goal
 from learnact.envs.base import ArgumentError
 
 
-def _data_dir() -> Path:
-    given = os.environ.get("ALFWORLD_DATA")
-    path = Path(given) if given else Path(__file__).resolve().parents[2] / "shared/data/alfworld"
-    if not (path / "json_2.1.1").is_dir():
-        message = f"ALFWorld games not found at {path} (set $ALFWORLD_DATA)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture(scope="module")
-def data() -> Path:
-    return _data_dir()
+def data(alfworld_data: Path) -> Path:
+    return alfworld_data
 
 
 @pytest.fixture(scope="module")

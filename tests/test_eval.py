@@ -14,7 +14,7 @@ from learnact.engine.rundir import EPISODES
 from learnact.envs.registry import EnvSpec, make_env, select_tasks
 from learnact.sandbox.config import SandboxConfig
 
-pytestmark = pytest.mark.usefixtures("require_docker")
+pytestmark = pytest.mark.usefixtures("sandbox_image")
 
 BLOCKS = EnvSpec(name="pddl/blockworld")
 
@@ -118,3 +118,19 @@ def test_bad_input_is_a_one_line_error(tmp_path: Path, args: list[str], message:
     assert result.exit_code == 2
     assert message in " ".join(result.stderr.split())
     assert "Traceback" not in result.output
+
+
+def test_the_alfworld_expert_solves_games_of_every_type_through_the_sandbox_with_two_workers(
+    alfworld_data: Path, tmp_path: Path
+) -> None:
+    spec = EnvSpec(name="alfworld", alfworld_data=str(alfworld_data), split="valid_seen")
+    env = make_env(spec)
+    first_of_each_type = list({t.type: t.id for t in reversed(env.tasks())}.values())
+    summary = run_evaluation(
+        EvalConfig(env=spec, tasks=first_of_each_type, workers=2, sandbox=SandboxConfig(pool_size=1)), tmp_path
+    )
+    assert sorted(summary.per_type) == ["clean", "cool", "examine", "heat", "put", "puttwo"]
+    assert summary.success_rate == 1.0 and summary.progress_rate == 1.0
+    record = json.loads((tmp_path / EPISODES).read_text().splitlines()[0])
+    assert all(step["result"]["status"] == "ok" for step in record["steps"])
+    assert record["steps"][0]["result"]["calls"][0]["observation"] == record["steps"][0]["observation"]

@@ -30,7 +30,7 @@ from learnact.envs.alfworld.games import (
 from learnact.envs.alfworld.goal import Goal, GoalError, parse_goal
 from learnact.envs.base import Environment, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo
 
-_TRANSLATION_LOCK = threading.Lock()
+_ENGINE_LOCK = threading.Lock()
 _ARRIVAL = re.compile(r"^You arrive at loc \d+\. ")  # location numbers mean nothing to the agent
 
 
@@ -71,7 +71,7 @@ class AlfworldEnv(Environment):
                 f"ids like '{next(iter(self._games))}')"
             )
         goal = self._goal(game)
-        with _translating():
+        with _engine_turn():
             engine = self._load(game.path)
             state = engine.reset()
         self._game, self._won = game, bool(state["won"])
@@ -85,7 +85,8 @@ class AlfworldEnv(Environment):
         if self._game is None:
             raise RuntimeError("call reset(task_id) before calling primitives")
         command = to_command(name, args)
-        state, _, _ = self._engine.step(command)
+        with _engine_turn():
+            state, _, _ = self._engine.step(command)
         feedback = state["feedback"].strip()
         self._won = self._won or bool(state["won"])
         self._progress = max(self._progress, self._goals[self._game.id].progress(_facts(state)))
@@ -144,14 +145,15 @@ class AlfworldEnv(Environment):
 
 
 @contextmanager
-def _translating() -> Iterator[None]:
-    """Guard textworld's PDDL translation (game load and reset).
+def _engine_turn() -> Iterator[None]:
+    """Guard every use of textworld's engine (load, reset, step).
 
     fast-downward's translator keeps its options in module globals and textworld overwrites
-    ``sys.argv`` before each translation: environments in threads of one process take turns, and
-    the process's own ``sys.argv`` is given back.
+    ``sys.argv`` before each translation; textworld's grammar parser, used on every step, is one
+    module-global parser object with a rule stack. Environments in threads of one process take
+    turns, and the process's own ``sys.argv`` is given back.
     """
-    with _TRANSLATION_LOCK:
+    with _ENGINE_LOCK:
         argv = sys.argv
         try:
             yield
