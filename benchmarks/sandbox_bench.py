@@ -20,6 +20,8 @@ import statistics
 import subprocess
 import time
 
+from docker.types import LogConfig
+
 from learnact.actions import CodeKind, check
 from learnact.envs.base import ParamSpec, PrimitiveSpec
 from learnact.sandbox import Sandbox, SandboxConfig
@@ -49,7 +51,9 @@ def raw_echo_ms(config: SandboxConfig) -> float:
     from learnact.sandbox.docker_backend import connect
 
     api = connect()
-    host_config = api.create_host_config(**host_config_kwargs(config))
+    # The session's own flags, logging driver included: with the engine's default (json-file)
+    # every echoed line would also be written to a log file.
+    host_config = api.create_host_config(**host_config_kwargs(config), log_config=LogConfig(type="none"))
     container = api.create_container(
         config.image, command=["python3", "-I", "-S", "-u", "-c", ECHO], user="10001:10001",
         stdin_open=True, network_disabled=True, host_config=host_config,

@@ -174,6 +174,8 @@ class DockerTransport(Transport):
         self.api, self.container = api, container
         self._stream = stream  # keeps the attach response's socket open
         self.sock: socket.socket = stream._sock
+        self._poll = select.poll()  # registered once: cheaper per message than select.select
+        self._poll.register(self.sock, select.POLLIN)
         self._frames = bytearray()
         self._stderr = bytearray()
         self._closed = False
@@ -192,8 +194,7 @@ class DockerTransport(Transport):
         self.sock.sendall(data)
 
     def _receive(self, timeout: float) -> bytes | None:
-        readable, _, _ = select.select([self.sock], [], [], timeout)
-        if not readable:
+        if not self._poll.poll(timeout * 1000):
             return None
         chunk = self.sock.recv(1 << 16)
         if not chunk:
@@ -202,6 +203,8 @@ class DockerTransport(Transport):
 
     def _demux(self, chunk: bytes) -> bytes:
         """Stdout payload of the complete frames received so far; stderr goes to diagnostics."""
+        if not self._frames and chunk[0] == 1 and len(chunk) == 8 + int.from_bytes(chunk[4:8], "big"):
+            return chunk[8:]  # the usual case: exactly one whole stdout frame
         self._frames += chunk
         out = bytearray()
         while len(self._frames) >= 8:

@@ -80,6 +80,15 @@ def encode(message: HostMessage) -> bytes:
     return message.model_dump_json().encode() + b"\n"
 
 
+def encode_result(call_id: int, value: str) -> bytes:
+    """The line of ``CallResult(id=call_id, value=value)``, built without the record.
+
+    It is the reply to every primitive call, so it skips model construction; that is safe because
+    the host builds it from its own int id and a str it has checked.
+    """
+    return b'{"op":"result","id":%d,"value":%s}\n' % (call_id, json.dumps(value).encode())
+
+
 # ---- sandbox -> host ---------------------------------------------------------------------------
 
 

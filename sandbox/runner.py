@@ -53,18 +53,22 @@ class Channel:
     def __init__(self, fd_in: int, fd_out: int, max_bytes: int) -> None:
         self.fd_in, self.fd_out, self.max_bytes = fd_in, fd_out, max_bytes
         self.buffer = b""
+        # Built once: json.dumps/json.loads with options build a new encoder/decoder per call.
+        self.encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        self.decoder = json.JSONDecoder()
 
     def read(self) -> dict | None:
-        while b"\n" not in self.buffer:
+        while (end := self.buffer.find(b"\n")) < 0:
             chunk = os.read(self.fd_in, 1 << 16)
             if not chunk:
                 return None
             self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+        line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
+        return self.decoder.decode(line.decode("utf-8"))
 
     def encode(self, message: dict) -> bytes:
-        return json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        """One message without its newline (its length is what the cap limits)."""
+        return self.encoder.encode(message).encode()
 
     def write(self, message: dict) -> None:
         self.send(self.encode(message))

@@ -22,8 +22,8 @@ from learnact.actions.models import CodeKind, Finding, Severity
 from learnact.envs.base import ArgumentError, PrimitiveSpec
 from learnact.sandbox import protocol
 from learnact.sandbox.config import SandboxConfig
-from learnact.sandbox.protocol import Call, CallError, CallResult, Done, Exec, Load, ProtocolError, Setup
-from learnact.sandbox.result import ErrorInfo, ExecutionResult, ExecutionStatus, PrimitiveCall
+from learnact.sandbox.protocol import Call, CallError, Done, Exec, Load, ProtocolError, Setup
+from learnact.sandbox.result import ErrorInfo, ExecutionResult, ExecutionStatus
 from learnact.sandbox.transport import Transport
 
 Handler = Callable[[str, list], str]
@@ -95,7 +95,9 @@ class Session:
         return list(check(code, kind, self.primitives, self._known))
 
     def _request(self, code: str, load: bool, findings: list[Finding], started: float) -> ExecutionResult:
-        calls: list[PrimitiveCall] = []
+        # The calls performed, as PrimitiveCall fields: the result validates them in one pass,
+        # which is cheaper than a record per call on the way of every round trip.
+        calls: list[dict] = []
         try:
             transport = self._ready_transport()
             done = self._run(transport, code, load, calls)
@@ -133,7 +135,7 @@ class Session:
                 )
         return self._transport
 
-    def _run(self, transport: Transport, code: str, load: bool, calls: list[PrimitiveCall]) -> Done:
+    def _run(self, transport: Transport, code: str, load: bool, calls: list[dict]) -> Done:
         config = self.config
         self._next_id += 1
         request_id, nonce = self._next_id, secrets.token_hex(8)
@@ -166,7 +168,7 @@ class Session:
                 handler_started = time.monotonic()
                 reply = self._perform(message, calls)
                 deadline += time.monotonic() - handler_started  # host time is not the program's
-                self._send(transport, protocol.encode(reply))
+                self._send(transport, reply)
             elif isinstance(message, Done):
                 if message.id != request_id or message.nonce != nonce:
                     raise self._crash(transport, 
@@ -179,20 +181,21 @@ class Session:
             else:
                 raise self._crash(transport, "unexpected 'ready' during an execution")
 
-    def _perform(self, message: Call, calls: list[PrimitiveCall]) -> CallResult | CallError:
+    def _perform(self, message: Call, calls: list[dict]) -> bytes:
+        """Perform one call through the handler; the encoded reply."""
         try:
             observation = self._handler(message.name, list(message.args))
         except ArgumentError as exc:
-            calls.append(PrimitiveCall(name=message.name, args=message.args, observation=f"ValueError: {exc}"))
-            return CallError(id=message.id, message=str(exc))
+            calls.append({"name": message.name, "args": message.args, "observation": f"ValueError: {exc}"})
+            return protocol.encode(CallError(id=message.id, message=str(exc)))
         except BaseException:
             self._retire()  # a host-side failure: the sandbox waits for a reply that will not come
             raise
         if not isinstance(observation, str):
             self._retire()
             raise TypeError(f"the primitive handler returned {type(observation).__name__}, not str, for {message.name}")
-        calls.append(PrimitiveCall(name=message.name, args=message.args, observation=observation))
-        return CallResult(id=message.id, value=observation)
+        calls.append({"name": message.name, "args": message.args, "observation": observation})
+        return protocol.encode_result(message.id, observation)  # the hot path: no record built
 
     def _send(self, transport: Transport, data: bytes) -> None:
         try:

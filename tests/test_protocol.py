@@ -74,6 +74,13 @@ def test_host_messages_are_single_json_lines() -> None:
         assert json.loads(encoded)["op"] == message.op
 
 
+def test_the_fast_result_line_carries_what_the_result_record_does() -> None:
+    for value in ("You pick up a.", 'ok\n"fine"\\ \u00e9\u4e2d \U0001f600', ""):
+        encoded = protocol.encode_result(7, value)
+        assert encoded.endswith(b"\n") and encoded.count(b"\n") == 1
+        assert json.loads(encoded) == json.loads(protocol.encode(CallResult(id=7, value=value)))
+
+
 class ScriptedTransport(Transport):
     """Hands out scripted chunks; None chunks mean 'nothing arrived yet'."""
 
