@@ -59,7 +59,7 @@ def raw_echo_ms(config: SandboxConfig) -> float:
         stdin_open=True, network_disabled=True, host_config=host_config,
     )["Id"]  # fmt: skip
     stream = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-    transport = DockerTransport(api, container, stream)
+    transport = DockerTransport(api, container, stream, lambda c: api.remove_container(c, force=True))
     try:
         api.start(container)
         times = []

@@ -9,10 +9,13 @@ errors. The logging driver is off so that the protocol is not copied to the daem
 from __future__ import annotations
 
 import os
+import queue
 import select
 import socket
 import struct
+import threading
 import time
+from collections.abc import Callable
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -96,6 +99,7 @@ class DockerBackend:
             )
         self.owner = str(os.getpid())
         remove_stale_containers(self.api)
+        self.remover = Remover(self.new_client())
 
     def new_client(self) -> docker.APIClient:
         """A client for another thread (the pool's filler): requests sessions are not shared."""
@@ -121,7 +125,7 @@ class DockerBackend:
         try:
             stream = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             # Teardown goes through the owner's client, whichever thread started the container.
-            transport = DockerTransport(self.api, container, stream)
+            transport = DockerTransport(self.api, container, stream, self.remover.remove)
             api.start(container)
             transport.await_ready(self.config.max_message_bytes)
         except BaseException:
@@ -133,7 +137,40 @@ class DockerBackend:
         return transport
 
     def close(self) -> None:
+        """Wait until every container handed to the remover is gone, then disconnect."""
+        self.remover.close()
         self.api.close()
+
+
+class Remover:
+    """Removes finished containers on a background thread.
+
+    Docker's teardown of a container takes tens of milliseconds; an ending session hands its
+    container over (its protocol socket is already closed) and goes on. Removal starts at once, so
+    a container outlives its session by that teardown only. ``close()`` waits for every removal.
+    A removal that fails leaves a labelled container, which the next Sandbox start removes.
+    """
+
+    def __init__(self, api: docker.APIClient) -> None:
+        self._api = api
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="learnact-remover", daemon=True)
+        self._thread.start()
+
+    def remove(self, container: str) -> None:
+        self._queue.put(container)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._api.close()
+
+    def _run(self) -> None:
+        while (container := self._queue.get()) is not None:
+            try:
+                _remove(self._api, container)
+            except DockerException:
+                pass  # left labelled: removed at the next Sandbox start
 
 
 def remove_stale_containers(api: docker.APIClient) -> int:
@@ -169,9 +206,12 @@ def _remove(api: docker.APIClient, container: str) -> None:
 
 
 class DockerTransport(Transport):
-    def __init__(self, api: docker.APIClient, container: str, stream) -> None:
+    def __init__(
+        self, api: docker.APIClient, container: str, stream, remove: Callable[[str], None]
+    ) -> None:
         super().__init__()
         self.api, self.container = api, container
+        self._remove_container = remove
         self._stream = stream  # keeps the attach response's socket open
         self.sock: socket.socket = stream._sock
         self._poll = select.poll()  # registered once: cheaper per message than select.select
@@ -243,4 +283,4 @@ class DockerTransport(Transport):
             self._stream.close()
         except OSError:
             pass
-        _remove(self.api, self.container)
+        self._remove_container(self.container)
