@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from learnact.engine.cli_sandbox import Backend, Runtime
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.records import Summary
 from learnact.envs.registry import EnvSpec, make_env, select_tasks
@@ -41,8 +42,8 @@ def evaluate(
     pddl_problems: Annotated[Optional[list[Path]], typer.Option(help="external PDDL problem files (--env pddl)")] = None,
     alfworld_data: Annotated[Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")] = None,
     split: Annotated[str, typer.Option(help="ALFWorld split")] = "valid_unseen",
-    backend: Annotated[str, typer.Option(help="sandbox backend: docker or process")] = "docker",
-    runtime: Annotated[str, typer.Option(help="container runtime: runc or runsc (gVisor)")] = "runc",
+    backend: Annotated[Backend, typer.Option(help="sandbox backend (process: rlimited child; weaker)")] = Backend.docker,
+    runtime: Annotated[Runtime, typer.Option(help="OCI runtime of the containers; runsc is gVisor")] = Runtime.runc,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
 ) -> None:
     """Evaluate METHOD on the tasks of ENV; every step runs as checked code in the sandbox."""
@@ -56,7 +57,7 @@ def evaluate(
     try:
         environment = make_env(spec)
         chosen = select_tasks(environment, tasks)
-        sandbox = SandboxConfig(backend=backend, runtime=runtime)
+        sandbox = SandboxConfig(backend=backend.value, runtime=runtime.value)
     except (ValueError, KeyError, OSError) as exc:
         raise fail(str(exc).strip("'\"")) from None
     config = EvalConfig(
