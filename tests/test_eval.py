@@ -134,3 +134,17 @@ def test_the_alfworld_expert_solves_games_of_every_type_through_the_sandbox_with
     record = json.loads((tmp_path / EPISODES).read_text().splitlines()[0])
     assert all(step["result"]["status"] == "ok" for step in record["steps"])
     assert record["steps"][0]["result"]["calls"][0]["observation"] == record["steps"][0]["observation"]
+
+
+def test_external_benchmark_files_are_evaluated_through_the_sandbox(tmp_path: Path) -> None:
+    data = Path(__file__).parent / "data/pddl"
+    problems = [data / "tyreworld/p01.pddl", data / "tyreworld/p10.pddl"]
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--env", "pddl", "--pddl-domain", str(data / "tyreworld.pddl"), "--pddl-problems",
+         str(problems[0]), "--pddl-problems", str(problems[1]), "--out", str(tmp_path / "run"), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["env"] == "pddl" and summary["episodes"] == 2 and summary["success_rate"] == 1.0
+    assert [r["task"] for r in summary["results"]] == ["p01", "p10"]
