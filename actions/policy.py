@@ -1,7 +1,8 @@
 """What model-written action code may use: modules, builtins and a size limit.
 
-Standard library only, so that the in-sandbox runner (stdlib + RestrictedPython) can carry an
-identical copy and enforce at run time the same lists the static checker reports against.
+Standard library only, so that the in-sandbox runner (stdlib + RestrictedPython) imports this very
+file (as ``learnact_policy``, copied into the sandbox image and linked for the process backend) and
+enforces at run time the same lists the static checker reports against.
 
 Why these lists:
 

@@ -1,7 +1,8 @@
 """The sandbox image: `Dockerfile.sandbox` on a base, built without network from a small context.
 
-The context holds only what the image needs: the Dockerfile, the in-sandbox runner and a copy of
-the host's installed RestrictedPython (pure Python, so the copy runs on the image's Python 3.11).
+The context holds only what the image needs: the Dockerfile, the in-sandbox runner, the checker's
+policy (``lib/learnact_policy.py``, which the runner enforces) and a copy of the host's installed
+RestrictedPython (pure Python, so the copy runs on the image's Python 3.11).
 The image is labelled with a hash of these inputs and of the base; it is rebuilt when they change.
 """
 
@@ -33,6 +34,7 @@ from learnact.sandbox.config import SANDBOX_IMAGE
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO_ROOT / "Dockerfile.sandbox"
 RUNNER = REPO_ROOT / "sandbox" / "runner.py"
+POLICY = REPO_ROOT / "actions" / "policy.py"
 # The Dockerfile's own default, for users whose daemon can pull from a registry.
 REGISTRY_BASE = "python:3.11-slim"
 # The classic builder colours the stderr of RUN steps; the log gets plain text.
@@ -66,7 +68,7 @@ def build_sandbox_image(
 
 
 def _prepare_context(context: Path) -> None:
-    for source in (DOCKERFILE, RUNNER):
+    for source in (DOCKERFILE, RUNNER, POLICY):
         if not source.is_file():
             raise ImageBuildError(
                 f"{source} is missing: the sandbox image is built from a source checkout of learnact"
@@ -79,6 +81,8 @@ def _prepare_context(context: Path) -> None:
         context / "lib" / "RestrictedPython",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"),
     )
+    # The name the runner imports it by; part of the inputs hash like every file of the context.
+    shutil.copyfile(POLICY, context / "lib" / "learnact_policy.py")
 
 
 def _restrictedpython_dir() -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import RestrictedPython
 
+from learnact.actions import policy
 from learnact.sandbox.config import SandboxConfig
 from learnact.sandbox.protocol import ProtocolError, parse
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
@@ -45,10 +46,11 @@ MiB = 1 << 20
 class ProcessBackend:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        # A directory holding RestrictedPython alone, so that the child's sys.path does not open
-        # onto the host's site-packages.
+        # A directory holding RestrictedPython and the checker's policy alone, so that the child's
+        # sys.path does not open onto the host's site-packages; the runner enforces that policy.
         self.lib_dir = tempfile.mkdtemp(prefix="learnact-lib-")
         os.symlink(Path(RestrictedPython.__file__).parent, Path(self.lib_dir, "RestrictedPython"))
+        os.symlink(Path(policy.__file__), Path(self.lib_dir, "learnact_policy.py"))
 
     def command(self) -> list[str]:
         config = self.config

@@ -1,8 +1,10 @@
 """The in-sandbox runner: executes untrusted code and proxies its primitive calls to the host.
 
 It runs INSIDE the sandbox (container or child process) with the standard library and
-RestrictedPython only; it must never import learnact. It speaks the JSON-lines protocol of
-``learnact.sandbox.protocol`` on private descriptors: at start it duplicates stdin/stdout/stderr,
+RestrictedPython only; it must never import learnact. What restricted code may use comes from
+``learnact_policy``, which is ``learnact/actions/policy.py`` (stdlib only) placed next to
+RestrictedPython in ``--lib``: the static checker and the runner enforce the very same lists.
+It speaks the JSON-lines protocol of ``learnact.sandbox.protocol`` on private descriptors: at start it duplicates stdin/stdout/stderr,
 points fd 0 at /dev/null and fds 1 and 2 at a non-blocking pipe with room for the output cap, so
 that nothing the program writes (print, sys.stdout, os.write(1, ...)) can mix with the protocol and
 output beyond the cap fails at once. Its own fatal errors go to the original stderr.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import importlib
 import json
 import os
 import resource
@@ -26,14 +29,7 @@ import traceback
 import types
 
 AGENT, ACTION = "<agent>", "<action>"
-ALLOWED_MODULES = (
-    "bisect", "collections", "functools", "heapq", "itertools", "json", "math", "random", "re",
-    "statistics", "string",
-)  # fmt: skip
-EXTRA_BUILTINS = (
-    "all", "any", "dict", "enumerate", "filter", "frozenset", "iter", "list", "map", "max", "min",
-    "next", "reversed", "set", "sorted", "sum", "tuple", "zip",
-)  # fmt: skip
+POLICY_MODULE = "learnact_policy"  # learnact/actions/policy.py, as the image and process backend name it
 MAX_ERROR_CHARS = 2000
 MAX_TRACEBACK_CHARS = 4000
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
@@ -154,8 +150,9 @@ class CaptureWriter:
 
 
 class Runner:
-    def __init__(self, channel: Channel, capture: Capture, kill_strays: bool) -> None:
+    def __init__(self, channel: Channel, capture: Capture, kill_strays: bool, policy: types.ModuleType) -> None:
         self.channel, self.capture, self.kill_strays = channel, capture, kill_strays
+        self.policy = policy
         self.pid = os.getpid()
         self.main_thread = threading.get_ident()
         self.current_id: int | None = None
@@ -169,21 +166,22 @@ class Runner:
     # ---- restricted environment ---------------------------------------------------------------
 
     def _safe_builtins(self) -> dict:
-        from RestrictedPython import safe_builtins
         from RestrictedPython.Guards import (
             full_write_guard,
             guarded_iter_unpack_sequence,
             guarded_unpack_sequence,
-            safer_getattr,
+            safer_getattr_raise,
         )
 
         import builtins
 
-        names = dict(safe_builtins)
-        names.update({name: getattr(builtins, name) for name in EXTRA_BUILTINS})
+        # Exactly the checker's builtins (not RestrictedPython's safe_builtins, which also holds
+        # setattr, delattr and __build_class__): code the checker refuses to name is absent here too.
+        names = {name: getattr(builtins, name) for name in self.policy.ALLOWED_BUILTINS}
         names["__import__"] = self._guarded_import
         self.namespace.update(
-            _getattr_=safer_getattr,
+            # Not safer_getattr, which returns None for a missing attribute: the program gets the error.
+            _getattr_=safer_getattr_raise,
             _getitem_=lambda obj, key: obj[key],
             _getiter_=iter,
             _write_=full_write_guard,
@@ -197,20 +195,17 @@ class Runner:
         return names
 
     def _guarded_import(self, name, globals=None, locals=None, fromlist=(), level=0):
-        if level != 0 or name not in ALLOWED_MODULES:
+        allowed = self.policy.ALLOWED_MODULES
+        if level != 0 or name not in allowed:
             raise ImportError(
-                f"module '{name}' cannot be imported in the sandbox; allowed: {', '.join(ALLOWED_MODULES)}"
+                f"module '{name}' cannot be imported in the sandbox; allowed: {', '.join(sorted(allowed))}"
             )
         if name not in self.module_views:
-            # A view with the public, non-module attributes only: a real module would lead on to
-            # other modules (re.enum.sys.modules['os']).
+            # A view with the policy's API of the module only: a real module would lead on to other
+            # modules (re.enum.sys.modules['os']) and to the denied names (string.Formatter).
             module = __import__(name)
             self.module_views[name] = types.SimpleNamespace(
-                **{
-                    key: value
-                    for key, value in vars(module).items()
-                    if not key.startswith("_") and not isinstance(value, types.ModuleType)
-                }
+                **{key: getattr(module, key) for key in self.policy.module_api(name)}
             )
         return self.module_views[name]
 
@@ -431,7 +426,9 @@ _DIAG_FD = 2
 def main(argv: list[str]) -> None:
     global _DIAG_FD
     parser = argparse.ArgumentParser(prog="runner.py")
-    parser.add_argument("--lib", default="/opt/learnact/lib", help="directory holding RestrictedPython")
+    parser.add_argument(
+        "--lib", default="/opt/learnact/lib", help=f"directory holding RestrictedPython and {POLICY_MODULE}.py"
+    )
     parser.add_argument("--max-message-bytes", type=int, default=256_000)
     parser.add_argument("--kill-strays", action="store_true", help="PID 1 of a private PID namespace")
     parser.add_argument("--unshare", action="store_true", help="try new user and network namespaces")
@@ -439,7 +436,10 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, args.lib)
-    import RestrictedPython  # noqa: F401  (imported before limits apply and before "ready")
+    # Imported before limits apply and before "ready": a missing one fails the start, not a program.
+    import RestrictedPython  # noqa: F401
+
+    policy = importlib.import_module(POLICY_MODULE)
 
     proto_in, proto_out, _DIAG_FD = os.dup(0), os.dup(1), os.dup(2)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -456,7 +456,7 @@ def main(argv: list[str]) -> None:
         resource.setrlimit(getattr(resource, f"RLIMIT_{name.upper()}"), (limit, limit))
 
     channel = Channel(proto_in, proto_out, args.max_message_bytes)
-    runner = Runner(channel, capture, args.kill_strays)
+    runner = Runner(channel, capture, args.kill_strays, policy)
     channel.write({"op": "ready"})
     setup = channel.read()
     if setup is None:

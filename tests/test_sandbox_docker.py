@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import learnact.actions
+from learnact.actions import ALLOWED_MODULES, CodeKind, Severity, check
 from learnact.envs.base import ArgumentError, ParamSpec, PrimitiveSpec
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig, SandboxUnavailable
 from learnact.sandbox.config import CONTAINER_LABEL
@@ -120,6 +122,38 @@ def test_traceback_shows_only_the_programs_own_lines(checked: Sandbox) -> None:
     assert '"<agent>", line 1' in result.error.traceback
     assert '"<action>"' in result.error.traceback
     assert "runner.py" not in result.error.traceback
+
+
+# ---- the checker's policy, enforced at run time ------------------------------------------------
+
+# Code the checker refuses, each for a name the runner must not offer either.
+REFUSED_AT_RUN_TIME = {
+    "import string\nstring.Formatter": "AttributeError",
+    "import typing\ntyping.get_type_hints": "AttributeError",
+    "import os": "ImportError",
+    "setattr": "NameError",
+}
+
+
+def test_checked_code_imports_every_module_the_checker_allows(checked: Sandbox) -> None:
+    code = "\n".join(f"import {name}" for name in sorted(ALLOWED_MODULES))
+    code += "\nprint(copy.deepcopy([1, [2]]), typing.Optional[int])"
+    with checked.session() as session:
+        result = session.execute(code)
+    assert result.status is ExecutionStatus.ok, result.error
+    assert result.stdout == "[1, [2]] typing.Optional[int]\n"
+
+
+def test_runner_refuses_what_the_checker_denies_even_when_the_checker_is_bypassed(
+    checked: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(learnact.actions, "check", lambda *args, **kwargs: [])  # restricted, unchecked
+    with checked.session() as session:
+        for code, error_type in REFUSED_AT_RUN_TIME.items():
+            assert any(f.severity is Severity.error for f in check(code, CodeKind.agent_snippet)), code
+            result = session.execute(code)
+            assert result.findings == [] and result.status is ExecutionStatus.error, code
+            assert result.error is not None and result.error.type == error_type, code
 
 
 # ---- limits ------------------------------------------------------------------------------------

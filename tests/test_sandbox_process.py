@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+import learnact.actions
+from learnact.actions import ALLOWED_MODULES, CodeKind, Severity, check
 from learnact.envs.base import ParamSpec, PrimitiveSpec
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
 
@@ -99,3 +101,37 @@ def test_host_packages_are_not_importable(unchecked: Sandbox) -> None:
         result = session.execute("import pydantic")
     assert result.status is ExecutionStatus.error
     assert result.error is not None and result.error.type == "ModuleNotFoundError"
+
+
+# ---- the checker's policy, enforced at run time ------------------------------------------------
+
+# Code the checker refuses, each for a name the runner must not offer either.
+REFUSED_AT_RUN_TIME = {
+    "import string\nstring.Formatter": "AttributeError",
+    "import typing\ntyping.get_type_hints": "AttributeError",
+    "import json\njson.codecs": "AttributeError",
+    "import os": "ImportError",
+    "setattr": "NameError",
+}
+
+
+def test_checked_code_imports_every_module_the_checker_allows() -> None:
+    code = "\n".join(f"import {name}" for name in sorted(ALLOWED_MODULES))
+    code += "\nprint(copy.deepcopy([1, [2]]), typing.Optional[int])"
+    with make_sandbox() as sandbox, sandbox.session() as session:
+        result = session.execute(code)
+    assert result.status is ExecutionStatus.ok, result.error
+    assert result.stdout == "[1, [2]] typing.Optional[int]\n"
+
+
+@pytest.mark.parametrize("code", sorted(REFUSED_AT_RUN_TIME))
+def test_runner_refuses_what_the_checker_denies_even_when_the_checker_is_bypassed(
+    code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert any(f.severity is Severity.error for f in check(code, CodeKind.agent_snippet))
+    monkeypatch.setattr(learnact.actions, "check", lambda *args, **kwargs: [])  # restricted, unchecked
+    with make_sandbox() as sandbox, sandbox.session() as session:
+        result = session.execute(code)
+    assert result.findings == []
+    assert result.status is ExecutionStatus.error
+    assert result.error is not None and result.error.type == REFUSED_AT_RUN_TIME[code]
