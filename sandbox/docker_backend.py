@@ -22,12 +22,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig, Ulimit
 
 from learnact.sandbox.config import CONTAINER_LABEL, SandboxConfig
-from learnact.sandbox.protocol import ProtocolError, parse
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 
 RUNNER_PATH = "/opt/learnact/runner.py"
 SANDBOX_USER = "10001:10001"
-READY_TIMEOUT_S = 60.0
 DIAGNOSTICS_BYTES = 4096
 START_HINT = (
     "start one (as root: `dockerd --iptables=false --ip6tables=false --bridge=none &`, or run .ci/run) "
@@ -206,6 +204,9 @@ def _remove(api: docker.APIClient, container: str) -> None:
 
 
 class DockerTransport(Transport):
+    what = "sandbox container"
+    ready_timeout_s = 60.0
+
     def __init__(
         self, api: docker.APIClient, container: str, stream, remove: Callable[[str], None]
     ) -> None:
@@ -219,16 +220,6 @@ class DockerTransport(Transport):
         self._frames = bytearray()
         self._stderr = bytearray()
         self._closed = False
-
-    def await_ready(self, max_bytes: int) -> None:
-        line = self.read_line(time.monotonic() + READY_TIMEOUT_S, max_bytes)
-        if line is None:
-            info = self.finish(kill=False)
-            raise SandboxUnavailable(
-                f"the sandbox container exited at start (exit code {info.exit_code}): {info.diagnostics.strip()}"
-            )
-        if parse(line, max_bytes).op != "ready":
-            raise ProtocolError(f"expected 'ready' from a new sandbox, got {line[:120]!r}")
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

@@ -34,11 +34,9 @@ import RestrictedPython
 
 from learnact.actions import policy
 from learnact.sandbox.config import SandboxConfig
-from learnact.sandbox.protocol import ProtocolError, parse
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 
 RUNNER = Path(__file__).with_name("runner.py")
-READY_TIMEOUT_S = 30.0
 DIAGNOSTICS_BYTES = 4096
 MiB = 1 << 20
 
@@ -111,22 +109,15 @@ def _processes_of_user() -> int:
 
 
 class ProcessTransport(Transport):
+    what = "sandbox process"
+    ready_timeout_s = 30.0
+
     def __init__(self, process: subprocess.Popen, workdir: str, diagnostics) -> None:
         super().__init__()
         self.process, self.workdir, self.diagnostics = process, workdir, diagnostics
         assert process.stdin is not None and process.stdout is not None
         self.stdin_fd, self.stdout_fd = process.stdin.fileno(), process.stdout.fileno()
         self._closed = False
-
-    def await_ready(self, max_bytes: int) -> None:
-        line = self.read_line(time.monotonic() + READY_TIMEOUT_S, max_bytes)
-        if line is None:
-            info = self.finish(kill=False)
-            raise SandboxUnavailable(
-                f"the sandbox process exited at start (exit code {info.exit_code}): {info.diagnostics.strip()}"
-            )
-        if parse(line, max_bytes).op != "ready":
-            raise ProtocolError(f"expected 'ready' from a new sandbox, got {line[:120]!r}")
 
     def send(self, data: bytes) -> None:
         view = memoryview(data)

@@ -6,7 +6,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from learnact.sandbox.protocol import ProtocolError
+from learnact.sandbox.protocol import ProtocolError, parse
 
 
 class SandboxUnavailable(RuntimeError):
@@ -25,8 +25,22 @@ class ExitInfo:
 class Transport(ABC):
     """One started sandbox that has said ``ready``: bytes in, lines out, and a way to end it."""
 
+    what = "sandbox"  # how start-up errors name it
+    ready_timeout_s = 30.0
+
     def __init__(self) -> None:
         self._buffer = bytearray()
+
+    def await_ready(self, max_bytes: int) -> None:
+        """Wait for the runner's ``ready``; a sandbox that exits or says anything else is unusable."""
+        line = self.read_line(time.monotonic() + self.ready_timeout_s, max_bytes)
+        if line is None:
+            info = self.finish(kill=False)
+            raise SandboxUnavailable(
+                f"the {self.what} exited at start (exit code {info.exit_code}): {info.diagnostics.strip()}"
+            )
+        if parse(line, max_bytes).op != "ready":
+            raise ProtocolError(f"expected 'ready' from a new sandbox, got {line[:120]!r}")
 
     @abstractmethod
     def send(self, data: bytes) -> None:
