@@ -192,14 +192,22 @@ def _schema(action: Any, domain: Domain, where: str) -> Schema:
     return Schema(name, params, pre, tuple(add), tuple(delete))
 
 
+def _parse(kind: str, text: str, path: Path) -> Any:
+    """Parse with this thread's parser of ``kind`` ("domain" or "problem"); any library failure
+    means the file cannot be used."""
+    parser = getattr(_parsers, kind, None)
+    if parser is None:
+        parser = DomainParser() if kind == "domain" else ProblemParser()
+        setattr(_parsers, kind, parser)
+    try:
+        return parser(text)
+    except Exception as exc:  # noqa: BLE001 - the library raises many types
+        raise PddlError(f"{path}: not a valid PDDL {kind}: {_short(exc)}") from None
+
+
 def load_domain(path: Path) -> Domain:
     text = normalise_domain_text(read_text(path, "domain"), str(path))
-    try:
-        if not hasattr(_parsers, "domain"):
-            _parsers.domain = DomainParser()
-        parsed = _parsers.domain(text)
-    except Exception as exc:  # noqa: BLE001 - any library failure means this file cannot be used
-        raise PddlError(f"{path}: not a valid PDDL domain: {_short(exc)}") from None
+    parsed = _parse("domain", text, path)
     where = str(path)
     types = {
         str(t).lower(): (str(parent).lower() if parent else ROOT_TYPE)
@@ -224,12 +232,7 @@ def load_domain(path: Path) -> Domain:
 
 def load_problem(path: Path, domain: Domain) -> Problem:
     text = _strip_comments(read_text(path, "problem"))
-    try:
-        if not hasattr(_parsers, "problem"):
-            _parsers.problem = ProblemParser()
-        parsed = _parsers.problem(text)
-    except Exception as exc:  # noqa: BLE001 - any library failure means this file cannot be used
-        raise PddlError(f"{path}: not a valid PDDL problem: {_short(exc)}") from None
+    parsed = _parse("problem", text, path)
     where = str(path)
     if str(parsed.domain_name).lower() != domain.name:
         raise PddlError(
