@@ -1,6 +1,6 @@
 """learnact.actions: action code as data, and the static checker of model-written action code."""
 
-from learnact.actions.checker import check, infer_kind
+from learnact.actions.checker import bound_names, check, infer_kind
 from learnact.actions.models import CodeKind, Finding, Severity
 from learnact.actions.policy import ALLOWED_BUILTINS, ALLOWED_MODULES, DANGEROUS_BUILTINS, module_api
 from learnact.actions.rules import RULES, RULES_BY_ID, Rule
@@ -15,6 +15,7 @@ __all__ = [
     "Finding",
     "Rule",
     "Severity",
+    "bound_names",
     "check",
     "infer_kind",
     "module_api",

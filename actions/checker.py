@@ -15,6 +15,7 @@ import ast
 import difflib
 import re
 import string
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -28,7 +29,9 @@ from learnact.actions.policy import (
     ALLOWED_BUILTINS,
     ALLOWED_MODULES,
     DANGEROUS_BUILTINS,
+    DENIED_ATTRIBUTES,
     MAX_CODE_CHARS,
+    REVIEWED_CALLS,
     module_api,
 )
 from learnact.actions.rules import RULES_BY_ID
@@ -37,6 +40,9 @@ if TYPE_CHECKING:  # envs is a sibling room: only the type is needed here
     from learnact.envs.base import PrimitiveSpec
 
 FORMAT_METHODS = frozenset({"format", "format_map", "vformat"})
+_FORMAT_ON_ANY = frozenset({"format", "format_map"})  # LA014; the other denied attributes are LA016
+_STDLIB_MODULES = frozenset(sys.stdlib_module_names)
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)
 _ALLOWED_MODULE_LIST = ", ".join(sorted(ALLOWED_MODULES))
 _FORMATTER = string.Formatter()
 # A field with '.' or '[' in a string that is not a complete format string (it may be completed at
@@ -75,11 +81,14 @@ def check(
     kind: CodeKind,
     primitives: Sequence[PrimitiveSpec] = (),
     known: Iterable[str] = (),
+    defined: Iterable[str] = (),
 ) -> list[Finding]:
     """Check ``code`` as ``kind``; return the findings sorted by (line, col, rule).
 
     ``primitives`` are the environment's primitive actions; ``known`` names the learned action
-    functions already loaded in the session (callable, signatures unknown).
+    functions already loaded in the session (callable, signatures unknown); ``defined`` names the
+    other values that code run earlier in the session left in its namespace (see
+    :func:`bound_names`): reading them is not reading an undefined name.
     """
     kind = CodeKind(kind)
     if len(code) > MAX_CODE_CHARS:
@@ -98,7 +107,7 @@ def check(
         return [_finding("LA001", 1, 1, "the code is nested too deeply to be parsed; simplify it")]
     except ValueError as error:  # null bytes on Python 3.10
         return [_finding("LA001", 1, 1, f"the code cannot be parsed: {error}")]
-    scan = _Scan(code, kind, primitives, known)
+    scan = _Scan(code, kind, primitives, known, defined)
     try:
         scan.run(tree)
         if restricted is None:
@@ -108,6 +117,17 @@ def check(
         return [_finding("LA001", 1, 1, "the code is nested too deeply to be checked; simplify it")]
     scan.report_restricted_python(restricted)
     return sorted(scan.findings, key=lambda f: (f.line, f.col, f.rule))
+
+
+def bound_names(code: str) -> frozenset[str]:
+    """The names that running ``code`` may leave in the session's namespace: its module-level
+    bindings (assignments, loop targets, imports, definitions, ...). Empty when it does not parse."""
+    if len(code) > MAX_CODE_CHARS:
+        return frozenset()
+    try:
+        return frozenset(_scopes(ast.parse(code))[0].bound)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return frozenset()
 
 
 def infer_kind(code: str) -> CodeKind:
@@ -179,6 +199,134 @@ def _child_fields(node_type: type[ast.AST]) -> tuple[str, ...]:
     return tuple(field for field in node_type._fields if field != "ctx")
 
 
+class _Scope:
+    """One of Python's name scopes: what it binds and the names read in it."""
+
+    __slots__ = ("parent", "kind", "bound", "loads")
+
+    def __init__(self, parent: _Scope | None, kind: str) -> None:
+        self.parent, self.kind = parent, kind
+        self.bound: set[str] = set()
+        self.loads: list[ast.Name] = []
+
+
+def _scopes(tree: ast.Module) -> list[_Scope]:
+    """The scopes of ``tree`` (the module's first), as Python's compiler sees them.
+
+    Functions and lambdas see the names of every enclosing function and of the module, not those of
+    a class body; a comprehension is a scope of its own whose first iterable is read outside it; a
+    walrus in a comprehension binds in the enclosing function. Iterative, like the main walk.
+    """
+    module = _Scope(None, "module")
+    scopes = [module]
+    stack: list[tuple[ast.AST, _Scope]] = [(tree, module)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, scope = pop()
+        node_type = type(node)
+        if node_type is ast.Name:
+            if type(node.ctx) is ast.Load:  # type: ignore[attr-defined]
+                scope.loads.append(node)  # type: ignore[arg-type]
+            else:
+                scope.bound.add(node.id)  # type: ignore[attr-defined]
+            continue
+        if node_type is ast.FunctionDef or node_type is ast.AsyncFunctionDef or node_type is ast.Lambda:
+            inner = _Scope(scope, "function")
+            scopes.append(inner)
+            args: ast.arguments = node.args  # type: ignore[attr-defined]
+            outside: list[ast.AST] = [*args.defaults, *(d for d in args.kw_defaults if d is not None)]
+            if node_type is ast.Lambda:
+                push((node.body, inner))  # type: ignore[attr-defined]
+            else:
+                scope.bound.add(node.name)  # type: ignore[attr-defined]
+                outside += node.decorator_list  # type: ignore[attr-defined]
+                if node.returns is not None:  # type: ignore[attr-defined]
+                    outside.append(node.returns)  # type: ignore[attr-defined]
+                for stmt in node.body:  # type: ignore[attr-defined]
+                    push((stmt, inner))
+            every = [*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg]
+            for arg in every:
+                if arg is not None:
+                    inner.bound.add(arg.arg)
+                    if arg.annotation is not None:
+                        outside.append(arg.annotation)
+            for child in outside:
+                push((child, scope))
+            continue
+        if node_type is ast.ClassDef:
+            scope.bound.add(node.name)  # type: ignore[attr-defined]
+            inner = _Scope(scope, "class")
+            scopes.append(inner)
+            for child in (*node.decorator_list, *node.bases, *node.keywords):  # type: ignore[attr-defined]
+                push((child, scope))
+            for stmt in node.body:  # type: ignore[attr-defined]
+                push((stmt, inner))
+            continue
+        if node_type in _COMPREHENSIONS:
+            inner = _Scope(scope, "comprehension")
+            scopes.append(inner)
+            generators: list[ast.comprehension] = node.generators  # type: ignore[attr-defined]
+            push((generators[0].iter, scope))
+            for index, generator in enumerate(generators):
+                push((generator.target, inner))
+                for condition in generator.ifs:
+                    push((condition, inner))
+                if index:
+                    push((generator.iter, inner))
+            parts = (node.key, node.value) if node_type is ast.DictComp else (node.elt,)  # type: ignore[attr-defined]
+            for child in parts:
+                push((child, inner))
+            continue
+        if node_type is ast.NamedExpr:
+            target = scope
+            while target.kind == "comprehension" and target.parent is not None:
+                target = target.parent
+            target.bound.add(node.target.id)  # type: ignore[attr-defined]
+            push((node.value, scope))  # type: ignore[attr-defined]
+            continue
+        if node_type is ast.Import or node_type is ast.ImportFrom:
+            for alias in node.names:  # type: ignore[attr-defined]
+                if alias.name != "*":
+                    scope.bound.add(alias.asname or alias.name.split(".")[0])
+            continue
+        if node_type is ast.Global or node_type is ast.Nonlocal:
+            scope.bound.update(node.names)  # type: ignore[attr-defined]
+            if node_type is ast.Global:
+                module.bound.update(node.names)  # type: ignore[attr-defined]
+            continue
+        if node_type is ast.ExceptHandler or node_type is ast.MatchAs or node_type is ast.MatchStar:
+            if node.name:  # type: ignore[attr-defined]
+                scope.bound.add(node.name)  # type: ignore[attr-defined]
+        elif node_type is ast.MatchMapping and node.rest:  # type: ignore[attr-defined]
+            scope.bound.add(node.rest)  # type: ignore[attr-defined]
+        for field in _child_fields(node_type):
+            value = getattr(node, field, None)
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        push((item, scope))
+            elif isinstance(value, ast.AST):
+                push((value, scope))
+    return scopes
+
+
+def _unresolved(scopes: list[_Scope]) -> list[ast.Name]:
+    """Names read where neither their scope nor an enclosing one (class bodies skipped) binds them."""
+    unresolved = []
+    for scope in scopes:
+        bound = scope.bound
+        for name in scope.loads:
+            ident = name.id
+            if ident in bound:
+                continue
+            outer = scope.parent
+            while outer is not None and (outer.kind == "class" or ident not in outer.bound):
+                outer = outer.parent
+            if outer is None:
+                unresolved.append(name)
+    return unresolved
+
+
 def _is_docstring(stmt: ast.stmt) -> bool:
     return (
         isinstance(stmt, ast.Expr)
@@ -223,12 +371,18 @@ class _Scan:
     """One walk over the tree; rules that need the whole tree are resolved after it."""
 
     def __init__(
-        self, code: str, kind: CodeKind, primitives: Sequence[PrimitiveSpec], known: Iterable[str]
+        self,
+        code: str,
+        kind: CodeKind,
+        primitives: Sequence[PrimitiveSpec],
+        known: Iterable[str],
+        defined: Iterable[str] = (),
     ) -> None:
         self.code = code
         self.kind = kind
         self.primitives = {spec.name: spec for spec in primitives}
         self.known = frozenset(known)
+        self.defined = frozenset(defined)
         self.findings: list[Finding] = []
         self._lines: list[str] | None = None
         self.functions: set[str] = set()
@@ -242,7 +396,10 @@ class _Scan:
         self.docstrings: set[int] = set()
         self.strings: list[ast.Constant] = []
         self.uses_format = False
-        self.str_formats: list[ast.Attribute] = []  # `"...".format`, `str.format_map`, ...
+        self.str_formats: list[ast.Attribute] = []  # `"...".format`, `x.format_map`, ...
+        self.member_calls: list[ast.Call] = []  # `m.name(...)`
+        self.imported_members: dict[str, tuple[str, str]] = {}  # `from m import name as bound`
+        self.undefined: dict[int, ast.Name] = {}  # id -> a Name read that no scope binds
         self.handlers = {
             ast.Module: self._module,
             ast.FunctionDef: self._function,
@@ -310,8 +467,10 @@ class _Scan:
                             push(item)
                 elif isinstance(value, ast.AST):
                     push(value)
+        self._find_undefined(tree)
         self._resolve_calls()
         self._resolve_modules()
+        self._resolve_reviewed_calls()
         if self.uses_format:
             self._format_strings()
 
@@ -533,6 +692,7 @@ class _Scan:
             elif alias.name not in api:
                 self._module_member_refused(module, alias.name, alias)
             self._bind(alias.asname or alias.name, alias, "import alias")
+            self.imported_members[alias.asname or alias.name] = (module, alias.name)
 
     def _import_refused(self, module: str, node: ast.AST) -> None:
         self.report(
@@ -545,20 +705,25 @@ class _Scan:
         self.report(
             "LA011",
             node,
-            f"'{module}.{member}' is not available to actions: only public functions and values of "
-            f"'{module}' can be used, not its submodules or imported modules",
+            f"'{module}.{member}' is not available to actions: only the reviewed members of "
+            f"'{module}' can be used ({_listing(module_api(module))}), not its submodules, imported "
+            "modules or helpers that read attributes by name",
         )
 
     def _attribute(self, node: ast.Attribute) -> None:
         self._private(node.attr, node, "attribute")
         if node.attr in FORMAT_METHODS:
             self.uses_format = True
-            receiver = node.value
-            if node.attr != "vformat" and (
-                (isinstance(receiver, ast.Constant) and isinstance(receiver.value, str))
-                or (isinstance(receiver, ast.Name) and receiver.id == "str")
-            ):
+            if node.attr != "vformat":  # refused at run time on every object, not only on str
                 self.str_formats.append(node)
+        if node.attr in DENIED_ATTRIBUTES and node.attr not in _FORMAT_ON_ANY:
+            self.report(
+                "LA016",
+                node,
+                f"attribute '{node.attr}' is not available in action code: the sandbox refuses it on "
+                "every object (frame, code, traceback and generator internals, mro and vformat lead "
+                "to other modules' globals); work with the values themselves",
+            )
         if isinstance(node.value, ast.Name):
             self.attributes_of_names.append(node)
             self.module_bases.add(id(node.value))
@@ -583,18 +748,91 @@ class _Scan:
     # -- calls ---------------------------------------------------------------------------------------
 
     def _call(self, node: ast.Call) -> None:
-        if isinstance(node.func, ast.Name):
+        func = node.func
+        if isinstance(func, ast.Name):
             self.calls.append(node)
+        elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            self.member_calls.append(node)
 
     def _resolve_calls(self) -> None:
         for call in self.calls:
             name = call.func.id  # type: ignore[attr-defined]
-            if name in DANGEROUS_BUILTINS or name in self.bound or name in self.known:
+            if name in DANGEROUS_BUILTINS:
                 continue  # dangerous names are reported where they appear
-            if name in self.primitives:
-                self._primitive_call(self.primitives[name], call)
-            elif name not in ALLOWED_BUILTINS:
+            if id(call.func) in self.undefined:
                 self._unknown_call(name, call)
+            elif name in self.primitives and name not in self.bound and name not in self.known:
+                self._primitive_call(self.primitives[name], call)
+
+    # -- names read ------------------------------------------------------------------------------------
+
+    def _find_undefined(self, tree: ast.Module) -> None:
+        """Names read that no enclosing scope binds and that the session does not provide (LA015)."""
+        available = ALLOWED_BUILTINS | self.known | self.defined
+        calls = {id(call.func) for call in self.calls}
+        reported: set[str] = set()
+        unresolved = sorted(_unresolved(_scopes(tree)), key=lambda n: (n.lineno, n.col_offset))
+        for name in unresolved:
+            ident = name.id
+            if ident in available or ident in self.primitives or ident in DANGEROUS_BUILTINS or _is_private(ident):
+                continue  # dangerous and private names have their own rules
+            self.undefined[id(name)] = name
+            if id(name) in calls or ident in reported:
+                continue  # a call is LA006; one finding per name is enough
+            reported.add(ident)
+            self._undefined_name(name)
+
+    def _undefined_name(self, node: ast.Name) -> None:
+        name = node.id
+        if name in ALLOWED_MODULES:
+            self.report("LA015", node, f"'{name}' is not defined: import it first ('import {name}')")
+            return
+        actions = self.known | self.functions
+        text = f"'{name}' is not defined: nothing in this code assigns it"
+        if name in _STDLIB_MODULES:
+            text += f"; module '{name}' cannot be used in an action (allowed imports: {_ALLOWED_MODULE_LIST})"
+        else:
+            text += (
+                f"; assign it first, or use a primitive ({_listing(self.primitives) or 'none'})"
+                + (f", an action ({_listing(actions)})" if actions else "")
+                + " or an allowed builtin (len, range, sorted, ...)"
+            )
+            close = difflib.get_close_matches(name, self.bound | set(self.primitives) | actions | ALLOWED_BUILTINS, n=1)
+            if close:
+                text += f"; did you mean '{close[0]}'?"
+        self.report("LA015", node, text)
+
+    def _resolve_reviewed_calls(self) -> None:
+        """``json.dumps(cls=...)``, ``copy.deepcopy(x, memo)``: arguments the sandbox refuses (LA011)."""
+        for call in self.member_calls:
+            func = call.func
+            module = self.modules.get(func.value.id)  # type: ignore[attr-defined]
+            if module is not None and (module, func.attr) in REVIEWED_CALLS:  # type: ignore[attr-defined]
+                self._reviewed_call((module, func.attr), call)  # type: ignore[attr-defined]
+        for call in self.calls:
+            member = self.imported_members.get(call.func.id)  # type: ignore[attr-defined]
+            if member in REVIEWED_CALLS:
+                self._reviewed_call(member, call)
+
+    def _reviewed_call(self, member: tuple[str, str], call: ast.Call) -> None:
+        positional, keywords = REVIEWED_CALLS[member]
+        name = ".".join(member)
+        accepted = ", ".join(sorted(keywords)) or "none"
+        if len(call.args) > positional:
+            self.report(
+                "LA011",
+                call,
+                f"{name}() takes {_plural(positional, 'positional argument')} in action code "
+                f"(keyword arguments accepted: {accepted})",
+            )
+        for keyword in call.keywords:
+            if keyword.arg is not None and keyword.arg not in keywords:
+                self.report(
+                    "LA011",
+                    keyword,
+                    f"{name}() does not accept '{keyword.arg}' in action code (the sandbox refuses "
+                    f"arguments that choose classes or collect internal objects); accepted: {accepted}",
+                )
 
     def _unknown_call(self, name: str, call: ast.Call) -> None:
         actions = self.known | self.functions
@@ -675,10 +913,16 @@ class _Scan:
                     "str.format may only name an argument ('{0}', '{name}'): pass the value itself",
                 )
         for node in self.str_formats:
-            if id(node.value) not in unsafe:  # one finding per literal is enough
-                self.report(
-                    "LA014",
-                    node,
-                    f"str.{node.attr}() is not available in action code (the sandbox refuses it); "
-                    "use an f-string, e.g. f\"{block} is clear\"",
+            if id(node.value) in unsafe:  # one finding per literal is enough
+                continue
+            receiver = node.value
+            if (isinstance(receiver, ast.Constant) and isinstance(receiver.value, str)) or (
+                isinstance(receiver, ast.Name) and receiver.id == "str"
+            ):
+                what = f"str.{node.attr}() is not available in action code (the sandbox refuses it)"
+            else:
+                what = (
+                    f"'.{node.attr}()' is not available in action code (the sandbox refuses the "
+                    "format methods on every object: they read attributes named in the text)"
                 )
+            self.report("LA014", node, what + "; use an f-string, e.g. f\"{block} is clear\"")

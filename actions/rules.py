@@ -37,18 +37,31 @@ LA010   snippet-shape          error     in an agent snippet: a function definit
                                          in action modules, where they are checked, versioned and audited;
                                          a snippet calls them; ``lambda`` stays allowed)
 LA011   module-attribute       error     an allowed module used other than as ``module.public_name``: a
-                                         submodule or module-valued attribute (``json.codecs``), a private
-                                         or denied member, or the module itself as a value
-                                         (``m = json``) (allowed modules re-export dangerous modules)
+                                         submodule or module-valued attribute (``json.codecs``), a member
+                                         outside the policy's reviewed list (``functools.update_wrapper``),
+                                         the module itself as a value (``m = json``), or a reviewed member
+                                         called with arguments the sandbox refuses (``json.dumps(cls=...)``,
+                                         ``copy.deepcopy(x, memo)``) (allowed modules re-export dangerous
+                                         modules and helpers that read attributes by name)
 LA012   forbidden-construct    error     ``class``, ``async``/``await``, ``global``, ``nonlocal``,
                                          decorators, string annotations (classes and decorators run code
                                          at definition time; ``global`` keeps state between calls;
                                          string annotations are evaluated as code by typing helpers)
 LA013   shadowed-name          warning   a definition or assignment that hides a primitive or an allowed
                                          builtin (later calls reach the wrong function)
-LA014   str-format             error     ``.format``/``.format_map`` of a string literal, or ``str.format``
-                                         (the sandbox's RestrictedPython guard refuses the ``format*``
-                                         methods of ``str`` at run time; an f-string does the same job)
+LA014   str-format             error     ``.format``/``.format_map`` of anything: a string literal, ``str``
+                                         or any other value (the sandbox's attribute guard refuses them on
+                                         every object at run time; an f-string does the same job)
+LA015   undefined-name         error     a read of a name that no enclosing scope of the code assigns
+                                         (assignment, loop or comprehension target, parameter, import,
+                                         ``except``/``with`` ``as``, walrus, ``def``) and that is not an
+                                         allowed builtin, a primitive, a known action or a value left by
+                                         earlier code of the session (``sys`` would fail at run time; a
+                                         call of such a name is LA006)
+LA016   denied-attribute       error     an attribute the sandbox refuses on every object: frame, code,
+                                         traceback and generator introspection (``gi_frame``,
+                                         ``f_globals``, ``tb_frame``, ``co_code``, ...), ``mro``,
+                                         ``vformat`` (``DENIED_ATTRIBUTES``: they lead to every module)
 ======  =====================  ========  ==================================================================
 
 Decisions: classes are not allowed in either kind of code (LA012); agent snippets may import
@@ -150,8 +163,8 @@ RULES: tuple[Rule, ...] = (
         id="LA011",
         name="module-attribute",
         severity=Severity.error,
-        summary="An allowed module used other than as module.public_name.",
-        why="Allowed modules re-export dangerous modules and helpers as attributes.",
+        summary="An allowed module used other than as module.public_name, or with arguments it refuses.",
+        why="Allowed modules re-export dangerous modules and helpers that read attributes by name.",
     ),
     Rule(
         id="LA012",
@@ -171,8 +184,22 @@ RULES: tuple[Rule, ...] = (
         id="LA014",
         name="str-format",
         severity=Severity.error,
-        summary="str.format or str.format_map; use an f-string.",
-        why="The sandbox's RestrictedPython guard refuses the format methods of str at run time.",
+        summary="format or format_map of any value; use an f-string.",
+        why="The sandbox's attribute guard refuses the format methods on every object at run time.",
+    ),
+    Rule(
+        id="LA015",
+        name="undefined-name",
+        severity=Severity.error,
+        summary="A name read that nothing assigns and that is not a builtin, a primitive or an action.",
+        why="It would fail at run time; the message lists what exists.",
+    ),
+    Rule(
+        id="LA016",
+        name="denied-attribute",
+        severity=Severity.error,
+        summary="An attribute the sandbox refuses on every object (frames, code, generators, mro).",
+        why="Frame, code and generator internals lead to every module's globals.",
     ),
 )
 

@@ -6,15 +6,23 @@ rlimits on address space (memory), CPU time (a per-session backstop), file size 
 open files and processes. Where the kernel allows unprivileged user namespaces, the runner moves
 itself into new user and network namespaces before running any code, so it has no network at all.
 
+It never keeps root: started by root, it runs the runner as nobody/nogroup (uid and gid 65534, no
+supplementary groups) from copies of the runner, the policy and RestrictedPython that user can
+read, with an interpreter that user can run (the host's, else the system's ``python3``), so the
+program cannot read root-only files. It refuses to start (SandboxUnavailable) when the runner's
+user could connect to the Docker socket (``/var/run/docker.sock``, ``/run/docker.sock``, a
+``unix://`` ``DOCKER_HOST``): that is root on the host, e.g. for a user in the ``docker`` group.
+
 What it does NOT isolate -- use the docker backend for untrusted code:
-- the filesystem: the program can read every file the host user can read (home directory, keys,
-  the project) and write wherever that user can write; only file sizes are capped;
+- the filesystem: the program can read every file its user can read (started by a normal user:
+  that user's home directory, keys, the project; started by root: what nobody can read) and write
+  wherever that user can write; only file sizes are capped;
 - the host kernel: same system-call surface, no seccomp filter, no cgroup;
 - other processes: same PID namespace; it can see them in /proc and signal those of its user
   when the user namespace could not be created;
 - the network, when user namespaces are not available (unshare fails silently then);
 - processes it starts with a new session (setsid) escape the process-group kill; RLIMIT_NPROC
-  counts every process of the user and does not bind root unless the user namespace took effect;
+  counts every process of the runner's user (other processes running as nobody included);
 - memory is limited per process (RLIMIT_AS, virtual memory), not for the sandbox as a whole.
 """
 
@@ -24,10 +32,12 @@ import os
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import RestrictedPython
@@ -39,16 +49,31 @@ from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 RUNNER = Path(__file__).with_name("runner.py")
 DIAGNOSTICS_BYTES = 4096
 MiB = 1 << 20
+NOBODY = 65534  # uid of nobody and gid of nogroup: the runner's identity when the host is root
+DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 
 class ProcessBackend:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        # A directory holding RestrictedPython and the checker's policy alone, so that the child's
-        # sys.path does not open onto the host's site-packages; the runner enforces that policy.
-        self.lib_dir = tempfile.mkdtemp(prefix="learnact-lib-")
-        os.symlink(Path(RestrictedPython.__file__).parent, Path(self.lib_dir, "RestrictedPython"))
-        os.symlink(Path(policy.__file__), Path(self.lib_dir, "learnact_policy.py"))
+        self.drop_root = os.geteuid() == 0
+        self.uid = NOBODY if self.drop_root else os.getuid()
+        _refuse_docker_socket(self.drop_root)
+        self.python = _interpreter() if self.drop_root else sys.executable
+        # The runner, RestrictedPython and the checker's policy, copied into a directory of their
+        # own (readable by the runner's user; the child's sys.path does not open onto the host's
+        # site-packages); the runner enforces that policy.
+        self.base_dir = tempfile.mkdtemp(prefix="learnact-lib-")
+        self.lib_dir = str(Path(self.base_dir, "lib"))
+        self.runner = str(Path(self.base_dir, "runner.py"))
+        try:
+            shutil.copytree(Path(RestrictedPython.__file__).parent, Path(self.lib_dir, "RestrictedPython"))
+            shutil.copyfile(policy.__file__, Path(self.lib_dir, "learnact_policy.py"))
+            shutil.copyfile(RUNNER, self.runner)
+            _readable_by_all(self.base_dir)
+        except BaseException:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            raise
 
     def command(self) -> list[str]:
         config = self.config
@@ -57,9 +82,9 @@ class ProcessBackend:
             "cpu": max(10 * config.cpu_s, 60),  # the whole session; per execution: alarm + wall clock
             "fsize": config.tmpfs_mb * MiB,
             "nofile": 64,
-            "nproc": _processes_of_user() + config.pids,
+            "nproc": _processes_of_user(self.uid) + config.pids,
         }
-        command = [sys.executable, "-I", "-S", "-u", str(RUNNER), "--lib", self.lib_dir]
+        command = [self.python, "-I", "-S", "-u", self.runner, "--lib", self.lib_dir]
         command += ["--max-message-bytes", str(config.max_message_bytes), "--unshare"]
         for name, value in limits.items():
             command += ["--rlimit", f"{name}={value}"]
@@ -68,7 +93,12 @@ class ProcessBackend:
     def start(self) -> ProcessTransport:
         workdir = tempfile.mkdtemp(prefix="learnact-sandbox-")
         diagnostics = tempfile.TemporaryFile()
+        identity: dict = {}
+        if self.drop_root:
+            identity = dict(user=NOBODY, group=NOBODY, extra_groups=[])
         try:
+            if self.drop_root:
+                os.chown(workdir, NOBODY, NOBODY)
             process = subprocess.Popen(
                 self.command(),
                 stdin=subprocess.PIPE,
@@ -79,6 +109,7 @@ class ProcessBackend:
                 start_new_session=True,
                 close_fds=True,
                 bufsize=0,
+                **identity,
             )
         except OSError as exc:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -93,11 +124,80 @@ class ProcessBackend:
         return transport
 
     def close(self) -> None:
-        shutil.rmtree(self.lib_dir, ignore_errors=True)
+        shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
-def _processes_of_user() -> int:
-    uid = os.getuid()
+def _docker_sockets() -> list[str]:
+    paths = list(DOCKER_SOCKETS)
+    host = os.environ.get("DOCKER_HOST", "")
+    if host.startswith("unix://"):
+        paths.append(host[len("unix://") :])
+    return paths
+
+
+def _refuse_docker_socket(drop_root: bool) -> None:
+    """SandboxUnavailable when the runner's user could connect to a Docker socket: root on the host."""
+    for path in _docker_sockets():
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(info.st_mode):
+            continue
+        if drop_root:  # nobody/nogroup, no supplementary groups: the permission bits decide
+            bit = stat.S_IWUSR if info.st_uid == NOBODY else stat.S_IWGRP if info.st_gid == NOBODY else stat.S_IWOTH
+            reachable = bool(info.st_mode & bit)
+            who = f"nobody (uid {NOBODY}), the user it runs programs as when started by root,"
+            fix = f"make the socket unwritable for others (its mode is {stat.S_IMODE(info.st_mode):o})"
+        else:  # this user, with its groups (and ACLs): what the kernel would say
+            reachable = os.access(path, os.W_OK)
+            who = f"this user (uid {os.getuid()})"
+            fix = "run learnact as a user outside the socket's group (e.g. 'docker')"
+        if reachable:
+            raise SandboxUnavailable(
+                f"the process backend refuses to start: {who} can connect to the Docker socket {path}, "
+                f"which is root on this host; {fix}, or use the docker backend"
+            )
+
+
+@lru_cache(maxsize=None)
+def _interpreter() -> str:
+    """A Python that nobody can run: the host's own (resolved out of a virtual environment), else
+    the system's python3. The runner needs the standard library and nothing else."""
+    candidates = [os.path.realpath(sys.executable), "/usr/bin/python3", "/usr/local/bin/python3"]
+    found = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if found:
+        candidates.append(os.path.realpath(found))
+    for candidate in dict.fromkeys(candidates):
+        try:
+            probe = subprocess.run(
+                [candidate, "-I", "-S", "-c", "import sys; sys.exit(sys.version_info < (3, 9))"],
+                user=NOBODY, group=NOBODY, extra_groups=[], env={}, cwd="/", timeout=30,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if probe.returncode == 0:
+            return candidate
+    raise SandboxUnavailable(
+        f"the process backend runs programs as nobody (uid {NOBODY}) when started by root, and no "
+        f"Python 3.9+ interpreter is usable by that user (tried {', '.join(dict.fromkeys(candidates))}); "
+        "install python3 where every user can run it (e.g. /usr/bin/python3), run learnact as a "
+        "non-root user, or use the docker backend"
+    )
+
+
+def _readable_by_all(top: str) -> None:
+    """Directories 0755, files 0644: the runner's user reads them, nobody writes them."""
+    os.chmod(top, 0o755)
+    for root, dirs, files in os.walk(top):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o755)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o644)
+
+
+def _processes_of_user(uid: int) -> int:
     count = 0
     for entry in os.scandir("/proc"):
         try:

@@ -17,6 +17,7 @@ the wall-clock limit by killing the sandbox; the container (or process limits) i
 from __future__ import annotations
 
 import argparse
+import codecs
 import fcntl
 import importlib
 import json
@@ -50,7 +51,9 @@ class Channel:
         self.fd_in, self.fd_out, self.max_bytes = fd_in, fd_out, max_bytes
         self.buffer = b""
         # Built once: json.dumps/json.loads with options build a new encoder/decoder per call.
-        self.encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        # ASCII only: every str encodes, lone surrogates included (as \ud800 escapes, which the host
+        # makes valid text); with raw UTF-8 such a string would crash the runner.
+        self.encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
         self.decoder = json.JSONDecoder()
 
     def read(self) -> dict | None:
@@ -124,13 +127,13 @@ class CaptureWriter:
     """sys.stdout/sys.stderr of the program: writes to fd 1; a full capture ends the execution."""
 
     encoding = "utf-8"
-    errors = "replace"
+    errors = "backslashreplace"
 
     def __init__(self, capture: Capture) -> None:
         self.capture = capture
 
     def write(self, text: str) -> int:
-        data = memoryview(str(text).encode("utf-8", "replace"))
+        data = memoryview(str(text).encode("utf-8", "backslashreplace"))  # a lone surrogate: \ud800
         try:
             while data:
                 data = data[os.write(1, data) :]
@@ -160,65 +163,18 @@ class Runner:
         self.sources: dict[str, list[str]] = {}
         self.namespace: dict = {"__name__": "sandbox"}
         self.safe_builtins = self._safe_builtins()
-        self.module_views: dict[str, types.SimpleNamespace] = {}
         signal.signal(signal.SIGPROF, self._on_cpu_alarm)
 
     # ---- restricted environment ---------------------------------------------------------------
 
     def _safe_builtins(self) -> dict:
-        from RestrictedPython.Guards import (
-            full_write_guard,
-            guarded_iter_unpack_sequence,
-            guarded_unpack_sequence,
-            safer_getattr_raise,
-        )
-
-        import builtins
-
-        # Exactly the checker's builtins (not RestrictedPython's safe_builtins, which also holds
-        # setattr, delattr and __build_class__): code the checker refuses to name is absent here too.
-        names = {name: getattr(builtins, name) for name in self.policy.ALLOWED_BUILTINS}
-        names["__import__"] = self._guarded_import
-        self.namespace.update(
-            # Not safer_getattr, which returns None for a missing attribute: the program gets the error.
-            _getattr_=safer_getattr_raise,
-            _getitem_=lambda obj, key: obj[key],
-            _getiter_=iter,
-            _write_=full_write_guard,
-            _print_=lambda _getattr=None: _Print(),
-            _inplacevar_=_inplacevar,
-            _unpack_sequence_=guarded_unpack_sequence,
-            _iter_unpack_sequence_=guarded_iter_unpack_sequence,
-            _apply_=lambda function, *args, **kwargs: function(*args, **kwargs),
-            __metaclass__=type,
-        )
+        names, guards = restricted_environment(self.policy)
+        self.namespace.update(guards)
         return names
-
-    def _guarded_import(self, name, globals=None, locals=None, fromlist=(), level=0):
-        allowed = self.policy.ALLOWED_MODULES
-        if level != 0 or name not in allowed:
-            raise ImportError(
-                f"module '{name}' cannot be imported in the sandbox; allowed: {', '.join(sorted(allowed))}"
-            )
-        if name not in self.module_views:
-            # A view with the policy's API of the module only: a real module would lead on to other
-            # modules (re.enum.sys.modules['os']) and to the denied names (string.Formatter).
-            module = __import__(name)
-            self.module_views[name] = types.SimpleNamespace(
-                **{key: getattr(module, key) for key in self.policy.module_api(name)}
-            )
-        return self.module_views[name]
 
     def install_primitives(self, names: list[str]) -> None:
         for name in names:
-            self.namespace[name] = self._stub(name)
-
-    def _stub(self, name: str):
-        def primitive(*args, **kwargs):
-            return self.call(name, list(args), kwargs)
-
-        primitive.__name__ = primitive.__qualname__ = name
-        return primitive
+            self.namespace[name] = Primitive(name, self.call)
 
     # ---- primitive calls ------------------------------------------------------------------------
 
@@ -289,7 +245,7 @@ class Runner:
             "nonce": request["nonce"],
             "status": status,
             "error": error,
-            "stdout": stdout.decode("utf-8", "replace"),
+            "stdout": _text(stdout, self.capture.cap, cut=self.capture.overflowed),
             "threads_left": threading.active_count() - 1,
         }
         self.channel.write(self._fit(done))
@@ -348,6 +304,129 @@ class Runner:
         return done
 
 
+# ---- the restricted environment -------------------------------------------------------------------
+#
+# Everything restricted code can reach from here is built from the policy alone, and every object the
+# runner itself hands to it (import hook, attribute guard, primitive stubs) is a __slots__ object with
+# no public attribute: no Python function whose __globals__ is this module, no bound method of the
+# Runner. tests/test_policy_reach.py walks all of it.
+
+_RAISE = object()
+
+
+def restricted_environment(policy: types.ModuleType) -> tuple[dict, dict]:
+    """The builtins of restricted code and the guard names RestrictedPython's output calls."""
+    from RestrictedPython.Guards import full_write_guard, guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+    import builtins
+
+    # Exactly the checker's builtins (not RestrictedPython's safe_builtins, which also holds
+    # setattr, delattr and __build_class__): code the checker refuses to name is absent here too.
+    names = {name: getattr(builtins, name) for name in policy.ALLOWED_BUILTINS}
+    names["__import__"] = Importer(policy)
+    guards = dict(
+        _getattr_=AttributeGuard(policy),
+        _getitem_=lambda obj, key: obj[key],
+        _getiter_=iter,
+        _write_=full_write_guard,
+        _print_=lambda _getattr=None: _Print(),
+        _inplacevar_=_inplacevar,
+        _unpack_sequence_=guarded_unpack_sequence,
+        _iter_unpack_sequence_=guarded_iter_unpack_sequence,
+        _apply_=lambda function, *args, **kwargs: function(*args, **kwargs),
+        __metaclass__=type,
+    )
+    return names, guards
+
+
+class _Sealed:
+    """No attribute writes, no copies that walk the internals, no pickling."""
+
+    __slots__ = ()
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        raise AttributeError(f"{self!r} is read-only")
+
+    def __delattr__(self, attr: str) -> None:
+        raise AttributeError(f"{self!r} is read-only")
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"cannot pickle {self!r}")
+
+
+class AttributeGuard(_Sealed):
+    """``_getattr_`` of restricted code: refuses the policy's denied names on every object.
+
+    Names starting with ``_`` and ``DENIED_ATTRIBUTES`` (the ``format`` family on any object, the
+    type ``str`` included; frame, code, traceback and generator introspection; ``mro``). Unlike
+    RestrictedPython's ``safer_getattr``, a missing attribute raises: the program gets the error.
+    """
+
+    __slots__ = ("_allowed",)
+
+    def __init__(self, policy: types.ModuleType) -> None:
+        object.__setattr__(self, "_allowed", policy.attribute_allowed)
+
+    def __call__(self, obj, name, default=_RAISE):
+        if not self._allowed(name):
+            raise AttributeError(f"attribute {name!r} is not available in the sandbox")
+        if default is _RAISE:
+            return getattr(obj, name)
+        return getattr(obj, name, default)
+
+    def __repr__(self) -> str:
+        return "<attribute guard>"
+
+
+class Importer(_Sealed):
+    """``__import__`` of restricted code: the policy's view of an allowed module, never a module.
+
+    A real module would lead on to other modules (``re.enum.sys.modules['os']``) and to every member,
+    reviewed or not (``functools.update_wrapper``); the view holds the reviewed members only.
+    """
+
+    __slots__ = ("_policy", "_views")
+
+    def __init__(self, policy: types.ModuleType) -> None:
+        object.__setattr__(self, "_policy", policy)
+        object.__setattr__(self, "_views", {})
+
+    def __call__(self, name, globals=None, locals=None, fromlist=(), level=0):
+        allowed = self._policy.ALLOWED_MODULES
+        if level != 0 or name not in allowed:
+            raise ImportError(
+                f"module '{name}' cannot be imported in the sandbox; allowed: {', '.join(sorted(allowed))}"
+            )
+        if name not in self._views:
+            self._views[name] = self._policy.module_view(name)
+        return self._views[name]
+
+    def __repr__(self) -> str:
+        return "<import>"
+
+
+class Primitive(_Sealed):
+    """A primitive's stub in restricted code: a call goes to the host; nothing else is reachable."""
+
+    __slots__ = ("_name", "_call")
+
+    def __init__(self, name: str, call) -> None:
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_call", call)
+
+    def __call__(self, *args, **kwargs):
+        return self._call(self._name, list(args), kwargs)
+
+    def __repr__(self) -> str:
+        return f"<primitive {self._name}>"
+
+
 class _Print:
     """RestrictedPython's print target: print() in restricted code writes to the capture."""
 
@@ -371,6 +450,20 @@ def _inplacevar(op: str, x, y):
     if op not in operators:
         raise SyntaxError(f"operator {op} is not allowed")
     return operators[op](x, y)
+
+
+def _text(data: bytes, cap: int, cut: bool) -> str:
+    """Captured output as text of at most ``cap`` bytes of UTF-8, cut on a character boundary.
+
+    Invalid bytes become U+FFFD, which may make the text longer than the bytes were: it is then cut
+    at the cap again (the status stays the program's). A character that the cap split is dropped.
+    """
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(data, final=not cut)
+    if len(text) * 4 > cap:  # else it fits: no character takes more than 4 bytes
+        encoded = text.encode("utf-8")
+        if len(encoded) > cap:
+            text = encoded[:cap].decode("utf-8", "ignore")
+    return text
 
 
 def _error(type_name: str, message: str, tb: str) -> dict:

@@ -17,11 +17,13 @@ from learnact.actions import (
     CodeKind,
     Finding,
     Severity,
+    bound_names,
     check,
     infer_kind,
     module_api,
 )
 from learnact.actions import rules as rules_module
+from learnact.actions.policy import DENIED_ATTRIBUTES, MODULE_API, REVIEWED_CALLS
 from learnact.envs.base import ParamSpec, PrimitiveSpec
 
 MODULE = CodeKind.action_module
@@ -46,8 +48,14 @@ PRIMITIVES = [
 ]
 
 
-def run(code: str, kind: CodeKind = SNIPPET, known: tuple[str, ...] = (), primitives=PRIMITIVES) -> list[Finding]:
-    return check(textwrap.dedent(code), kind, primitives, known)
+def run(
+    code: str,
+    kind: CodeKind = SNIPPET,
+    known: tuple[str, ...] = (),
+    primitives=PRIMITIVES,
+    defined: tuple[str, ...] = (),
+) -> list[Finding]:
+    return check(textwrap.dedent(code), kind, primitives, known, defined=defined)
 
 
 def rules_of(code: str, kind: CodeKind = SNIPPET, **kwargs) -> set[str]:
@@ -255,7 +263,7 @@ def test_a_primitive_or_known_action_named_like_a_builtin_is_callable() -> None:
 
 
 def test_messages_say_what_to_use_instead() -> None:
-    (finding,) = run("t = type(x) == str\n")
+    (finding,) = run("x = 1\nt = type(x) == str\n")
     assert "isinstance" in finding.message
 
 
@@ -339,9 +347,9 @@ def test_plain_format_fields_and_unused_literals_pass(code: str) -> None:
 @pytest.mark.parametrize(
     ("code", "method"),
     [
-        ('s = "{0} is clear".format(b)\n', "format"),
-        ('s = "{name}".format_map(d)\n', "format_map"),
-        ('s = str.format("{}", b)\n', "format"),
+        ('b = "a"\ns = "{0} is clear".format(b)\n', "format"),
+        ('d = {}\ns = "{name}".format_map(d)\n', "format_map"),
+        ('b = "a"\ns = str.format("{}", b)\n', "format"),
     ],
 )
 def test_str_format_is_refused_with_the_f_string_alternative(code: str, method: str) -> None:
@@ -351,13 +359,21 @@ def test_str_format_is_refused_with_the_f_string_alternative(code: str, method: 
     assert "f-string" in finding.message
 
 
+@pytest.mark.parametrize("code", ["s = template.format(b)\n", "s = template.format_map(b)\n"])
+def test_format_methods_are_refused_on_any_receiver(code: str) -> None:
+    # The sandbox's attribute guard refuses them on every object, not only on str.
+    (finding,) = run("template, b = 'x', {}\n" + code)
+    assert finding.rule == "LA014"
+    assert "on every object" in finding.message and "f-string" in finding.message
+
+
 def test_a_format_string_reading_attributes_is_one_finding_not_two() -> None:
     assert [f.rule for f in run('s = "{0.real}".format(1)\n')] == ["LA005"]
 
 
-@pytest.mark.parametrize("code", ['s = f"{b} is clear"\n', "s = template.format(b)\n", "s = '%s' % b\n"])
-def test_f_strings_and_non_literal_receivers_pass(code: str) -> None:
-    assert run(code) == []
+@pytest.mark.parametrize("code", ['s = f"{b} is clear"\n', "s = '%s' % b\n"])
+def test_f_strings_and_percent_formatting_pass(code: str) -> None:
+    assert run("b = 'a'\n" + code) == []
 
 
 # LA006 unknown-call -------------------------------------------------------------------------------
@@ -388,7 +404,7 @@ def test_defined_primitive_known_and_builtin_calls_pass(code: str) -> None:
 
 
 def test_builtins_outside_the_allowlist_cannot_be_called() -> None:
-    assert rules_of("ok = hasattr(x, 'y')\n") == {"LA006"}
+    assert rules_of("x = 1\nok = hasattr(x, 'y')\n") == {"LA006"}
 
 
 # LA007 primitive-call -----------------------------------------------------------------------------
@@ -439,9 +455,8 @@ def test_a_local_function_hiding_a_primitive_is_not_checked_as_the_primitive() -
     ("code", "words"),
     [
         ("counts = {}\ncounts['a'] += 1\n", "Augmented assignment of object items"),
-        ("frame = gen.gi_frame\n", '"gi_frame" is a restricted name'),
         ("printed = 1\n", '"printed" is a reserved name'),
-        ("match x:\n    case 1:\n        pass\n", "Match statements are not allowed"),
+        ("x = 1\nmatch x:\n    case 1:\n        pass\n", "Match statements are not allowed"),
     ],
 )
 def test_restricted_python_refusals_are_reported(code: str, words: str) -> None:
@@ -577,6 +592,130 @@ def test_redefining_a_known_action_is_not_a_warning() -> None:
     assert run('def move(a):\n    """New version."""\n    return a\n', MODULE, known=("move",)) == []
 
 
+# LA015 undefined-name -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "name"),
+    [
+        ("v = sys\n", "sys"),
+        ("v = sys.modules['os']\n", "sys"),
+        ("print(codecs.sys)\n", "codecs"),  # what functools.update_wrapper used to put in the namespace
+        ("total = count + 1\n", "count"),
+        ("values = [n for n in range(3)]\nlast = n\n", "n"),  # comprehension variables stay inside
+        ("f = lambda block: block\nv = block\n", "block"),  # so do parameters
+        ("try:\n    pass\nexcept ValueError:\n    v = error\n", "error"),
+        ("for _ in range(2):\n    pass\nv = __name__\n", None),  # LA004 reports it; not twice
+    ],
+)
+def test_reading_a_name_nothing_assigns_is_refused(code: str, name: str | None) -> None:
+    findings = only(code, "LA015")
+    if name is None:
+        assert findings == [] and "LA004" in rules_of(code)
+        return
+    (finding,) = findings
+    assert finding.message.startswith(f"'{name}' is not defined")
+
+
+def test_an_undefined_name_in_another_function_is_refused_in_action_modules() -> None:
+    code = (
+        'def a():\n    """A."""\n    total = 1\n    return total\n\n\n'
+        'def b():\n    """B."""\n    return total + helper()\n'
+    )
+    assert [(f.rule, f.line) for f in run(code, MODULE)] == [("LA015", 9), ("LA006", 9)]
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import math\nv = math.pi\n",
+        "from math import pi as p\nv = p\n",
+        "for block in ['a']:\n    seen = block\nv = seen\n",
+        "v = [x for x in range(3) if x]\nw = {k: j for k, j in [(1, 2)]}\n",
+        "if (n := 3) > 2:\n    v = n\n",
+        "v = [y := 1 for _ in range(2)]\nw = y\n",  # a walrus in a comprehension binds outside it
+        "try:\n    pass\nexcept ValueError as error:\n    v = error\n",
+        "v = len([1]) + pickup('a').count('a')\n",  # builtins and primitives
+        "f = lambda block, *rest, **options: (block, rest, options)\n",
+        "a, (b, *c) = 1, (2, 3)\nv = a + b + len(c)\n",
+        "x = 1\nmatch x:\n    case [first, *others]:\n        v = first\n    case {'k': value, **more}:\n        v = value\n",
+        "v = move\n",  # a known action
+        "v = seen\n",  # left in the namespace by earlier code of the session
+    ],
+)
+def test_names_assigned_anywhere_in_scope_pass(code: str) -> None:
+    assert only(code, "LA015", known=("move",), defined=("seen",)) == []
+
+
+def test_module_functions_see_module_names_parameters_and_enclosing_functions() -> None:
+    code = (
+        "import math\n\n\nLIMIT = 3\n\n\n"
+        'def outer(blocks, n=LIMIT):\n    """Outer."""\n    found = []\n\n'
+        "    def inner(block):\n        return block in blocks and math.isfinite(n)\n\n"
+        "    return [b for b in blocks if inner(b)] + found + [outer, later()]\n\n\n"
+        'def later():\n    """Later."""\n    return 1\n'
+    )
+    assert only(code, "LA015", MODULE) == only(code, "LA006", MODULE) == []
+
+
+def test_an_undefined_allowed_module_says_to_import_it() -> None:
+    (finding,) = only("v = math.pi\n", "LA015")
+    assert finding.message == "'math' is not defined: import it first ('import math')"
+
+
+def test_an_undefined_name_lists_what_exists() -> None:
+    (finding,) = only("v = pikup\n", "LA015", known=("move",))
+    assert "a primitive (look, pickup," in finding.message and "an action (move)" in finding.message
+    assert finding.message.endswith("did you mean 'pickup'?")
+    assert "allowed imports: bisect" in only("v = os\n", "LA015")[0].message
+
+
+def test_one_finding_per_undefined_name() -> None:
+    assert [(f.line, f.col) for f in only("v = sys\nw = sys\n", "LA015")] == [(1, 5)]
+
+
+def test_bound_names_are_what_code_leaves_in_the_namespace() -> None:
+    code = "import math\nfrom json import dumps as d\nx, y = 1, 2\nfor b in []:\n    pass\nf = lambda q: q\n[z for z in []]\n"
+    assert bound_names(code) == {"math", "d", "x", "y", "b", "f"}
+    assert bound_names("def f(:\n") == frozenset()
+
+
+# LA016 denied-attribute ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attr", ["gi_frame", "gi_code", "f_globals", "f_back", "tb_frame", "co_code", "mro", "cr_frame"])
+def test_introspection_attributes_are_refused_on_any_receiver(attr: str) -> None:
+    findings = run(f"g = (n for n in [1])\nv = g.{attr}\n")
+    assert [f.rule for f in findings] == ["LA016"]  # RestrictedPython's own refusal is not repeated
+    assert f"attribute '{attr}' is not available" in findings[0].message
+
+
+# LA011, reviewed members ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("import functools\nv = functools.update_wrapper\n", "'functools.update_wrapper' is not available"),
+        ("from functools import wraps\n", "'functools.wraps' is not available"),
+        ("import collections\nv = collections.namedtuple\n", "'collections.namedtuple' is not available"),
+        ("import typing\nv = typing.TypeVar\n", "'typing.TypeVar' is not available"),
+        ("import json\nv = json.dumps([], cls=1)\n", "json.dumps() does not accept 'cls'"),
+        ("from json import loads\nv = loads('[]', cls=1)\n", "json.loads() does not accept 'cls'"),
+        ("import copy\nv = copy.deepcopy([], {})\n", "copy.deepcopy() takes 1 positional argument"),
+        ("import copy as c\nv = c.deepcopy([], memo={})\n", "copy.deepcopy() does not accept 'memo'"),
+    ],
+)
+def test_members_outside_the_reviewed_list_or_refused_arguments_are_reported(code: str, words: str) -> None:
+    findings = only(code, "LA011")
+    assert findings and words in findings[0].message, run(code)
+
+
+def test_reviewed_members_with_their_accepted_arguments_pass() -> None:
+    code = "import copy\nimport json\nv = json.dumps(copy.deepcopy([1]), sort_keys=True, indent=2)\nw = json.loads(v, parse_int=int)\n"
+    assert run(code) == []
+
+
 # kinds, rules table and policy ----------------------------------------------------------------------
 
 
@@ -623,6 +762,8 @@ def test_every_rule_can_fire() -> None:
         class C:
             pass
         len = 2
+        v = sys
+        g = (i for i in [1]).gi_frame
         """
     )
     fired = {f.rule for f in check(code, MODULE, PRIMITIVES)} | {f.rule for f in check(code, SNIPPET, PRIMITIVES)}
@@ -641,6 +782,9 @@ def test_policy_lists_are_consistent() -> None:
     assert "get_type_hints" not in module_api("typing")
     with pytest.raises(KeyError):
         module_api("os")
+    # Every reviewed call names a member of the allow-list; no member is a denied attribute name.
+    assert all(attr in MODULE_API[module] for module, attr in REVIEWED_CALLS)
+    assert not any(set(api) & DENIED_ATTRIBUTES for api in MODULE_API.values())
 
 
 def test_checking_the_same_text_again_gives_the_same_findings() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 import learnact.actions
 from learnact.actions import ALLOWED_MODULES, CodeKind, Severity, check
 from learnact.envs.base import ParamSpec, PrimitiveSpec
-from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
+from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig, SandboxUnavailable
 
 PICKUP = PrimitiveSpec(name="pickup", params=(ParamSpec(name="block"),), doc="Pick a block up.")
 ACTIONS = '''
@@ -84,8 +87,9 @@ def test_environment_is_empty(unchecked: Sandbox, monkeypatch: pytest.MonkeyPatc
 
 def test_no_network_where_user_namespaces_are_allowed(unchecked: Sandbox) -> None:
     with unchecked.session() as session:
-        probe = session.execute("import os\nprint(os.getuid())")
-        if probe.stdout == f"{__import__('os').getuid()}\n":
+        # The initial user namespace maps every uid; a new one that nobody set up maps none.
+        probe = session.execute("print(open('/proc/self/uid_map').read().split())")
+        if probe.stdout == "['0', '0', '4294967295']\n":
             pytest.skip("this kernel refuses unprivileged user namespaces: the process backend has network here")
         with socket.create_server(("127.0.0.1", 0)) as listener:
             listener.settimeout(0.5)
@@ -94,6 +98,82 @@ def test_no_network_where_user_namespaces_are_allowed(unchecked: Sandbox) -> Non
             with pytest.raises(TimeoutError):
                 listener.accept()
     assert result.status is ExecutionStatus.error
+
+
+# ---- never root ----------------------------------------------------------------------------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="what the process backend does when started by root")
+
+
+@pytest.fixture
+def root_only_file() -> Iterator[tuple[str, str]]:
+    """A file only root can read, next to one everybody can read, in a directory everybody can enter."""
+    folder = tempfile.mkdtemp()
+    os.chmod(folder, 0o755)
+    secret, public = os.path.join(folder, "secret"), os.path.join(folder, "public")
+    for path, mode in ((secret, 0o600), (public, 0o644)):
+        with open(path, "w") as f:
+            f.write("root-secret-4242" if path == secret else "public-text")
+        os.chmod(path, mode)
+    yield secret, public
+    shutil.rmtree(folder)
+
+
+@needs_root
+def test_started_by_root_the_program_runs_as_nobody_and_cannot_read_root_only_files(
+    unchecked: Sandbox, root_only_file: tuple[str, str]
+) -> None:
+    secret, public = root_only_file
+    with unchecked.session() as session:
+        # Seen from inside a new user namespace every uid is 65534: ask the host's /proc instead.
+        pid = int(session.execute("import os\nprint(os.getpid())").stdout)
+        with open(f"/proc/{pid}/status") as f:
+            status = dict(line.split(":", 1) for line in f.read().splitlines())
+        readable = session.execute(f"print(open({public!r}).read())")
+        refused = session.execute(f"print(open({secret!r}).read())")
+        written = session.execute("open('scratch', 'w').write('x')\nprint(open('scratch').read())")
+    assert status["Uid"].split() == status["Gid"].split() == ["65534"] * 4
+    assert status["Groups"].split() == []
+    assert readable.stdout == "public-text\n"  # the directory is open: only the file's mode protects it
+    assert refused.status is ExecutionStatus.error and refused.error is not None
+    assert refused.error.type == "PermissionError" and "root-secret" not in refused.stdout
+    assert written.stdout == "x\n"  # its private working directory is its own
+
+
+@needs_root
+@pytest.mark.parametrize("path", ["/var/run/docker.sock", "/run/docker.sock"])
+def test_started_by_root_the_program_cannot_connect_to_the_docker_socket(unchecked: Sandbox, path: str) -> None:
+    if not os.path.exists(path):
+        pytest.skip(f"no {path} here")
+    code = f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})\nprint('connected')"
+    with unchecked.session() as session:
+        result = session.execute(code)
+    assert result.status is ExecutionStatus.error and result.error is not None
+    assert result.error.type == "PermissionError" and "connected" not in result.stdout
+
+
+@pytest.fixture
+def docker_host_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A unix socket named by DOCKER_HOST that every user may connect to."""
+    folder = tempfile.mkdtemp()
+    os.chmod(folder, 0o755)
+    path = os.path.join(folder, "docker.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    os.chmod(path, 0o666)
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    yield path
+    server.close()
+    shutil.rmtree(folder)
+
+
+def test_refuses_to_start_when_its_user_could_connect_to_the_docker_socket(docker_host_socket: str) -> None:
+    with pytest.raises(SandboxUnavailable, match="refuses to start.*Docker socket") as raised:
+        make_sandbox()
+    assert docker_host_socket in str(raised.value) and "docker backend" in str(raised.value)
+    os.chmod(docker_host_socket, 0o600 if os.geteuid() == 0 else 0o000)
+    with make_sandbox() as sandbox, sandbox.session() as session:  # nobody (or no one) can connect now
+        assert session.execute("print(1)").stdout == "1\n"
 
 
 def test_host_packages_are_not_importable(unchecked: Sandbox) -> None:
