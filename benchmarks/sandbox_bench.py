@@ -116,7 +116,8 @@ def bare_docker_run_ms(config: SandboxConfig, runs: int) -> float:
         "--tmpfs", f"/tmp:rw,nosuid,nodev,noexec,size={config.tmpfs_mb}m,mode=1777",
         "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--pids-limit", str(config.pids),
         "--memory", f"{config.memory_mb}m", "--memory-swap", f"{config.memory_mb}m", "--cpus", str(config.cpus),
-        "--ulimit", "nofile=256:256", "--runtime", config.runtime, "--ipc", "private", "--log-driver", "none",
+        "--ulimit", "nofile=256:256", "--ulimit", "msgqueue=0:0", "--runtime", config.runtime, "--ipc", "none",
+        "--log-driver", "none",
         "--user", "10001:10001", "--workdir", "/tmp",
     ]  # fmt: skip
     requests = protocol.encode(Setup(primitives=[])) + protocol.encode(

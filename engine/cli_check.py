@@ -17,6 +17,8 @@ from urllib.parse import quote
 import typer
 
 from learnact.actions import RULES, CodeKind, Finding, Severity, check as check_code, infer_kind
+from learnact.actions.text import visible
+from learnact.engine.inputs import InputError, read_code
 from learnact.envs.registry import primitive_specs
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -36,23 +38,16 @@ class OutputFormat(str, Enum):
 
 
 def _usage_error(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)
     return typer.Exit(2)
 
 
 def _read(path: str) -> str:
-    if path == STDIN:
-        return sys.stdin.read()
+    """The code, its size checked before it is read whole (never parsed when over the limit)."""
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _usage_error(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise _usage_error(f"{path} is a directory; give a Python file") from None
-    except UnicodeDecodeError:
-        raise _usage_error(f"{path} is not UTF-8 text") from None
-    except OSError as error:
-        raise _usage_error(f"cannot read {path}: {error.strerror}") from None
+        return read_code(path)
+    except InputError as error:
+        raise _usage_error(str(error)) from None
 
 
 def _action_names(path: str) -> list[str]:
@@ -173,7 +168,8 @@ def check(
         sys.stdout.write(json.dumps(to_sarif(findings, path), indent=2) + "\n")
     else:
         for finding in findings:
-            sys.stdout.write(finding.render(shown) + "\n")
-        typer.echo(_summary(findings, shown, code_kind), err=True)
+            # Messages may quote the code: its control characters must not reach a terminal.
+            sys.stdout.write(visible(finding.render(shown)) + "\n")
+        typer.echo(visible(_summary(findings, shown, code_kind)), err=True)
     if any(f.severity is Severity.error for f in findings):
         raise typer.Exit(1)

@@ -43,4 +43,16 @@ class SandboxConfig(BaseModel):
     max_message_bytes: int = Field(
         256_000, gt=0, description="size cap of one protocol message; a larger one ends the session as crashed"
     )
+    max_call_bytes: int = Field(
+        4_000,
+        ge=100,
+        description="bytes of one primitive call's arguments, and of its observation, kept in the result; "
+        "more is cut and marked",
+    )
+    max_calls_bytes: int = Field(
+        128_000,
+        ge=0,
+        description="bytes of the arguments and observations of all primitive calls kept in one result; "
+        "past it they are cut and marked (the calls and their names stay)",
+    )
     pool_size: int = Field(2, ge=0, description="containers started ahead of time (docker backend)")

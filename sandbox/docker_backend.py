@@ -27,6 +27,9 @@ from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 RUNNER_PATH = "/opt/learnact/runner.py"
 SANDBOX_USER = "10001:10001"
 DIAGNOSTICS_BYTES = 4096
+# Docker API calls that end a container (kill, wait, inspect) give up after this: a teardown must
+# not hang on the engine; the background remover (force) still removes the container.
+TEARDOWN_TIMEOUT_S = 5.0
 START_HINT = (
     "start one (as root: `dockerd --iptables=false --ip6tables=false --bridge=none &`, or run .ci/run) "
     "or pass --backend process"
@@ -73,9 +76,10 @@ def host_config_kwargs(config: SandboxConfig) -> dict:
         mem_limit=f"{config.memory_mb}m",
         memswap_limit=f"{config.memory_mb}m",
         nano_cpus=int(config.cpus * 1e9),
-        ulimits=[Ulimit(name="nofile", soft=256, hard=256)],
+        # msgqueue=0: no POSIX message queues (/dev/mqueue is another writable place under runc).
+        ulimits=[Ulimit(name="nofile", soft=256, hard=256), Ulimit(name="msgqueue", soft=0, hard=0)],
         runtime=config.runtime,
-        ipc_mode="private",
+        ipc_mode="none",  # a private IPC namespace without /dev/shm (Docker's default: a writable 64 MB tmpfs)
     )
 
 
@@ -98,6 +102,9 @@ class DockerBackend:
         self.owner = str(os.getpid())
         remove_stale_containers(self.api)
         self.remover = Remover(self.new_client())
+        self.teardown_api = docker.APIClient(
+            **docker.utils.kwargs_from_env(), version=self.api.api_version, timeout=TEARDOWN_TIMEOUT_S
+        )
 
     def new_client(self) -> docker.APIClient:
         """A client for another thread (the pool's filler): requests sessions are not shared."""
@@ -123,7 +130,7 @@ class DockerBackend:
         try:
             stream = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
             # Teardown goes through the owner's client, whichever thread started the container.
-            transport = DockerTransport(self.api, container, stream, self.remover.remove)
+            transport = DockerTransport(self.teardown_api, container, stream, self.remover.remove)
             api.start(container)
             transport.await_ready(self.config.max_message_bytes)
         except BaseException:
@@ -137,6 +144,7 @@ class DockerBackend:
     def close(self) -> None:
         """Wait until every container handed to the remover is gone, then disconnect."""
         self.remover.close()
+        self.teardown_api.close()
         self.api.close()
 
 
@@ -252,12 +260,16 @@ class DockerTransport(Transport):
 
     def finish(self, kill: bool) -> ExitInfo:
         if kill:
+            # The attach socket first: while the daemon copies the output of a program that floods it
+            # into a socket that nobody reads any more, the kill blocks in the daemon (runc), and with
+            # it this call until the API's timeout.
+            self._close_stream()
             try:
                 self.api.kill(self.container)
-            except APIError:
-                pass  # it has ended already
+            except (DockerException, OSError):
+                pass  # it has ended already, or the engine did not answer in time: removed anyway
         try:
-            self.api.wait(self.container, timeout=10)
+            self.api.wait(self.container, timeout=TEARDOWN_TIMEOUT_S if kill else 10)
             state = self.api.inspect_container(self.container)["State"]
             info = ExitInfo(state.get("ExitCode"), bool(state.get("OOMKilled")), self._stderr.decode("utf-8", "replace"))
         except (DockerException, OSError) as exc:  # already gone, or the engine failed: say so
@@ -269,9 +281,17 @@ class DockerTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self._close_stream()
+        self._remove_container(self.container)
+
+    def _close_stream(self) -> None:
+        """Stop reading the container: the daemon's copy of its output ends at once (idempotent)."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed already, or the other end went away
         try:
             self.sock.close()
             self._stream.close()
         except OSError:
             pass
-        self._remove_container(self.container)

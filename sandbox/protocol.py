@@ -6,8 +6,10 @@ Sandbox -> host: ``ready`` (once, at start), ``call`` (a primitive call, blocks 
 ``done`` (the end of a load or exec).
 
 Every message from the sandbox is parsed here with a size cap and a strict schema (unknown fields,
-unknown ops and wrong types are errors). The runner (stdlib only) writes the same shapes by hand;
-``tests/test_protocol.py`` keeps the two in step. Only JSON crosses the boundary, never pickle.
+unknown ops and wrong types are errors). Its strings become valid, encodable text here: a lone
+surrogate (which JSON escapes can carry) is replaced by its escape, so that no later write fails.
+The runner (stdlib only) writes the same shapes by hand; ``tests/test_protocol.py`` keeps the two in
+step. Only JSON crosses the boundary, never pickle.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from learnact.actions.text import encodable, encodable_data
 from learnact.sandbox.result import ErrorInfo
 
 IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
@@ -102,6 +105,11 @@ class Call(_Message):
     name: Annotated[str, Field(pattern=IDENTIFIER, max_length=100)]
     args: list[Any]
 
+    @field_validator("args")
+    @classmethod
+    def _encodable_args(cls, args: list[Any]) -> list[Any]:
+        return encodable_data(args)  # lone surrogates must not reach the environment or the records
+
 
 class Done(_Message):
     op: Literal["done"]
@@ -113,6 +121,11 @@ class Done(_Message):
     # Threads of the program still alive after it finished (unchecked code only): the host
     # retires the sandbox so that they cannot act during a later execution.
     threads_left: int = Field(0, ge=0)
+
+    @field_validator("stdout")
+    @classmethod
+    def _encodable_stdout(cls, stdout: str) -> str:
+        return encodable(stdout)  # the error is made encodable (and bounded) by ErrorInfo itself
 
     @model_validator(mode="after")
     def _error_iff_failed(self) -> Done:

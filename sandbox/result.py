@@ -5,9 +5,16 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from learnact.actions.models import Finding
+from learnact.actions.text import encodable, truncated
+
+# Bytes of an error kept in a result, whoever made it (the sandbox's runner or the host); more is cut
+# on a character boundary and marked (``…[truncated N bytes]``).
+MAX_ERROR_TYPE_BYTES = 100
+MAX_ERROR_MESSAGE_BYTES = 8_000
+MAX_TRACEBACK_BYTES = 16_000
 
 
 class ExecutionStatus(str, Enum):
@@ -25,6 +32,12 @@ class ErrorInfo(BaseModel):
     type: str
     message: str
     traceback: str = ""  # trimmed to the program's own lines
+
+    @field_validator("type", "message", "traceback")
+    @classmethod
+    def _bounded(cls, text: str, info: ValidationInfo) -> str:
+        limits = {"type": MAX_ERROR_TYPE_BYTES, "message": MAX_ERROR_MESSAGE_BYTES, "traceback": MAX_TRACEBACK_BYTES}
+        return truncated(encodable(text), limits[info.field_name])
 
 
 class PrimitiveCall(BaseModel):

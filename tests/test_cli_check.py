@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,62 @@ def test_the_installed_command_keeps_stdout_for_findings(tmp_path: Path) -> None
     missing = subprocess.run(command[:3] + ["check", str(tmp_path / "nope.py")], capture_output=True, text=True)
     assert (missing.returncode, missing.stdout) == (2, "")
     assert missing.stderr == f"error: no such file: {tmp_path / 'nope.py'}\n"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "x = = 1  # \x1b]0;pwned\x07\x1b]52;c;aGk=\x07\x1b[2K ok \u202eevil\n",  # the syntax error quotes the line
+        "print('{a.b\x1b[2K\x9b1A}'.format(a=1))\n",  # the finding quotes the format field
+    ],
+    ids=["syntax-error", "format-field"],
+)
+def test_text_output_shows_control_characters_of_quoted_code_as_escapes(tmp_path: Path, code: str) -> None:
+    path = write(tmp_path, code)
+    result = invoke(str(path))
+    assert result.exit_code == 1
+    output = result.stdout + result.stderr
+    assert "\\x1b" in output
+    for char in ("\x1b", "\x07", "\r", "\x9b", "\u202e"):
+        assert char not in output
+    text = json.loads(invoke("--format", "json", str(path)).stdout)  # JSON keeps the text itself
+    assert "\x1b" in text[0]["message"]
+
+
+# The peak resident memory of this process alone: VmHWM starts anew at exec, while ru_maxrss keeps the
+# high-water mark that the child inherited from the (large) pytest process at fork.
+MEASURED_CHECK = """
+import re, sys
+from learnact.engine.cli import app
+try:
+    app(["check", *sys.argv[1:]])
+except SystemExit as exit:
+    status = open("/proc/self/status").read()
+    print(exit.code, int(re.search(r"VmHWM:\\s+(\\d+) kB", status).group(1)) // 1024)
+"""
+
+
+@pytest.mark.parametrize("via_stdin", [False, True])
+def test_a_50_mb_file_is_refused_at_once_without_reading_it(tmp_path: Path, via_stdin: bool) -> None:
+    big = tmp_path / "big.py"
+    with big.open("wb") as f:
+        f.write(b"x = 1\n" * (50_000_000 // 6))
+    started = time.monotonic()
+    with big.open("rb") as stdin:
+        run = subprocess.run(
+            [sys.executable, "-c", MEASURED_CHECK, "-" if via_stdin else str(big)],
+            stdin=stdin, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    code, peak_mib = map(int, run.stdout.split())
+    assert code == 2
+    assert run.stderr.strip().startswith("error: ")
+    assert "is too large" in run.stderr and "at most 100000 characters" in run.stderr
+    assert time.monotonic() - started < 20
+    assert peak_mib < 150, f"{peak_mib} MiB: the file was read or parsed"
+
+
+def test_too_large_actions_module_is_refused_before_parsing(tmp_path: Path) -> None:
+    snippet = write(tmp_path, "act('b1')\n")
+    actions = write(tmp_path, "(" * 200_000, "actions.py")
+    result = invoke(str(snippet), "--actions", str(actions))
+    assert result.exit_code == 2 and "is too large" in result.stderr

@@ -128,3 +128,42 @@ def test_reading_stops_at_the_deadline() -> None:
 
 def test_end_of_stream_reads_as_none() -> None:
     assert ScriptedTransport([b""]).read_line(time.monotonic() + 5, CAP) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        rb'{"op":"call","id":1,"name":"pickup","args":["\ud800",["x\udfff"],{"k\udc80":"\ud83d"}]}',
+        b'{"op":"call","id":1,"name":"pickup","args":["\xed\xa0\x80",["x\xed\xbf\xbf"],{"k\xed\xb2\x80":"\xed\xa0\xbd"}]}',
+    ],
+    ids=["json-escapes", "raw-surrogate-bytes"],
+)
+def test_lone_surrogates_in_call_arguments_become_escapes(raw: bytes) -> None:
+    call = protocol.parse(raw, CAP)
+    assert isinstance(call, Call)
+    assert call.args == ["\\ud800", ["x\\udfff"], {"k\\udc80": "\\ud83d"}]
+    json.dumps(call.args, ensure_ascii=False).encode("utf-8")
+
+
+def test_lone_surrogates_in_a_done_message_become_escapes() -> None:
+    raw = (
+        rb'{"op":"done","id":1,"nonce":"n","status":"error","stdout":"a\ud800",'
+        rb'"error":{"type":"E\udfff","message":"m\ud800","traceback":"t\udc00"}}'
+    )
+    done = protocol.parse(raw, CAP)
+    assert isinstance(done, Done) and done.error is not None
+    assert (done.stdout, done.error.type, done.error.message, done.error.traceback) == (
+        "a\\ud800", "E\\udfff", "m\\ud800", "t\\udc00"
+    )
+    assert "😀" == protocol.parse(rb'{"op":"done","id":1,"nonce":"n","status":"ok","stdout":"\ud83d\ude00"}', CAP).stdout
+
+
+def test_deeply_nested_arguments_are_cleaned_without_recursion() -> None:
+    depth = 900
+    raw = b'{"op":"call","id":1,"name":"pickup","args":[' + b"[" * depth + rb'"\ud800"' + b"]" * depth + b"]}"
+    call = protocol.parse(raw, 100_000)
+    assert isinstance(call, Call)
+    inner = call.args
+    for _ in range(depth + 1):
+        inner = inner[0]
+    assert inner == "\\ud800"

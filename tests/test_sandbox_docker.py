@@ -253,8 +253,15 @@ def test_only_tmp_is_writable(unchecked: Sandbox) -> None:
     with unchecked.session() as session:
         root = session.execute("open('/etc/evil', 'w')")
         runner = session.execute("open('/opt/learnact/runner.py', 'a')")
+        # Docker mounts a 64 MB tmpfs on /dev/shm and the POSIX message queues on /dev/mqueue.
+        shm = session.execute("open('/dev/shm/x', 'w').write('x' * 1000)")
+        mqueue = session.execute("open('/dev/mqueue/x', 'w')")
+        shared = session.execute("from multiprocessing import shared_memory\nshared_memory.SharedMemory(create=True, size=1000)")
         tmp = session.execute("open('/tmp/ok', 'w').write('fine')\nprint(open('/tmp/ok').read())")
     assert root.status is ExecutionStatus.error and runner.status is ExecutionStatus.error
+    for result in (shm, mqueue, shared):
+        assert result.status is ExecutionStatus.error, result
+        assert result.error is not None and result.error.type in ("FileNotFoundError", "PermissionError", "OSError")
     assert tmp.status is ExecutionStatus.ok and tmp.stdout == "fine\n"
 
 
@@ -369,3 +376,76 @@ def _wait_until(condition, timeout_s: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < end, "condition not reached in time"
         time.sleep(0.05)
+
+
+# ---- hostile text: what the host keeps of what the sandbox says --------------------------------------
+
+
+def test_lone_surrogates_in_calls_errors_and_output_do_not_break_the_host(runtime: str) -> None:
+    handler = Recorder()
+    program = "pickup('\\ud800')\nprint('out \\udfff')\nraise ValueError('bad \\ud800')"
+    for check in (True, False):
+        with make_sandbox(runtime, check=check) as sandbox, sandbox.session([PICKUP], handler) as session:
+            result = session.execute(program)
+        assert result.status is ExecutionStatus.error, (check, result)
+        assert result.error is not None and result.error.type == "ValueError"
+        assert result.error.message == "bad \\ud800"
+        assert [(c.name, c.args) for c in result.calls] == [("pickup", ["\\ud800"])]
+        assert result.stdout == "out \\udfff\n"
+        result.model_dump_json().encode("utf-8")
+    assert handler.calls == [("pickup", ["\\ud800"])] * 2
+
+
+def test_huge_arguments_of_many_rejected_calls_keep_the_result_small(runtime: str) -> None:
+    def reject(name: str, args: list) -> str:
+        raise ArgumentError(f"there is no block called {args[0]}")
+
+    program = "for i in range(200):\n    try:\n        pickup('x' * 250000)\n    except ValueError:\n        pass"
+    with make_sandbox(runtime, timeout_s=60.0) as sandbox, sandbox.session([PICKUP], reject) as session:
+        result = session.execute(program)
+    config = sandbox.config
+    assert result.status is ExecutionStatus.ok and len(result.calls) == 200 == config.max_calls
+    # Every byte of the calls is within max_calls_bytes, plus a call's name, field names and marks.
+    bound = config.max_calls_bytes + config.max_calls * 200 + 1000
+    assert len(result.model_dump_json()) <= bound
+    assert all("…[truncated " in call.observation for call in result.calls)
+
+
+def test_output_is_cut_on_a_character_boundary_at_the_cap(runtime: str) -> None:
+    with make_sandbox(runtime, max_output_bytes=10) as sandbox, sandbox.session() as session:
+        straddling = session.execute("print('abcdefghi' + 'é')")  # é takes bytes 10 and 11
+        emoji = session.execute("print('ab' + '😀' * 5)")
+    assert straddling.status is ExecutionStatus.output_limit and straddling.stdout == "abcdefghi"
+    assert emoji.status is ExecutionStatus.output_limit and emoji.stdout == "ab😀😀"
+
+
+def test_invalid_utf8_under_the_cap_keeps_the_programs_status(runtime: str) -> None:
+    with make_sandbox(runtime, check=False, max_output_bytes=10) as sandbox, sandbox.session() as session:
+        invalid = session.execute("import os\nos.write(1, b'\\xff' * 8)")
+        failing = session.execute("import os\nos.write(1, b'ok\\xc3')\nraise KeyError('k')")
+    # Each invalid byte becomes U+FFFD (3 bytes): the text is cut at the cap, the status is the program's.
+    assert invalid.status is ExecutionStatus.ok and invalid.stdout == "\ufffd" * 3
+    assert failing.status is ExecutionStatus.error and failing.stdout == "ok\ufffd"
+
+
+@pytest.mark.parametrize("channel", ["protocol", "diagnostics"])
+def test_a_flood_after_a_forged_message_ends_in_time_as_crashed(sandbox_image: str, channel: str) -> None:
+    """runc: a daemon still copying a flood into an attach socket nobody reads blocked the kill 30 s."""
+    fd = "channel.fd_out" if channel == "protocol" else "sys.modules['__main__']._DIAG_FD"
+    program = FIND_CHANNEL + (
+        "import os, sys\n"
+        "os.write(channel.fd_out, b'{\"op\": \"done\", \"id\": 1, \"nonce\": \"guess\", \"status\": \"ok\"}\\n')\n"
+        f"fd = {fd}\n"
+        "data = b'x' * 65536\n"
+        "while True:\n    os.write(fd, data)\n"
+    )
+    with make_sandbox("runc", check=False, timeout_s=3.0) as sandbox:
+        started = time.monotonic()
+        with sandbox.session() as session:
+            result = session.execute(program)
+            after = session.execute("print('fresh')")
+        elapsed = time.monotonic() - started
+    assert result.status is ExecutionStatus.crashed
+    assert result.error is not None and "forged" in result.error.message
+    assert after.status is ExecutionStatus.ok and after.stdout == "fresh\n"
+    assert elapsed < sandbox.config.timeout_s + 5
