@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from types import FrameType
 
@@ -20,16 +21,46 @@ app.add_typer(images_app, name="images")
 app.add_typer(envs_app, name="envs")
 
 
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+# Ctrl-C, `kill`/process supervisors and a closed terminal: each ends the command through the normal
+# unwinding, so that every sandbox container and temporary folder this process made is removed.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_handled: list[signal.Signals] = []  # those not ignored when the command started
+_acknowledged = False
+
+
+def _already_stopping(signum: int, frame: FrameType | None) -> None:
+    """A further stop signal: the clean-up in progress must finish (an exception raised inside it
+    would leave containers behind and print a traceback from atexit), so it is only acknowledged,
+    once. (It stays a Python handler: switching to SIG_IGN while signals are pending makes Python
+    print "Signal N ignored due to race condition".)"""
+    global _acknowledged
+    if _acknowledged:
+        return
+    _acknowledged = True
+    try:
+        os.write(2, b"learnact: already stopping; removing the sandboxes (send SIGKILL to abandon them)\n")
+    except OSError:
+        pass
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    for other in _handled:
+        signal.signal(other, _already_stopping)
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise SystemExit(128 + signum)
 
 
 @app.callback()
 def main() -> None:
     """Sandboxed execution of model-written action code (see README.md)."""
-    # `kill` and process supervisors send SIGTERM: exit through the normal unwinding, so that
-    # every sandbox container this process started is removed (as on Ctrl-C).
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    global _acknowledged
+    _acknowledged = False
+    _handled.clear()
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup, `cmd &` in scripts: stay immune
+            signal.signal(signum, _stop)
+            _handled.append(signum)
 
 # Command registrations (one line each, module per command):
 from learnact.engine import cli_envs, cli_eval  # noqa: E402

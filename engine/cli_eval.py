@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,14 +14,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from learnact.engine.cli_sandbox import Backend, Runtime
+from learnact.engine.cli_sandbox import Backend, Runtime, shown
 from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.records import Summary
-from learnact.envs.registry import EnvSpec, make_env, select_tasks
+from learnact.engine.records import EpisodeRecord, Summary
+from learnact.engine.rundir import RunDir
+from learnact.envs.registry import EnvSpec, expand_problem_paths, make_env, select_tasks
 from learnact.sandbox import SandboxUnavailable
 from learnact.sandbox.config import SandboxConfig
 
-err = Console(stderr=True)
+# soft_wrap: a message is one line however narrow the terminal (or the 80 columns of a pipe).
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+RUN_HAD_ERRORS = 3  # exit status when an episode of the run directory ended by an error
+SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
+PROGRESS_EVERY_S = 10.0  # plain progress lines (stderr not a terminal): at most one per interval
 
 
 class MethodChoice(str, Enum):
@@ -27,8 +34,43 @@ class MethodChoice(str, Enum):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {shown(message)}")
     return typer.Exit(code)
+
+
+def message_of(exc: BaseException) -> str:
+    """An exception's message as written: str(KeyError) would add quotes around it."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc)
+
+
+class PlainProgress:
+    """Progress for a stderr that is not a terminal (a log file, CI): plain lines, at most one every
+    PROGRESS_EVERY_S seconds, and always one for the last episode."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.monotonic()
+        self.last_line = self.started
+        self.finished = self.total = self.errors = 0
+
+    def start(self, finished: int, total: int) -> None:
+        self.finished, self.total = finished, total
+        resumed = f", {finished} already finished" if finished else ""
+        err.print(f"{shown(self.label)}: {total} episodes{resumed}")
+
+    def advance(self, record: EpisodeRecord) -> None:
+        self.finished += 1
+        self.errors += record.status == "error"
+        now = time.monotonic()
+        if now - self.last_line >= PROGRESS_EVERY_S or self.finished >= self.total:
+            self.last_line = now
+            errors = f", {self.errors} ended by an error" if self.errors else ""
+            elapsed = now - self.started
+            err.print(f"{shown(self.label)}: {self.finished}/{self.total} episodes{errors} ({elapsed:.0f} s)")
 
 
 def evaluate(
@@ -39,64 +81,110 @@ def evaluate(
     max_steps: Annotated[int, typer.Option(min=1, help="steps per episode")] = 100,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     pddl_domain: Annotated[Optional[Path], typer.Option(help="external PDDL domain file (--env pddl)")] = None,
-    pddl_problems: Annotated[Optional[list[Path]], typer.Option(help="external PDDL problem files (--env pddl)")] = None,
+    pddl_problems: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="external PDDL problem files or folders of them (--env pddl); several may follow one flag"),
+    ] = None,
     alfworld_data: Annotated[Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")] = None,
     split: Annotated[str, typer.Option(help="ALFWorld split")] = "valid_unseen",
     backend: Annotated[Backend, typer.Option(help="sandbox backend (process: rlimited child; weaker)")] = Backend.docker,
     runtime: Annotated[Runtime, typer.Option(help="OCI runtime of the containers; runsc is gVisor")] = Runtime.runc,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
+    more_problems: Annotated[
+        Optional[list[Path]],
+        typer.Argument(hidden=True, metavar="PDDL_PROBLEM", help="more --pddl-problems (`--pddl-problems p/*.pddl`)"),
+    ] = None,
 ) -> None:
     """Evaluate METHOD on the tasks of ENV; every step runs as checked code in the sandbox."""
-    spec = EnvSpec(
-        name=env,
-        pddl_domain=str(pddl_domain) if pddl_domain else None,
-        pddl_problems=tuple(str(p) for p in pddl_problems or ()),
-        alfworld_data=str(alfworld_data) if alfworld_data else None,
-        split=split,
-    )
+    if more_problems and not pddl_problems:
+        raise fail(
+            f"unexpected argument {more_problems[0]}: only --pddl-problems takes several values "
+            "(`--pddl-problems FILE... | DIR`)"
+        )
     try:
+        problems = expand_problem_paths([*(pddl_problems or ()), *(more_problems or ())], pddl_domain)
+        spec = EnvSpec(
+            name=env,
+            pddl_domain=str(pddl_domain) if pddl_domain else None,
+            pddl_problems=problems,
+            alfworld_data=str(alfworld_data) if alfworld_data else None,
+            split=split,
+        )
         environment = make_env(spec)
         chosen = select_tasks(environment, tasks)
         sandbox = SandboxConfig(backend=backend.value, runtime=runtime.value)
+        out = out or Path("runs") / f"{env.replace('/', '-')}-{method.value}"
+        RunDir(out).check_usable()
     except (ValueError, KeyError, OSError) as exc:
-        raise fail(str(exc).strip("'\"")) from None
+        raise fail(message_of(exc)) from None
+    cores = os.cpu_count() or 1
+    if workers > 2 * cores:
+        err.print(
+            f"[yellow]warning:[/yellow] --workers {workers} is far above the {cores} CPU cores of this machine; "
+            "the episodes will compete for them (and their timeouts may fire)"
+        )
     config = EvalConfig(
         env=spec, method=method.value, tasks=chosen, max_steps=max_steps, workers=workers, sandbox=sandbox
     )
-    out = out or Path("runs") / f"{env.replace('/', '-')}-{method.value}"
-
+    label = f"{env} · {method.value}"
+    plain = PlainProgress(label) if not json_output and not err.is_terminal else None
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, disable=json_output or not err.is_terminal,
     ) as progress:
-        bar = progress.add_task(f"{env} · {method.value}", total=len(chosen))
+        bar = progress.add_task(shown(label), total=len(chosen))
+
+        def on_start(finished: int, total: int) -> None:
+            progress.update(bar, completed=finished, total=total)
+            if plain is not None:
+                plain.start(finished, total)
+
+        def on_episode(record: EpisodeRecord) -> None:
+            progress.advance(bar)
+            if plain is not None:
+                plain.advance(record)
+
         try:
-            summary = run_evaluation(config, out, on_episode=lambda record: progress.advance(bar))
+            summary = run_evaluation(config, out, on_episode=on_episode, on_start=on_start)
         except KeyboardInterrupt:
-            err.print(f"interrupted: finished episodes are kept in {out}; run the same command to resume")
+            err.print(f"interrupted: finished episodes are kept in {shown(str(out))}; run the same command to resume")
             raise typer.Exit(130) from None
         except SandboxUnavailable as exc:
             raise fail(str(exc), 1) from None
-        except ValueError as exc:
-            raise fail(str(exc), 2) from None
+        except (ValueError, OSError) as exc:
+            raise fail(message_of(exc), 2) from None
 
     if json_output:
         sys.stdout.write(summary.model_dump_json() + "\n")
-        return
-    show_summary(summary, out)
+    else:
+        show_summary(summary, out)
+    if summary.errors:
+        err.print(
+            f"[red]{summary.errors} episode{'s' * (summary.errors != 1)} ended by an error[/red] "
+            "(see `error` in episodes.jsonl); run the same command to retry them"
+        )
+        raise typer.Exit(RUN_HAD_ERRORS)
 
 
 def show_summary(summary: Summary, out: Path) -> None:
     console = Console()
-    table = Table(title=f"{summary.env} · {summary.method}")
-    for column in ("type", "episodes", "success rate", "progress rate"):
+    table = Table(title=shown(f"{summary.env} · {summary.method}"))
+    columns = ("type", "episodes", *(("errors",) if summary.errors else ()), "success rate", "progress rate")
+    for column in columns:
         table.add_column(column, justify="left" if column == "type" else "right")
     for name, row in summary.per_type.items():
-        table.add_row(name, str(row.episodes), f"{row.success_rate:.1%}", f"{row.progress_rate:.1%}")
+        errors = (str(row.errors),) if summary.errors else ()
+        table.add_row(shown(name), str(row.episodes), *errors, f"{row.success_rate:.1%}", f"{row.progress_rate:.1%}")
     table.add_section()
     table.add_row(
-        "all", str(summary.episodes), f"{summary.success_rate:.1%}", f"{summary.progress_rate:.1%}",
-        style="bold",
-    )
+        "all", str(summary.episodes), *((str(summary.errors),) if summary.errors else ()),
+        f"{summary.success_rate:.1%}", f"{summary.progress_rate:.1%}", style="bold",
+    )  # fmt: skip
     console.print(table)
-    console.print(f"results: {out}/episodes.jsonl, {out}/summary.json")
+    failed = [r for r in summary.results if r.status == "error"]
+    for row in failed[:SHOWN_ERRORS]:
+        first_line = (row.error or "").splitlines()[0] if row.error else ""
+        console.print(f"[red]error[/red] {shown(row.task)}: {shown(first_line)}", soft_wrap=True)
+    if len(failed) > SHOWN_ERRORS:
+        console.print(f"... and {len(failed) - SHOWN_ERRORS} more", soft_wrap=True)
+    console.print(shown(f"results: {out}/episodes.jsonl, {out}/summary.json"), soft_wrap=True)

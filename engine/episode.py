@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from learnact.engine.records import EpisodeRecord, EpisodeSpec, StepRecord
+from learnact.engine.records import MAX_ERROR_CHARS, EpisodeRecord, EpisodeSpec, StepRecord
 from learnact.envs.base import Environment, StepOutcome
 from learnact.envs.registry import make_env
 from learnact.sandbox import Sandbox
@@ -77,6 +77,13 @@ class EpisodeInterrupted(Exception):
     """The run was asked to stop; the unfinished episode is not recorded."""
 
 
+def error_text(exc: BaseException) -> str:
+    """One line naming what ended an episode: the exception's type and message, capped."""
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
 def run_episode(
     spec: EpisodeSpec,
     env: Environment | None = None,
@@ -84,17 +91,28 @@ def run_episode(
     should_stop: Callable[[], bool] = lambda: False,
 ) -> EpisodeRecord:
     """Run one episode. ``env`` and ``sandbox`` may be passed in to reuse them across episodes;
-    ``should_stop`` is asked before every step."""
-    env = env or make_env(spec.env)
-    own_sandbox = sandbox is None
-    sandbox = sandbox or Sandbox(spec.sandbox)
+    ``should_stop`` is asked before every step.
+
+    An exception while the episode runs (the planner finds no plan or times out, the environment or
+    the sandbox fails) does not propagate: the episode is recorded with ``status="error"`` and the
+    reason, with the steps made until then. Only a requested stop (EpisodeInterrupted, also when the
+    stop made something fail) and BaseExceptions such as KeyboardInterrupt propagate.
+    """
     started = time.perf_counter()
+    steps: list[StepRecord] = []
+    task_type = "unknown"
+    tracker: OutcomeTracker | None = None
+    env_name = env.name if env is not None else spec.env.name
+    own_sandbox = False
     try:
+        env = env or make_env(spec.env)
+        env_name = env.name
+        task_type = next((t.type for t in env.tasks() if t.id == spec.task), task_type)
+        own_sandbox = sandbox is None
+        sandbox = sandbox or Sandbox(spec.sandbox)
         reset = env.reset(spec.task)
-        task_type = next(t.type for t in env.tasks() if t.id == spec.task)
         policy = ExpertPolicy(env)
         tracker = OutcomeTracker(env)
-        steps: list[StepRecord] = []
         observation = f"{reset.observation}\n{reset.goal}"
         with sandbox.session(env.primitives(), tracker) as session:
             for index in range(spec.max_steps):
@@ -117,16 +135,25 @@ def run_episode(
                 )
                 if tracker.done:
                     break
+        error = None
+    except EpisodeInterrupted:
+        raise
+    except Exception as exc:
+        if should_stop():  # e.g. the planner killed by the same Ctrl-C: not the episode's fault
+            raise EpisodeInterrupted(spec.task) from exc
+        error = error_text(exc)
     finally:
-        if own_sandbox:
+        if own_sandbox and sandbox is not None:
             sandbox.close()
     return EpisodeRecord(
         task=spec.task,
         type=task_type,
-        env=env.name,
+        env=env_name,
         method=spec.method,
-        success=tracker.success,
-        progress=tracker.progress,
+        status="finished" if error is None else "error",
+        error=error,
+        success=error is None and tracker is not None and tracker.success,
+        progress=tracker.progress if tracker is not None else 0.0,
         steps=steps,
         duration_s=time.perf_counter() - started,
     )

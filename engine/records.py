@@ -31,11 +31,21 @@ class StepRecord(BaseModel):
     duration_s: float
 
 
+EpisodeStatus = Literal["finished", "error"]
+MAX_ERROR_CHARS = 4000
+
+
 class EpisodeRecord(BaseModel):
+    """``status`` says whether the episode ran to its end (``finished``: the task may still have failed)
+    or was ended by an exception of the engine, planner, environment or sandbox (``error``, with
+    ``error`` saying why); a rerun retries ``error`` episodes, never ``finished`` ones."""
+
     task: str
     type: str
     env: str
     method: str
+    status: EpisodeStatus = "finished"
+    error: str | None = None
     success: bool
     progress: float
     steps: list[StepRecord]
@@ -44,6 +54,7 @@ class EpisodeRecord(BaseModel):
 
 class TypeSummary(BaseModel):
     episodes: int
+    errors: int = 0
     success_rate: float
     progress_rate: float
 
@@ -51,15 +62,21 @@ class TypeSummary(BaseModel):
 class ResultRow(BaseModel):
     task: str
     type: str
+    status: EpisodeStatus = "finished"
+    error: str | None = None
     success: bool
     progress: float
     steps: int
 
 
 class Summary(BaseModel):
+    """Rates over every episode recorded in the run directory (the latest record of each task); an
+    episode that ended by an error counts as a failure and in ``errors``."""
+
     env: str
     method: str
     episodes: int
+    errors: int = 0
     success_rate: float
     progress_rate: float
     per_type: dict[str, TypeSummary]
@@ -71,6 +88,7 @@ class Summary(BaseModel):
             n = len(group)
             return TypeSummary(
                 episodes=n,
+                errors=sum(r.status == "error" for r in group),
                 success_rate=sum(r.success for r in group) / n if n else 0.0,
                 progress_rate=sum(r.progress for r in group) / n if n else 0.0,
             )
@@ -81,11 +99,15 @@ class Summary(BaseModel):
             env=env,
             method=method,
             episodes=overall.episodes,
+            errors=overall.errors,
             success_rate=overall.success_rate,
             progress_rate=overall.progress_rate,
             per_type={t: rates([r for r in records if r.type == t]) for t in types},
             results=[
-                ResultRow(task=r.task, type=r.type, success=r.success, progress=r.progress, steps=len(r.steps))
+                ResultRow(
+                    task=r.task, type=r.type, status=r.status, error=r.error, success=r.success,
+                    progress=r.progress, steps=len(r.steps),
+                )
                 for r in records
             ],
         )

@@ -108,6 +108,10 @@ class Environment(ABC):
         Each call is computed after the previous one was performed, so a reactive expert fits too.
         """
 
+    def interrupt(self) -> None:
+        """Called from another thread when the run stops: end a long computation (an expert's
+        planner) now; the call it interrupts raises. Nothing to do by default."""
+
     @abstractmethod
     def _perform(self, name: str, args: list[Any]) -> StepOutcome:
         """Perform a validated primitive call."""

@@ -7,6 +7,7 @@ files: a domain file and problem files), ``alfworld`` or ``alfworld/<type>`` (ga
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -52,6 +53,22 @@ def alfworld_data_dir(given: str | None) -> Path:
     return Path(value)
 
 
+def expand_problem_paths(paths: Sequence[str | Path], domain: str | Path | None = None) -> tuple[str, ...]:
+    """Problem files from files and folders: a folder stands for its ``*.pddl`` files, sorted by name.
+    The domain file is left out (``--pddl-problems probs/*.pddl`` may match it); duplicates once."""
+    skip = Path(domain).resolve() if domain else None
+    files: list[str] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            found = sorted(p for p in given.glob("*.pddl") if p.is_file())
+            if not found:
+                raise ValueError(f"{given} is a folder without .pddl files; give problem files or their folder")
+            files += [str(p) for p in found if p.resolve() != skip]
+        elif skip is None or not given.exists() or given.resolve() != skip:
+            files.append(str(given))
+    return tuple(dict.fromkeys(files))
+
+
 def make_env(spec: EnvSpec | str) -> Environment:
     """Build the environment named by ``spec``; UnknownEnvironment / ValueError say what is wrong."""
     if isinstance(spec, str):
@@ -68,10 +85,11 @@ def make_env(spec: EnvSpec | str) -> Environment:
             return PddlEnv.builtin(variant)
         if not spec.pddl_domain or not spec.pddl_problems:
             raise ValueError(
-                "--env pddl needs external files: --pddl-domain FILE --pddl-problems FILE... "
+                "--env pddl needs external files: --pddl-domain FILE --pddl-problems FILE...|DIR "
                 "(or use a built-in set such as pddl/blockworld)"
             )
-        return PddlEnv.from_files(Path(spec.pddl_domain), [Path(p) for p in spec.pddl_problems])
+        problems = expand_problem_paths(spec.pddl_problems, spec.pddl_domain)
+        return PddlEnv.from_files(Path(spec.pddl_domain), [Path(p) for p in problems])
     if family == "alfworld":
         from learnact.envs.alfworld import TASK_TYPES, AlfworldEnv
 

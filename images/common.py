@@ -13,6 +13,9 @@ Log = Callable[[str], None]
 
 # Labels put on the images we build; the sandbox image's hash label decides whether a rebuild is due.
 INPUTS_LABEL = "org.learnact.inputs-sha256"
+# The hash of what the sandbox image holds of learnact (runner, policy, RestrictedPython, Dockerfile),
+# computed from the installed files alone: a Sandbox compares it at start to catch an outdated image.
+SOURCES_LABEL = "org.learnact.sources-sha256"
 BASE_LABEL = "org.learnact.base"
 
 

@@ -22,6 +22,7 @@ from docker.errors import APIError
 
 from learnact.images.common import (
     INPUTS_LABEL,
+    SOURCES_LABEL,
     ImageBuildError,
     ImageInfo,
     Log,
@@ -50,7 +51,9 @@ def build_sandbox_image(
         _prepare_context(context)
         inputs = _inputs_sha256(context, base, _base_id(client, base, log))
         existing = find_image(client, SANDBOX_IMAGE)
-        if existing is not None and not force and (existing.labels or {}).get(INPUTS_LABEL) == inputs:
+        labels = (existing.labels or {}) if existing is not None else {}
+        current = labels.get(INPUTS_LABEL) == inputs and labels.get(SOURCES_LABEL) == sources_sha256()
+        if existing is not None and not force and current:
             log(f"{SANDBOX_IMAGE} is up to date ({existing.short_id}); kept (use --force to rebuild)")
             return image_info(existing, SANDBOX_IMAGE, built=False)
         started = time.monotonic()
@@ -67,22 +70,40 @@ def build_sandbox_image(
     return info
 
 
-def _prepare_context(context: Path) -> None:
+def _context_files() -> dict[str, Path]:
+    """The build context: its path for each installed file that goes into the image."""
     for source in (DOCKERFILE, RUNNER, POLICY):
         if not source.is_file():
             raise ImageBuildError(
                 f"{source} is missing: the sandbox image is built from a source checkout of learnact"
             )
-    shutil.copyfile(DOCKERFILE, context / "Dockerfile")
-    (context / "sandbox").mkdir()
-    shutil.copyfile(RUNNER, context / "sandbox" / "runner.py")
-    shutil.copytree(
-        _restrictedpython_dir(),
-        context / "lib" / "RestrictedPython",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests"),
-    )
-    # The name the runner imports it by; part of the inputs hash like every file of the context.
-    shutil.copyfile(POLICY, context / "lib" / "learnact_policy.py")
+    # lib/learnact_policy.py: the name the runner imports the policy by.
+    files = {"Dockerfile": DOCKERFILE, "sandbox/runner.py": RUNNER, "lib/learnact_policy.py": POLICY}
+    library = _restrictedpython_dir()
+    for path in sorted(library.rglob("*")):
+        relative = path.relative_to(library)
+        if path.is_file() and not _SKIPPED.intersection(relative.parts) and path.suffix != ".pyc":
+            files[f"lib/RestrictedPython/{relative.as_posix()}"] = path
+    return files
+
+
+_SKIPPED = frozenset({"__pycache__", "tests"})
+
+
+def _prepare_context(context: Path) -> None:
+    for name, source in _context_files().items():
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, context / name)
+
+
+def sources_sha256() -> str:
+    """The hash of the installed files the sandbox image is built from (no Docker needed): an image
+    labelled with another hash holds another runner, policy or RestrictedPython."""
+    digest = hashlib.sha256(f"RestrictedPython={version('RestrictedPython')}\n".encode())
+    for name, path in sorted(_context_files().items()):
+        digest.update(name.encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
 
 
 def _restrictedpython_dir() -> Path:
@@ -124,7 +145,7 @@ def _build(
             path=str(context),
             tag=SANDBOX_IMAGE,
             buildargs={"BASE_IMAGE": base},
-            labels={INPUTS_LABEL: inputs},
+            labels={INPUTS_LABEL: inputs, SOURCES_LABEL: sources_sha256()},
             network_mode="none",  # RUN steps get no network: everything comes from the context
             pull=False,
             nocache=nocache,

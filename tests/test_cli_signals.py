@@ -1,10 +1,13 @@
-"""A learnact process ended by SIGTERM leaves no sandbox container behind."""
+"""A learnact process ended by SIGTERM, SIGHUP or Ctrl-C (once or repeatedly) leaves no sandbox container,
+no planner folder and no traceback behind."""
 
 from __future__ import annotations
 
+import glob
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +39,50 @@ def test_sigterm_during_an_execution_removes_the_container(tmp_path: Path) -> No
         assert api.containers(all=True, filters=mine) == []
     finally:
         process.kill()
+        for container in api.containers(all=True, filters=mine):
+            api.remove_container(container["Id"], force=True)
+        api.close()
+
+
+@pytest.mark.usefixtures("sandbox_image")
+@pytest.mark.parametrize(
+    "signals",
+    [
+        (signal.SIGINT, signal.SIGINT),  # a double Ctrl-C: the second waits for the clean-up
+        (signal.SIGHUP,),  # the terminal closed: as SIGTERM
+        (signal.SIGTERM, signal.SIGHUP, signal.SIGINT),
+    ],
+)
+def test_stop_signals_during_an_eval_leave_no_container_folder_or_traceback(
+    tmp_path: Path, signals: tuple[signal.Signals, ...]
+) -> None:
+    # Signals that arrive together are handled in number order: any of them may be the first.
+    codes = {130 if number == signal.SIGINT else 128 + number for number in signals}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/barman", "--workers", "2",
+         "--out", str(tmp_path / "run")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    api = connect()
+    mine = {"label": f"{CONTAINER_LABEL}={process.pid}"}
+    try:
+        deadline = time.monotonic() + 60
+        while len(api.containers(filters=mine)) < 2:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the sandbox containers never started"
+            time.sleep(0.05)
+        time.sleep(0.5)  # episodes are running
+        for number in signals:
+            process.send_signal(number)
+            time.sleep(0.05)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode in codes, stderr
+        assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+        assert api.containers(all=True, filters=mine) == []
+        assert glob.glob(f"{tempfile.gettempdir()}/learnact-fd-{process.pid}-*") == []
+    finally:
+        process.kill()
+        process.wait()
         for container in api.containers(all=True, filters=mine):
             api.remove_container(container["Id"], force=True)
         api.close()

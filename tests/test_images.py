@@ -4,6 +4,7 @@ and are rebuilt exactly when their inputs change."""
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import docker
@@ -13,10 +14,13 @@ from docker.errors import ImageNotFound
 from typer.testing import CliRunner
 
 from learnact.engine import cli_images
+from learnact.engine.cli import app
 from learnact.images import ImageBuildError, ImageInfo, build_images
 from learnact.images import base as base_module
 from learnact.images import sandbox_image
-from learnact.images.common import INPUTS_LABEL, connect
+from learnact.images.common import INPUTS_LABEL, SOURCES_LABEL, connect
+from learnact.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
+from learnact.sandbox import sandbox as sandbox_module
 from learnact.sandbox.config import SANDBOX_IMAGE
 
 RESTRICTED_IMPORT = "import sys; sys.path.insert(0, '/opt/learnact/lib'); import RestrictedPython; "
@@ -175,3 +179,38 @@ def test_cli_without_engine_prints_one_line_saying_how_to_start_one(
 def test_cli_rejects_an_unknown_base() -> None:
     result = CliRunner().invoke(build_command(), ["--base", "quay"])
     assert result.exit_code == 2
+
+
+@pytest.mark.docker
+def test_the_sandbox_image_is_labelled_with_the_installed_sources(
+    client: docker.DockerClient, images: list[ImageInfo]
+) -> None:
+    assert client.images.get(SANDBOX_IMAGE).labels[SOURCES_LABEL] == sandbox_image.sources_sha256()
+
+
+@pytest.mark.docker
+def test_an_image_built_from_other_sources_is_refused_at_sandbox_start(
+    client: docker.DockerClient, images: list[ImageInfo], tmp_path: Path
+) -> None:
+    tag = "learnact-sandbox:test-stale"  # the real image with the label an older learnact would have put
+    dockerfile = f"FROM {SANDBOX_IMAGE}\nLABEL {SOURCES_LABEL}={'0' * 64}\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, network_mode="none")
+    try:
+        with pytest.raises(SandboxUnavailable, match=r"out of date .* rebuild it with `learnact images build`"):
+            Sandbox(SandboxConfig(image=tag, pool_size=0))
+        Sandbox(SandboxConfig(pool_size=0)).close()  # the current image is accepted
+    finally:
+        client.images.remove(tag, force=True)
+
+
+@pytest.mark.docker
+def test_sandbox_exec_on_a_stale_image_says_how_to_rebuild(
+    images: list[ImageInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox_module, "_installed_sources", lambda: "f" * 64)  # as after an upgrade
+    program = tmp_path / "p.py"
+    program.write_text("print(1)\n")
+    result = CliRunner().invoke(app, ["sandbox", "exec", str(program)])
+    assert result.exit_code == 2
+    assert "is out of date" in result.stderr and "learnact images build" in result.stderr
+    assert "Traceback" not in result.output

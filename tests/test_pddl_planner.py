@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from learnact.envs.pddl import DOMAINS, PddlEnv, PlannerError
 from learnact.envs.pddl.loader import load_domain, load_problem
+from learnact.envs.pddl import planner
 from learnact.envs.pddl.planner import domain_pddl, problem_pddl
 
 BENCHMARK = Path(__file__).parent / "data" / "pddl"
@@ -70,3 +77,81 @@ def test_the_planner_input_is_quirk_free_pddl_the_library_reads_back(tmp_path: P
     again = load_domain(tmp_path / "d.pddl")
     assert again.schemas == domain.schemas and again.constants == domain.constants
     assert load_problem(tmp_path / "p.pddl", again).init == problem.init
+
+
+# --- the planner's processes and folders never outlive their run -------------------------------------
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_planner_folders_of_dead_processes_are_swept_and_others_kept(tmp_path: Path) -> None:
+    dead = tmp_path / f"{planner.WORKDIR_PREFIX}{dead_pid()}-abc"
+    alive = tmp_path / f"{planner.WORKDIR_PREFIX}{os.getppid()}-abc"
+    old_legacy, new_legacy = tmp_path / f"{planner.WORKDIR_PREFIX}x1y2", tmp_path / f"{planner.WORKDIR_PREFIX}z3"
+    for folder in (dead, alive, old_legacy, new_legacy):
+        folder.mkdir()
+        (folder / "domain.pddl").write_text("(define)")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old_legacy, (two_days_ago, two_days_ago))
+    assert planner.sweep_stale_workdirs(str(tmp_path)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, new_legacy.name])
+
+
+def test_the_first_plan_of_a_process_sweeps_and_leaves_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(planner, "_swept", False)
+    (tmp_path / f"{planner.WORKDIR_PREFIX}{dead_pid()}-left").mkdir()
+    env = PddlEnv.builtin("blockworld")
+    assert env.expert_plan(env.tasks()[0].id)
+    assert list(tmp_path.iterdir()) == []
+
+
+GROUP = (
+    "import subprocess, sys, time; "
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+    "print(child.pid, flush=True); time.sleep(120)"
+)
+
+
+def test_stop_planners_ends_a_running_planner_and_its_children_at_once(tmp_path: Path) -> None:
+    outcome: list[object] = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(planner._run_planner([sys.executable, "-c", GROUP], tmp_path, 120, "p"))
+    )
+    started = time.monotonic()
+    thread.start()
+    while not planner._running:
+        time.sleep(0.01)
+    time.sleep(0.5)  # the driver has started its child
+    planner.stop_planners()
+    thread.join(timeout=10)
+    assert not thread.is_alive() and time.monotonic() - started < 10
+    (returncode, output) = outcome[0]
+    assert returncode == -9
+    assert not running(int(output.split()[0]))  # the driver's own child died with its group
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (where nothing reaps orphans, a killed one stays a zombie)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_planner_timeout_ends_its_children_too(tmp_path: Path) -> None:
+    script = GROUP.replace("print(child.pid, flush=True)", "open('child', 'w').write(str(child.pid))")
+    with pytest.raises(PlannerError, match="found no plan within 1 s"):
+        planner._run_planner([sys.executable, "-c", script], tmp_path, 1.0, "p")
+    assert not running(int((tmp_path / "child").read_text()))

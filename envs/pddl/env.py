@@ -11,7 +11,7 @@ from learnact.envs.base import INVALID_ACTION, Environment, PrimitiveSpec, Reset
 
 from .loader import load_domain, load_problem
 from .model import Domain, PddlError, Problem
-from .planner import fast_downward_plan
+from .planner import fast_downward_plan, stop_planners
 from .simulator import Simulator
 from .text import Describer
 
@@ -115,6 +115,9 @@ class PddlEnv(Environment):
         """The planner's plan for the task last reset to, one primitive call at a time."""
         self._running()
         yield from self.expert_plan(self._task_id)
+
+    def interrupt(self) -> None:
+        stop_planners()
 
     def expert_plan(self, task_id: str) -> list[tuple[str, list]]:
         """A plan from Fast Downward, as primitive calls (name, args) of this environment."""

@@ -9,9 +9,14 @@ accepts is one the planner accepts too, and the plan is for exactly the task the
 from __future__ import annotations
 
 import importlib.resources
+import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from .model import Atom, Domain, Problem
@@ -66,28 +71,127 @@ def problem_pddl(domain: Domain, problem: Problem) -> str:
     ) + "\n"
 
 
+# The planner's working folders are named after their owner, ``learnact-fd-<pid>-<random>``, so that
+# those of a killed process (which could not remove them) are recognised and swept by the next one.
+WORKDIR_PREFIX = "learnact-fd-"
+LEGACY_STALE_AFTER_S = 24 * 3600  # folders of older versions name no owner: swept when a day old
+_swept = False
+_sweep_lock = threading.Lock()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_workdirs(root: str | None = None) -> int:
+    """Remove the planner folders whose owning process no longer runs; return how many."""
+    removed = 0
+    root = root or tempfile.gettempdir()
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(WORKDIR_PREFIX):
+            continue
+        try:
+            if not entry.is_dir(follow_symlinks=False) or entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            owner = entry.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
+            if owner.isdigit():
+                stale = int(owner) != os.getpid() and not _pid_alive(int(owner))
+            else:
+                stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > LEGACY_STALE_AFTER_S
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _sweep_once() -> None:
+    global _swept
+    with _sweep_lock:
+        if not _swept:
+            _swept = True
+            sweep_stale_workdirs()
+
+
+_running: set[subprocess.Popen] = set()
+_running_lock = threading.Lock()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    if process.returncode is None:  # not reaped: its pid still names its process group
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _run_planner(cmd: list[str], cwd: Path, timeout_s: float, where: object) -> tuple[int, str]:
+    """Run the driver in a process group of its own, so that a timeout or a stop ends its translator
+    and search processes too (killing the driver alone would leave them running)."""
+    with subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        start_new_session=True,
+    ) as process:  # fmt: skip
+        with _running_lock:
+            _running.add(process)
+        try:
+            output, _ = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            raise PlannerError(f"{where}: Fast Downward found no plan within {timeout_s:.0f} s") from None
+        except BaseException:
+            _kill_group(process)
+            raise
+        finally:
+            with _running_lock:
+                _running.discard(process)
+    return process.returncode, output
+
+
+def stop_planners() -> None:
+    """End every planner this process is running (their callers get a PlannerError): a run that is
+    being stopped does not wait for a search that may take minutes."""
+    with _running_lock:
+        running = list(_running)
+    for process in running:
+        _kill_group(process)
+
+
 def fast_downward_plan(
     domain: Domain, problem: Problem, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> list[tuple[str, list[str]]]:
     """A plan as (PDDL action name, object names); raises PlannerError when none is found."""
     driver = importlib.resources.files("up_fast_downward").joinpath("downward/fast-downward.py")
     where = problem.path or problem.name
-    with tempfile.TemporaryDirectory(prefix="learnact-fd-") as tmp, importlib.resources.as_file(driver) as fd:
+    _sweep_once()
+    prefix = f"{WORKDIR_PREFIX}{os.getpid()}-"
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, importlib.resources.as_file(driver) as fd:
         work = Path(tmp)
         (work / "domain.pddl").write_text(domain_pddl(domain))
         (work / "problem.pddl").write_text(problem_pddl(domain, problem))
         cmd = [sys.executable, str(fd), "--alias", FD_ALIAS, "--plan-file", "plan",
                "domain.pddl", "problem.pddl"]
-        try:
-            run = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise PlannerError(f"{where}: Fast Downward found no plan within {timeout_s:.0f} s") from None
+        returncode, output = _run_planner(cmd, work, timeout_s, where)
         plan_file = work / "plan"
-        if run.returncode != 0 or not plan_file.exists():
+        if returncode != 0 or not plan_file.exists():
+            if returncode < 0:
+                raise PlannerError(f"{where}: Fast Downward was stopped (signal {-returncode})")
             # exit codes: https://www.fast-downward.org/ExitCodes (11/12: unsolvable)
-            tail = (run.stdout + run.stderr).strip().splitlines()[-3:]
+            tail = output.strip().splitlines()[-3:]
             raise PlannerError(
-                f"{where}: Fast Downward found no plan (exit code {run.returncode}): {' | '.join(tail)}"
+                f"{where}: Fast Downward found no plan (exit code {returncode}): {' | '.join(tail)}"
             )
         steps = []
         for line in plan_file.read_text().splitlines():
