@@ -84,7 +84,7 @@ class Session:
         if _has_errors(findings):
             return ExecutionResult(status=ExecutionStatus.rejected, findings=findings, duration_s=_since(started))
         result = self._request(code, load=False, findings=findings, started=started)
-        if result.status in (ExecutionStatus.ok, ExecutionStatus.error):
+        if result.status in (ExecutionStatus.ok, ExecutionStatus.error) and self._transport is not None:
             self._known |= _defined_functions(code)  # functions an agent defined stay callable
             self._defined |= _bound_names(code)  # and so do its variables and imports
         return result
@@ -179,9 +179,10 @@ class Session:
                 self._send(transport, reply)
             elif isinstance(message, Done):
                 if message.id != request_id or message.nonce != nonce:
-                    raise self._crash(transport, 
+                    raise self._crash(
+                        transport,
                         f"'done' for request {message.id} with a wrong nonce or id (request {request_id} "
-                        "is in progress): a forged or stale message"
+                        "is in progress): a forged or stale message",
                     )
                 return message
             else:
@@ -240,7 +241,9 @@ class Session:
             return _Killed(ExecutionStatus.timeout, "TimeoutError", "the session's CPU time limit was exceeded")
         detail = f": {info.diagnostics.strip()[-500:]}" if info.diagnostics.strip() else ""
         return _Killed(
-            ExecutionStatus.crashed, "SandboxError", f"the sandbox exited unexpectedly (exit code {info.exit_code}){detail}"
+            ExecutionStatus.crashed,
+            "SandboxError",
+            f"the sandbox exited unexpectedly (exit code {info.exit_code}){detail}",
         )
 
     def _oom_message(self) -> str:
@@ -250,6 +253,9 @@ class Session:
         if self._transport is not None:
             transport, self._transport = self._transport, None
             transport.close()
+        # What earlier snippets defined died with the sandbox; a fresh one holds the action modules only.
+        self._known = set().union(*map(_defined_functions, self._actions))
+        self._defined = set().union(*map(_bound_names, self._actions))
 
 
 class _CallLog:
@@ -345,4 +351,3 @@ def _defined_functions(code: str) -> set[str]:
     except SyntaxError:
         return set()
     return {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
-

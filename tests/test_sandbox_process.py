@@ -48,6 +48,20 @@ def test_actions_and_state_survive_across_executions() -> None:
     assert second.stdout == "You pick up a.\n"
 
 
+def test_a_restarted_sandbox_forgets_snippet_names_but_keeps_the_actions() -> None:
+    with make_sandbox() as sandbox, sandbox.session([PICKUP], handler) as session:
+        assert session.load_actions(ACTIONS).ok
+        assert session.execute("seen = grab('a')").ok
+        # It swallows the runner's CPU alarm: the host's wall clock kills the sandbox.
+        stubborn = "while True:\n    try:\n        while True:\n            pass\n    except:\n        pass\n"
+        assert session.execute(stubborn).status is ExecutionStatus.timeout
+        forgotten = session.execute("print(seen)")
+        kept = session.execute("print(grab('b'))")
+    assert forgotten.status is ExecutionStatus.rejected  # the checker says so, not a NameError at run time
+    assert [f.rule for f in forgotten.findings] == ["LA015"]
+    assert kept.ok and kept.stdout == "You pick up b.\n"
+
+
 def test_cpu_alarm_ends_an_infinite_loop() -> None:
     with make_sandbox() as sandbox, sandbox.session() as session:
         result = session.execute("while True:\n    pass")
