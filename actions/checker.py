@@ -19,7 +19,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import TYPE_CHECKING
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
@@ -92,9 +92,7 @@ def check(
     """
     kind = CodeKind(kind)
     if len(code) > MAX_CODE_CHARS:
-        return [
-            _finding("LA001", 1, 1, f"the code is {len(code)} characters long; the limit is {MAX_CODE_CHARS}")
-        ]
+        return [_finding("LA001", 1, 1, f"the code is {len(code)} characters long; the limit is {MAX_CODE_CHARS}")]
     restricted = _TEXT_VERDICTS.get(code)  # known: the text compiles, RestrictedPython said this
     try:
         tree = ast.parse(code, "<action>")
@@ -139,8 +137,10 @@ def infer_kind(code: str) -> CodeKind:
     if body and _is_docstring(body[0]):
         body = body[1:]
     module_statements = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    if body and any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) for s in body) and all(
-        isinstance(s, module_statements) for s in body
+    if (
+        body
+        and any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) for s in body)
+        and all(isinstance(s, module_statements) for s in body)
     ):
         return CodeKind.action_module
     return CodeKind.agent_snippet
@@ -193,7 +193,7 @@ def _syntax_finding(error: SyntaxError) -> Finding:
     return _finding("LA001", error.lineno or 1, error.offset or 1, text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _child_fields(node_type: type[ast.AST]) -> tuple[str, ...]:
     """The fields that may hold child nodes; `ctx` (Load/Store/Del) never matters to a rule."""
     return tuple(field for field in node_type._fields if field != "ctx")
@@ -328,11 +328,7 @@ def _unresolved(scopes: list[_Scope]) -> list[ast.Name]:
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
-    return (
-        isinstance(stmt, ast.Expr)
-        and isinstance(stmt.value, ast.Constant)
-        and isinstance(stmt.value.value, str)
-    )
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
 
 
 def _is_private(name: str) -> bool:
@@ -503,7 +499,8 @@ class _Scan:
             self.report(
                 "LA003",
                 node,
-                f"'{name}' is not allowed in action code" + (f"; {hint}" if hint else "")
+                f"'{name}' is not allowed in action code"
+                + (f"; {hint}" if hint else "")
                 + " (a variable or function of that name is not allowed either)",
             )
             return True
@@ -632,8 +629,7 @@ class _Scan:
         self.report(
             "LA012",
             node,
-            f"class '{node.name}' is not allowed: actions are plain functions; "
-            "use dicts, lists or tuples for data",
+            f"class '{node.name}' is not allowed: actions are plain functions; use dicts, lists or tuples for data",
         )
 
     def _global(self, node: ast.Global | ast.Nonlocal) -> None:
@@ -676,7 +672,9 @@ class _Scan:
 
     def _import_from(self, node: ast.ImportFrom) -> None:
         if node.level:
-            self.report("LA002", node, f"relative imports are not allowed in an action; allowed modules: {_ALLOWED_MODULE_LIST}")
+            self.report(
+                "LA002", node, f"relative imports are not allowed in an action; allowed modules: {_ALLOWED_MODULE_LIST}"
+            )
             return
         module = node.module or ""
         if module not in ALLOWED_MODULES:
@@ -848,12 +846,8 @@ class _Scan:
     def _primitive_call(self, spec: PrimitiveSpec, call: ast.Call) -> None:
         params = [p.name for p in spec.params]
         call_name = f"{spec.name}()"
-        takes = (
-            f"takes {_plural(len(params), 'argument')} ({', '.join(params)})" if params else "takes no arguments"
-        )
-        unpacked = any(isinstance(a, ast.Starred) for a in call.args) or any(
-            k.arg is None for k in call.keywords
-        )
+        takes = f"takes {_plural(len(params), 'argument')} ({', '.join(params)})" if params else "takes no arguments"
+        unpacked = any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords)
         given: dict[str, ast.expr] = {}
         if not unpacked and len(call.args) > len(params):
             count = len(call.args)
@@ -925,4 +919,4 @@ class _Scan:
                     f"'.{node.attr}()' is not available in action code (the sandbox refuses the "
                     "format methods on every object: they read attributes named in the text)"
                 )
-            self.report("LA014", node, what + "; use an f-string, e.g. f\"{block} is clear\"")
+            self.report("LA014", node, what + '; use an f-string, e.g. f"{block} is clear"')

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 MODULE_API: dict[str, frozenset[str]] = {
@@ -214,7 +214,7 @@ def attribute_allowed(name: object) -> bool:
     return type(name) is str and not name.startswith("_") and name not in DENIED_ATTRIBUTES
 
 
-@lru_cache(maxsize=None)
+@cache
 def module_api(name: str) -> frozenset[str]:
     """The members of an allowed module that action code may use, in this Python version.
 

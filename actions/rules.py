@@ -128,7 +128,9 @@ RULES: tuple[Rule, ...] = (
         id="LA006",
         name="unknown-call",
         severity=Severity.error,
-        summary="A call of a function that is not defined, not a primitive, not a known action and not an allowed builtin.",
+        summary=(
+            "A call of a function that is not defined, not a primitive, not a known action and not an allowed builtin."
+        ),
         why="The call would fail at run time; the message lists what exists.",
     ),
     Rule(

@@ -47,14 +47,14 @@ class InProcessSession:
         started = time.perf_counter()
         self._calls = []
         exec(code, self._namespace)  # trusted: the expert's own calls
-        return ExecutionResult(
-            status=ExecutionStatus.ok, calls=self._calls, duration_s=time.perf_counter() - started
-        )
+        return ExecutionResult(status=ExecutionStatus.ok, calls=self._calls, duration_s=time.perf_counter() - started)
 
 
 class InProcessSandbox:
     @contextmanager
-    def session(self, primitives: Sequence[PrimitiveSpec], handler: Callable[[str, list], str]) -> Iterator[InProcessSession]:
+    def session(
+        self, primitives: Sequence[PrimitiveSpec], handler: Callable[[str, list], str]
+    ) -> Iterator[InProcessSession]:
         yield InProcessSession(primitives, handler)
 
 

@@ -25,9 +25,8 @@ from docker.types import LogConfig
 
 from learnact.actions import CodeKind, check
 from learnact.envs.base import ParamSpec, PrimitiveSpec
-from learnact.sandbox import Sandbox, SandboxConfig
+from learnact.sandbox import Sandbox, SandboxConfig, protocol
 from learnact.sandbox.config import CONTAINER_LABEL
-from learnact.sandbox import protocol
 from learnact.sandbox.docker_backend import DockerTransport, host_config_kwargs, runner_command
 from learnact.sandbox.protocol import Exec, Setup
 

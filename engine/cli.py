@@ -62,16 +62,20 @@ def main() -> None:
             signal.signal(signum, _stop)
             _handled.append(signum)
 
+
 # Command registrations (one line each, module per command):
 from learnact.engine import cli_envs, cli_eval  # noqa: E402
 
 app.command("eval")(cli_eval.evaluate)
 envs_app.command("list")(cli_envs.list_envs)
 from learnact.engine import cli_images  # noqa: E402
+
 images_app.command("build")(cli_images.build)
 from learnact.engine import cli_sandbox  # noqa: E402
+
 sandbox_app.command("exec")(cli_sandbox.exec_program)
 from learnact.engine import cli_check  # noqa: E402
+
 app.command("check")(cli_check.check)
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from urllib.parse import quote
 
 import typer
 
-from learnact.actions import RULES, CodeKind, Finding, Severity, check as check_code, infer_kind
+from learnact.actions import RULES, CodeKind, Finding, Severity, infer_kind
+from learnact.actions import check as check_code
 from learnact.actions.text import visible
 from learnact.engine.inputs import InputError, read_code
 from learnact.envs.registry import primitive_specs

@@ -27,8 +27,7 @@ def listing() -> list[dict]:
                 "name": name,
                 "tasks": tasks,
                 "primitives": [
-                    {"name": p.name, "params": [q.name for q in p.params], "doc": p.doc}
-                    for p in primitive_specs(name)
+                    {"name": p.name, "params": [q.name for q in p.params], "doc": p.doc} for p in primitive_specs(name)
                 ],
             }
         )

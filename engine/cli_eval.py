@@ -74,7 +74,9 @@ class PlainProgress:
 
 
 def evaluate(
-    env: Annotated[str, typer.Option(help="pddl/<domain>, pddl (with --pddl-domain/--pddl-problems), alfworld or alfworld/<type>")],
+    env: Annotated[
+        str, typer.Option(help="pddl/<domain>, pddl (with --pddl-domain/--pddl-problems), alfworld or alfworld/<type>")
+    ],
     method: Annotated[MethodChoice, typer.Option(help="how actions are chosen")] = MethodChoice.expert,
     tasks: Annotated[Optional[str], typer.Option(help="indices and ranges (0-4,7) or task ids; default: all")] = None,
     workers: Annotated[int, typer.Option(min=1, help="episodes run in parallel, each with its own sandbox")] = 1,
@@ -85,9 +87,13 @@ def evaluate(
         Optional[list[Path]],
         typer.Option(help="external PDDL problem files or folders of them (--env pddl); several may follow one flag"),
     ] = None,
-    alfworld_data: Annotated[Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")] = None,
+    alfworld_data: Annotated[
+        Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")
+    ] = None,
     split: Annotated[str, typer.Option(help="ALFWorld split")] = "valid_unseen",
-    backend: Annotated[Backend, typer.Option(help="sandbox backend (process: rlimited child; weaker)")] = Backend.docker,
+    backend: Annotated[
+        Backend, typer.Option(help="sandbox backend (process: rlimited child; weaker)")
+    ] = Backend.docker,
     runtime: Annotated[Runtime, typer.Option(help="OCI runtime of the containers; runsc is gVisor")] = Runtime.runc,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
     more_problems: Annotated[
@@ -129,8 +135,12 @@ def evaluate(
     label = f"{env} · {method.value}"
     plain = PlainProgress(label) if not json_output and not err.is_terminal else None
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, disable=json_output or not err.is_terminal,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=json_output or not err.is_terminal,
     ) as progress:
         bar = progress.add_task(shown(label), total=len(chosen))
 

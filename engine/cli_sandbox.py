@@ -48,19 +48,24 @@ def exec_program(
     ] = None,
     runtime: Annotated[Runtime, typer.Option(help="OCI runtime of the container; runsc is gVisor")] = Runtime.runc,
     timeout: Annotated[float, typer.Option(help="wall-clock seconds before the sandbox is killed", min=0.1)] = 10.0,
-    memory: Annotated[int, typer.Option(help="memory limit in MiB (no swap); at most the machine's memory", min=32)] = 256,
+    memory: Annotated[
+        int, typer.Option(help="memory limit in MiB (no swap); at most the machine's memory", min=32)
+    ] = 256,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="skip the static check and RestrictedPython (isolation tests)")
     ] = False,
     env: Annotated[Optional[str], typer.Option(help="environment whose primitives the program may call")] = None,
     task: Annotated[
-        Optional[str], typer.Option(help="task to reset --env to, by index or id as in `eval --tasks` (default: the first)")
+        Optional[str],
+        typer.Option(help="task to reset --env to, by index or id as in `eval --tasks` (default: the first)"),
     ] = None,
     pddl_domain: Annotated[Optional[Path], typer.Option(help="external PDDL domain file (--env pddl)")] = None,
     pddl_problems: Annotated[
         Optional[list[Path]], typer.Option(help="external PDDL problem files or folders of them (--env pddl)")
     ] = None,
-    alfworld_data: Annotated[Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")] = None,
+    alfworld_data: Annotated[
+        Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")
+    ] = None,
     split: Annotated[str, typer.Option(help="ALFWorld split")] = "valid_unseen",
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON only")] = False,
 ) -> None:

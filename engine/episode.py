@@ -61,9 +61,7 @@ def observation_of(result: ExecutionResult) -> str:
     """What the agent sees after a step: the environment's answers, or what went wrong."""
     seen = [c.observation for c in result.calls]
     if result.status is ExecutionStatus.rejected:
-        seen.append("The code was rejected: " + " ".join(
-            f"line {f.line}: {f.message}" for f in result.findings
-        ))
+        seen.append("The code was rejected: " + " ".join(f"line {f.line}: {f.message}" for f in result.findings))
     elif result.error is not None:
         seen.append(f"{result.error.type}: {result.error.message}")
     elif result.status is not ExecutionStatus.ok:

@@ -27,9 +27,7 @@ class EvalConfig(BaseModel):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     def episode(self, task: str) -> EpisodeSpec:
-        return EpisodeSpec(
-            env=self.env, task=task, method=self.method, max_steps=self.max_steps, sandbox=self.sandbox
-        )
+        return EpisodeSpec(env=self.env, task=task, method=self.method, max_steps=self.max_steps, sandbox=self.sandbox)
 
 
 # Settings that make two runs different; a run directory resumes only the same run. The task
@@ -151,9 +149,7 @@ def _run_pending(
             with lock:
                 all_workers.append(worker)
         try:
-            record = run_episode(
-                config.episode(task), env=worker.env, sandbox=worker.sandbox, should_stop=stop.is_set
-            )
+            record = run_episode(config.episode(task), env=worker.env, sandbox=worker.sandbox, should_stop=stop.is_set)
         except BaseException:
             with lock:
                 free_workers.append(worker)

@@ -105,8 +105,13 @@ class Summary(BaseModel):
             per_type={t: rates([r for r in records if r.type == t]) for t in types},
             results=[
                 ResultRow(
-                    task=r.task, type=r.type, status=r.status, error=r.error, success=r.success,
-                    progress=r.progress, steps=len(r.steps),
+                    task=r.task,
+                    type=r.type,
+                    status=r.status,
+                    error=r.error,
+                    success=r.success,
+                    progress=r.progress,
+                    steps=len(r.steps),
                 )
                 for r in records
             ],

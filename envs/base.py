@@ -61,9 +61,7 @@ class ArgumentError(ValueError):
 def validate_arguments(spec: PrimitiveSpec, args: list[Any]) -> list[Any]:
     """Check arity, types and sizes of ``args`` for ``spec``; return them or raise ArgumentError."""
     if len(args) != len(spec.params):
-        raise ArgumentError(
-            f"{spec.signature()} takes {len(spec.params)} argument(s) but {len(args)} were given"
-        )
+        raise ArgumentError(f"{spec.signature()} takes {len(spec.params)} argument(s) but {len(args)} were given")
     for param, value in zip(spec.params, args):
         if param.type == "str":
             if not isinstance(value, str):
@@ -71,13 +69,9 @@ def validate_arguments(spec: PrimitiveSpec, args: list[Any]) -> list[Any]:
                     f"{spec.name}: argument '{param.name}' must be a string, got {type(value).__name__}"
                 )
             if len(value) > MAX_ARG_CHARS:
-                raise ArgumentError(
-                    f"{spec.name}: argument '{param.name}' is longer than {MAX_ARG_CHARS} characters"
-                )
+                raise ArgumentError(f"{spec.name}: argument '{param.name}' is longer than {MAX_ARG_CHARS} characters")
         elif not isinstance(value, int) or isinstance(value, bool):
-            raise ArgumentError(
-                f"{spec.name}: argument '{param.name}' must be an integer, got {type(value).__name__}"
-            )
+            raise ArgumentError(f"{spec.name}: argument '{param.name}' must be an integer, got {type(value).__name__}")
     return args
 
 
@@ -108,7 +102,8 @@ class Environment(ABC):
         Each call is computed after the previous one was performed, so a reactive expert fits too.
         """
 
-    def interrupt(self) -> None:
+    # An optional hook, not an abstract method.
+    def interrupt(self) -> None:  # noqa: B027
         """Called from another thread when the run stops: end a long computation (an expert's
         planner) now; the call it interrupts raises. Nothing to do by default."""
 

@@ -61,9 +61,7 @@ def build_base_image(
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
     image = client.images.get(BASE_IMAGE)
-    return image_info(
-        image, BASE_IMAGE, built=True, seconds=time.monotonic() - started, replaced=existing
-    )
+    return image_info(image, BASE_IMAGE, built=True, seconds=time.monotonic() - started, replaced=existing)
 
 
 def _check_can_debootstrap() -> None:
@@ -84,9 +82,7 @@ def _debootstrap(rootfs: Path, mirror: str, log: Log) -> None:
         "debootstrap", "--variant=minbase", "--include=python3", SUITE, str(rootfs), mirror,
     ]  # fmt: skip
     log("$ " + " ".join(command))
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    )
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     assert process.stdout is not None
     last = "no output"
     for line in process.stdout:
@@ -94,8 +90,7 @@ def _debootstrap(rootfs: Path, mirror: str, log: Log) -> None:
         log(last)
     if process.wait() != 0:
         raise ImageBuildError(
-            f"debootstrap failed with exit code {process.returncode} ({last}); "
-            f"check that {mirror} is reachable"
+            f"debootstrap failed with exit code {process.returncode} ({last}); check that {mirror} is reachable"
         )
 
 
@@ -121,9 +116,7 @@ def _import(client: docker.DockerClient, rootfs: Path, log: Log) -> None:
     assert tar.stdout is not None and tar.stderr is not None
     repository, tag = BASE_IMAGE.split(":")
     try:
-        response = client.api.import_image_from_stream(
-            tar.stdout, repository=repository, tag=tag, changes=_CHANGES
-        )
+        response = client.api.import_image_from_stream(tar.stdout, repository=repository, tag=tag, changes=_CHANGES)
     except APIError as exc:
         tar.kill()
         raise ImageBuildError(f"docker import of the root filesystem failed: {exc.explanation}") from exc

@@ -31,9 +31,7 @@ class ImageInfo(BaseModel):
     size_bytes: int = Field(description="uncompressed size of the image with all its layers")
     built: bool = Field(description="False when an up-to-date image existed and was kept")
     seconds: float = Field(0.0, description="time spent building (0 when kept)")
-    inputs_sha256: str | None = Field(
-        None, description="content hash of the build inputs (sandbox image only)"
-    )
+    inputs_sha256: str | None = Field(None, description="content hash of the build inputs (sandbox image only)")
     replaced_id: str | None = Field(None, description="the image that held the tag before this build")
 
 

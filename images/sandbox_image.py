@@ -42,9 +42,7 @@ REGISTRY_BASE = "python:3.11-slim"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def build_sandbox_image(
-    client: docker.DockerClient, *, base: str, log: Log, force: bool = False
-) -> ImageInfo:
+def build_sandbox_image(client: docker.DockerClient, *, base: str, log: Log, force: bool = False) -> ImageInfo:
     """Build `learnact-sandbox:latest` on `base` unless an image with the same inputs exists."""
     with tempfile.TemporaryDirectory(prefix="learnact-context-") as directory:
         context = Path(directory)
@@ -74,9 +72,7 @@ def _context_files() -> dict[str, Path]:
     """The build context: its path for each installed file that goes into the image."""
     for source in (DOCKERFILE, RUNNER, POLICY):
         if not source.is_file():
-            raise ImageBuildError(
-                f"{source} is missing: the sandbox image is built from a source checkout of learnact"
-            )
+            raise ImageBuildError(f"{source} is missing: the sandbox image is built from a source checkout of learnact")
     # lib/learnact_policy.py: the name the runner imports the policy by.
     files = {"Dockerfile": DOCKERFILE, "sandbox/runner.py": RUNNER, "lib/learnact_policy.py": POLICY}
     library = _restrictedpython_dir()
@@ -136,9 +132,7 @@ def _inputs_sha256(context: Path, base: str, base_id: str) -> str:
     return digest.hexdigest()
 
 
-def _build(
-    client: docker.DockerClient, context: Path, base: str, inputs: str, log: Log, *, nocache: bool
-) -> None:
+def _build(client: docker.DockerClient, context: Path, base: str, inputs: str, log: Log, *, nocache: bool) -> None:
     log(f"building {SANDBOX_IMAGE} on {base} (network none)")
     try:
         stream = client.api.build(

@@ -37,9 +37,7 @@ class SandboxConfig(BaseModel):
     max_output_bytes: int = Field(
         64_000, gt=0, description="bytes of stdout+stderr kept per execution; more ends it as output_limit"
     )
-    max_calls: int = Field(
-        200, gt=0, description="primitive calls per execution; one more ends it as call_limit"
-    )
+    max_calls: int = Field(200, gt=0, description="primitive calls per execution; one more ends it as call_limit")
     max_message_bytes: int = Field(
         256_000, gt=0, description="size cap of one protocol message; a larger one ends the session as crashed"
     )

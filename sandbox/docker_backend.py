@@ -14,7 +14,6 @@ import select
 import socket
 import struct
 import threading
-import time
 from collections.abc import Callable
 
 import docker
@@ -215,9 +214,7 @@ class DockerTransport(Transport):
     what = "sandbox container"
     ready_timeout_s = 60.0
 
-    def __init__(
-        self, api: docker.APIClient, container: str, stream, remove: Callable[[str], None]
-    ) -> None:
+    def __init__(self, api: docker.APIClient, container: str, stream, remove: Callable[[str], None]) -> None:
         super().__init__()
         self.api, self.container = api, container
         self._remove_container = remove
@@ -271,7 +268,9 @@ class DockerTransport(Transport):
         try:
             self.api.wait(self.container, timeout=TEARDOWN_TIMEOUT_S if kill else 10)
             state = self.api.inspect_container(self.container)["State"]
-            info = ExitInfo(state.get("ExitCode"), bool(state.get("OOMKilled")), self._stderr.decode("utf-8", "replace"))
+            info = ExitInfo(
+                state.get("ExitCode"), bool(state.get("OOMKilled")), self._stderr.decode("utf-8", "replace")
+            )
         except (DockerException, OSError) as exc:  # already gone, or the engine failed: say so
             info = ExitInfo(None, False, f"{self._stderr.decode('utf-8', 'replace')}\n({exc})")
         self.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from learnact.sandbox.transport import Transport
 
@@ -16,7 +16,9 @@ RETRY_AFTER_FAILURE_S = 1.0
 
 
 class Pool:
-    def __init__(self, start: Callable[[], Transport], size: int, start_in_filler: Callable[[], Transport] | None = None):
+    def __init__(
+        self, start: Callable[[], Transport], size: int, start_in_filler: Callable[[], Transport] | None = None
+    ):
         """``start`` runs in the caller's thread (cold starts), ``start_in_filler`` in the filler's."""
         self._start = start
         self._size = size

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import RestrictedPython
@@ -160,7 +160,7 @@ def _refuse_docker_socket(drop_root: bool) -> None:
             )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _interpreter() -> str:
     """A Python that nobody can run: the host's own (resolved out of a virtual environment), else
     the system's python3. The runner needs the standard library and nothing else."""

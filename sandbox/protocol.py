@@ -158,8 +158,7 @@ def parse(line: bytes, max_bytes: int) -> Ready | Call | Done:
         return _sandbox_message.validate_python(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}"
-            for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'][1:]) or 'message'}: {err['msg']}" for err in exc.errors()
         )
         raise ProtocolError(f"invalid {data['op']!r} message ({problems}): {_preview(line)}") from None
 

@@ -4,10 +4,10 @@ It runs INSIDE the sandbox (container or child process) with the standard librar
 RestrictedPython only; it must never import learnact. What restricted code may use comes from
 ``learnact_policy``, which is ``learnact/actions/policy.py`` (stdlib only) placed next to
 RestrictedPython in ``--lib``: the static checker and the runner enforce the very same lists.
-It speaks the JSON-lines protocol of ``learnact.sandbox.protocol`` on private descriptors: at start it duplicates stdin/stdout/stderr,
-points fd 0 at /dev/null and fds 1 and 2 at a non-blocking pipe with room for the output cap, so
-that nothing the program writes (print, sys.stdout, os.write(1, ...)) can mix with the protocol and
-output beyond the cap fails at once. Its own fatal errors go to the original stderr.
+It speaks the JSON-lines protocol of ``learnact.sandbox.protocol`` on private descriptors: at start
+it duplicates stdin/stdout/stderr, points fd 0 at /dev/null and fds 1 and 2 at a non-blocking pipe
+with room for the output cap, so that nothing the program writes (print, sys.stdout, os.write(1, ...))
+can mix with the protocol and output beyond the cap fails at once. Its own fatal errors go to the original stderr.
 
 Nothing here is the security boundary: with the check off the program owns this process and can
 say anything on the protocol. The host validates every message, counts calls itself and enforces
@@ -316,9 +316,9 @@ _RAISE = object()
 
 def restricted_environment(policy: types.ModuleType) -> tuple[dict, dict]:
     """The builtins of restricted code and the guard names RestrictedPython's output calls."""
-    from RestrictedPython.Guards import full_write_guard, guarded_iter_unpack_sequence, guarded_unpack_sequence
-
     import builtins
+
+    from RestrictedPython.Guards import full_write_guard, guarded_iter_unpack_sequence, guarded_unpack_sequence
 
     # Exactly the checker's builtins (not RestrictedPython's safe_builtins, which also holds
     # setattr, delattr and __build_class__): code the checker refuses to name is absent here too.

@@ -78,9 +78,7 @@ class Sandbox:
                 raise
             filler_client = docker_backend.new_client()
             self._backend: DockerBackend | ProcessBackend = docker_backend
-            self._pool = Pool(
-                docker_backend.start, self.config.pool_size, lambda: docker_backend.start(filler_client)
-            )
+            self._pool = Pool(docker_backend.start, self.config.pool_size, lambda: docker_backend.start(filler_client))
         else:
             from learnact.sandbox.process_backend import ProcessBackend
 
@@ -91,9 +89,7 @@ class Sandbox:
         atexit.register(self.close)
 
     @contextmanager
-    def session(
-        self, primitives: Sequence[PrimitiveSpec] = (), handler: Handler = _no_primitives
-    ) -> Iterator[Session]:
+    def session(self, primitives: Sequence[PrimitiveSpec] = (), handler: Handler = _no_primitives) -> Iterator[Session]:
         """A session with its own fresh sandbox, removed when the block ends."""
         if self._closed:
             raise RuntimeError("this Sandbox is closed; create a new one")
@@ -124,4 +120,3 @@ class Sandbox:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-

@@ -167,8 +167,10 @@ def test_progress_binds_one_object_to_all_conditions(data: Path) -> None:
     goal = parse_goal(CLEAN_GOAL, json.loads(game.read_text())["pddl_domain"])
     assert [c[0] for c in goal.conditions] == ["isclean", "inreceptacle"]
     static = [
-        ("cleanable", ("knife1",)), ("cleanable", ("knife2",)),
-        ("objecttype", ("knife1", "knifetype")), ("objecttype", ("knife2", "knifetype")),
+        ("cleanable", ("knife1",)),
+        ("cleanable", ("knife2",)),
+        ("objecttype", ("knife1", "knifetype")),
+        ("objecttype", ("knife2", "knifetype")),
         ("receptacletype", ("counter1", "countertoptype")),
     ]
     assert goal.progress(static) == 0.0
@@ -181,7 +183,18 @@ def test_progress_binds_one_object_to_all_conditions(data: Path) -> None:
 # -- commands -----------------------------------------------------------------------------------
 def test_primitives_map_to_game_commands_and_back() -> None:
     assert [p.name for p in PRIMITIVES] == [
-        "goto", "take", "put", "open", "close", "toggle", "clean", "cool", "heat", "inventory", "examine", "use",
+        "goto",
+        "take",
+        "put",
+        "open",
+        "close",
+        "toggle",
+        "clean",
+        "cool",
+        "heat",
+        "inventory",
+        "examine",
+        "use",
     ]
     assert to_command("take", ["apple 1", "countertop 1"]) == "take apple 1 from countertop 1"
     assert to_command("put", ["apple 1", "fridge 1"]) == "put apple 1 in/on fridge 1"

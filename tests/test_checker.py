@@ -444,7 +444,9 @@ def test_well_formed_primitive_calls_pass(code: str) -> None:
 
 
 def test_a_local_function_hiding_a_primitive_is_not_checked_as_the_primitive() -> None:
-    code = 'def pickup(a, b):\n    """Mine."""\n    return a\n\n\ndef f():\n    """Uses it."""\n    return pickup(1, 2)\n'
+    code = (
+        'def pickup(a, b):\n    """Mine."""\n    return a\n\n\ndef f():\n    """Uses it."""\n    return pickup(1, 2)\n'
+    )
     assert only(code, "LA007", MODULE) == []
 
 
@@ -638,7 +640,8 @@ def test_an_undefined_name_in_another_function_is_refused_in_action_modules() ->
         "v = len([1]) + pickup('a').count('a')\n",  # builtins and primitives
         "f = lambda block, *rest, **options: (block, rest, options)\n",
         "a, (b, *c) = 1, (2, 3)\nv = a + b + len(c)\n",
-        "x = 1\nmatch x:\n    case [first, *others]:\n        v = first\n    case {'k': value, **more}:\n        v = value\n",
+        "x = 1\nmatch x:\n    case [first, *others]:\n        v = first\n"
+        "    case {'k': value, **more}:\n        v = value\n",
         "v = move\n",  # a known action
         "v = seen\n",  # left in the namespace by earlier code of the session
     ],
@@ -675,7 +678,8 @@ def test_one_finding_per_undefined_name() -> None:
 
 
 def test_bound_names_are_what_code_leaves_in_the_namespace() -> None:
-    code = "import math\nfrom json import dumps as d\nx, y = 1, 2\nfor b in []:\n    pass\nf = lambda q: q\n[z for z in []]\n"
+    code = "import math\nfrom json import dumps as d\nx, y = 1, 2\nfor b in []:\n    pass\n"
+    code += "f = lambda q: q\n[z for z in []]\n"
     assert bound_names(code) == {"math", "d", "x", "y", "b", "f"}
     assert bound_names("def f(:\n") == frozenset()
 
@@ -683,7 +687,9 @@ def test_bound_names_are_what_code_leaves_in_the_namespace() -> None:
 # LA016 denied-attribute ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attr", ["gi_frame", "gi_code", "f_globals", "f_back", "tb_frame", "co_code", "mro", "cr_frame"])
+@pytest.mark.parametrize(
+    "attr", ["gi_frame", "gi_code", "f_globals", "f_back", "tb_frame", "co_code", "mro", "cr_frame"]
+)
 def test_introspection_attributes_are_refused_on_any_receiver(attr: str) -> None:
     findings = run(f"g = (n for n in [1])\nv = g.{attr}\n")
     assert [f.rule for f in findings] == ["LA016"]  # RestrictedPython's own refusal is not repeated
@@ -712,7 +718,10 @@ def test_members_outside_the_reviewed_list_or_refused_arguments_are_reported(cod
 
 
 def test_reviewed_members_with_their_accepted_arguments_pass() -> None:
-    code = "import copy\nimport json\nv = json.dumps(copy.deepcopy([1]), sort_keys=True, indent=2)\nw = json.loads(v, parse_int=int)\n"
+    code = (
+        "import copy\nimport json\nv = json.dumps(copy.deepcopy([1]), sort_keys=True, indent=2)\n"
+        "w = json.loads(v, parse_int=int)\n"
+    )
     assert run(code) == []
 
 
@@ -794,5 +803,13 @@ def test_checking_the_same_text_again_gives_the_same_findings() -> None:
     assert run(code) == first
     # Same text, other kind: RestrictedPython's remembered verdict is filtered against the new findings.
     as_module = [(f.line, f.rule) for f in run(code, MODULE)]
-    assert as_module == [(1, "LA009"), (2, "LA009"), (3, "LA004"), (3, "LA009"), (3, "LA003"), (4, "LA009"), (4, "LA007")]
+    assert as_module == [
+        (1, "LA009"),
+        (2, "LA009"),
+        (3, "LA004"),
+        (3, "LA009"),
+        (3, "LA003"),
+        (4, "LA009"),
+        (4, "LA007"),
+    ]
     assert run(code) == first

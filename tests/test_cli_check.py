@@ -206,7 +206,15 @@ def test_sarif_uri_of_a_relative_path_is_percent_encoded() -> None:
 
 def test_the_installed_command_keeps_stdout_for_findings(tmp_path: Path) -> None:
     path = write(tmp_path, BAD_MODULE)
-    command = [sys.executable, "-c", "from learnact.engine.cli import app; app()", "check", str(path), "--format", "json"]
+    command = [
+        sys.executable,
+        "-c",
+        "from learnact.engine.cli import app; app()",
+        "check",
+        str(path),
+        "--format",
+        "json",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert [f["rule"] for f in json.loads(done.stdout)] == ["LA002", "LA009", "LA003"]

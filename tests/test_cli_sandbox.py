@@ -109,9 +109,7 @@ def test_lone_surrogates_print_in_both_outputs(tmp_path: Path, sandbox_image: st
     program = tmp_path / "surrogates.py"
     program.write_text("print('\\ud800')\nraise ValueError('\\udfff')\n", encoding="utf-8")
     for extra in ([], ["--json"]):
-        completed = subprocess.run(
-            learnact("sandbox", "exec", *extra, str(program)), capture_output=True, timeout=120
-        )
+        completed = subprocess.run(learnact("sandbox", "exec", *extra, str(program)), capture_output=True, timeout=120)
         assert completed.returncode == 1, completed.stderr.decode("utf-8", "replace")
         assert b"Traceback" not in completed.stderr
         assert b"\\ud800" in completed.stdout and b"\\udfff" in completed.stdout

@@ -192,7 +192,9 @@ def test_an_unsolvable_problem_is_a_recorded_error_the_run_goes_on_and_a_rerun_r
     summary = json.loads(result.stdout)
     assert summary["episodes"] == 3 and summary["errors"] == 1
     assert [(r["task"], r["status"], r["success"]) for r in summary["results"]] == [
-        ("problem1", "finished", True), ("cycle", "error", False), ("problem10", "finished", True),
+        ("problem1", "finished", True),
+        ("cycle", "error", False),
+        ("problem10", "finished", True),
     ]
     (error,) = [r["error"] for r in summary["results"] if r["error"]]
     assert error.startswith("PlannerError: ") and "found no plan" in error
@@ -239,7 +241,9 @@ def test_an_exception_of_the_environment_is_recorded_with_its_steps(tmp_path: Pa
 def test_on_start_counts_the_finished_episodes_of_a_resumed_run(tmp_path: Path) -> None:
     run_evaluation(config(blockworld_tasks("0-1")), tmp_path)
     started: list[tuple[int, int]] = []
-    run_evaluation(config(blockworld_tasks("0-2")), tmp_path, on_start=lambda done, total: started.append((done, total)))
+    run_evaluation(
+        config(blockworld_tasks("0-2")), tmp_path, on_start=lambda done, total: started.append((done, total))
+    )
     assert started == [(2, 3)]
 
 
@@ -255,6 +259,7 @@ def test_without_a_terminal_progress_is_printed_as_plain_lines(tmp_path: Path) -
 
 
 # --- the run directory: one process at a time, shards, and what cannot be a run directory ------------
+
 
 def test_shards_into_one_directory_are_summarised_together(tmp_path: Path) -> None:
     run_evaluation(config(blockworld_tasks("0-1")), tmp_path)
@@ -275,7 +280,9 @@ def test_the_summary_counts_recorded_episodes_only_after_an_interrupted_shard(tm
         run_evaluation(config(blockworld_tasks("0-3")), tmp_path, on_episode=interrupt)
     recorded = [r["task"] for r in records_of(tmp_path)]
     summary = run_evaluation(config(blockworld_tasks("4")), tmp_path)
-    assert [r.task for r in summary.results] == [t for t in blockworld_tasks("0-4") if t in recorded + blockworld_tasks("4")]
+    assert [r.task for r in summary.results] == [
+        t for t in blockworld_tasks("0-4") if t in recorded + blockworld_tasks("4")
+    ]
     assert json.loads((tmp_path / "config.json").read_text())["tasks"] == blockworld_tasks("0-4")
 
 
@@ -420,6 +427,7 @@ def test_without_a_docker_engine_nothing_is_written(tmp_path: Path, monkeypatch:
 
 
 # --- smaller things a user hits -------------------------------------------------------------------------
+
 
 def test_pddl_problems_take_several_paths_after_one_flag_and_folders(tmp_path: Path) -> None:
     folder = tmp_path / "tyreworld"

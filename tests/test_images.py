@@ -15,9 +15,8 @@ from typer.testing import CliRunner
 
 from learnact.engine import cli_images
 from learnact.engine.cli import app
-from learnact.images import ImageBuildError, ImageInfo, build_images
+from learnact.images import ImageBuildError, ImageInfo, build_images, sandbox_image
 from learnact.images import base as base_module
-from learnact.images import sandbox_image
 from learnact.images.common import INPUTS_LABEL, SOURCES_LABEL, connect
 from learnact.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
 from learnact.sandbox import sandbox as sandbox_module
@@ -66,12 +65,9 @@ def test_sandbox_image_runs_as_non_root_user(client: docker.DockerClient, images
 
 
 @pytest.mark.docker
-def test_restrictedpython_imports_inside_without_network(
-    client: docker.DockerClient, images: list[ImageInfo]
-) -> None:
+def test_restrictedpython_imports_inside_without_network(client: docker.DockerClient, images: list[ImageInfo]) -> None:
     script = RESTRICTED_IMPORT + (
-        "print(RestrictedPython.__file__); "
-        "print(RestrictedPython.compile_restricted('x = 1', '<a>', 'exec').co_name)"
+        "print(RestrictedPython.__file__); print(RestrictedPython.compile_restricted('x = 1', '<a>', 'exec').co_name)"
     )
     assert run(client, "python3", "-I", "-S", "-c", script).splitlines() == [
         "/opt/learnact/lib/RestrictedPython/__init__.py",
@@ -84,8 +80,7 @@ def test_isolated_python_without_site_and_with_precompiled_bytecode(
     client: docker.DockerClient, images: list[ImageInfo]
 ) -> None:
     script = (
-        RESTRICTED_IMPORT
-        + "import importlib.util, os, RestrictedPython.compile as c; "
+        RESTRICTED_IMPORT + "import importlib.util, os, RestrictedPython.compile as c; "
         "print(sys.flags.isolated, sys.flags.no_site, 'site' in sys.modules, "
         "os.path.exists(importlib.util.cache_from_source(c.__file__)))"
     )

@@ -19,8 +19,7 @@ BLOCKS_DOMAIN = (BENCHMARK / "blockworld.pddl").read_text()
 def write_blocks_problem(tmp_path: Path, init: str, goal: str, name: str = "two") -> Path:
     path = tmp_path / f"{name}.pddl"
     path.write_text(
-        f"(define (problem {name}) (:domain blocksworld-4ops) (:objects b1 b2 b3)"
-        f" (:init {init}) (:goal (and {goal})))"
+        f"(define (problem {name}) (:domain blocksworld-4ops) (:objects b1 b2 b3) (:init {init}) (:goal (and {goal})))"
     )
     return path
 
@@ -71,20 +70,41 @@ def test_committed_problem_files_are_exactly_what_the_seeded_generator_writes() 
     [
         ("blockworld", ["Pickup(block)", "Putdown(block)", "Stack(block1, block2)", "Unstack(block1, block2)"]),
         ("gripper", ["move(room1, room2)", "pick(obj, room, gripper)", "drop(obj, room, gripper)"]),
-        ("tyreworld", ["open(container)", "close(container)", "fetch(object, container)",
-                       "put_away(object, container)", "loosen(nut, hub)", "tighten(nut, hub)",
-                       "jack_up(hub)", "jack_down(hub)", "undo(nut, hub)", "do_up(nut, hub)",
-                       "remove_wheel(wheel, hub)", "put_on_wheel(wheel, hub)", "inflate(wheel)"]),
-        ("barman", ["grasp(hand, container)", "leave(hand, container)",
-                    "fill_shot(shot, ingredient, hand1, hand2, dispenser)",
-                    "refill_shot(shot, ingredient, hand1, hand2, dispenser)",
-                    "empty_shot(hand, shot, beverage)", "clean_shot(shot, beverage, hand1, hand2)",
-                    "pour_shot_to_clean_shaker(shot, ingredient, shaker, hand1, level1, level2)",
-                    "pour_shot_to_used_shaker(shot, ingredient, shaker, hand1, level1, level2)",
-                    "empty_shaker(hand, shaker, cocktail, level1, level2)",
-                    "clean_shaker(hand1, hand2, shaker)",
-                    "shake(cocktail, ingredient1, ingredient2, shaker, hand1, hand2)",
-                    "pour_shaker_to_shot(beverage, shot, hand, shaker, level1, level2)"]),
+        (
+            "tyreworld",
+            [
+                "open(container)",
+                "close(container)",
+                "fetch(object, container)",
+                "put_away(object, container)",
+                "loosen(nut, hub)",
+                "tighten(nut, hub)",
+                "jack_up(hub)",
+                "jack_down(hub)",
+                "undo(nut, hub)",
+                "do_up(nut, hub)",
+                "remove_wheel(wheel, hub)",
+                "put_on_wheel(wheel, hub)",
+                "inflate(wheel)",
+            ],
+        ),
+        (
+            "barman",
+            [
+                "grasp(hand, container)",
+                "leave(hand, container)",
+                "fill_shot(shot, ingredient, hand1, hand2, dispenser)",
+                "refill_shot(shot, ingredient, hand1, hand2, dispenser)",
+                "empty_shot(hand, shot, beverage)",
+                "clean_shot(shot, beverage, hand1, hand2)",
+                "pour_shot_to_clean_shaker(shot, ingredient, shaker, hand1, level1, level2)",
+                "pour_shot_to_used_shaker(shot, ingredient, shaker, hand1, level1, level2)",
+                "empty_shaker(hand, shaker, cocktail, level1, level2)",
+                "clean_shaker(hand1, hand2, shaker)",
+                "shake(cocktail, ingredient1, ingredient2, shaker, hand1, hand2)",
+                "pour_shaker_to_shot(beverage, shot, hand, shaker, level1, level2)",
+            ],
+        ),
     ],
 )
 def test_primitives_follow_the_benchmark_text_actions(domain: str, signatures: list[str]) -> None:
@@ -183,8 +203,11 @@ def test_benchmark_files_load_with_their_quirks() -> None:
     for name, args in [("open", ["boot"]), ("fetch", ["wrench", "boot"])]:
         assert env.call(name, args).valid
     assert env.call("loosen", ["nuts1", "the-hub1"]).valid  # precondition (have wrench) on a constant
-    for domain, expected in [("blockworld", "Your arm is empty."), ("gripper", "Robby is at rooma."),
-                             ("barman", "Hand left is empty.")]:
+    for domain, expected in [
+        ("blockworld", "Your arm is empty."),
+        ("gripper", "Robby is at rooma."),
+        ("barman", "Hand left is empty."),
+    ]:
         env = PddlEnv.from_files(BENCHMARK / f"{domain}.pddl", sorted((BENCHMARK / domain).glob("*.pddl")))
         assert {t.type for t in env.tasks()} == {domain}
         assert expected in env.reset(env.tasks()[0].id).observation
@@ -231,21 +254,44 @@ def test_other_typed_strips_domains_get_generic_text(tmp_path: Path) -> None:
     ("domain_text", "problem_text", "message"),
     [
         (BLOCKS_DOMAIN[:-3], None, r"domain.pddl: unbalanced parentheses"),
-        (BLOCKS_DOMAIN.replace("(holding ?ob) (not (clear", "(holdin ?ob) (not (clear"), None,
-         r"domain.pddl: action 'pickup': predicate 'holdin' is not declared"),
-        (BLOCKS_DOMAIN.replace("(clear ?underob) (holding ?ob))", "(or (clear ?underob) (holding ?ob)))"),
-         None, r"domain.pddl: not a valid PDDL domain: Missing PDDL requirement, :disjunctive-preconditions"),
-        (BLOCKS_DOMAIN.replace("(clear ?underob) (holding ?ob))", "(or (clear ?underob) (holding ?ob)))")
-         .replace(":strips)", ":strips :disjunctive-preconditions)"),
-         None, r"domain.pddl: action 'stack': the precondition must be a conjunction of atoms \(STRIPS\)"),
-        (BLOCKS_DOMAIN, "(define (problem p) (:domain other) (:objects b1) (:init) (:goal (and (clear b1))))",
-         r"p.pddl: the problem is for domain 'other'"),
-        (BLOCKS_DOMAIN, "(define (problem p) (:domain blocksworld-4ops) (:objects b1) (:init (clear b9))"
-         " (:goal (and (clear b1))))", r"p.pddl: unknown object 'b9' in \(clear b9\)"),
-        (BLOCKS_DOMAIN, "(define (problem p) (:domain blocksworld-4ops) (:objects b1) (:init (clear b1 b1))"
-         " (:goal (and (clear b1))))", r"p.pddl: predicate 'clear' takes 1 argument\(s\), 2 given"),
-        (BLOCKS_DOMAIN, "(define (problem p) (:domain blocksworld-4ops) (:objects b1) (:init (clear b1)",
-         r"p.pddl: not a valid PDDL problem"),
+        (
+            BLOCKS_DOMAIN.replace("(holding ?ob) (not (clear", "(holdin ?ob) (not (clear"),
+            None,
+            r"domain.pddl: action 'pickup': predicate 'holdin' is not declared",
+        ),
+        (
+            BLOCKS_DOMAIN.replace("(clear ?underob) (holding ?ob))", "(or (clear ?underob) (holding ?ob)))"),
+            None,
+            r"domain.pddl: not a valid PDDL domain: Missing PDDL requirement, :disjunctive-preconditions",
+        ),
+        (
+            BLOCKS_DOMAIN.replace("(clear ?underob) (holding ?ob))", "(or (clear ?underob) (holding ?ob)))").replace(
+                ":strips)", ":strips :disjunctive-preconditions)"
+            ),
+            None,
+            r"domain.pddl: action 'stack': the precondition must be a conjunction of atoms \(STRIPS\)",
+        ),
+        (
+            BLOCKS_DOMAIN,
+            "(define (problem p) (:domain other) (:objects b1) (:init) (:goal (and (clear b1))))",
+            r"p.pddl: the problem is for domain 'other'",
+        ),
+        (
+            BLOCKS_DOMAIN,
+            "(define (problem p) (:domain blocksworld-4ops) (:objects b1) (:init (clear b9)) (:goal (and (clear b1))))",
+            r"p.pddl: unknown object 'b9' in \(clear b9\)",
+        ),
+        (
+            BLOCKS_DOMAIN,
+            "(define (problem p) (:domain blocksworld-4ops) (:objects b1) (:init (clear b1 b1))"
+            " (:goal (and (clear b1))))",
+            r"p.pddl: predicate 'clear' takes 1 argument\(s\), 2 given",
+        ),
+        (
+            BLOCKS_DOMAIN,
+            "(define (problem p) (:domain blocksworld-4ops) (:objects b1) (:init (clear b1)",
+            r"p.pddl: not a valid PDDL problem",
+        ),
     ],
 )
 def test_malformed_pddl_names_the_file_and_the_fault(
@@ -253,8 +299,10 @@ def test_malformed_pddl_names_the_file_and_the_fault(
 ) -> None:
     (tmp_path / "domain.pddl").write_text(domain_text)
     problem = tmp_path / "p.pddl"
-    problem.write_text(problem_text or "(define (problem p) (:domain blocksworld-4ops) (:objects b1)"
-                       " (:init (clear b1)) (:goal (and (clear b1))))")
+    problem.write_text(
+        problem_text
+        or "(define (problem p) (:domain blocksworld-4ops) (:objects b1) (:init (clear b1)) (:goal (and (clear b1))))"
+    )
     with pytest.raises(PddlError, match=message) as caught:
         PddlEnv.from_files(tmp_path / "domain.pddl", [problem])
     assert isinstance(caught.value, ValueError)

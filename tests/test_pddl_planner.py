@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from learnact.envs.pddl import DOMAINS, PddlEnv, PlannerError
+from learnact.envs.pddl import DOMAINS, PddlEnv, PlannerError, planner
 from learnact.envs.pddl.loader import load_domain, load_problem
-from learnact.envs.pddl import planner
 from learnact.envs.pddl.planner import domain_pddl, problem_pddl
 
 BENCHMARK = Path(__file__).parent / "data" / "pddl"
@@ -80,6 +79,7 @@ def test_the_planner_input_is_quirk_free_pddl_the_library_reads_back(tmp_path: P
 
 
 # --- the planner's processes and folders never outlive their run -------------------------------------
+
 
 def dead_pid() -> int:
     process = subprocess.Popen(["true"])

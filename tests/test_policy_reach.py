@@ -218,7 +218,14 @@ def test_views_hold_exactly_the_reviewed_members() -> None:
         for member in dir(view):
             assert not isinstance(getattr(view, member), types.ModuleType)
     never = {
-        "functools": {"update_wrapper", "wraps", "total_ordering", "singledispatch", "cached_property", "partialmethod"},
+        "functools": {
+            "update_wrapper",
+            "wraps",
+            "total_ordering",
+            "singledispatch",
+            "cached_property",
+            "partialmethod",
+        },
         "collections": {"namedtuple"},
         "string": {"Formatter"},
         "typing": {"get_type_hints", "ForwardRef", "TypeVar", "NamedTuple", "NewType", "TypedDict"},

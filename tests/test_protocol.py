@@ -46,8 +46,18 @@ def test_valid_sandbox_messages_parse_into_their_models() -> None:
         (line(op="done", id=1, status="ok"), "nonce"),
     ],
     ids=[
-        "not-json", "not-an-object", "no-op", "unknown-op", "string-id", "private-name", "extra-field",
-        "ok-with-error", "error-without-error", "host-only-call-limit", "host-only-crashed", "host-only-rejected",
+        "not-json",
+        "not-an-object",
+        "no-op",
+        "unknown-op",
+        "string-id",
+        "private-name",
+        "extra-field",
+        "ok-with-error",
+        "error-without-error",
+        "host-only-call-limit",
+        "host-only-crashed",
+        "host-only-rejected",
         "no-nonce",
     ],  # fmt: skip
 )
@@ -153,9 +163,14 @@ def test_lone_surrogates_in_a_done_message_become_escapes() -> None:
     done = protocol.parse(raw, CAP)
     assert isinstance(done, Done) and done.error is not None
     assert (done.stdout, done.error.type, done.error.message, done.error.traceback) == (
-        "a\\ud800", "E\\udfff", "m\\ud800", "t\\udc00"
+        "a\\ud800",
+        "E\\udfff",
+        "m\\ud800",
+        "t\\udc00",
     )
-    assert "😀" == protocol.parse(rb'{"op":"done","id":1,"nonce":"n","status":"ok","stdout":"\ud83d\ude00"}', CAP).stdout
+    assert (
+        "😀" == protocol.parse(rb'{"op":"done","id":1,"nonce":"n","status":"ok","stdout":"\ud83d\ude00"}', CAP).stdout
+    )
 
 
 def test_deeply_nested_arguments_are_cleaned_without_recursion() -> None:

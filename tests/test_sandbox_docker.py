@@ -6,7 +6,6 @@ autouse fixture in conftest.py checks that none is left) and uses short limits: 
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import time
@@ -256,7 +255,9 @@ def test_only_tmp_is_writable(unchecked: Sandbox) -> None:
         # Docker mounts a 64 MB tmpfs on /dev/shm and the POSIX message queues on /dev/mqueue.
         shm = session.execute("open('/dev/shm/x', 'w').write('x' * 1000)")
         mqueue = session.execute("open('/dev/mqueue/x', 'w')")
-        shared = session.execute("from multiprocessing import shared_memory\nshared_memory.SharedMemory(create=True, size=1000)")
+        shared = session.execute(
+            "from multiprocessing import shared_memory\nshared_memory.SharedMemory(create=True, size=1000)"
+        )
         tmp = session.execute("open('/tmp/ok', 'w').write('fine')\nprint(open('/tmp/ok').read())")
     assert root.status is ExecutionStatus.error and runner.status is ExecutionStatus.error
     for result in (shm, mqueue, shared):
@@ -287,17 +288,17 @@ def test_program_output_never_mixes_with_the_protocol(unchecked: Sandbox) -> Non
     "forgery, reason",
     [
         ("os.write(channel.fd_out, b'not json\\n')", "malformed"),
-        ("os.write(channel.fd_out, b'{\"op\": \"launch\"}\\n')", "unknown op"),
-        ("os.write(channel.fd_out, b'{\"op\": \"call\", \"id\": 999, \"name\": \"pickup\", \"args\": []}\\n')", "id 999"),
+        ('os.write(channel.fd_out, b\'{"op": "launch"}\\n\')', "unknown op"),
+        ('os.write(channel.fd_out, b\'{"op": "call", "id": 999, "name": "pickup", "args": []}\\n\')', "id 999"),
         ("data = b'x' * 300000\nwhile data:\n    data = data[os.write(channel.fd_out, data):]", "exceeds the cap"),
         (
-            "os.write(channel.fd_out, b'{\"op\": \"done\", \"id\": 2, \"nonce\": \"guess\", \"status\": \"ok\"}\\n')\n"
+            'os.write(channel.fd_out, b\'{"op": "done", "id": 2, "nonce": "guess", "status": "ok"}\\n\')\n'
             "raise RuntimeError('the real outcome')",
             "forged",
         ),
         (
-            "os.write(channel.fd_out, b'{\"op\": \"done\", \"id\": 2, \"nonce\": \"x\", \"status\": \"call_limit\", "
-            "\"error\": {\"type\": \"X\", \"message\": \"m\"}}\\n')",
+            'os.write(channel.fd_out, b\'{"op": "done", "id": 2, "nonce": "x", "status": "call_limit", '
+            '"error": {"type": "X", "message": "m"}}\\n\')',
             "status",
         ),
     ],
@@ -320,7 +321,7 @@ def test_threads_left_running_cannot_act_after_the_execution(unchecked: Sandbox)
         "def later():\n"
         "    time.sleep(0.3)\n"
         "    try:\n        pickup('late')\n    except RuntimeError:\n        pass\n"
-        "    os.write(channel.fd_out, b'{\"op\": \"done\", \"id\": 3, \"nonce\": \"x\", \"status\": \"ok\"}\\n')\n"
+        '    os.write(channel.fd_out, b\'{"op": "done", "id": 3, "nonce": "x", "status": "ok"}\\n\')\n'
         "threading.Thread(target=later).start()\n"
     )
     handler = Recorder()
@@ -384,10 +385,10 @@ def _wait_until(condition, timeout_s: float = 60.0) -> None:
 def test_lone_surrogates_in_calls_errors_and_output_do_not_break_the_host(runtime: str) -> None:
     handler = Recorder()
     program = "pickup('\\ud800')\nprint('out \\udfff')\nraise ValueError('bad \\ud800')"
-    for check in (True, False):
-        with make_sandbox(runtime, check=check) as sandbox, sandbox.session([PICKUP], handler) as session:
+    for checked in (True, False):
+        with make_sandbox(runtime, check=checked) as sandbox, sandbox.session([PICKUP], handler) as session:
             result = session.execute(program)
-        assert result.status is ExecutionStatus.error, (check, result)
+        assert result.status is ExecutionStatus.error, (checked, result)
         assert result.error is not None and result.error.type == "ValueError"
         assert result.error.message == "bad \\ud800"
         assert [(c.name, c.args) for c in result.calls] == [("pickup", ["\\ud800"])]
@@ -434,7 +435,7 @@ def test_a_flood_after_a_forged_message_ends_in_time_as_crashed(sandbox_image: s
     fd = "channel.fd_out" if channel == "protocol" else "sys.modules['__main__']._DIAG_FD"
     program = FIND_CHANNEL + (
         "import os, sys\n"
-        "os.write(channel.fd_out, b'{\"op\": \"done\", \"id\": 1, \"nonce\": \"guess\", \"status\": \"ok\"}\\n')\n"
+        'os.write(channel.fd_out, b\'{"op": "done", "id": 1, "nonce": "guess", "status": "ok"}\\n\')\n'
         f"fd = {fd}\n"
         "data = b'x' * 65536\n"
         "while True:\n    os.write(fd, data)\n"

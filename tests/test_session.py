@@ -12,11 +12,7 @@ from collections.abc import Callable, Generator, Iterator
 
 from learnact.envs.base import ArgumentError, ParamSpec, PrimitiveSpec
 from learnact.sandbox import ExecutionResult, ExecutionStatus, SandboxConfig, Session
-from learnact.sandbox import result as result_module
-
-MAX_ERROR_TYPE_BYTES = getattr(result_module, 'MAX_ERROR_TYPE_BYTES', 100)
-MAX_ERROR_MESSAGE_BYTES = getattr(result_module, 'MAX_ERROR_MESSAGE_BYTES', 8000)
-MAX_TRACEBACK_BYTES = getattr(result_module, 'MAX_TRACEBACK_BYTES', 16000)
+from learnact.sandbox.result import MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_TYPE_BYTES, MAX_TRACEBACK_BYTES
 from learnact.sandbox.transport import ExitInfo, Transport
 
 PICKUP = PrimitiveSpec(name="pickup", params=(ParamSpec(name="block"),), doc="Pick a block up.")
@@ -106,7 +102,9 @@ def test_lone_surrogates_from_the_sandbox_become_encodable_text() -> None:
     assert result.calls[0].args == ["\\ud800", ["\\udfff"]]
     assert result.error is not None
     assert (result.error.type, result.error.message, result.error.traceback) == (
-        "Value\\udc80Error", "bad \\ud800", "tb \\udfff"
+        "Value\\udc80Error",
+        "bad \\ud800",
+        "tb \\udfff",
     )
     assert result.stdout == "out \\ud800\n"
     result.model_dump_json().encode("utf-8")

@@ -8,10 +8,10 @@ import os
 
 _given = os.environ.get("ALFWORLD_DATA")
 
-from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
-from alfworld.agents.expert import HandCodedAgentTimeout, HandCodedTWAgent
-from alfworld.agents.expert.handcoded_expert import HandCodedAgentFailed
-from alfworld.gen import constants
+from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos  # noqa: E402
+from alfworld.agents.expert import HandCodedAgentTimeout, HandCodedTWAgent  # noqa: E402
+from alfworld.agents.expert.handcoded_expert import HandCodedAgentFailed  # noqa: E402
+from alfworld.gen import constants  # noqa: E402
 
 if _given is None:
     os.environ.pop("ALFWORLD_DATA", None)

@@ -21,29 +21,68 @@ def _spec(name: str, params: tuple[str, ...], doc: str) -> PrimitiveSpec:
 
 
 PRIMITIVES: tuple[PrimitiveSpec, ...] = (
-    _spec("goto", ("recep",), "Go to the receptacle recep (e.g. 'cabinet 1'). Precondition: recep exists "
-          "in the room. Effect: you are at recep and see what is on it (or that it is closed)."),
-    _spec("take", ("obj", "recep"), "Pick up obj from recep. Preconditions: you are at recep, recep is open "
-          "if it can be opened, obj is in/on recep, your hands are empty. Effect: you hold obj."),
-    _spec("put", ("obj", "recep"), "Put the held obj in/on recep. Preconditions: you hold obj, you are at "
-          "recep, recep is open if it can be opened. Effect: obj is in/on recep, your hands are empty."),
-    _spec("open", ("recep",), "Open recep. Preconditions: you are at recep, it can be opened and is closed. "
-          "Effect: recep is open and you see what is inside."),
-    _spec("close", ("recep",), "Close recep. Preconditions: you are at recep and it is open. "
-          "Effect: recep is closed."),
-    _spec("toggle", ("obj_or_recep",), "Toggle obj_or_recep, as in the original action space. These games "
-          "have no toggle command: the game answers 'Nothing happens.'. To switch a lamp on, use use(obj)."),
-    _spec("clean", ("obj", "recep"), "Clean the held obj with recep (a sinkbasin). Preconditions: you hold "
-          "obj and you are at recep. Effect: obj is clean."),
-    _spec("cool", ("obj", "recep"), "Cool the held obj with recep (a fridge). Preconditions: you hold obj "
-          "and you are at recep. Effect: obj is cool."),
-    _spec("heat", ("obj", "recep"), "Heat the held obj with recep (a microwave). Preconditions: you hold obj "
-          "and you are at recep. Effect: obj is hot."),
+    _spec(
+        "goto",
+        ("recep",),
+        "Go to the receptacle recep (e.g. 'cabinet 1'). Precondition: recep exists "
+        "in the room. Effect: you are at recep and see what is on it (or that it is closed).",
+    ),
+    _spec(
+        "take",
+        ("obj", "recep"),
+        "Pick up obj from recep. Preconditions: you are at recep, recep is open "
+        "if it can be opened, obj is in/on recep, your hands are empty. Effect: you hold obj.",
+    ),
+    _spec(
+        "put",
+        ("obj", "recep"),
+        "Put the held obj in/on recep. Preconditions: you hold obj, you are at "
+        "recep, recep is open if it can be opened. Effect: obj is in/on recep, your hands are empty.",
+    ),
+    _spec(
+        "open",
+        ("recep",),
+        "Open recep. Preconditions: you are at recep, it can be opened and is closed. "
+        "Effect: recep is open and you see what is inside.",
+    ),
+    _spec("close", ("recep",), "Close recep. Preconditions: you are at recep and it is open. Effect: recep is closed."),
+    _spec(
+        "toggle",
+        ("obj_or_recep",),
+        "Toggle obj_or_recep, as in the original action space. These games "
+        "have no toggle command: the game answers 'Nothing happens.'. To switch a lamp on, use use(obj).",
+    ),
+    _spec(
+        "clean",
+        ("obj", "recep"),
+        "Clean the held obj with recep (a sinkbasin). Preconditions: you hold "
+        "obj and you are at recep. Effect: obj is clean.",
+    ),
+    _spec(
+        "cool",
+        ("obj", "recep"),
+        "Cool the held obj with recep (a fridge). Preconditions: you hold obj "
+        "and you are at recep. Effect: obj is cool.",
+    ),
+    _spec(
+        "heat",
+        ("obj", "recep"),
+        "Heat the held obj with recep (a microwave). Preconditions: you hold obj "
+        "and you are at recep. Effect: obj is hot.",
+    ),
     _spec("inventory", (), "Tell what you are carrying. No precondition, no effect on the room."),
-    _spec("examine", ("obj_or_recep",), "Look closely at obj_or_recep. Precondition: you are at it (or hold "
-          "the object). Effect: a description of it and what it holds; nothing changes."),
-    _spec("use", ("obj",), "Use obj, e.g. switch on a desklamp or floorlamp. Preconditions: you are at the "
-          "receptacle that holds obj and obj can be toggled. Effect: obj is on."),
+    _spec(
+        "examine",
+        ("obj_or_recep",),
+        "Look closely at obj_or_recep. Precondition: you are at it (or hold "
+        "the object). Effect: a description of it and what it holds; nothing changes.",
+    ),
+    _spec(
+        "use",
+        ("obj",),
+        "Use obj, e.g. switch on a desklamp or floorlamp. Preconditions: you are at the "
+        "receptacle that holds obj and obj can be toggled. Effect: obj is on.",
+    ),
 )
 
 # name -> command template, in the order of the parameters.

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import textworld
+
 from learnact.envs.alfworld._upstream import AlfredDemangler, AlfredInfos
 from learnact.envs.alfworld.commands import NOTHING_HAPPENS, PRIMITIVES, from_command, to_command
 from learnact.envs.alfworld.expert import HandcodedExpert

@@ -55,8 +55,7 @@ def check_task_types(task_types: Sequence[str] | None) -> tuple[str, ...]:
     unknown = [t for t in task_types if t not in TASK_PREFIXES]
     if unknown:
         raise AlfworldDataError(
-            f"unknown ALFWorld task type {', '.join(repr(t) for t in unknown)}; "
-            f"known: {', '.join(TASK_TYPES)}"
+            f"unknown ALFWorld task type {', '.join(repr(t) for t in unknown)}; known: {', '.join(TASK_TYPES)}"
         )
     if not task_types:
         raise AlfworldDataError(f"no ALFWorld task type selected; choose among {', '.join(TASK_TYPES)}")
@@ -74,9 +73,7 @@ def split_dir(data_dir: Path, split: str) -> Path:
     folder = root / split
     if not folder.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
-        raise AlfworldDataError(
-            f"no split '{split}' in {root}; splits found: {', '.join(found) if found else 'none'}"
-        )
+        raise AlfworldDataError(f"no split '{split}' in {root}; splits found: {', '.join(found) if found else 'none'}")
     return folder
 
 

@@ -107,9 +107,7 @@ class PddlEnv(Environment):
             observation = self.observation() + (" " + GOAL_SATISFIED if success else "")
         else:
             observation = INVALID_ACTION
-        return StepOutcome(
-            observation=observation, valid=valid, done=success, success=success, progress=self._progress
-        )
+        return StepOutcome(observation=observation, valid=valid, done=success, success=success, progress=self._progress)
 
     def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:
         """The planner's plan for the task last reset to, one primitive call at a time."""

@@ -77,20 +77,26 @@ def tyreworld(index: int, rng: random.Random) -> str:
     for i in hubs:
         init += [f"(intact r{i})", f"(in r{i} boot)", f"(not-inflated r{i})"]
     for i in hubs:
-        init += [f"(on w{i} the-hub{i})", f"(on-ground the-hub{i})", f"(tight nuts{i} the-hub{i})",
-                 f"(fastened the-hub{i})"]
+        init += [
+            f"(on w{i} the-hub{i})",
+            f"(on-ground the-hub{i})",
+            f"(tight nuts{i} the-hub{i})",
+            f"(fastened the-hub{i})",
+        ]
     replaced = [rng.random() < 0.6 for _ in hubs]
     replaced[rng.randrange(len(replaced))] = True
     goal = []
     for i, replace in zip(hubs, replaced):
         goal += ([f"(on r{i} the-hub{i})"] if replace else []) + [f"(inflated r{i})"]
         goal += [f"(in w{i} boot)"] if replace else []
-    objects = "\n  ".join([
-        " ".join(f"the-hub{i}" for i in hubs) + " - hub",
-        " ".join(f"nuts{i}" for i in hubs) + " - nut",
-        "boot - container",
-        " ".join(f"r{i} w{i}" for i in hubs) + " - wheel",
-    ])
+    objects = "\n  ".join(
+        [
+            " ".join(f"the-hub{i}" for i in hubs) + " - hub",
+            " ".join(f"nuts{i}" for i in hubs) + " - nut",
+            "boot - container",
+            " ".join(f"r{i} w{i}" for i in hubs) + " - wheel",
+        ]
+    )
     return _problem(f"tyreworld-{index + 1:02d}", "tyreworld", objects, init, goal)
 
 
@@ -102,21 +108,32 @@ def barman(index: int, rng: random.Random) -> str:
     init += [f"(dispenses dispenser{i} ingredient{i})" for i in (1, 2, 3)]
     init += ["(clean shaker1)"] + [f"(clean {s})" for s in shots]
     init += ["(empty shaker1)"] + [f"(empty {s})" for s in shots]
-    init += ["(handempty left)", "(handempty right)", "(shaker-empty-level shaker1 l0)",
-             "(shaker-level shaker1 l0)", "(next l0 l1)", "(next l1 l2)"]
+    init += [
+        "(handempty left)",
+        "(handempty right)",
+        "(shaker-empty-level shaker1 l0)",
+        "(shaker-level shaker1 l0)",
+        "(next l0 l1)",
+        "(next l1 l2)",
+    ]
     for cocktail in cocktails:
         first, second = rng.sample(ingredients, 2)
         init += [f"(cocktail-part1 {cocktail} {first})", f"(cocktail-part2 {cocktail} {second})"]
     served = rng.sample(shots, rng.choice((1, 1, 2, 2, 3)))
     goal = [
-        f"(contains {s} {rng.choice(cocktails) if rng.random() < 0.7 else rng.choice(ingredients)})"
-        for s in served
+        f"(contains {s} {rng.choice(cocktails) if rng.random() < 0.7 else rng.choice(ingredients)})" for s in served
     ]
-    objects = "\n  ".join([
-        "shaker1 - shaker", "left right - hand", " ".join(shots) + " - shot",
-        " ".join(ingredients) + " - ingredient", " ".join(cocktails) + " - cocktail",
-        "dispenser1 dispenser2 dispenser3 - dispenser", "l0 l1 l2 - level",
-    ])
+    objects = "\n  ".join(
+        [
+            "shaker1 - shaker",
+            "left right - hand",
+            " ".join(shots) + " - shot",
+            " ".join(ingredients) + " - ingredient",
+            " ".join(cocktails) + " - cocktail",
+            "dispenser1 dispenser2 dispenser3 - dispenser",
+            "l0 l1 l2 - level",
+        ]
+    )
     return _problem(f"barman-{index + 1:02d}", "barman", objects, init, goal)
 
 

@@ -141,9 +141,7 @@ def _positive_atoms(formula: Any, where: str, what: str) -> tuple[Atom, ...]:
     atoms = []
     for part in _conjunction(formula):
         if not isinstance(part, Predicate):
-            raise PddlError(
-                f"{where}: {what} must be a conjunction of atoms (STRIPS); found '{part}'"
-            )
+            raise PddlError(f"{where}: {what} must be a conjunction of atoms (STRIPS); found '{part}'")
         atoms.append(_atom(part))
     return tuple(atoms)
 
@@ -161,10 +159,7 @@ def _check_atom(atom: Atom, predicates: dict[str, tuple[str, ...]], where: str) 
 def _schema(action: Any, domain: Domain, where: str) -> Schema:
     name = str(action.name).lower()
     here = f"{where}: action '{name}'"
-    params = tuple(
-        (str(p.name).lower(), _single_type(p.type_tags, here, "?" + str(p.name)))
-        for p in action.parameters
-    )
+    params = tuple((str(p.name).lower(), _single_type(p.type_tags, here, "?" + str(p.name))) for p in action.parameters)
     pre = _positive_atoms(action.precondition, here, "the precondition")
     add: list[Atom] = []
     delete: list[Atom] = []
@@ -174,10 +169,7 @@ def _schema(action: Any, domain: Domain, where: str) -> Schema:
         elif isinstance(part, Not) and isinstance(part.argument, Predicate):
             delete.append(_atom(part.argument))
         else:
-            raise PddlError(
-                f"{here}: the effect must be a conjunction of atoms and negated atoms; "
-                f"found '{part}'"
-            )
+            raise PddlError(f"{here}: the effect must be a conjunction of atoms and negated atoms; found '{part}'")
     known = {"?" + p for p, _ in params}
     for atom in (*pre, *add, *delete):
         _check_atom(atom, domain.predicates, here)
@@ -214,12 +206,8 @@ def load_domain(path: Path) -> Domain:
         for t, parent in parsed.types.items()
         if str(t).lower() != ROOT_TYPE
     }
-    constants = {
-        str(c.name).lower(): _single_type(c.type_tags, where, str(c.name)) for c in parsed.constants
-    }
-    predicates = {
-        str(p.name).lower(): tuple(str(t.name).lower() for t in p.terms) for p in parsed.predicates
-    }
+    constants = {str(c.name).lower(): _single_type(c.type_tags, where, str(c.name)) for c in parsed.constants}
+    predicates = {str(p.name).lower(): tuple(str(t.name).lower() for t in p.terms) for p in parsed.predicates}
     domain = Domain(str(parsed.name).lower(), path, types, predicates, constants, {})
     schemas = {s.name: s for s in (_schema(a, domain, where) for a in parsed.actions)}
     if not schemas:
@@ -244,8 +232,7 @@ def load_problem(path: Path, domain: Domain) -> Problem:
         name, typ = str(obj.name).lower(), _single_type(obj.type_tags, where, str(obj.name))
         if name in objects and objects[name] != typ:
             raise PddlError(
-                f"{path}: object '{name}' is declared as '{typ}' but is a domain constant of "
-                f"type '{objects[name]}'"
+                f"{path}: object '{name}' is declared as '{typ}' but is a domain constant of type '{objects[name]}'"
             )
         if typ != ROOT_TYPE and typ not in domain.types:
             raise PddlError(f"{path}: object '{name}' has undeclared type '{typ}'")

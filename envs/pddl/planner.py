@@ -61,14 +61,17 @@ def domain_pddl(domain: Domain) -> str:
 
 def problem_pddl(domain: Domain, problem: Problem) -> str:
     objects = {o: t for o, t in problem.objects.items() if o not in domain.constants}
-    return "\n".join(
-        [
-            f"(define (problem {problem.name}) (:domain {domain.name})",
-            f"(:objects {_typed(objects, domain.typed)})",
-            "(:init " + " ".join(_atom(a) for a in sorted(problem.init)) + ")",
-            "(:goal (and " + " ".join(_atom(a) for a in problem.goal) + ")))",
-        ]
-    ) + "\n"
+    return (
+        "\n".join(
+            [
+                f"(define (problem {problem.name}) (:domain {domain.name})",
+                f"(:objects {_typed(objects, domain.typed)})",
+                "(:init " + " ".join(_atom(a) for a in sorted(problem.init)) + ")",
+                "(:goal (and " + " ".join(_atom(a) for a in problem.goal) + ")))",
+            ]
+        )
+        + "\n"
+    )
 
 
 # The planner's working folders are named after their owner, ``learnact-fd-<pid>-<random>``, so that
@@ -181,8 +184,7 @@ def fast_downward_plan(
         work = Path(tmp)
         (work / "domain.pddl").write_text(domain_pddl(domain))
         (work / "problem.pddl").write_text(problem_pddl(domain, problem))
-        cmd = [sys.executable, str(fd), "--alias", FD_ALIAS, "--plan-file", "plan",
-               "domain.pddl", "problem.pddl"]
+        cmd = [sys.executable, str(fd), "--alias", FD_ALIAS, "--plan-file", "plan", "domain.pddl", "problem.pddl"]
         returncode, output = _run_planner(cmd, work, timeout_s, where)
         plan_file = work / "plan"
         if returncode != 0 or not plan_file.exists():
@@ -190,9 +192,7 @@ def fast_downward_plan(
                 raise PlannerError(f"{where}: Fast Downward was stopped (signal {-returncode})")
             # exit codes: https://www.fast-downward.org/ExitCodes (11/12: unsolvable)
             tail = output.strip().splitlines()[-3:]
-            raise PlannerError(
-                f"{where}: Fast Downward found no plan (exit code {returncode}): {' | '.join(tail)}"
-            )
+            raise PlannerError(f"{where}: Fast Downward found no plan (exit code {returncode}): {' | '.join(tail)}")
         steps = []
         for line in plan_file.read_text().splitlines():
             line = line.strip()
@@ -200,4 +200,3 @@ def fast_downward_plan(
                 name, *args = line.strip("()").split()
                 steps.append((name.lower(), [a.lower() for a in args]))
         return steps
-

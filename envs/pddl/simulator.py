@@ -15,10 +15,7 @@ _Template = tuple[str, tuple[int | str, ...]]  # predicate, parameter index or c
 
 
 def _compile(atoms: Sequence[Atom], params: list[str]) -> tuple[_Template, ...]:
-    return tuple(
-        (atom[0], tuple(params.index(a[1:]) if a.startswith("?") else a for a in atom[1:]))
-        for atom in atoms
-    )
+    return tuple((atom[0], tuple(params.index(a[1:]) if a.startswith("?") else a for a in atom[1:])) for atom in atoms)
 
 
 def _ground(templates: tuple[_Template, ...], args: Sequence[str]) -> list[Atom]:
