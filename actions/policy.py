@@ -46,11 +46,18 @@ Why these lists:
   - ``statistics``: the documented functions and ``StatisticsError``. Left out: everything it
     re-exports (``sys``, ``math``, ``random``, ``namedtuple``, ``Fraction``, ``Decimal``, ...) and
     ``NormalDist`` (not needed).
-  - ``copy``: ``copy`` and ``deepcopy`` without ``memo``: the memo dictionary keeps every original
-    object the copy visited, internals reached through ``__reduce_ex__`` included, and hands them
-    to the caller. Left out: ``dispatch_table`` (``copyreg``'s writable registry).
-  - ``typing``: aliases for annotations (``List``, ``Dict``, ``Optional``, ``Callable``, ...),
-    ``cast`` and ``TYPE_CHECKING``. Left out: ``TypeVar``/``ParamSpec``/``NewType``/``NamedTuple``/
+  - ``copy``: ``copy`` and ``deepcopy`` of plain data only (``PLAIN_DATA_TYPES``: the builtin
+    scalars and containers, ``collections``' containers), without ``memo``. ``copy`` calls hooks
+    that an object's class names (``__reduce_ex__``, ``__setstate__``, ``__deepcopy__``) and, through
+    them, reads and writes attributes by name; on plain data it calls none a program could choose.
+    The memo dictionary would hand the caller every original object the copy visited. Left out:
+    ``dispatch_table`` (``copyreg``'s writable registry).
+  - ``typing``: names for annotations (``List``, ``Dict``, ``Optional``, ``Callable``, ...),
+    ``cast`` and ``TYPE_CHECKING``, as stand-ins (:class:`Annotation`) rather than the real aliases:
+    an alias passes every public attribute read on to its class (``typing.Type.x`` is ``type.x``,
+    ``typing.Callable.register`` rewrites ``isinstance`` for the whole process). A stand-in can be
+    subscripted and combined with ``|`` and does nothing else; annotations are never evaluated
+    against it. Left out: ``TypeVar``/``ParamSpec``/``NewType``/``NamedTuple``/
     ``TypedDict`` (read the caller's frame, build classes), ``get_type_hints``/``ForwardRef``
     (evaluate text as code), ``get_origin``/``get_args``/``no_type_check``/``overload`` and the other
     helpers that read or write attributes of what they are given.
@@ -62,13 +69,17 @@ Why these lists:
   attributes named in text: ``"{0.__globals__}".format_map(...)``; refused on any object, the type
   ``str`` included), frame, code, traceback and generator/coroutine introspection (``gi_frame``,
   ``f_back``, ``f_globals``, ``tb_frame``, ``co_consts``, ...: from a frame every module is one step
-  away) and ``mro`` (the class hierarchy up to ``object``).
+  away), ``mro`` (the class hierarchy up to ``object``) and ``obj`` (``AttributeError.obj``: the
+  object on which a lookup failed, also deep inside library code: ``typing.Type.x`` fails on the
+  class ``type``, and with ``type`` restricted code builds classes whose ``__reduce_ex__`` and
+  ``__setstate__`` let ``copy`` write and read any attribute, the runner's included).
 - ``ALLOWED_BUILTINS``: what actions need to compute on observations and call primitives.
   ``DANGEROUS_BUILTINS`` are never allowed, not even as a bare reference (``e = eval``).
 """
 
 from __future__ import annotations
 
+import collections
 import importlib
 from collections.abc import Callable, Mapping
 from functools import cache
@@ -158,8 +169,12 @@ REVIEWED_CALLS: dict[tuple[str, str], tuple[int, frozenset[str]]] = {
         1,
         frozenset({"object_hook", "parse_float", "parse_int", "parse_constant", "object_pairs_hook"}),
     ),
+    ("copy", "copy"): (1, frozenset()),
     ("copy", "deepcopy"): (1, frozenset()),
 }  # fmt: skip
+
+# Members whose argument must be plain data, checked through and through before the call.
+PLAIN_DATA_CALLS: frozenset[tuple[str, str]] = frozenset({("copy", "copy"), ("copy", "deepcopy")})
 
 DENIED_ATTRIBUTES: frozenset[str] = frozenset(
     {
@@ -174,6 +189,9 @@ DENIED_ATTRIBUTES: frozenset[str] = frozenset(
         "tb_frame", "tb_next", "co_code", "co_consts",
         # the class hierarchy, up to object
         "mro",
+        # AttributeError.obj: the object a failed lookup was made on, wherever it failed, inside
+        # library code too (`typing.Type.x` fails on the class `type` itself)
+        "obj",
     }
 )  # fmt: skip
 
@@ -229,13 +247,67 @@ def module_api(name: str) -> frozenset[str]:
 
 def module_view(name: str) -> ModuleView:
     """What ``import name`` gives restricted code: the reviewed members of the module, nothing else."""
+    if name == "typing":
+        return ModuleView(name, {attr: _typing_stand_in(attr) for attr in module_api(name)})
     module = importlib.import_module(name)
     members: dict[str, Any] = {}
     for attr in module_api(name):
         value = getattr(module, attr)
         reviewed = REVIEWED_CALLS.get((name, attr))
-        members[attr] = ReviewedCall(value, f"{name}.{attr}", *reviewed) if reviewed else value
+        if reviewed:
+            value = ReviewedCall(value, f"{name}.{attr}", *reviewed, plain_data=(name, attr) in PLAIN_DATA_CALLS)
+        members[attr] = value
     return ModuleView(name, members)
+
+
+def _typing_stand_in(attr: str) -> Any:
+    if attr == "TYPE_CHECKING":
+        return False
+    if attr == "cast":
+        return ReviewedCall(_cast, "typing.cast", 2, frozenset())
+    return Annotation(attr)
+
+
+def _cast(annotation: object, value: object) -> object:
+    return value
+
+
+PLAIN_DATA_TYPES: frozenset[type] = frozenset(
+    {
+        type(None), bool, int, float, complex, str, bytes, range, slice,
+        list, tuple, dict, set, frozenset,
+        collections.Counter, collections.defaultdict, collections.deque, collections.OrderedDict,
+        collections.ChainMap,
+    }
+)  # fmt: skip
+_CONTAINERS = (list, tuple, set, frozenset, collections.deque)
+_MAPPINGS = (dict, collections.Counter, collections.defaultdict, collections.OrderedDict)
+
+
+def require_plain_data(value: object, what: str) -> None:
+    """Raise TypeError unless ``value`` is made of ``PLAIN_DATA_TYPES`` only (exact types, any depth).
+
+    Walked without recursion, each object once: cycles and shared parts are fine.
+    """
+    seen: set[int] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        kind = type(item)
+        if kind not in PLAIN_DATA_TYPES:
+            raise TypeError(f"{what}() copies plain data only (str, numbers, lists, dicts, ...), not {kind.__name__}")
+        if isinstance(item, _MAPPINGS):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, collections.ChainMap):
+            stack.extend(item.maps)
+        elif isinstance(item, _CONTAINERS):
+            stack.extend(item)
+        elif kind is slice:
+            stack.extend((item.start, item.stop, item.step))
 
 
 class ModuleView:
@@ -288,13 +360,21 @@ class ModuleView:
 class ReviewedCall:
     """A callable that forwards to a module's function only the arguments reviewed as safe."""
 
-    __slots__ = ("_function", "_name", "_positional", "_keywords")
+    __slots__ = ("_function", "_name", "_positional", "_keywords", "_plain_data")
 
-    def __init__(self, function: Callable[..., Any], name: str, positional: int, keywords: frozenset[str]) -> None:
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        name: str,
+        positional: int,
+        keywords: frozenset[str],
+        plain_data: bool = False,
+    ) -> None:
         object.__setattr__(self, "_function", function)
         object.__setattr__(self, "_name", name)
         object.__setattr__(self, "_positional", positional)
         object.__setattr__(self, "_keywords", keywords)
+        object.__setattr__(self, "_plain_data", plain_data)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if len(args) > self._positional:
@@ -305,6 +385,9 @@ class ReviewedCall:
             raise TypeError(
                 f"{self._name}() does not accept {', '.join(refused)} in the sandbox (keywords accepted: {accepted})"
             )
+        if self._plain_data:
+            for arg in args:
+                require_plain_data(arg, self._name)
         return self._function(*args, **kwargs)
 
     def __setattr__(self, attr: str, value: object) -> None:
@@ -324,3 +407,61 @@ class ReviewedCall:
 
     def __reduce_ex__(self, protocol: object) -> Any:
         raise TypeError(f"cannot pickle {self._name}")
+
+
+class Annotation:
+    """A ``typing`` name in the sandbox: subscripted and combined with ``|`` like the real one, no more.
+
+    ``List[str]``, ``Optional[int]``, ``Dict[str, int] | None`` give new stand-ins that print like
+    the annotation they stand for; no attribute, no call, no ``isinstance`` (as for a subscripted
+    real alias, that raises TypeError).
+    """
+
+    __slots__ = ("_text",)
+
+    def __init__(self, text: str) -> None:
+        object.__setattr__(self, "_text", text)
+
+    def __getitem__(self, parameters: object) -> Annotation:
+        items = parameters if type(parameters) is tuple else (parameters,)
+        return Annotation(f"{self._text}[{', '.join(map(_annotation_text, items))}]")
+
+    def __or__(self, other: object) -> Annotation:
+        return Annotation(f"{self._text} | {_annotation_text(other)}")
+
+    def __ror__(self, other: object) -> Annotation:
+        return Annotation(f"{_annotation_text(other)} | {self._text}")
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        raise AttributeError(f"{self._text} is read-only in the sandbox")
+
+    def __delattr__(self, attr: str) -> None:
+        raise AttributeError(f"{self._text} is read-only in the sandbox")
+
+    def __repr__(self) -> str:
+        return self._text
+
+    def __copy__(self) -> Annotation:
+        return self
+
+    def __deepcopy__(self, memo: object) -> Annotation:
+        return self
+
+    def __reduce_ex__(self, protocol: object) -> Any:
+        raise TypeError(f"cannot pickle {self._text}")
+
+
+def _annotation_text(item: object) -> str:
+    if type(item) is Annotation:
+        return repr(item)
+    if type(item) is list:  # Callable[[int, str], bool]
+        return "[" + ", ".join(map(_annotation_text, item)) + "]"
+    if item is None:
+        return "None"
+    if item is Ellipsis:
+        return "..."
+    if type(item) is str:  # a forward reference: kept as text, never evaluated
+        return repr(item)
+    if isinstance(item, type):
+        return item.__name__
+    return type(item).__name__

@@ -15,6 +15,7 @@ must refuse every one of them.
 
 from __future__ import annotations
 
+import builtins as python_builtins
 import collections
 import sys
 import types
@@ -55,7 +56,7 @@ alias = typing.List[int]
 optional = typing.Optional[int]
 regression = statistics.linear_regression([1, 2, 3], [2, 4, 6])
 copied = copy.copy(counter)
-deep = copy.deepcopy([counter, pickup])
+deep = copy.deepcopy([counter, chain_map, queue, {'a': (1, [2])}])
 try:
     (1).nothing
 except AttributeError as error:
@@ -68,6 +69,10 @@ try:
     pickup(1, 2)
 except Exception as error:
     primitive_error = error
+try:
+    typing.Type.nothing  # fails inside typing, on the class `type`
+except AttributeError as error:
+    alias_error = error
 """
 
 # Reached `os` (and so the host) with the old module views, through allowed names only.
@@ -96,6 +101,25 @@ ATTACKS = {
     "namedtuple": "import collections\nP = collections.namedtuple('P', ['a'])\nprint(P)\n",
     "deepcopy_memo": "import copy\nmemo = {}\ncopy.deepcopy([pickup], memo)\nprint(memo)\n",
     "json_cls": "import json\nprint(json.loads('[]', cls=dict))\n",
+    # AttributeError.obj handed out `type`; with it, classes whose __reduce_ex__/__setstate__ make
+    # copy write and read any attribute: Primitive._call is Runner.call, a deepcopy of it puts a
+    # Runner in the memo, and the runner's `policy` module leads to importlib and os.
+    "attribute_error_obj": (
+        "import copy\nimport typing\n"
+        "try:\n    typing.Type.nothing\nexcept AttributeError as error:\n    kind = error.obj\n"
+        "saved = []\n"
+        "write = lambda target, attributes: copy.copy(\n"
+        "    kind('W', (), {'__reduce_ex__': lambda self, proto: (lambda: target, (), (None, attributes))})())\n"
+        "write(kind(pickup), {'__copy__': None, '__reduce_ex__': None, '__slots__': (),\n"
+        "    '__slotnames__': ['_call'], '__setstate__': lambda self, state: saved.append(state[1]['_call'])})\n"
+        "copy.copy(pickup)\n"
+        "spy = kind('Spy', (), {'__deepcopy__': lambda self, memo: saved.append(memo)})\n"
+        "try:\n    copy.deepcopy([spy(), saved[0]])\nexcept Exception:\n    pass\n"
+        'shells = [kind(v) for v in saved[1].values() if repr(kind(v)).endswith("Runner\'>")]\n'
+        "write(shells[0], {'__deepcopy__': lambda self, memo: saved.append(self)})\n"
+        "try:\n    copy.deepcopy(saved[0])\nexcept TypeError:\n    pass\n"
+        "print(saved[2].policy.importlib.import_module('os').popen('id').read())\n"
+    ),
 }
 
 
@@ -144,6 +168,10 @@ def forbidden(obj: object, namespace: dict, builtins: dict) -> str | None:
         return type(obj).__name__
     if isinstance(obj, (runner.Runner, runner.Channel, runner.Capture, runner.CaptureWriter)):
         return f"runner object {type(obj).__name__}"
+    if isinstance(obj, type) and obj.__module__ == runner.__name__:
+        return f"runner class {obj.__name__}"
+    if any(obj is getattr(python_builtins, name, None) for name in policy.DANGEROUS_BUILTINS):
+        return "a dangerous builtin"  # `type` builds classes, `getattr` reads any attribute, ...
     if obj is namespace or obj is builtins:
         return "the restricted namespace or its builtins"
     if isinstance(obj, dict):
@@ -267,6 +295,8 @@ def test_views_and_stubs_cannot_be_written_copied_apart_or_pickled() -> None:
         ("import json\njson.loads('[]', cls=dict)", "does not accept cls"),
         ("import copy\ncopy.deepcopy([1], {})", "takes 1 positional argument"),
         ("import copy\ncopy.deepcopy([1], memo={})", "does not accept memo"),
+        ("import copy\ncopy.copy(pickup)", "plain data only"),
+        ("import copy\ncopy.deepcopy({'a': [1, (2, pickup)]})", "plain data only"),
     ],
 )
 def test_reviewed_calls_refuse_arguments_that_choose_classes_or_collect_internals(code: str, error: str) -> None:
@@ -274,6 +304,40 @@ def test_reviewed_calls_refuse_arguments_that_choose_classes_or_collect_internal
     compiled = compile_restricted_exec(code, "<attack>")
     with pytest.raises(TypeError, match=error):
         exec(compiled.code, namespace)
+
+
+def test_copy_calls_no_hook_a_program_could_choose_even_if_it_had_type() -> None:
+    # Defence in depth: with `type` (which no reviewed path hands out), a class's __reduce_ex__ would
+    # make copy call anything and write any attribute. Copies take plain data only, so no hook runs.
+    _, namespace = restricted_namespace()
+    namespace["kind"] = type
+    code = (
+        "import copy\n"
+        "W = kind('W', (), {'__reduce_ex__': lambda self, proto: (print, ('hook ran',))})\n"
+        "copy.copy(W())\n"
+    )
+    with pytest.raises(TypeError, match="plain data only"):
+        exec(compile_restricted_exec(code, "<attack>").code, namespace)
+    exec(compile_restricted_exec("import copy\nv = copy.deepcopy({'a': [1, {2}]})", "<ok>").code, namespace)
+    assert namespace["v"] == {"a": [1, {2}]}
+
+
+def test_typing_names_are_stand_ins_that_annotate_and_lead_nowhere() -> None:
+    _, namespace = restricted_namespace()
+    code = (
+        "import typing\n"
+        "from typing import Dict, List, Optional\n"
+        "def size(blocks: List[str], extra: Optional[Dict[str, int]] = None) -> int | None:\n"
+        "    return len(typing.cast(List[str], blocks))\n"
+        "v = size(['a', 'b'])\n"
+        "text = repr(Dict[str, typing.Callable[[int], bool]] | None)\n"
+    )
+    exec(compile_restricted_exec(code, "<ok>").code, namespace)
+    assert namespace["v"] == 2 and namespace["text"] == "Dict[str, Callable[[int], bool]] | None"
+    for attack in ("typing.Callable.register", "typing.Type.nothing", "typing.List.copy_with"):
+        with pytest.raises(AttributeError) as raised:
+            exec(compile_restricted_exec(f"import typing\n{attack}", "<attack>").code, namespace)
+        assert getattr(raised.value, "obj", None) is not type
 
 
 def test_the_guard_refuses_denied_names_on_every_object() -> None:
