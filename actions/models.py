@@ -6,10 +6,9 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict
 
+from learnact.actions.rules import RuleId, Severity
 
-class Severity(str, Enum):
-    error = "error"
-    warning = "warning"
+__all__ = ["CodeKind", "Finding", "RuleId", "Severity"]
 
 
 class CodeKind(str, Enum):
@@ -28,7 +27,7 @@ class Finding(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    rule: str
+    rule: RuleId
     severity: Severity
     line: int
     col: int

@@ -16,12 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from learnact.engine.episode import run_episode
-from learnact.engine.records import EpisodeSpec
-from learnact.envs.base import PrimitiveSpec
+from learnact.engine import EpisodeSpec, RunSettings, run_episode
+from learnact.envs import EnvSpec, PrimitiveSpec
 from learnact.envs.pddl import DOMAINS, PddlEnv
-from learnact.envs.registry import EnvSpec
-from learnact.sandbox import ExecutionResult, ExecutionStatus, PrimitiveCall, Sandbox, SandboxConfig
+from learnact.sandbox import ExecutionResult, ExecutionStatus, PrimitiveCall, RuntimeName, Sandbox, SandboxConfig
 
 MAX_STEPS = 100
 
@@ -65,7 +63,8 @@ def run_all(sandbox: Any, config: SandboxConfig) -> tuple[float, int, int]:
     for domain in DOMAINS:
         env = PddlEnv.builtin(domain)
         for task in env.tasks():
-            spec = EpisodeSpec(env=EnvSpec(name=env.name), task=task.id, max_steps=MAX_STEPS, sandbox=config)
+            settings = RunSettings(env=EnvSpec(name=env.name), max_steps=MAX_STEPS, sandbox=config)
+            spec = EpisodeSpec(run=settings, task=task.id)
             record = run_episode(spec, env=env, sandbox=sandbox)
             episodes += 1
             solved += record.success
@@ -74,7 +73,7 @@ def run_all(sandbox: Any, config: SandboxConfig) -> tuple[float, int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runtime", choices=["runc", "runsc"], default="runc")
+    parser.add_argument("--runtime", choices=[r.value for r in RuntimeName], default=RuntimeName.runc.value)
     parser.add_argument("--json", action="store_true", help="print only the JSON object")
     args = parser.parse_args()
 

@@ -1,1 +1,31 @@
-"""learnact.engine"""
+"""learnact.engine: episodes and evaluation runs through the sandbox, their records, and the CLI.
+
+The errors of every room share one root, :class:`LearnactError` (re-exported here): catch it to
+handle whatever learnact raises on purpose; anything else is a bug.
+"""
+
+from learnact.actions.errors import LearnactError
+from learnact.engine.episode import EpisodeInterrupted, run_episode
+from learnact.engine.evaluation import EvalConfig, run_evaluation
+from learnact.engine.inputs import InputError, read_code
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, Method, RunSettings, StepRecord, Summary
+from learnact.engine.rundir import RunDir, RunDirBusy, RunDirError
+
+__all__ = [
+    "EpisodeInterrupted",
+    "EpisodeRecord",
+    "EpisodeSpec",
+    "EvalConfig",
+    "InputError",
+    "LearnactError",
+    "Method",
+    "RunDir",
+    "RunDirBusy",
+    "RunDirError",
+    "RunSettings",
+    "StepRecord",
+    "Summary",
+    "read_code",
+    "run_episode",
+    "run_evaluation",
+]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import signal
 from types import FrameType
+from typing import Annotated
 
 import typer
+
+from learnact.engine.cli_common import configure_logging
 
 app = typer.Typer(
     help="learnact: a sandboxed action-code execution engine for LLM agents that learn their actions.",
@@ -52,8 +55,16 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 @app.callback()
-def main() -> None:
+def main(
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="log progress to stderr; -vv: every sandbox and run event too"
+        ),
+    ] = 0,
+) -> None:
     """Sandboxed execution of model-written action code (see README.md)."""
+    configure_logging(verbose)
     global _acknowledged
     _acknowledged = False
     _handled.clear()

@@ -1,4 +1,5 @@
-"""`learnact check PATH`: the static checker of action code as a linter (text, JSON or SARIF 2.1.0).
+"""`learnact check PATH`: the static checker of action code as a linter (text, JSON or SARIF 2.1.0);
+`learnact check --list-rules`: the rule table (text or JSON), from the records of `actions/rules.py`.
 
 Exit status: 1 when an error-level finding exists, 0 otherwise, 2 on usage errors.
 """
@@ -19,8 +20,9 @@ import typer
 from learnact.actions import RULES, CodeKind, Finding, Severity, infer_kind
 from learnact.actions import check as check_code
 from learnact.actions.text import visible
-from learnact.engine.inputs import InputError, read_code
-from learnact.envs.registry import primitive_specs
+from learnact.engine.cli_common import ExitCode, fail, reported
+from learnact.engine.inputs import read_code
+from learnact.envs import primitive_specs
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 STDIN = "-"
@@ -38,17 +40,10 @@ class OutputFormat(str, Enum):
     sarif = "sarif"
 
 
-def _usage_error(message: str) -> typer.Exit:
-    typer.echo(f"error: {visible(message)}", err=True)
-    return typer.Exit(2)
-
-
 def _read(path: str) -> str:
     """The code, its size checked before it is read whole (never parsed when over the limit)."""
-    try:
+    with reported():
         return read_code(path)
-    except InputError as error:
-        raise _usage_error(str(error)) from None
 
 
 def _action_names(path: str) -> list[str]:
@@ -56,7 +51,7 @@ def _action_names(path: str) -> list[str]:
     try:
         tree = ast.parse(_read(path))
     except SyntaxError as error:
-        raise _usage_error(f"{path} (--actions) does not parse: {error.msg} at line {error.lineno}") from None
+        raise fail(f"{path} (--actions) does not parse: {error.msg} at line {error.lineno}") from None
     return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
 
 
@@ -132,8 +127,22 @@ def _summary(findings: list[Finding], path: str, kind: CodeKind) -> str:
     return f"{path}: {counts} (checked as an {what})"
 
 
+def _list_rules(output_format: OutputFormat) -> None:
+    if output_format is OutputFormat.json:
+        rules = [{"id": r.id.value, "name": r.name, **r.model_dump(mode="json", exclude={"id", "name"})} for r in RULES]
+        sys.stdout.write(json.dumps(rules, indent=2) + "\n")
+    elif output_format is OutputFormat.text:
+        width = max(len(rule.name) for rule in RULES)
+        for rule in RULES:
+            sys.stdout.write(f"{rule.id.value}  {rule.name:<{width}}  {rule.severity.value:<7}  {rule.summary}\n")
+    else:
+        raise fail("--list-rules writes text or json, not sarif")
+
+
 def check(
-    path: Annotated[str, typer.Argument(metavar="PATH", help="Python file to check; '-' reads standard input.")],
+    path: Annotated[
+        str | None, typer.Argument(metavar="PATH", help="Python file to check; '-' reads standard input.")
+    ] = None,
     env: Annotated[
         str | None, typer.Option("--env", help="environment whose primitives the code calls, e.g. pddl/blockworld")
     ] = None,
@@ -150,15 +159,20 @@ def check(
         typer.Option("--actions", help="action module whose functions the code may call (for snippets)"),
     ] = None,
     output_format: Annotated[OutputFormat, typer.Option("--format", help="text, json or sarif")] = OutputFormat.text,
+    list_rules: Annotated[
+        bool, typer.Option("--list-rules", help="print the rules (id, name, severity, summary) and exit")
+    ] = False,
 ) -> None:
     """Statically check model-written action code; exit 1 when an error is found."""
+    if list_rules:
+        return _list_rules(output_format)
+    if path is None:
+        raise fail("missing argument PATH (a Python file, or '-' for standard input)")
     code = _read(path)
     primitives = []
     if env is not None:
-        try:
+        with reported():
             primitives = primitive_specs(env)
-        except (KeyError, ValueError) as error:
-            raise _usage_error(str(error.args[0]) if error.args else f"unknown environment '{env}'") from None
     known = _action_names(actions) if actions else []
     code_kind = infer_kind(code) if kind is KindChoice.auto else CodeKind(kind.value.replace("-", "_"))
     findings = check_code(code, code_kind, primitives, known)
@@ -173,4 +187,4 @@ def check(
             sys.stdout.write(visible(finding.render(shown)) + "\n")
         typer.echo(visible(_summary(findings, shown, code_kind)), err=True)
     if any(f.severity is Severity.error for f in findings):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Annotated
 
@@ -10,18 +11,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from learnact.envs.registry import EnvSpec, env_names, make_env, primitive_specs
+from learnact.actions import LearnactError
+from learnact.envs import EnvSpec, env_names, make_env, primitive_specs
+
+log = logging.getLogger(__name__)
 
 
 def listing() -> list[dict]:
+    """Every environment with its task count (None when its data cannot be found) and primitives."""
     rows = []
     for name in env_names():
         if name == "pddl":
             continue  # external files only: no tasks until given some
         try:
             tasks: int | None = len(make_env(EnvSpec(name=name)).tasks())
-        except ValueError:
-            tasks = None  # ALFWorld without a data folder: primitives are known, games are not
+        except LearnactError as exc:  # ALFWorld without a data folder: primitives are known, games are not
+            log.info("cannot count the tasks of %s: %s", name, exc)
+            tasks = None
         rows.append(
             {
                 "name": name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,37 +13,30 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from learnact.engine.cli_sandbox import Backend, Runtime, shown
+from learnact.engine.cli_common import (
+    DEFAULT_BACKEND,
+    DEFAULT_RUNTIME,
+    DEFAULT_SPLIT,
+    AlfworldDataOption,
+    BackendOption,
+    ExitCode,
+    PddlDomainOption,
+    RuntimeOption,
+    SplitOption,
+    env_spec,
+    err,
+    fail,
+    reported,
+    shown,
+)
 from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.records import EpisodeRecord, Summary
+from learnact.engine.records import EpisodeRecord, Method, RunSettings, Summary
 from learnact.engine.rundir import RunDir
-from learnact.envs.registry import EnvSpec, expand_problem_paths, make_env, select_tasks
-from learnact.sandbox import SandboxUnavailable
-from learnact.sandbox.config import SandboxConfig
+from learnact.envs import make_env, select_tasks
+from learnact.sandbox import SandboxConfig
 
-# soft_wrap: a message is one line however narrow the terminal (or the 80 columns of a pipe).
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-RUN_HAD_ERRORS = 3  # exit status when an episode of the run directory ended by an error
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
 PROGRESS_EVERY_S = 10.0  # plain progress lines (stderr not a terminal): at most one per interval
-
-
-class MethodChoice(str, Enum):
-    expert = "expert"
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {shown(message)}")
-    return typer.Exit(code)
-
-
-def message_of(exc: BaseException) -> str:
-    """An exception's message as written: str(KeyError) would add quotes around it."""
-    if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
-    return str(exc)
 
 
 class PlainProgress:
@@ -77,24 +69,20 @@ def evaluate(
     env: Annotated[
         str, typer.Option(help="pddl/<domain>, pddl (with --pddl-domain/--pddl-problems), alfworld or alfworld/<type>")
     ],
-    method: Annotated[MethodChoice, typer.Option(help="how actions are chosen")] = MethodChoice.expert,
+    method: Annotated[Method, typer.Option(help="how actions are chosen")] = Method.expert,
     tasks: Annotated[Optional[str], typer.Option(help="indices and ranges (0-4,7) or task ids; default: all")] = None,
     workers: Annotated[int, typer.Option(min=1, help="episodes run in parallel, each with its own sandbox")] = 1,
     max_steps: Annotated[int, typer.Option(min=1, help="steps per episode")] = 100,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
-    pddl_domain: Annotated[Optional[Path], typer.Option(help="external PDDL domain file (--env pddl)")] = None,
+    pddl_domain: PddlDomainOption = None,
     pddl_problems: Annotated[
         Optional[list[Path]],
         typer.Option(help="external PDDL problem files or folders of them (--env pddl); several may follow one flag"),
     ] = None,
-    alfworld_data: Annotated[
-        Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")
-    ] = None,
-    split: Annotated[str, typer.Option(help="ALFWorld split")] = "valid_unseen",
-    backend: Annotated[
-        Backend, typer.Option(help="sandbox backend (process: rlimited child; weaker)")
-    ] = Backend.docker,
-    runtime: Annotated[Runtime, typer.Option(help="OCI runtime of the containers; runsc is gVisor")] = Runtime.runc,
+    alfworld_data: AlfworldDataOption = None,
+    split: SplitOption = DEFAULT_SPLIT,
+    backend: BackendOption = DEFAULT_BACKEND,
+    runtime: RuntimeOption = DEFAULT_RUNTIME,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
     more_problems: Annotated[
         Optional[list[Path]],
@@ -107,31 +95,20 @@ def evaluate(
             f"unexpected argument {more_problems[0]}: only --pddl-problems takes several values "
             "(`--pddl-problems FILE... | DIR`)"
         )
-    try:
-        problems = expand_problem_paths([*(pddl_problems or ()), *(more_problems or ())], pddl_domain)
-        spec = EnvSpec(
-            name=env,
-            pddl_domain=str(pddl_domain) if pddl_domain else None,
-            pddl_problems=problems,
-            alfworld_data=str(alfworld_data) if alfworld_data else None,
-            split=split,
-        )
-        environment = make_env(spec)
-        chosen = select_tasks(environment, tasks)
-        sandbox = SandboxConfig(backend=backend.value, runtime=runtime.value)
+    with reported():
+        spec = env_spec(env, pddl_domain, [*(pddl_problems or ()), *(more_problems or ())], alfworld_data, split)
+        chosen = select_tasks(make_env(spec), tasks)
         out = out or Path("runs") / f"{env.replace('/', '-')}-{method.value}"
         RunDir(out).check_usable()
-    except (ValueError, KeyError, OSError) as exc:
-        raise fail(message_of(exc)) from None
     cores = os.cpu_count() or 1
     if workers > 2 * cores:
         err.print(
             f"[yellow]warning:[/yellow] --workers {workers} is far above the {cores} CPU cores of this machine; "
             "the episodes will compete for them (and their timeouts may fire)"
         )
-    config = EvalConfig(
-        env=spec, method=method.value, tasks=chosen, max_steps=max_steps, workers=workers, sandbox=sandbox
-    )
+    sandbox = SandboxConfig(backend=backend, runtime=runtime)
+    settings = RunSettings(env=spec, method=method, max_steps=max_steps, sandbox=sandbox)
+    config = EvalConfig(run=settings, tasks=chosen, workers=workers)
     label = f"{env} · {method.value}"
     plain = PlainProgress(label) if not json_output and not err.is_terminal else None
     with Progress(
@@ -155,14 +132,11 @@ def evaluate(
                 plain.advance(record)
 
         try:
-            summary = run_evaluation(config, out, on_episode=on_episode, on_start=on_start)
+            with reported():
+                summary = run_evaluation(config, out, on_episode=on_episode, on_start=on_start)
         except KeyboardInterrupt:
             err.print(f"interrupted: finished episodes are kept in {shown(str(out))}; run the same command to resume")
-            raise typer.Exit(130) from None
-        except SandboxUnavailable as exc:
-            raise fail(str(exc), 1) from None
-        except (ValueError, OSError) as exc:
-            raise fail(message_of(exc), 2) from None
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     if json_output:
         sys.stdout.write(summary.model_dump_json() + "\n")
@@ -173,7 +147,7 @@ def evaluate(
             f"[red]{summary.errors} episode{'s' * (summary.errors != 1)} ended by an error[/red] "
             "(see `error` in episodes.jsonl); run the same command to retry them"
         )
-        raise typer.Exit(RUN_HAD_ERRORS)
+        raise typer.Exit(ExitCode.EPISODE_ERRORS)
 
 
 def show_summary(summary: Summary, out: Path) -> None:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from learnact.engine.cli_common import failure
 from learnact.images import ImageBuildError, ImageInfo, build_images
 
 
@@ -40,8 +41,7 @@ def build(
             images = build_images(base=base.value, force=force, log=log)
         except ImageBuildError as exc:
             status.stop()
-            console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-            raise typer.Exit(1) from exc
+            raise failure(exc) from None
     Console(highlight=False).print(_table(images))
 
 

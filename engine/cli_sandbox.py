@@ -5,48 +5,47 @@ checker's rules for snippets apply, so it cannot define functions: put those in 
 PATH may be '-' (standard input). With --env, the environment is reset to --task (an index or id,
 as in `eval --tasks`) and its primitives are callable by name; their arguments are validated on the
 host by the environment. Exit status: 0 iff the status is ok, 1 otherwise, 2 on usage errors
-(missing or too large file, unknown environment or task, --memory above the machine's, no sandbox).
+(missing or too large file, unknown environment or task, --memory above the machine's), 4 when the
+sandbox cannot run here (see ``ExitCode``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from learnact.actions.text import visible
-from learnact.engine.inputs import InputError, read_code
-from learnact.envs.base import Environment
-from learnact.sandbox import ExecutionResult, Sandbox, SandboxConfig, SandboxUnavailable
-
-USAGE_ERROR = 2
-
-
-class Backend(str, Enum):
-    docker = "docker"
-    process = "process"
-
-
-class Runtime(str, Enum):
-    runc = "runc"
-    runsc = "runsc"
+from learnact.engine.cli_common import (
+    DEFAULT_BACKEND,
+    DEFAULT_RUNTIME,
+    DEFAULT_SPLIT,
+    AlfworldDataOption,
+    BackendOption,
+    ExitCode,
+    PddlDomainOption,
+    PddlProblemsOption,
+    RuntimeOption,
+    SplitOption,
+    env_spec,
+    fail,
+    reported,
+    shown,
+)
+from learnact.engine.inputs import read_code
+from learnact.envs import Environment, EnvSpec, make_env, select_tasks
+from learnact.sandbox import ExecutionResult, Sandbox, SandboxConfig
 
 
 def exec_program(
     path: Annotated[Path, typer.Argument(help="Python file to run as an agent snippet; '-' reads standard input")],
-    backend: Annotated[
-        Optional[Backend],
-        typer.Option(help="docker (default when an engine answers) or process (rlimited child; weaker)"),
-    ] = None,
-    runtime: Annotated[Runtime, typer.Option(help="OCI runtime of the container; runsc is gVisor")] = Runtime.runc,
+    backend: BackendOption = DEFAULT_BACKEND,
+    runtime: RuntimeOption = DEFAULT_RUNTIME,
     timeout: Annotated[float, typer.Option(help="wall-clock seconds before the sandbox is killed", min=0.1)] = 10.0,
     memory: Annotated[
         int, typer.Option(help="memory limit in MiB (no swap); at most the machine's memory", min=32)
@@ -59,42 +58,34 @@ def exec_program(
         Optional[str],
         typer.Option(help="task to reset --env to, by index or id as in `eval --tasks` (default: the first)"),
     ] = None,
-    pddl_domain: Annotated[Optional[Path], typer.Option(help="external PDDL domain file (--env pddl)")] = None,
-    pddl_problems: Annotated[
-        Optional[list[Path]], typer.Option(help="external PDDL problem files or folders of them (--env pddl)")
-    ] = None,
-    alfworld_data: Annotated[
-        Optional[Path], typer.Option(help="folder holding json_2.1.1/ (default: $ALFWORLD_DATA)")
-    ] = None,
-    split: Annotated[str, typer.Option(help="ALFWorld split")] = "valid_unseen",
+    pddl_domain: PddlDomainOption = None,
+    pddl_problems: PddlProblemsOption = None,
+    alfworld_data: AlfworldDataOption = None,
+    split: SplitOption = DEFAULT_SPLIT,
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON only")] = False,
 ) -> None:
     """Run PATH in a fresh sandbox session and print the ExecutionResult."""
-    try:
+    with reported():
         code = read_code(path)
-    except InputError as exc:
-        _usage_error(str(exc))
     if task is not None and env is None:
-        _usage_error("--task needs --env")
+        raise fail("--task needs --env")
     host_mib = _host_memory_mib()
     if host_mib is not None and memory > host_mib:
-        _usage_error(f"--memory {memory} MiB is more than this machine's memory ({host_mib} MiB)")
+        raise fail(f"--memory {memory} MiB is more than this machine's memory ({host_mib} MiB)")
     environment = None
     if env:
-        spec = dict(pddl_domain=pddl_domain, pddl_problems=pddl_problems, alfworld_data=alfworld_data, split=split)
-        environment = _environment(env, task, **spec)
+        with reported():
+            environment = _environment(env_spec(env, pddl_domain, pddl_problems, alfworld_data, split), task)
     config = SandboxConfig(
-        backend=(backend or _default_backend()).value,
-        runtime=runtime.value,
+        backend=backend,
+        runtime=runtime,
         check=not no_check,
         timeout_s=timeout,
         memory_mb=memory,
         pool_size=0,  # one session: a warm pool would only start a container nobody uses
     )
-    try:
+    with reported():
         sandbox = Sandbox(config)
-    except SandboxUnavailable as exc:
-        _usage_error(str(exc))
     if environment is None:
         session_context = sandbox.session()
     else:
@@ -108,15 +99,7 @@ def exec_program(
         typer.echo(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=True))
     else:
         _print(result, "<stdin>" if str(path) == "-" else str(path))
-    raise typer.Exit(0 if result.ok else 1)
-
-
-def _default_backend() -> Backend:
-    from learnact.sandbox.docker_backend import START_HINT, engine_answers
-
-    if not engine_answers():
-        _usage_error(f"no Docker engine answers: {START_HINT}")
-    return Backend.docker
+    raise typer.Exit(ExitCode.OK if result.ok else ExitCode.FAILED)
 
 
 def _host_memory_mib() -> int | None:
@@ -126,49 +109,19 @@ def _host_memory_mib() -> int | None:
         return None
 
 
-def _environment(
-    name: str,
-    task: str | None,
-    pddl_domain: Path | None = None,
-    pddl_problems: list[Path] | None = None,
-    alfworld_data: Path | None = None,
-    split: str = "valid_unseen",
-) -> Environment:
-    from learnact.envs.registry import EnvSpec, expand_problem_paths, make_env, select_tasks
+def _environment(spec: EnvSpec, task: str | None) -> Environment:
+    """The environment of ``spec`` reset to ``task`` (an index or id; None: the first).
 
-    try:
-        spec = EnvSpec(
-            name=name,
-            pddl_domain=str(pddl_domain) if pddl_domain else None,
-            pddl_problems=expand_problem_paths(pddl_problems or (), pddl_domain),
-            alfworld_data=str(alfworld_data) if alfworld_data else None,
-            split=split,
-        )
-        environment = make_env(spec)
-        if not environment.tasks():
-            _usage_error(f"environment '{name}' has no tasks")
-        chosen = select_tasks(environment, task)[:1] if task is None else select_tasks(environment, task)
-        if len(chosen) != 1:
-            _usage_error(f"--task {task} selects {len(chosen)} tasks; give one index or id")
-        environment.reset(chosen[0])
-    except (KeyError, ValueError, OSError) as exc:
-        if isinstance(exc, KeyError) and exc.args:
-            message = str(exc.args[0])
-        else:
-            message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        _usage_error(message)
+    :raises LearnactError: when it cannot be built, or ``task`` is not one of its tasks.
+    """
+    environment = make_env(spec)
+    if not environment.tasks():
+        raise fail(f"environment '{spec.name}' has no tasks")
+    chosen = select_tasks(environment, task)[:1] if task is None else select_tasks(environment, task)
+    if len(chosen) != 1:
+        raise fail(f"--task {task} selects {len(chosen)} tasks; give one index or id")
+    environment.reset(chosen[0])
     return environment
-
-
-def _usage_error(message: str) -> NoReturn:
-    Console(stderr=True, highlight=False, emoji=False).print(f"[red]error:[/red] {shown(message)}", soft_wrap=True)
-    raise typer.Exit(USAGE_ERROR)
-
-
-def shown(text: str) -> str:
-    """Untrusted text as rich markup that prints it literally: control characters made visible,
-    markup escaped (program output, errors, observations, messages quoting code, diagnostics)."""
-    return escape(visible(text))
 
 
 def _print(result: ExecutionResult, path: str) -> None:

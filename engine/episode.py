@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from learnact.actions.errors import LearnactError
 from learnact.engine.records import MAX_ERROR_CHARS, EpisodeRecord, EpisodeSpec, StepRecord
-from learnact.envs.base import Environment, StepOutcome
-from learnact.envs.registry import make_env
-from learnact.sandbox import Sandbox
-from learnact.sandbox.result import ExecutionResult, ExecutionStatus
+from learnact.envs import Environment, StepOutcome, make_env
+from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 
 def call_code(name: str, args: list[Any]) -> str:
@@ -71,13 +70,17 @@ def observation_of(result: ExecutionResult) -> str:
     return "\n".join(seen)
 
 
-class EpisodeInterrupted(Exception):
-    """The run was asked to stop; the unfinished episode is not recorded."""
+class EpisodeInterrupted(LearnactError):
+    """The run was asked to stop during the episode of ``task``; the unfinished episode is not recorded."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        super().__init__(f"the episode of task '{task}' was stopped")
 
 
 def error_text(exc: BaseException) -> str:
     """One line naming what ended an episode: the exception's type and message, capped."""
-    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    message = str(exc)
     text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
@@ -92,28 +95,31 @@ def run_episode(
     ``should_stop`` is asked before every step.
 
     An exception while the episode runs (the planner finds no plan or times out, the environment or
-    the sandbox fails) does not propagate: the episode is recorded with ``status="error"`` and the
-    reason, with the steps made until then. Only a requested stop (EpisodeInterrupted, also when the
-    stop made something fail) and BaseExceptions such as KeyboardInterrupt propagate.
+    the sandbox fails, an unknown task) does not propagate: the episode is recorded with
+    ``status="error"`` and the reason, with the steps made until then.
+
+    :raises EpisodeInterrupted: when ``should_stop`` says so (also when the stop made something fail).
+        BaseExceptions such as KeyboardInterrupt propagate too.
     """
     started = time.perf_counter()
     steps: list[StepRecord] = []
     task_type = "unknown"
     tracker: OutcomeTracker | None = None
-    env_name = env.name if env is not None else spec.env.name
+    settings = spec.run
+    env_name = env.name if env is not None else settings.env.name
     own_sandbox = False
     try:
-        env = env or make_env(spec.env)
+        env = env or make_env(settings.env)
         env_name = env.name
         task_type = next((t.type for t in env.tasks() if t.id == spec.task), task_type)
         own_sandbox = sandbox is None
-        sandbox = sandbox or Sandbox(spec.sandbox)
+        sandbox = sandbox or Sandbox(settings.sandbox)
         reset = env.reset(spec.task)
         policy = ExpertPolicy(env)
         tracker = OutcomeTracker(env)
         observation = f"{reset.observation}\n{reset.goal}"
         with sandbox.session(env.primitives(), tracker) as session:
-            for index in range(spec.max_steps):
+            for index in range(settings.max_steps):
                 if should_stop():
                     raise EpisodeInterrupted(spec.task)
                 code = policy.next_code(observation)
@@ -147,7 +153,7 @@ def run_episode(
         task=spec.task,
         type=task_type,
         env=env_name,
-        method=spec.method,
+        method=settings.method,
         status="finished" if error is None else "error",
         error=error,
         success=error is None and tracker is not None and tracker.success,

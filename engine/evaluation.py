@@ -2,45 +2,56 @@
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
-from learnact.engine.records import EpisodeRecord, EpisodeSpec, Method, Summary
-from learnact.engine.rundir import RunDir, RunDirError
-from learnact.envs.base import Environment
-from learnact.envs.registry import EnvSpec, make_env
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings, Summary
+from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
+from learnact.envs import Environment, make_env
 from learnact.sandbox import Sandbox
-from learnact.sandbox.config import SandboxConfig
+
+log = logging.getLogger(__name__)
 
 
 class EvalConfig(BaseModel):
-    env: EnvSpec
-    method: Method = "expert"
-    tasks: list[str]
-    max_steps: int = Field(100, gt=0)
-    workers: int = Field(1, gt=0)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    """An evaluation: the run's settings, the tasks selected and the number of workers (``config.json``).
+
+    :raises pydantic.ValidationError: for an unknown field or a value out of range (it names the field).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: RunSettings
+    tasks: tuple[str, ...]
+    workers: int = Field(1, gt=0, description="episodes run in parallel, each with its own sandbox")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_at_the_top(cls, data: Any) -> Any:
+        """``config.json`` of learnact 0.1 held the run's settings beside the tasks: they are lifted."""
+        if isinstance(data, dict) and "run" not in data and "env" in data:
+            data = dict(data)
+            data["run"] = {name: data.pop(name) for name in RunSettings.model_fields if name in data}
+        return data
 
     def episode(self, task: str) -> EpisodeSpec:
-        return EpisodeSpec(env=self.env, task=task, method=self.method, max_steps=self.max_steps, sandbox=self.sandbox)
-
-
-# Settings that make two runs different; a run directory resumes only the same run. The task
-# selection is not one of them: runs over other tasks (shards) add their episodes to the same folder.
-SAME_RUN_FIELDS = ("env", "method", "max_steps", "sandbox")
+        return EpisodeSpec(run=self.run, task=task)
 
 
 class Worker:
     """One worker: its own environment and its own sandbox (with its warm pool), reused across episodes."""
 
-    def __init__(self, config: EvalConfig) -> None:
-        self.env: Environment = make_env(config.env)
-        self.sandbox = Sandbox(config.sandbox)
+    def __init__(self, settings: RunSettings) -> None:
+        self.env: Environment = make_env(settings.env)
+        self.sandbox = Sandbox(settings.sandbox)
+        log.debug("worker started: environment %s, %s sandbox", self.env.name, settings.sandbox.backend)
 
     def close(self) -> None:
         self.sandbox.close()
@@ -49,16 +60,34 @@ class Worker:
 def _close_quietly(worker: Worker) -> None:
     try:
         worker.close()
-    except Exception:  # a sandbox whose engine went away: its containers are swept at the next start
-        pass
+    except Exception as exc:  # a sandbox whose engine went away: its containers are swept at the next start
+        log.warning("could not close a worker's sandbox (its containers are removed at the next start): %s", exc)
 
 
-def _merged_tasks(previous: dict | None, tasks: list[str]) -> list[str]:
+def _previous_run(run_dir: RunDir) -> EvalConfig | None:
+    """The evaluation already in the run directory, None when there is none.
+
+    :raises RunDirError: when its config cannot be read as one.
+    """
+    previous = run_dir.previous_config()
+    if previous is None:
+        return None
+    try:
+        return EvalConfig.model_validate(previous)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the config"
+        raise RunDirError(
+            run_dir.path,
+            f"{run_dir.path / 'config.json'} is not a config this version of learnact reads ({where}: {first['msg']})",
+            ANOTHER,
+        ) from None
+
+
+def _merged_tasks(previous: EvalConfig | None, tasks: Sequence[str]) -> tuple[str, ...]:
     """The union of every selection run in the folder, in the order they were first selected."""
-    earlier = previous.get("tasks") if previous is not None else None
-    if not isinstance(earlier, list):
-        earlier = []
-    return list(dict.fromkeys([t for t in earlier if isinstance(t, str)] + tasks))
+    earlier = previous.tasks if previous is not None else ()
+    return tuple(dict.fromkeys([*earlier, *tasks]))
 
 
 def run_evaluation(
@@ -69,8 +98,8 @@ def run_evaluation(
 ) -> Summary:
     """Run the episodes of ``config`` not yet finished in ``out``; return the summary of the folder.
 
-    One process at a time: the folder is locked for the whole run (RunDirBusy names the holder). The
-    sandbox is started before anything is written, so a run that cannot start leaves no config behind.
+    One process at a time: the folder is locked for the whole run. The sandbox is started before
+    anything is written, so a run that cannot start leaves no config behind.
     ``on_start(finished, total)`` is told how many of the selected episodes are already finished.
 
     An episode that ends by an error (planner, environment, sandbox) is recorded as such and the run
@@ -81,35 +110,40 @@ def run_evaluation(
     Ctrl-C (KeyboardInterrupt) stops every episode at its next step boundary; finished episodes are kept
     in ``out``, unfinished ones are dropped, and the interrupt propagates. Running the same command again
     resumes.
+
+    :raises RunDirBusy: when another process holds ``out`` (it names the holder's pid).
+    :raises RunDirError: when ``out`` cannot be used, holds another run (other :class:`RunSettings`) or a
+        config this version cannot read, or a write fails (e.g. a full disk).
+    :raises SandboxUnavailable: when the sandbox cannot start.
+    :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`).
     """
     run_dir = RunDir(out)
     run_dir.lock()
     all_workers: list[Worker] = []
     try:
         try:
-            all_workers.append(Worker(config))
+            all_workers.append(Worker(config.run))
         except BaseException:
             run_dir.unlock(discard_if_unused=True)
             raise
-        previous = run_dir.previous_config()
-        if previous is not None:
-            current = config.model_dump(mode="json")
-            differing = [f for f in SAME_RUN_FIELDS if previous.get(f) != current.get(f)]
-            if differing:
-                raise RunDirError(
-                    f"{out} holds a run with a different {', '.join(differing)}; "
-                    "use another --out or the same settings to resume it"
-                )
+        previous = _previous_run(run_dir)
+        if previous is not None and previous.run != config.run:
+            raise RunDirError(
+                out,
+                f"{out} holds a run with a different {', '.join(previous.run.differences(config.run))}",
+                ANOTHER + " or the same settings to resume it",
+            )
         all_tasks = _merged_tasks(previous, config.tasks)
         run_dir.write_config(config.model_copy(update={"tasks": all_tasks}))
         records = run_dir.latest()
         pending = [t for t in config.tasks if t not in records or records[t].status == "error"]
         on_start(len(config.tasks) - len(pending), len(config.tasks))
+        log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(config.tasks), config.workers)
         types = {t.id: t.type for t in all_workers[0].env.tasks()}
         _run_pending(config, run_dir, pending, types, all_workers, records, on_episode)
         selected = set(all_tasks)
-        order = all_tasks + [t for t in records if t not in selected]
-        summary = Summary.of(config.env.name, config.method, [records[t] for t in order if t in records])
+        order = [*all_tasks, *(t for t in records if t not in selected)]
+        summary = Summary.of(config.run.env.name, config.run.method, [records[t] for t in order if t in records])
         run_dir.write_summary(summary)  # still under the lock: no other run writes it meanwhile
     finally:
         for worker in all_workers:
@@ -136,12 +170,12 @@ def _run_pending(
             worker = free_workers.pop() if free_workers else None
         if worker is None:
             try:
-                worker = Worker(config)
+                worker = Worker(config.run)
             except Exception as exc:  # e.g. the Docker engine went away mid-run
                 if stop.is_set():
                     raise EpisodeInterrupted(task) from exc
                 record = EpisodeRecord(
-                    task=task, type=types.get(task, "unknown"), env=config.env.name, method=config.method,
+                    task=task, type=types.get(task, "unknown"), env=config.run.env.name, method=config.run.method,
                     status="error", error=error_text(exc), success=False, progress=0.0, steps=[], duration_s=0.0,
                 )  # fmt: skip
                 run_dir.append(record)
@@ -172,6 +206,8 @@ def _run_pending(
             for future in finished:
                 record = future.result()
                 records[record.task] = record
+                outcome = f"ended by {record.error}" if record.status == "error" else f"success={record.success}"
+                log.info("episode %s: %s, %d steps, %.1f s", record.task, outcome, len(record.steps), record.duration_s)
                 on_episode(record)
     except BaseException:
         stop.set()

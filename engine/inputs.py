@@ -10,54 +10,63 @@ import os
 import sys
 from pathlib import Path
 
+from learnact.actions.errors import LearnactError
 from learnact.actions.policy import MAX_CODE_CHARS
 
 STDIN = "-"
 BYTES_PER_CHAR = 4  # UTF-8: no character takes more
 
 
-class InputError(ValueError):
-    """The input cannot be read or is too large; the message is one line naming it."""
+class InputError(LearnactError):
+    """The input ``path`` (``-``: standard input) cannot be used: ``message`` names it and says why."""
+
+    def __init__(self, path: str, message: str, remedy: str = "") -> None:
+        self.path = path
+        super().__init__(message, remedy)
 
 
 def read_code(path: str | Path, limit_chars: int = MAX_CODE_CHARS) -> str:
-    """The text of ``path`` (``-``: standard input) as UTF-8, at most ``limit_chars`` characters."""
-    label = "standard input" if str(path) == STDIN else str(path)
+    """The text of ``path`` (``-``: standard input) as UTF-8, at most ``limit_chars`` characters.
+
+    :raises InputError: for a missing, unreadable or non-UTF-8 input, a directory, or one over the limit.
+    """
+    path = str(path)
+    label = "standard input" if path == STDIN else path
     limit_bytes = limit_chars * BYTES_PER_CHAR
     limit = f"code may be at most {limit_chars} characters"
-    too_large = f"{label} is too large: {limit}"
-    if str(path) == STDIN:
+    too_large = InputError(path, f"{label} is too large: {limit}")
+    if path == STDIN:
         stream = getattr(sys.stdin, "buffer", None)
         if stream is not None:
             data = stream.read(limit_bytes + 1)
             if len(data) > limit_bytes:
-                raise InputError(too_large)
+                raise too_large
         else:  # a text stream (tests): read at most limit + 1 characters
             text = sys.stdin.read(limit_chars + 1)
             if len(text) > limit_chars:
-                raise InputError(too_large)
+                raise too_large
             return _universal_newlines(text)
     else:
         try:
             with open(path, "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size > limit_bytes:
-                    raise InputError(f"{label} is too large ({size} bytes): {limit}")
+                    raise InputError(path, f"{label} is too large ({size} bytes): {limit}")
                 data = f.read(limit_bytes + 1)  # the size may lie (a growing file, /proc)
         except FileNotFoundError:
-            raise InputError(f"no such file: {label}") from None
+            raise InputError(path, f"no such file: {label}") from None
         except IsADirectoryError:
-            raise InputError(f"{label} is a directory; give a Python file") from None
+            raise InputError(path, f"{label} is a directory", "give a Python file") from None
         except OSError as error:
-            raise InputError(f"cannot read {label}: {error.strerror}") from None
+            raise InputError(path, f"cannot read {label}: {error.strerror}") from None
         if len(data) > limit_bytes:
-            raise InputError(too_large)
+            raise too_large
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InputError(f"{label} is not UTF-8 text") from None
+        raise InputError(path, f"{label} is not UTF-8 text") from None
     if len(text) > limit_chars:
-        raise InputError(too_large)
+        raise too_large
     return _universal_newlines(text)
 
 

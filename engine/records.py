@@ -2,28 +2,57 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from learnact.envs.registry import EnvSpec
-from learnact.sandbox.config import SandboxConfig
-from learnact.sandbox.result import ExecutionResult
+from learnact.envs import EnvSpec
+from learnact.sandbox import ExecutionResult, SandboxConfig
 
-Method = Literal["expert"]
+
+class Method(str, Enum):
+    """How an episode's actions are chosen (compares equal to, prints and serialises as its value)."""
+
+    expert = "expert"  # the environment's expert (a planner, ALFWorld's handcoded expert), as code
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunSettings(BaseModel):
+    """What makes a run, shared by all its episodes: the environment, the method, the step budget and
+    the sandbox. It is the run's identity: a run directory resumes only a run whose settings are equal
+    as a whole. The task selection and the number of workers are not part of it (shards over other
+    tasks add their episodes to the same directory).
+
+    :raises pydantic.ValidationError: for an unknown field or a value out of range (it names the field).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: EnvSpec
+    method: Method = Method.expert
+    max_steps: int = Field(100, gt=0, description="steps per episode")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    def differences(self, other: RunSettings) -> list[str]:
+        """The names of the settings in which ``other`` differs, in field order."""
+        return [name for name in type(self).model_fields if getattr(self, name) != getattr(other, name)]
 
 
 class EpisodeSpec(BaseModel):
     """A self-contained unit of work: everything needed to run one episode anywhere."""
 
-    env: EnvSpec
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: RunSettings
     task: str
-    method: Method = "expert"
-    max_steps: int = Field(gt=0)
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
 
 class StepRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     index: int
     code: str
     result: ExecutionResult
@@ -40,10 +69,12 @@ class EpisodeRecord(BaseModel):
     or was ended by an exception of the engine, planner, environment or sandbox (``error``, with
     ``error`` saying why); a rerun retries ``error`` episodes, never ``finished`` ones."""
 
+    model_config = ConfigDict(frozen=True)
+
     task: str
     type: str
     env: str
-    method: str
+    method: Method
     status: EpisodeStatus = "finished"
     error: str | None = None
     success: bool
@@ -53,6 +84,8 @@ class EpisodeRecord(BaseModel):
 
 
 class TypeSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     episodes: int
     errors: int = 0
     success_rate: float
@@ -60,6 +93,8 @@ class TypeSummary(BaseModel):
 
 
 class ResultRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     task: str
     type: str
     status: EpisodeStatus = "finished"
@@ -73,8 +108,10 @@ class Summary(BaseModel):
     """Rates over every episode recorded in the run directory (the latest record of each task); an
     episode that ended by an error counts as a failure and in ``errors``."""
 
+    model_config = ConfigDict(frozen=True)
+
     env: str
-    method: str
+    method: Method
     episodes: int
     errors: int = 0
     success_rate: float
@@ -83,7 +120,7 @@ class Summary(BaseModel):
     results: list[ResultRow]
 
     @classmethod
-    def of(cls, env: str, method: str, records: list[EpisodeRecord]) -> Summary:
+    def of(cls, env: str, method: Method, records: list[EpisodeRecord]) -> Summary:
         def rates(group: list[EpisodeRecord]) -> TypeSummary:
             n = len(group)
             return TypeSummary(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from learnact.actions.errors import LearnactError
 from learnact.engine.records import EpisodeRecord
 
 CONFIG = "config.json"
@@ -29,22 +31,38 @@ EPISODES = "episodes.jsonl"
 SUMMARY = "summary.json"
 LOCK = ".lock"
 MAX_CONFIG_BYTES = 50_000_000
+ANOTHER = "use another {out}"  # the remedy when a run directory is not this run's to use
+log = logging.getLogger(__name__)
 
 
-class RunDirError(ValueError):
-    """The run directory cannot be used; the message is one line that says why and what to do."""
+class RunDirError(LearnactError):
+    """The run directory ``path`` cannot be used: the message says why, the remedy what to do."""
+
+    def __init__(self, path: Path, problem: str, remedy: str = "") -> None:
+        self.path = path
+        super().__init__(problem, remedy)
 
 
 class RunDirBusy(RunDirError):
-    """Another process holds the run directory's lock."""
+    """Another process, ``pid`` (None when it did not say), holds the run directory's lock."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.pid = pid
+        holder = "unknown" if pid is None else str(pid)
+        super().__init__(
+            path,
+            f"{path} is in use by another learnact eval (pid {holder})",
+            "wait for it to finish or " + ANOTHER,
+        )
 
 
 def describe_os_error(exc: OSError, path: Path, doing: str) -> RunDirError:
+    """The RunDirError for ``exc``, raised while doing ``doing`` (e.g. "write") on ``path``."""
     reason = exc.strerror or str(exc)
     if exc.errno == errno.ENOSPC:
         reason += " (the disk is full)"
     where = exc.filename if isinstance(exc.filename, str) else str(path)
-    return RunDirError(f"cannot {doing} {where}: {reason}")
+    return RunDirError(path, f"cannot {doing} {where}: {reason}")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -72,17 +90,28 @@ class RunDir:
         self._created = False
 
     def check_usable(self) -> None:
-        """Refuse, without writing anything, a path that cannot be a run directory."""
+        """Refuse, without writing anything, a path that cannot be a run directory.
+
+        :raises RunDirError: for a file, or a path inside one.
+        """
         if self.path.exists() and not self.path.is_dir():
-            raise RunDirError(f"--out {self.path} is a file, not a directory; give a directory")
+            raise RunDirError(
+                self.path, f"the run directory {self.path} is a file, not a directory", "give a directory as {out}"
+            )
         for parent in self.path.parents:
             if parent.exists():
                 if not parent.is_dir():
-                    raise RunDirError(f"--out {self.path} is inside {parent}, which is a file")
+                    raise RunDirError(
+                        self.path, f"the run directory {self.path} is inside {parent}, which is a file", ANOTHER
+                    )
                 break
 
     def lock(self) -> None:
-        """Take the run directory for this process (creating it), or raise RunDirBusy naming the holder."""
+        """Take the run directory for this process (creating it).
+
+        :raises RunDirBusy: when another process holds it (naming the holder's pid).
+        :raises RunDirError: when it cannot be used, created or locked.
+        """
         self.check_usable()
         try:
             if not self.path.is_dir():
@@ -94,12 +123,9 @@ class RunDir:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            holder = os.read(fd, 64).decode("ascii", "replace").strip()
             os.close(fd)
-            raise RunDirBusy(
-                f"{self.path} is in use by another learnact eval (pid {holder}); "
-                "wait for it to finish or use another --out"
-            ) from None
+            raise RunDirBusy(self.path, int(holder) if holder.isdigit() else None) from None
         except OSError as exc:
             os.close(fd)
             raise describe_os_error(exc, self.path, "lock the run directory") from None
@@ -121,28 +147,35 @@ class RunDir:
             try:
                 (self.path / LOCK).unlink()
                 self.path.rmdir()
-            except OSError:
-                pass
+            except OSError as exc:
+                log.debug("kept the unused run directory %s: %s", self.path, exc)
         os.close(fd)  # closing the last descriptor releases the flock
 
     def previous_config(self) -> dict | None:
-        """The config of the run already in the folder (a JSON object), None when there is none."""
+        """The config of the run already in the folder (a JSON object), None when there is none.
+
+        :raises RunDirError: when it cannot be read, is too large, or is not a JSON object.
+        """
         config_path = self.path / CONFIG
         if not config_path.exists():
             return None
         try:
             if config_path.stat().st_size > MAX_CONFIG_BYTES:
-                raise RunDirError(f"{config_path} is too large to be a run's config; use another --out")
+                raise RunDirError(self.path, f"{config_path} is too large to be a run's config", ANOTHER)
             previous = json.loads(config_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(f"{config_path} is not valid JSON ({exc}); use another --out") from None
+            raise RunDirError(self.path, f"{config_path} is not valid JSON ({exc})", ANOTHER) from None
         except OSError as exc:
             raise describe_os_error(exc, config_path, "read") from None
         if not isinstance(previous, dict):
-            raise RunDirError(f"{config_path} is not a run's config (not a JSON object); use another --out")
+            raise RunDirError(self.path, f"{config_path} is not a run's config (not a JSON object)", ANOTHER)
         return previous
 
     def write_config(self, config: BaseModel) -> None:
+        """Replace ``config.json`` atomically.
+
+        :raises RunDirError: when it cannot be written.
+        """
         try:
             write_atomic(self.path / CONFIG, config.model_dump_json(indent=2) + "\n")
         except OSError as exc:
@@ -150,7 +183,10 @@ class RunDir:
 
     def finished(self) -> list[EpisodeRecord]:
         """Episodes already recorded, in file order (a task may appear more than once: the latest
-        record counts). A torn last line (a killed write) is cut off."""
+        record counts). A torn last line (a killed write) is cut off.
+
+        :raises RunDirError: when the file cannot be read or a line is not an episode record.
+        """
         path = self.path / EPISODES
         if not path.exists():
             return []
@@ -167,19 +203,27 @@ class RunDir:
                 records.append(EpisodeRecord.model_validate_json(line))
             except ValidationError as exc:
                 raise RunDirError(
-                    f"{path}:{number} is not an episode record ({exc.errors()[0]['msg']}); "
-                    "remove that line to resume, or use another --out"
+                    self.path,
+                    f"{path}:{number} is not an episode record ({exc.errors()[0]['msg']})",
+                    "remove that line to resume, or " + ANOTHER,
                 ) from None
         return records
 
     def latest(self) -> dict[str, EpisodeRecord]:
-        """The latest record of every task, in the order the tasks were first recorded."""
+        """The latest record of every task, in the order the tasks were first recorded.
+
+        :raises RunDirError: as :meth:`finished`.
+        """
         latest: dict[str, EpisodeRecord] = {}
         for record in self.finished():
             latest[record.task] = record
         return latest
 
     def append(self, record: EpisodeRecord) -> None:
+        """Append one record as a line, fsynced (a failed write leaves no half line).
+
+        :raises RunDirError: when it cannot be written.
+        """
         line = record.model_dump_json() + "\n"
         path = self.path / EPISODES
         with self._lock:
@@ -201,6 +245,10 @@ class RunDir:
                 raise describe_os_error(exc, path, "write") from None
 
     def write_summary(self, summary: BaseModel) -> None:
+        """Replace ``summary.json`` atomically.
+
+        :raises RunDirError: when it cannot be written.
+        """
         try:
             write_atomic(self.path / SUMMARY, summary.model_dump_json(indent=2) + "\n")
         except OSError as exc:

@@ -8,10 +8,12 @@ spec (arity, types, sizes) before the environment sees them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from learnact.actions.errors import LearnactError
 
 MAX_ARG_CHARS = 200
 INVALID_ACTION = "The action is not valid and therefore takes no effect."
@@ -54,12 +56,30 @@ class StepOutcome(BaseModel):
     progress: float
 
 
-class ArgumentError(ValueError):
-    """Arguments from the sandbox that do not fit a primitive's spec."""
+class ArgumentError(LearnactError):
+    """A primitive call from the sandbox that does not fit the primitive's spec (unknown name, arity,
+    type, size); the sandboxed program gets the message as a ``ValueError``."""
+
+
+class UnknownTask(LearnactError):
+    """``task`` is not a task of the environment ``env``; ``available`` holds its task ids."""
+
+    SHOWN = 5  # task ids quoted in the message
+
+    def __init__(self, task: str, env: str, available: Sequence[str] = (), remedy: str = "") -> None:
+        self.task = task
+        self.env = env
+        self.available = tuple(available)
+        some = ", ".join(self.available[: self.SHOWN]) + (", ..." if len(self.available) > self.SHOWN else "")
+        tasks = f"{len(self.available)} tasks: {some}" if self.available else "no tasks"
+        super().__init__(f"unknown task '{task}' in {env} ({tasks})", remedy)
 
 
 def validate_arguments(spec: PrimitiveSpec, args: list[Any]) -> list[Any]:
-    """Check arity, types and sizes of ``args`` for ``spec``; return them or raise ArgumentError."""
+    """Check arity, types and sizes of ``args`` for ``spec``; return them.
+
+    :raises ArgumentError: when they do not fit the spec.
+    """
     if len(args) != len(spec.params):
         raise ArgumentError(f"{spec.signature()} takes {len(spec.params)} argument(s) but {len(args)} were given")
     for param, value in zip(spec.params, args):
@@ -93,7 +113,10 @@ class Environment(ABC):
 
     @abstractmethod
     def reset(self, task_id: str) -> ResetInfo:
-        """Start the task; raises KeyError with a clear message for an unknown id."""
+        """Start the task.
+
+        :raises UnknownTask: for an id that is not one of :meth:`tasks`.
+        """
 
     @abstractmethod
     def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:
@@ -112,7 +135,10 @@ class Environment(ABC):
         """Perform a validated primitive call."""
 
     def call(self, name: str, args: list[Any]) -> StepOutcome:
-        """Validate a primitive call coming from (possibly untrusted) code, then perform it."""
+        """Validate a primitive call coming from (possibly untrusted) code, then perform it.
+
+        :raises ArgumentError: for an unknown primitive or arguments that do not fit its spec.
+        """
         spec = {p.name: p for p in self.primitives()}.get(name)
         if spec is None:
             raise ArgumentError(f"unknown primitive '{name}'")

@@ -12,13 +12,17 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from learnact.envs.base import Environment, PrimitiveSpec
+from learnact.actions.errors import LearnactError
+from learnact.envs.base import Environment, PrimitiveSpec, UnknownTask
 
 
 class EnvSpec(BaseModel):
-    """Everything needed to build an environment: serialisable, so an episode can run anywhere."""
+    """Everything needed to build an environment: serialisable, so an episode can run anywhere.
 
-    model_config = ConfigDict(frozen=True)
+    :raises pydantic.ValidationError: for an unknown field or a value of the wrong type.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
     pddl_domain: str | None = None
@@ -27,8 +31,29 @@ class EnvSpec(BaseModel):
     split: str = "valid_unseen"
 
 
-class UnknownEnvironment(ValueError):
-    pass
+class EnvSpecError(LearnactError):
+    """Settings of an EnvSpec that cannot build the environment ``env``; the remedy names the settings."""
+
+    def __init__(self, env: str, problem: str, remedy: str = "") -> None:
+        self.env = env
+        super().__init__(problem, remedy)
+
+
+class UnknownEnvironment(EnvSpecError):
+    """``env`` names no environment; ``known`` lists those that exist."""
+
+    def __init__(self, env: str, known: Sequence[str]) -> None:
+        self.known = tuple(known)
+        super().__init__(env, f"unknown environment '{env}'; known: {', '.join(self.known)}")
+
+
+class TaskSelectionError(LearnactError):
+    """``selection`` chooses no task of ``env``, or a range outside its tasks."""
+
+    def __init__(self, selection: str, env: str, problem: str) -> None:
+        self.selection = selection
+        self.env = env
+        super().__init__(problem, "give indices and ranges like 0-4,7 or task ids")
 
 
 def env_names() -> list[str]:
@@ -39,30 +64,39 @@ def env_names() -> list[str]:
 
 
 def _unknown(name: str) -> UnknownEnvironment:
-    return UnknownEnvironment(f"unknown environment '{name}'; known: {', '.join(env_names())}")
+    return UnknownEnvironment(name, env_names())
 
 
 def alfworld_data_dir(given: str | None) -> Path:
-    """The ALFWorld data folder: the given one, else $ALFWORLD_DATA."""
+    """The ALFWorld data folder: the given one, else $ALFWORLD_DATA.
+
+    :raises EnvSpecError: when neither names one.
+    """
     value = given or os.environ.get("ALFWORLD_DATA")
     if not value:
-        raise ValueError(
-            "no ALFWorld data folder: pass --alfworld-data DIR or set $ALFWORLD_DATA "
-            "(the folder that holds json_2.1.1/)"
+        raise EnvSpecError(
+            "alfworld",
+            "no ALFWorld data folder",
+            "give {alfworld_data} or set $ALFWORLD_DATA (the folder that holds json_2.1.1/)",
         )
     return Path(value)
 
 
 def expand_problem_paths(paths: Sequence[str | Path], domain: str | Path | None = None) -> tuple[str, ...]:
     """Problem files from files and folders: a folder stands for its ``*.pddl`` files, sorted by name.
-    The domain file is left out (``--pddl-problems probs/*.pddl`` may match it); duplicates once."""
+    The domain file is left out (``--pddl-problems probs/*.pddl`` may match it); duplicates once.
+
+    :raises EnvSpecError: for a folder without ``.pddl`` files.
+    """
     skip = Path(domain).resolve() if domain else None
     files: list[str] = []
     for given in map(Path, paths):
         if given.is_dir():
             found = sorted(p for p in given.glob("*.pddl") if p.is_file())
             if not found:
-                raise ValueError(f"{given} is a folder without .pddl files; give problem files or their folder")
+                raise EnvSpecError(
+                    "pddl", f"{given} is a folder without .pddl files", "give problem files or their folder"
+                )
             files += [str(p) for p in found if p.resolve() != skip]
         elif skip is None or not given.exists() or given.resolve() != skip:
             files.append(str(given))
@@ -70,7 +104,14 @@ def expand_problem_paths(paths: Sequence[str | Path], domain: str | Path | None 
 
 
 def make_env(spec: EnvSpec | str) -> Environment:
-    """Build the environment named by ``spec``; UnknownEnvironment / ValueError say what is wrong."""
+    """Build the environment named by ``spec`` (a name alone: its default settings).
+
+    :raises UnknownEnvironment: for a name that is not an environment.
+    :raises EnvSpecError: for settings that do not fit it (files for a built-in set, none for ``pddl``,
+        no ALFWorld data folder).
+    :raises PddlError: for PDDL files that cannot be read or used (``learnact.envs.pddl``).
+    :raises AlfworldDataError: for missing or malformed ALFWorld data (``learnact.envs.alfworld``).
+    """
     if isinstance(spec, str):
         spec = EnvSpec(name=spec)
     family, _, variant = spec.name.partition("/")
@@ -81,12 +122,18 @@ def make_env(spec: EnvSpec | str) -> Environment:
             if variant not in DOMAINS:
                 raise _unknown(spec.name)
             if spec.pddl_domain or spec.pddl_problems:
-                raise ValueError(f"'{spec.name}' uses built-in problems; use --env pddl for external files")
+                raise EnvSpecError(
+                    spec.name,
+                    f"'{spec.name}' has built-in problems",
+                    "{pddl_domain} and {pddl_problems} are for the environment 'pddl' (external files)",
+                )
             return PddlEnv.builtin(variant)
         if not spec.pddl_domain or not spec.pddl_problems:
-            raise ValueError(
-                "--env pddl needs external files: --pddl-domain FILE --pddl-problems FILE...|DIR "
-                "(or use a built-in set such as pddl/blockworld)"
+            raise EnvSpecError(
+                spec.name,
+                "the environment 'pddl' needs external files",
+                "give {pddl_domain} and {pddl_problems} (files or folders), "
+                "or use a built-in set such as pddl/blockworld",
             )
         problems = expand_problem_paths(spec.pddl_problems, spec.pddl_domain)
         return PddlEnv.from_files(Path(spec.pddl_domain), [Path(p) for p in problems])
@@ -104,7 +151,10 @@ def make_env(spec: EnvSpec | str) -> Environment:
 
 
 def primitive_specs(name: str) -> list[PrimitiveSpec]:
-    """The primitives of an environment by name, without needing its data files."""
+    """The primitives of an environment by name, without needing its data files.
+
+    :raises UnknownEnvironment: for a name that is not an environment with built-in primitives.
+    """
     family, _, variant = name.partition("/")
     if family == "alfworld":
         from learnact.envs.alfworld import PRIMITIVES, TASK_TYPES
@@ -118,7 +168,12 @@ def primitive_specs(name: str) -> list[PrimitiveSpec]:
 
 
 def select_tasks(env: Environment, selection: str | None) -> list[str]:
-    """Task ids chosen by ``selection``: indices and ranges (``0-4,7``) or task ids, comma-separated."""
+    """Task ids chosen by ``selection``: indices and ranges (``0-4,7``) or task ids, comma-separated;
+    None or empty: every task.
+
+    :raises UnknownTask: for a part that is neither an index, a range nor a task id.
+    :raises TaskSelectionError: for a range outside the tasks, or a selection that chooses none.
+    """
     ids = [t.id for t in env.tasks()]
     if not selection:
         chosen = ids
@@ -134,16 +189,15 @@ def select_tasks(env: Environment, selection: str | None) -> list[str]:
             if lo.isdigit() and (not dash or hi.isdigit()):
                 first, last = int(lo), int(hi) if dash else int(lo)
                 if first > last or last >= len(ids):
-                    raise ValueError(
-                        f"task range '{part}' is outside 0-{len(ids) - 1} ({len(ids)} tasks in {env.name})"
+                    raise TaskSelectionError(
+                        part,
+                        env.name,
+                        f"task range '{part}' is outside 0-{len(ids) - 1} ({len(ids)} tasks in {env.name})",
                     )
                 chosen.extend(ids[first : last + 1])
                 continue
-            raise ValueError(
-                f"unknown task '{part}' in {env.name}: give indices/ranges like 0-4,7 or task ids "
-                f"(e.g. {ids[0] if ids else 'none'}); `learnact envs list` shows the counts"
-            )
+            raise UnknownTask(part, env.name, ids, "give indices and ranges like 0-4,7 or task ids")
     chosen = list(dict.fromkeys(chosen))
     if not chosen:
-        raise ValueError(f"the selection '{selection}' chooses no task of {env.name}")
+        raise TaskSelectionError(str(selection), env.name, f"the selection '{selection}' chooses no task of {env.name}")
     return chosen

@@ -45,7 +45,10 @@ _CHANGES = [
 def build_base_image(
     client: docker.DockerClient, *, log: Log, force: bool = False, mirror: str = DEFAULT_MIRROR
 ) -> ImageInfo:
-    """Build `learnact-base:bookworm` unless it exists (or `force`)."""
+    """Build `learnact-base:bookworm` unless it exists (or `force`).
+
+    :raises ImageBuildError: without debootstrap or root, or when debootstrap, tar or the import fails.
+    """
     existing = find_image(client, BASE_IMAGE)
     if existing is not None and not force:
         log(f"{BASE_IMAGE} exists ({existing.short_id}); kept (use --force to rebuild)")
@@ -67,8 +70,9 @@ def build_base_image(
 def _check_can_debootstrap() -> None:
     if shutil.which("debootstrap") is None:
         raise ImageBuildError(
-            "debootstrap is not installed: run `apt-get install -y debootstrap` "
-            "(or use --base registry where a container registry is reachable)"
+            "debootstrap is not installed",
+            "run `apt-get install -y debootstrap` (or build on a registry's base, {base} registry, "
+            "where a container registry is reachable)",
         )
     if os.geteuid() != 0:
         raise ImageBuildError(

@@ -21,7 +21,9 @@ def build_images(
 ) -> list[ImageInfo]:
     """Build what is missing or outdated; returns the base (debootstrap only) and the sandbox image.
 
-    `force` rebuilds both without the cache. Raises ImageBuildError with a one-line message.
+    `force` rebuilds both without the cache.
+
+    :raises ImageBuildError: when no Docker engine answers or a build fails (a one-line message).
     """
     client = client or connect()
     built: list[ImageInfo] = []

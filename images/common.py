@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 
@@ -9,7 +10,10 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound
 from pydantic import BaseModel, Field
 
+from learnact.actions.errors import LearnactError
+
 Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 # Labels put on the images we build; the sandbox image's hash label decides whether a rebuild is due.
 INPUTS_LABEL = "org.learnact.inputs-sha256"
@@ -19,7 +23,7 @@ SOURCES_LABEL = "org.learnact.sources-sha256"
 BASE_LABEL = "org.learnact.base"
 
 
-class ImageBuildError(Exception):
+class ImageBuildError(LearnactError):
     """A build could not run or failed; the message is one line that says what to do."""
 
 
@@ -36,7 +40,10 @@ class ImageInfo(BaseModel):
 
 
 def connect() -> docker.DockerClient:
-    """A client of a Docker engine that answers, or an error saying how to start one."""
+    """A client of a Docker engine that answers.
+
+    :raises ImageBuildError: when none answers (the message says how to start one).
+    """
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         client = docker.from_env()
@@ -60,8 +67,8 @@ def remove_replaced(client: docker.DockerClient, image_id: str) -> None:
     """Removes an image a rebuild left untagged, unless a container or a child image still uses it."""
     try:
         client.images.remove(image_id)
-    except APIError:
-        pass  # in use: Docker keeps it, and so do we
+    except APIError as exc:  # in use: Docker keeps it, and so do we
+        log.debug("kept the replaced image %.19s: %s", image_id, exc)
 
 
 def image_info(

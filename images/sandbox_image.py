@@ -43,7 +43,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def build_sandbox_image(client: docker.DockerClient, *, base: str, log: Log, force: bool = False) -> ImageInfo:
-    """Build `learnact-sandbox:latest` on `base` unless an image with the same inputs exists."""
+    """Build `learnact-sandbox:latest` on `base` unless an image with the same inputs exists.
+
+    :raises ImageBuildError: without a source checkout, a missing base, or a failed build.
+    """
     with tempfile.TemporaryDirectory(prefix="learnact-context-") as directory:
         context = Path(directory)
         _prepare_context(context)
@@ -94,7 +97,10 @@ def _prepare_context(context: Path) -> None:
 
 def sources_sha256() -> str:
     """The hash of the installed files the sandbox image is built from (no Docker needed): an image
-    labelled with another hash holds another runner, policy or RestrictedPython."""
+    labelled with another hash holds another runner, policy or RestrictedPython.
+
+    :raises ImageBuildError: without a source checkout (the files are missing).
+    """
     digest = hashlib.sha256(f"RestrictedPython={version('RestrictedPython')}\n".encode())
     for name, path in sorted(_context_files().items()):
         digest.update(name.encode() + b"\0")
@@ -120,7 +126,7 @@ def _base_id(client: docker.DockerClient, base: str, log: Log) -> str:
     try:
         return client.images.pull(base).id
     except APIError as exc:
-        raise ImageBuildError(_explain(f"pull failed: {exc.explanation}", base)) from exc
+        raise _explain(f"pull failed: {exc.explanation}", base) from exc
 
 
 def _inputs_sha256(context: Path, base: str, base_id: str) -> str:
@@ -150,18 +156,18 @@ def _build(client: docker.DockerClient, context: Path, base: str, inputs: str, l
         )
         for chunk in stream:
             if "error" in chunk:
-                raise ImageBuildError(_explain(str(chunk["error"]).strip(), base))
+                raise _explain(str(chunk["error"]).strip(), base)
             for line in _ANSI.sub("", str(chunk.get("stream", ""))).splitlines():
                 if line.strip():
                     log(line.rstrip())
     except APIError as exc:
-        raise ImageBuildError(_explain(str(exc.explanation or exc), base)) from exc
+        raise _explain(str(exc.explanation or exc), base) from exc
 
 
-def _explain(error: str, base: str) -> str:
+def _explain(error: str, base: str) -> ImageBuildError:
     if base == REGISTRY_BASE and ("pull" in error or "not found" in error or "resolve" in error):
-        return (
-            f"building on {base} needs a reachable container registry ({error}); "
-            "use `learnact images build --base debootstrap` to build the base offline"
+        return ImageBuildError(
+            f"building on {base} needs a reachable container registry ({error})",
+            "build the base offline with {base} debootstrap",
         )
-    return f"the sandbox image build failed: {error}"
+    return ImageBuildError(f"the sandbox image build failed: {error}")

@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import Enum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 SANDBOX_IMAGE = "learnact-sandbox:latest"
 CONTAINER_LABEL = "learnact.sandbox"
 
 
+class Choice(str, Enum):
+    """A closed set of names: compares equal to, formats and serialises as its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class BackendName(Choice):
+    """Where a session's sandbox runs (the one list of backends: config, command line and factory)."""
+
+    docker = "docker"  # one container per session
+    process = "process"  # an rlimited child process: weaker, for machines without Docker
+
+
+class RuntimeName(Choice):
+    """The OCI runtime of a container (docker backend only)."""
+
+    runc = "runc"
+    runsc = "runsc"  # gVisor
+
+
 class SandboxConfig(BaseModel):
-    backend: Literal["docker", "process"] = Field(
-        "docker", description="docker: one container per session; process: rlimited child process"
+    """Every setting of a sandbox. Frozen, and a misspelt or unknown setting is refused (a silently
+    ignored ``memory=64`` would run with the default limit).
+
+    :raises pydantic.ValidationError: for an unknown setting or a value out of range (it names the field).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: BackendName = Field(
+        BackendName.docker, description="docker: one container per session; process: rlimited child process"
     )
-    runtime: Literal["runc", "runsc"] = Field(
-        "runc", description="OCI runtime of the container; runsc is gVisor (docker backend only)"
+    runtime: RuntimeName = Field(
+        RuntimeName.runc, description="OCI runtime of the container; runsc is gVisor (docker backend only)"
     )
     image: str = SANDBOX_IMAGE
     check: bool = Field(

@@ -8,6 +8,7 @@ errors. The logging driver is off so that the protocol is not copied to the daem
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import select
@@ -15,11 +16,14 @@ import socket
 import struct
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 
 import docker
-from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+import requests
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound, create_api_error_from_http_exception
 from docker.types import LogConfig, Ulimit
 
+from learnact.sandbox.backend import Backend, process_alive
 from learnact.sandbox.config import CONTAINER_LABEL, SandboxConfig
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 
@@ -29,6 +33,7 @@ DIAGNOSTICS_BYTES = 4096
 # Docker API calls that end a container (kill, wait, inspect) give up after this: a teardown must
 # not hang on the engine; the background remover (force) still removes the container.
 TEARDOWN_TIMEOUT_S = 5.0
+log = logging.getLogger(__name__)
 START_HINT = (
     "start one (as root: `dockerd --iptables=false --ip6tables=false --bridge=none &`, or run .ci/run) "
     "or pass --backend process"
@@ -82,9 +87,16 @@ def host_config_kwargs(config: SandboxConfig) -> dict:
     )
 
 
-class DockerBackend:
+class DockerBackend(Backend):
+    """Checks the engine, the image (present and built from the installed sources) and the runtime.
+
+    Each thread that starts containers gets its own client (the pool's filler beside the sessions'
+    cold starts: a client's connection pool is not shared); every container is ended through one
+    teardown client and removed by one background remover, whichever thread started it.
+    """
+
     def __init__(self, config: SandboxConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.api = connect()
         try:
             self.api.inspect_image(config.image)
@@ -98,19 +110,35 @@ class DockerBackend:
                 f"the Docker engine has no '{config.runtime}' runtime (it has: {', '.join(sorted(runtimes))}); "
                 "register gVisor in /etc/docker/daemon.json or use --runtime runc"
             )
+        check_image_current(self.api, config.image)
         self.owner = str(os.getpid())
-        remove_stale_containers(self.api)
-        self.remover = Remover(self.new_client())
+        self._local = threading.local()  # this thread's client
+        self._local.api = self.api
+        self._clients = [self.api]
+        self._clients_lock = threading.Lock()
+        self.remover = Remover(self._new_client())
         self.teardown_api = docker.APIClient(
             **docker.utils.kwargs_from_env(), version=self.api.api_version, timeout=TEARDOWN_TIMEOUT_S
         )
 
-    def new_client(self) -> docker.APIClient:
-        """A client for another thread (the pool's filler): requests sessions are not shared."""
+    def sweep(self) -> int:
+        """Remove the containers of processes killed before their cleanup."""
+        return remove_stale_containers(self.api)
+
+    def _new_client(self) -> docker.APIClient:
         return docker.APIClient(**docker.utils.kwargs_from_env(), version=self.api.api_version)
 
-    def start(self, api: docker.APIClient | None = None) -> DockerTransport:
-        api = api or self.api
+    def _client(self) -> docker.APIClient:
+        """The calling thread's client, made at its first start."""
+        api = getattr(self._local, "api", None)
+        if api is None:
+            api = self._local.api = self._new_client()
+            with self._clients_lock:
+                self._clients.append(api)
+        return api
+
+    def start(self) -> DockerTransport:
+        api = self._client()
         host_config = api.create_host_config(**host_config_kwargs(self.config), log_config=LogConfig(type="none"))
         container = api.create_container(
             self.config.image,
@@ -127,9 +155,9 @@ class DockerBackend:
         )["Id"]
         transport = None
         try:
-            stream = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            attachment = attach(api, container)
             # Teardown goes through the owner's client, whichever thread started the container.
-            transport = DockerTransport(self.teardown_api, container, stream, self.remover.remove)
+            transport = DockerTransport(self.teardown_api, container, attachment, self.remover.remove)
             api.start(container)
             transport.await_ready(self.config.max_message_bytes)
         except BaseException:
@@ -144,7 +172,60 @@ class DockerBackend:
         """Wait until every container handed to the remover is gone, then disconnect."""
         self.remover.close()
         self.teardown_api.close()
-        self.api.close()
+        with self._clients_lock:
+            for api in self._clients:
+                api.close()
+
+
+def attach(api: docker.APIClient, container: str) -> requests.Response:
+    """Attach to the (created, not yet started) container's stdin, stdout and stderr.
+
+    The HTTP connection is upgraded to the raw, multiplexed stream: the response's connection socket
+    carries it, and closing the response closes that socket (``APIClient.attach_socket`` returns a
+    file object whose socket can be shut down and closed only through private attributes).
+    """
+    response = api.post(
+        f"{api.base_url}/v{api.api_version}/containers/{container}/attach",
+        params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1},
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        stream=True,
+    )
+    try:
+        response.raise_for_status()
+    except requests.HTTPError as exc:
+        response.close()
+        raise create_api_error_from_http_exception(exc) from None
+    return response
+
+
+@lru_cache(maxsize=1)
+def _installed_sources() -> str | None:
+    """The sources hash of the installed runner, policy and RestrictedPython; None without a source
+    checkout (the image cannot be built from one either, so there is nothing to compare)."""
+    from learnact.images.common import ImageBuildError
+    from learnact.images.sandbox_image import sources_sha256
+
+    try:
+        return sources_sha256()
+    except (ImageBuildError, OSError):
+        return None
+
+
+def check_image_current(api: docker.APIClient, image: str) -> None:
+    """Refuse a sandbox image built from another runner, policy or RestrictedPython than the installed
+    ones (after an upgrade the old runner would run silently). Images that learnact did not build
+    (no inputs label) are the user's own choice and are not judged."""
+    from learnact.images.common import INPUTS_LABEL, SOURCES_LABEL
+
+    labels = (api.inspect_image(image).get("Config") or {}).get("Labels") or {}
+    if INPUTS_LABEL not in labels:
+        return
+    expected = _installed_sources()
+    if expected is not None and labels.get(SOURCES_LABEL) != expected:
+        raise SandboxUnavailable(
+            f"the sandbox image {image} is out of date (built from another runner, policy or "
+            "RestrictedPython than the installed ones): rebuild it with `learnact images build`"
+        )
 
 
 class Remover:
@@ -174,8 +255,11 @@ class Remover:
         while (container := self._queue.get()) is not None:
             try:
                 _remove(self._api, container)
-            except DockerException:
-                pass  # left labelled: removed at the next Sandbox start
+            except (DockerException, requests.RequestException) as exc:  # an engine that errs or is slow
+                # Left labelled: removed at the next Sandbox start.
+                log.warning("could not remove sandbox container %.12s (the next start removes it): %s", container, exc)
+            else:
+                log.debug("removed sandbox container %.12s", container)
 
 
 def remove_stale_containers(api: docker.APIClient) -> int:
@@ -183,21 +267,11 @@ def remove_stale_containers(api: docker.APIClient) -> int:
     removed = 0
     for container in api.containers(all=True, filters={"label": CONTAINER_LABEL}):
         owner = container.get("Labels", {}).get(CONTAINER_LABEL, "")
-        if owner.isdigit() and _process_alive(int(owner)):
+        if owner.isdigit() and process_alive(int(owner)):
             continue
         _remove(api, container["Id"])
         removed += 1
     return removed
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(api: docker.APIClient, container: str) -> None:
@@ -214,12 +288,14 @@ class DockerTransport(Transport):
     what = "sandbox container"
     ready_timeout_s = 60.0
 
-    def __init__(self, api: docker.APIClient, container: str, stream, remove: Callable[[str], None]) -> None:
+    def __init__(
+        self, api: docker.APIClient, container: str, attachment: requests.Response, remove: Callable[[str], None]
+    ) -> None:
         super().__init__()
         self.api, self.container = api, container
         self._remove_container = remove
-        self._stream = stream  # keeps the attach response's socket open
-        self.sock: socket.socket = stream._sock
+        self._attachment = attachment  # the attach response: closing it closes the socket
+        self.sock: socket.socket = attachment.raw.connection.sock
         self._poll = select.poll()  # registered once: cheaper per message than select.select
         self._poll.register(self.sock, select.POLLIN)
         self._frames = bytearray()
@@ -268,6 +344,8 @@ class DockerTransport(Transport):
         try:
             self.api.wait(self.container, timeout=TEARDOWN_TIMEOUT_S if kill else 10)
             state = self.api.inspect_container(self.container)["State"]
+            # A signal's death is exit code 128 + n here, indistinguishable from exit(128 + n); no CPU limit
+            # kills a container (its CPU quota slows it down), the wall clock ends it.
             info = ExitInfo(
                 state.get("ExitCode"), bool(state.get("OOMKilled")), self._stderr.decode("utf-8", "replace")
             )
@@ -290,7 +368,6 @@ class DockerTransport(Transport):
         except OSError:
             pass  # closed already, or the other end went away
         try:
-            self.sock.close()
-            self._stream.close()
+            self._attachment.close()
         except OSError:
             pass

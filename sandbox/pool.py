@@ -6,6 +6,7 @@ Acquiring is a queue pop when the pool is warm; when it is empty the caller star
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -13,13 +14,12 @@ from collections.abc import Callable
 from learnact.sandbox.transport import Transport
 
 RETRY_AFTER_FAILURE_S = 1.0
+log = logging.getLogger(__name__)
 
 
 class Pool:
-    def __init__(
-        self, start: Callable[[], Transport], size: int, start_in_filler: Callable[[], Transport] | None = None
-    ):
-        """``start`` runs in the caller's thread (cold starts), ``start_in_filler`` in the filler's."""
+    def __init__(self, start: Callable[[], Transport], size: int) -> None:
+        """``start`` (a backend's) runs in the filler's thread and in the caller's (cold starts)."""
         self._start = start
         self._size = size
         self._ready: deque[Transport] = deque()
@@ -29,9 +29,7 @@ class Pool:
         self.last_error: BaseException | None = None  # why the filler could not start one, if it failed
         self._thread: threading.Thread | None = None
         if size > 0:
-            self._thread = threading.Thread(
-                target=self._fill, args=(start_in_filler or start,), name="learnact-sandbox-pool", daemon=True
-            )
+            self._thread = threading.Thread(target=self._fill, name="learnact-sandbox-pool", daemon=True)
             self._thread.start()
 
     def acquire(self) -> Transport:
@@ -47,7 +45,8 @@ class Pool:
         with self._lock:
             return len(self._ready)
 
-    def _fill(self, start: Callable[[], Transport]) -> None:
+    def _fill(self) -> None:
+        failing = False
         while not self._closed:
             with self._lock:
                 missing = self._size - len(self._ready)
@@ -56,11 +55,18 @@ class Pool:
                 self._wake.clear()
                 continue
             try:
-                transport = start()
+                transport = self._start()
             except Exception as exc:  # noqa: BLE001 - a cold start in acquire() will raise it properly
+                if not failing:  # once per streak of failures, not every second
+                    log.info("the warm pool cannot start a sandbox (retrying in %g s): %s", RETRY_AFTER_FAILURE_S, exc)
+                failing = True
                 self.last_error = exc
                 self._wake.wait(RETRY_AFTER_FAILURE_S)
                 continue
+            if failing:
+                log.info("the warm pool starts sandboxes again")
+                failing = False
+            log.debug("the warm pool started a sandbox ahead of time")
             with self._lock:
                 if not self._closed:
                     self._ready.append(transport)

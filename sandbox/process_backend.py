@@ -29,6 +29,7 @@ What it does NOT isolate -- use the docker backend for untrusted code:
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import signal
@@ -43,6 +44,7 @@ from pathlib import Path
 import RestrictedPython
 
 from learnact.actions import policy
+from learnact.sandbox.backend import Backend, process_alive
 from learnact.sandbox.config import SandboxConfig
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 
@@ -51,19 +53,23 @@ DIAGNOSTICS_BYTES = 4096
 MiB = 1 << 20
 NOBODY = 65534  # uid of nobody and gid of nogroup: the runner's identity when the host is root
 DOCKER_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+# One directory per backend in the temporary directory, named after the owning process: what a killed
+# process left there is removed by the next backend's sweep.
+BASE_PREFIX = "learnact-process-"
+BASE_NAME = re.compile(rf"{BASE_PREFIX}(\d+)-[a-z0-9_]+")
 
 
-class ProcessBackend:
+class ProcessBackend(Backend):
     def __init__(self, config: SandboxConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.drop_root = os.geteuid() == 0
         self.uid = NOBODY if self.drop_root else os.getuid()
         _refuse_docker_socket(self.drop_root)
         self.python = _interpreter() if self.drop_root else sys.executable
         # The runner, RestrictedPython and the checker's policy, copied into a directory of their
         # own (readable by the runner's user; the child's sys.path does not open onto the host's
-        # site-packages); the runner enforces that policy.
-        self.base_dir = tempfile.mkdtemp(prefix="learnact-lib-")
+        # site-packages); the runner enforces that policy. The sandboxes' working directories go there too.
+        self.base_dir = tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-")
         self.lib_dir = str(Path(self.base_dir, "lib"))
         self.runner = str(Path(self.base_dir, "runner.py"))
         try:
@@ -75,11 +81,15 @@ class ProcessBackend:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             raise
 
+    def session_cpu_s(self) -> int:
+        """RLIMIT_CPU of a sandbox: a backstop for its whole life (per execution: alarm and wall clock)."""
+        return max(10 * self.config.cpu_s, 60)
+
     def command(self) -> list[str]:
         config = self.config
         limits = {
             "as": config.memory_mb * MiB,
-            "cpu": max(10 * config.cpu_s, 60),  # the whole session; per execution: alarm + wall clock
+            "cpu": self.session_cpu_s(),
             "fsize": config.tmpfs_mb * MiB,
             "nofile": 64,
             "nproc": _processes_of_user(self.uid) + config.pids,
@@ -90,8 +100,12 @@ class ProcessBackend:
             command += ["--rlimit", f"{name}={value}"]
         return command
 
+    def sweep(self) -> int:
+        """Remove the directories of backends whose process no longer runs (killed before its cleanup)."""
+        return sweep_stale_directories(tempfile.gettempdir())
+
     def start(self) -> ProcessTransport:
-        workdir = tempfile.mkdtemp(prefix="learnact-sandbox-")
+        workdir = tempfile.mkdtemp(prefix="sandbox-", dir=self.base_dir)
         diagnostics = tempfile.TemporaryFile()
         identity: dict = {}
         if self.drop_root:
@@ -115,7 +129,7 @@ class ProcessBackend:
             shutil.rmtree(workdir, ignore_errors=True)
             diagnostics.close()
             raise SandboxUnavailable(f"cannot start the sandbox process: {exc}") from None
-        transport = ProcessTransport(process, workdir, diagnostics)
+        transport = ProcessTransport(process, workdir, diagnostics, self.session_cpu_s())
         try:
             transport.await_ready(self.config.max_message_bytes)
         except BaseException:
@@ -125,6 +139,25 @@ class ProcessBackend:
 
     def close(self) -> None:
         shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def sweep_stale_directories(parent: str) -> int:
+    """Remove this user's backend directories under ``parent`` whose owning process is gone."""
+    removed = 0
+    for entry in os.scandir(parent):
+        match = BASE_NAME.fullmatch(entry.name)
+        try:
+            if not match or not entry.is_dir(follow_symlinks=False) or entry.stat().st_uid != os.geteuid():
+                continue
+            if not os.path.isdir(os.path.join(entry.path, "lib")):  # not one of ours after all
+                continue
+        except OSError:
+            continue
+        if process_alive(int(match.group(1))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed += 1
+    return removed
 
 
 def _docker_sockets() -> list[str]:
@@ -212,9 +245,10 @@ class ProcessTransport(Transport):
     what = "sandbox process"
     ready_timeout_s = 30.0
 
-    def __init__(self, process: subprocess.Popen, workdir: str, diagnostics) -> None:
+    def __init__(self, process: subprocess.Popen, workdir: str, diagnostics, cpu_limit_s: float) -> None:
         super().__init__()
         self.process, self.workdir, self.diagnostics = process, workdir, diagnostics
+        self.cpu_limit_s = cpu_limit_s
         assert process.stdin is not None and process.stdout is not None
         self.stdin_fd, self.stdout_fd = process.stdin.fileno(), process.stdout.fileno()
         self._closed = False
@@ -234,12 +268,29 @@ class ProcessTransport(Transport):
         if not kill:
             self._await_exit(2.0)
         self._kill_group()  # also ends what the program left running in its process group
-        code = self.process.wait()
+        code, cpu_s = self._reap()
         self.diagnostics.seek(0, os.SEEK_END)
         self.diagnostics.seek(max(0, self.diagnostics.tell() - DIAGNOSTICS_BYTES))
-        info = ExitInfo(code, False, self.diagnostics.read().decode("utf-8", "replace"))
+        diagnostics = self.diagnostics.read().decode("utf-8", "replace")
+        if code >= 0:
+            info = ExitInfo(code, diagnostics=diagnostics)
+        else:  # memory is RLIMIT_AS (a MemoryError inside): only the CPU limit kills it with a signal
+            # RLIMIT_CPU sends SIGXCPU at its soft limit, SIGKILL at its hard one (the runner sets both).
+            cpu_limited = -code == signal.SIGXCPU or (-code == signal.SIGKILL and cpu_s >= 0.99 * self.cpu_limit_s)
+            info = ExitInfo(None, diagnostics=diagnostics, signal=-code, cpu_limited=cpu_limited)
         self.close()
         return info
+
+    def _reap(self) -> tuple[int, float]:
+        """The runner's exit status (negative: the signal that killed it) and the CPU seconds it used."""
+        if self.process.returncode is not None:
+            return self.process.returncode, 0.0
+        try:
+            _, status, usage = os.wait4(self.process.pid, 0)
+        except ChildProcessError:  # reaped elsewhere
+            return self.process.wait(), 0.0
+        self.process.returncode = os.waitstatus_to_exitcode(status)  # Popen.wait() returns it from now on
+        return self.process.returncode, usage.ru_utime + usage.ru_stime
 
     def _await_exit(self, timeout: float) -> None:
         """Wait until the runner has exited, without reaping it (its pid keeps naming the group)."""

@@ -9,7 +9,8 @@ Every message from the sandbox is parsed here with a size cap and a strict schem
 unknown ops and wrong types are errors). Its strings become valid, encodable text here: a lone
 surrogate (which JSON escapes can carry) is replaced by its escape, so that no later write fails.
 The runner (stdlib only) writes the same shapes by hand; ``tests/test_protocol.py`` keeps the two in
-step. Only JSON crosses the boundary, never pickle.
+step, and ``tests/test_runner_vocabulary.py`` parses the real runner's messages (every status it can
+claim) with these models. Only JSON crosses the boundary, never pickle.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from learnact.actions.errors import LearnactError
 from learnact.actions.text import encodable, encodable_data
-from learnact.sandbox.result import ErrorInfo
+from learnact.sandbox.result import SANDBOX_STATUSES, ErrorInfo, ExecutionStatus
 
 IDENTIFIER = r"^[A-Za-z][A-Za-z0-9_]*$"
-# Statuses the sandbox may claim. call_limit is decided by the host alone, crashed and a
-# wall-clock timeout by the host when it kills the sandbox, rejected by the host's static check.
-SandboxStatus = Literal["ok", "error", "timeout", "memory", "output_limit"]
 
 
-class ProtocolError(Exception):
+class ProtocolError(LearnactError):
     """The sandbox sent something the protocol does not allow; the session must end."""
 
 
@@ -115,7 +114,7 @@ class Done(_Message):
     op: Literal["done"]
     id: int
     nonce: str
-    status: SandboxStatus
+    status: ExecutionStatus = Field(strict=False)  # one of SANDBOX_STATUSES (JSON gives a str)
     error: ErrorInfo | None = None
     stdout: str = ""
     # Threads of the program still alive after it finished (unchecked code only): the host
@@ -127,9 +126,16 @@ class Done(_Message):
     def _encodable_stdout(cls, stdout: str) -> str:
         return encodable(stdout)  # the error is made encodable (and bounded) by ErrorInfo itself
 
+    @field_validator("status")
+    @classmethod
+    def _sandbox_status(cls, status: ExecutionStatus) -> ExecutionStatus:
+        if status not in SANDBOX_STATUSES:
+            raise ValueError(f"status {status.value!r} is decided by the host, not claimed by the sandbox")
+        return status
+
     @model_validator(mode="after")
     def _error_iff_failed(self) -> Done:
-        if (self.status == "ok") != (self.error is None):
+        if (self.status is ExecutionStatus.ok) != (self.error is None):
             raise ValueError("a done message has an error exactly when its status is not ok")
         return self
 

@@ -28,6 +28,21 @@ class ExecutionStatus(str, Enum):
     crashed = "crashed"  # the sandbox died or broke the protocol
 
 
+# The statuses the in-sandbox runner may claim in its ``done`` message: the protocol accepts no other,
+# and tests/test_runner_vocabulary.py holds runner.py's own strings (it cannot import this) to them.
+# The rest are the host's verdicts: rejected by the static check, call_limit counted by the host,
+# crashed (and a wall-clock timeout) when the host ends the sandbox.
+SANDBOX_STATUSES = frozenset(
+    {
+        ExecutionStatus.ok,
+        ExecutionStatus.error,
+        ExecutionStatus.timeout,
+        ExecutionStatus.memory,
+        ExecutionStatus.output_limit,
+    }
+)
+
+
 class ErrorInfo(BaseModel):
     type: str
     message: str

@@ -27,19 +27,10 @@ from learnact.sandbox import protocol
 from learnact.sandbox.config import SandboxConfig
 from learnact.sandbox.protocol import Call, CallError, Done, Exec, Load, ProtocolError, Setup
 from learnact.sandbox.result import ErrorInfo, ExecutionResult, ExecutionStatus
-from learnact.sandbox.transport import Transport
+from learnact.sandbox.transport import ExitInfo, Transport
 
 Handler = Callable[[str, list], str]
-SIGXCPU = 24
 MAX_KEPT_DEPTH = 32  # nesting of an argument kept in a result (deeper JSON breaks serializers)
-
-
-class _Killed(Exception):
-    """The execution ended with the sandbox killed; carries the result to report."""
-
-    def __init__(self, status: ExecutionStatus, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error = status, ErrorInfo(type=error_type, message=message)
 
 
 class Session:
@@ -102,16 +93,21 @@ class Session:
         return list(check(code, kind, self.primitives, self._known, defined=self._defined))
 
     def _request(self, code: str, load: bool, findings: list[Finding], started: float) -> ExecutionResult:
-        calls = _CallLog(self.config)
+        """One request, from a ready sandbox to its result; a sandbox that stopped it is ended here."""
+        execution: _Execution | None = None
         try:
             transport = self._ready_transport()
-            done = self._run(transport, code, load, calls)
-        except _Killed as killed:
-            self._retire()
+            execution = self._execution(code, load)
+            done = self._run(transport, execution)
+        except _Stop as stop:
+            status, error = self._end(stop)
+            calls = execution.calls.kept if execution is not None else []
             return ExecutionResult(
-                status=killed.status, findings=findings, error=killed.error, calls=calls.kept,
-                duration_s=_since(started),
-            )  # fmt: skip
+                status=status, findings=findings, error=error, calls=calls, duration_s=_since(started)
+            )
+        except BaseException:
+            self._retire()  # a host-side failure or an interrupt: the sandbox is in an unknown state
+            raise
         if done.threads_left:
             self._retire()  # its threads must not act during a later execution
         status, error, stdout = ExecutionStatus(done.status), done.error, done.stdout
@@ -122,8 +118,9 @@ class Session:
                 status = ExecutionStatus.output_limit
                 error = ErrorInfo(type="OutputLimit", message=f"output exceeded {self.config.max_output_bytes} bytes")
         return ExecutionResult(
-            status=status, findings=findings, error=error, calls=calls.kept, stdout=stdout, duration_s=_since(started)
-        )
+            status=status, findings=findings, error=error, calls=execution.calls.kept, stdout=stdout,
+            duration_s=_since(started),
+        )  # fmt: skip
 
     def _ready_transport(self) -> Transport:
         """The session's sandbox; a fresh one (actions reloaded) after a kill or stray output."""
@@ -131,62 +128,44 @@ class Session:
             self._retire()  # it spoke out of turn (or died) after its last execution
         if self._transport is not None:
             return self._transport
-        self._transport = self._acquire()
-        self._transport.send(protocol.encode(Setup(primitives=[p.name for p in self.primitives])))
+        self._transport = transport = self._acquire()
+        self._send(transport, protocol.encode(Setup(primitives=[p.name for p in self.primitives])))
         for module in self._actions:
-            done = self._run(self._transport, module, True, _CallLog(self.config))
+            done = self._run(transport, self._execution(module, load=True))
             if done.status != "ok":
-                raise _Killed(
-                    ExecutionStatus.crashed,
-                    "SandboxError",
-                    f"reloading the action modules into a fresh sandbox failed: {done.error}",
-                )
-        return self._transport
+                raise _Violation(f"reloading the action modules into a fresh sandbox failed: {done.error}")
+        return transport
 
-    def _run(self, transport: Transport, code: str, load: bool, calls: _CallLog) -> Done:
-        config = self.config
+    def _execution(self, code: str, load: bool) -> _Execution:
         self._next_id += 1
-        request_id, nonce = self._next_id, secrets.token_hex(8)
-        restricted = config.check
-        if load:
-            request: Load | Exec = Load(id=request_id, code=code, restricted=restricted, nonce=nonce)
-        else:
-            request = Exec(
-                id=request_id,
-                code=code,
-                restricted=restricted,
-                max_output_bytes=config.max_output_bytes,
-                cpu_s=config.cpu_s,
-                nonce=nonce,
-            )
-        self._send(transport, protocol.encode(request))
-        deadline = time.monotonic() + config.timeout_s
+        return _Execution(self._next_id, code, load, self.config)
+
+    def _run(self, transport: Transport, execution: _Execution) -> Done:
+        """Send the request, then perform its primitive calls until the sandbox says it is done.
+
+        Raises _Stop when the execution cannot go on; the sandbox is then still there, to be ended.
+        """
+        self._send(transport, protocol.encode(execution.request))
+        deadline = time.monotonic() + self.config.timeout_s
         while True:
             message = self._receive(transport, deadline)
-            if isinstance(message, Call):
-                if message.id != request_id:
-                    raise self._crash(transport, f"call with id {message.id} while request {request_id} is in progress")
-                if len(calls) >= config.max_calls:
-                    transport.finish(kill=True)
-                    raise _Killed(
-                        ExecutionStatus.call_limit,
-                        "CallLimit",
-                        f"more than {config.max_calls} primitive calls in one execution",
-                    )
-                handler_started = time.monotonic()
-                reply = self._perform(message, calls)
-                deadline += time.monotonic() - handler_started  # host time is not the program's
-                self._send(transport, reply)
-            elif isinstance(message, Done):
-                if message.id != request_id or message.nonce != nonce:
-                    raise self._crash(
-                        transport,
-                        f"'done' for request {message.id} with a wrong nonce or id (request {request_id} "
-                        "is in progress): a forged or stale message",
+            if isinstance(message, Done):
+                if message.id != execution.id or message.nonce != execution.nonce:
+                    raise _Violation(
+                        f"'done' for request {message.id} with a wrong nonce or id (request {execution.id} "
+                        "is in progress): a forged or stale message"
                     )
                 return message
-            else:
-                raise self._crash(transport, "unexpected 'ready' during an execution")
+            if not isinstance(message, Call):
+                raise _Violation("unexpected 'ready' during an execution")
+            if message.id != execution.id:
+                raise _Violation(f"call with id {message.id} while request {execution.id} is in progress")
+            if len(execution.calls) >= self.config.max_calls:
+                raise _CallLimit()
+            handler_started = time.monotonic()
+            reply = self._perform(message, execution.calls)
+            deadline += time.monotonic() - handler_started  # host time is not the program's
+            self._send(transport, reply)
 
     def _perform(self, message: Call, calls: _CallLog) -> bytes:
         """Perform one call through the handler; the encoded reply."""
@@ -195,11 +174,7 @@ class Session:
         except ArgumentError as exc:
             calls.add(message.name, message.args, f"ValueError: {exc}")
             return protocol.encode(CallError(id=message.id, message=str(exc)))
-        except BaseException:
-            self._retire()  # a host-side failure: the sandbox waits for a reply that will not come
-            raise
         if not isinstance(observation, str):
-            self._retire()
             raise TypeError(f"the primitive handler returned {type(observation).__name__}, not str, for {message.name}")
         calls.add(message.name, message.args, observation)
         return protocol.encode_result(message.id, observation)  # the hot path: no record built
@@ -208,46 +183,29 @@ class Session:
         try:
             transport.send(data)
         except OSError:
-            raise self._ended(transport) from None
+            raise _Gone() from None
 
     def _receive(self, transport: Transport, deadline: float) -> protocol.Ready | Call | Done:
         try:
             line = transport.read_line(deadline, self.config.max_message_bytes)
-            if line is None:
-                raise self._ended(transport)
-            return protocol.parse(line, self.config.max_message_bytes)
         except TimeoutError:
-            info = transport.finish(kill=True)
-            if info.oom_killed:
-                raise _Killed(ExecutionStatus.memory, "MemoryError", self._oom_message()) from None
-            raise _Killed(
-                ExecutionStatus.timeout,
-                "TimeoutError",
-                f"wall-clock limit of {self.config.timeout_s:g} s exceeded; the sandbox was killed",
-            ) from None
+            raise _Timeout() from None
         except ProtocolError as exc:
-            raise self._crash(transport, f"protocol violation: {exc}") from None
+            raise _Violation(f"protocol violation: {exc}") from None
+        if line is None:
+            raise _Gone()
+        try:
+            return protocol.parse(line, self.config.max_message_bytes)
+        except ProtocolError as exc:
+            raise _Violation(f"protocol violation: {exc}") from None
 
-    def _crash(self, transport: Transport, reason: str) -> _Killed:
-        transport.finish(kill=True)
-        return _Killed(ExecutionStatus.crashed, "SandboxError", reason)
-
-    def _ended(self, transport: Transport) -> _Killed:
-        """The sandbox went away by itself: say why as precisely as the backend can tell."""
-        info = transport.finish(kill=False)
-        if info.oom_killed:
-            return _Killed(ExecutionStatus.memory, "MemoryError", self._oom_message())
-        if info.exit_code == -SIGXCPU:
-            return _Killed(ExecutionStatus.timeout, "TimeoutError", "the session's CPU time limit was exceeded")
-        detail = f": {info.diagnostics.strip()[-500:]}" if info.diagnostics.strip() else ""
-        return _Killed(
-            ExecutionStatus.crashed,
-            "SandboxError",
-            f"the sandbox exited unexpectedly (exit code {info.exit_code}){detail}",
-        )
-
-    def _oom_message(self) -> str:
-        return f"memory limit of {self.config.memory_mb} MiB exceeded; the sandbox was killed"
+    def _end(self, stop: _Stop) -> tuple[ExecutionStatus, ErrorInfo]:
+        """End the session's sandbox for ``stop`` (killed, unless it ended by itself) and say what the
+        result reports, from why it stopped and how it ended."""
+        assert self._transport is not None
+        exit_info = self._transport.finish(kill=stop.kill)
+        self._retire()
+        return stop.outcome(exit_info, self.config)
 
     def _retire(self) -> None:
         if self._transport is not None:
@@ -256,6 +214,83 @@ class Session:
         # What earlier snippets defined died with the sandbox; a fresh one holds the action modules only.
         self._known = set().union(*map(_defined_functions, self._actions))
         self._defined = set().union(*map(_bound_names, self._actions))
+
+
+class _Execution:
+    """One load or exec request in progress: the id and nonce that the sandbox's messages must carry,
+    and the primitive calls performed for it."""
+
+    def __init__(self, request_id: int, code: str, load: bool, config: SandboxConfig) -> None:
+        self.id = request_id
+        self.nonce = secrets.token_hex(8)
+        self.calls = _CallLog(config)
+        self.request: Load | Exec
+        if load:
+            self.request = Load(id=request_id, code=code, restricted=config.check, nonce=self.nonce)
+        else:
+            self.request = Exec(
+                id=request_id, code=code, restricted=config.check, max_output_bytes=config.max_output_bytes,
+                cpu_s=config.cpu_s, nonce=self.nonce,
+            )  # fmt: skip
+
+
+class _Stop(Exception):
+    """Why an execution cannot go on. The request loop raises it with the sandbox still there;
+    ``Session._end`` ends the sandbox and asks ``outcome`` what the result reports."""
+
+    kill = True  # whether the sandbox is to be killed; False: it ended by itself
+
+    def outcome(self, exit_info: ExitInfo, config: SandboxConfig) -> tuple[ExecutionStatus, ErrorInfo]:
+        raise NotImplementedError
+
+
+class _Violation(_Stop):
+    """The sandbox broke the protocol (or could not be set up again): crashed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+    def outcome(self, exit_info: ExitInfo, config: SandboxConfig) -> tuple[ExecutionStatus, ErrorInfo]:
+        return ExecutionStatus.crashed, ErrorInfo(type="SandboxError", message=self.reason)
+
+
+class _CallLimit(_Stop):
+    def outcome(self, exit_info: ExitInfo, config: SandboxConfig) -> tuple[ExecutionStatus, ErrorInfo]:
+        message = f"more than {config.max_calls} primitive calls in one execution"
+        return ExecutionStatus.call_limit, ErrorInfo(type="CallLimit", message=message)
+
+
+class _Timeout(_Stop):
+    """The wall clock ran out (a sandbox that is out of memory may hang until then)."""
+
+    def outcome(self, exit_info: ExitInfo, config: SandboxConfig) -> tuple[ExecutionStatus, ErrorInfo]:
+        if exit_info.oom_killed:
+            return _memory(config)
+        message = f"wall-clock limit of {config.timeout_s:g} s exceeded; the sandbox was killed"
+        return ExecutionStatus.timeout, ErrorInfo(type="TimeoutError", message=message)
+
+
+class _Gone(_Stop):
+    """The sandbox went away by itself: its exit says why, as precisely as the backend can tell."""
+
+    kill = False
+
+    def outcome(self, exit_info: ExitInfo, config: SandboxConfig) -> tuple[ExecutionStatus, ErrorInfo]:
+        if exit_info.oom_killed:
+            return _memory(config)
+        if exit_info.cpu_limited:
+            message = "the session's CPU time limit was exceeded"
+            return ExecutionStatus.timeout, ErrorInfo(type="TimeoutError", message=message)
+        diagnostics = exit_info.diagnostics.strip()
+        detail = f": {diagnostics[-500:]}" if diagnostics else ""
+        message = f"the sandbox exited unexpectedly ({exit_info.describe()}){detail}"
+        return ExecutionStatus.crashed, ErrorInfo(type="SandboxError", message=message)
+
+
+def _memory(config: SandboxConfig) -> tuple[ExecutionStatus, ErrorInfo]:
+    message = f"memory limit of {config.memory_mb} MiB exceeded; the sandbox was killed"
+    return ExecutionStatus.memory, ErrorInfo(type="MemoryError", message=message)
 
 
 class _CallLog:

@@ -2,24 +2,47 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from learnact.actions.errors import LearnactError
 from learnact.sandbox.protocol import ProtocolError, parse
 
 
-class SandboxUnavailable(RuntimeError):
-    """The sandbox cannot run here (no engine, no image, no runtime); the message says what to do."""
+class SandboxUnavailable(LearnactError):
+    """The sandbox cannot run here (no engine, no image, no runtime): ``reason`` says why, ``hint``
+    what to do, ``backend`` which backend (None when not known where it is raised)."""
+
+    def __init__(self, reason: str, hint: str = "", *, backend: str | None = None) -> None:
+        self.reason = reason
+        self.hint = hint
+        self.backend = backend
+        super().__init__(reason, hint)
 
 
 @dataclass(frozen=True)
 class ExitInfo:
-    """How a sandbox ended."""
+    """How a sandbox ended, as its backend tells it: the session decides the result from these fields
+    and never from backend-specific codes."""
 
-    exit_code: int | None  # None when unknown; negative: killed by that signal (process backend)
-    oom_killed: bool = False
-    diagnostics: str = ""  # the tail of the runner's own stderr
+    exit_code: int | None  # the runner's exit status; None when killed by a signal or unknown
+    oom_killed: bool = False  # killed for exceeding its memory limit
+    diagnostics: str = ""  # the tail of the runner's own stderr (and what went wrong asking, if anything)
+    signal: int | None = None  # the signal that killed it, where the backend can tell
+    cpu_limited: bool = False  # killed for exceeding its CPU time limit
+
+    def describe(self) -> str:
+        """``exit code 7``, ``killed by SIGSEGV`` or ``exit status unknown``."""
+        if self.signal is not None:
+            try:
+                return f"killed by {signal.Signals(self.signal).name}"
+            except ValueError:
+                return f"killed by signal {self.signal}"
+        if self.exit_code is not None:
+            return f"exit code {self.exit_code}"
+        return "exit status unknown"
 
 
 class Transport(ABC):
@@ -36,9 +59,7 @@ class Transport(ABC):
         line = self.read_line(time.monotonic() + self.ready_timeout_s, max_bytes)
         if line is None:
             info = self.finish(kill=False)
-            raise SandboxUnavailable(
-                f"the {self.what} exited at start (exit code {info.exit_code}): {info.diagnostics.strip()}"
-            )
+            raise SandboxUnavailable(f"the {self.what} exited at start ({info.describe()}): {info.diagnostics.strip()}")
         if parse(line, max_bytes).op != "ready":
             raise ProtocolError(f"expected 'ready' from a new sandbox, got {line[:120]!r}")
 

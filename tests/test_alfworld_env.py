@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from learnact.envs import ArgumentError, UnknownTask
 from learnact.envs.alfworld import (
     NOTHING_HAPPENS,
     PRIMITIVES,
@@ -19,7 +20,6 @@ from learnact.envs.alfworld import (
     to_command,
 )
 from learnact.envs.alfworld.goal import parse_goal
-from learnact.envs.base import ArgumentError
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +110,13 @@ def test_reset_gives_back_sys_argv(seen: AlfworldEnv) -> None:
     assert sys.argv == before
 
 
-def test_unknown_task_id_is_a_key_error(seen: AlfworldEnv) -> None:
-    with pytest.raises(KeyError, match="unknown task 'valid_seen/nope'"):
+def test_an_unknown_task_id_is_an_unknown_task_with_its_fields(seen: AlfworldEnv) -> None:
+    with pytest.raises(
+        UnknownTask, match=r"unknown task 'valid_seen/nope' in alfworld \(\d+ tasks: valid_seen/"
+    ) as caught:
         seen.reset("valid_seen/nope")
+    assert (caught.value.task, caught.value.env) == ("valid_seen/nope", "alfworld")
+    assert caught.value.available == tuple(t.id for t in seen.tasks())
 
 
 def test_invalid_call_says_nothing_happens(seen: AlfworldEnv) -> None:
@@ -234,8 +238,11 @@ def test_expert_step_before_reset_is_none(data: Path) -> None:
 
 # -- errors -------------------------------------------------------------------------------------
 def test_missing_data_dir_says_how_to_give_it(tmp_path: Path) -> None:
-    with pytest.raises(AlfworldDataError, match=r"--alfworld-data DIR or set \$ALFWORLD_DATA"):
+    with pytest.raises(
+        AlfworldDataError, match=r"does not exist; give `alfworld_data` or set \$ALFWORLD_DATA"
+    ) as caught:
         AlfworldEnv(tmp_path / "nowhere")
+    assert caught.value.path == tmp_path / "nowhere"
     with pytest.raises(AlfworldDataError, match="no json_2.1.1/ folder"):
         AlfworldEnv(tmp_path)
 

@@ -14,8 +14,7 @@ from typer.testing import CliRunner
 from learnact.actions import RULES
 from learnact.engine import cli_check
 from learnact.engine.cli import app
-from learnact.envs.base import ParamSpec, PrimitiveSpec
-from learnact.envs.registry import primitive_specs
+from learnact.envs import ParamSpec, PrimitiveSpec, UnknownEnvironment, primitive_specs
 
 BAD_MODULE = "import os\n\n\ndef act(x):\n    return eval(x)\n"
 GOOD_MODULE = 'def act(block):\n    """Pick up `block`."""\n    return pickup(block)\n'
@@ -37,7 +36,7 @@ def fake_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def specs(name: str) -> list[PrimitiveSpec]:
         if name != "toy":
-            raise KeyError(f"unknown environment '{name}'; known: toy")
+            raise UnknownEnvironment(name, ["toy"])
         return [PrimitiveSpec(name="pickup", params=(ParamSpec(name="block"),), doc="Pick up a block.")]
 
     monkeypatch.setattr(cli_check, "primitive_specs", specs)

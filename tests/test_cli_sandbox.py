@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from learnact.engine import cli_eval
-from learnact.engine.records import EpisodeRecord, Summary
+from learnact.engine import EpisodeRecord, Summary, cli_common, cli_eval
 
 # Window title (OSC 0), clipboard (OSC 52), a hyperlink (OSC 8), a cursor move up with an erased line
 # and a fake status line, 8-bit CSI, a right-to-left override, rich markup; then in an exception.
@@ -127,8 +126,8 @@ def test_eval_summary_and_errors_show_hostile_text_literally(tmp_path: Path, mon
     with buffer.open("w") as file:
         monkeypatch.setattr(cli_eval, "Console", lambda **kwargs: Console(file=file, width=300, **kwargs))
         cli_eval.show_summary(summary, tmp_path / ("run" + hostile))
-        monkeypatch.setattr(cli_eval, "err", Console(file=file, width=300))
-        cli_eval.fail("bad problem file: " + hostile)
+        monkeypatch.setattr(cli_common, "err", Console(file=file, width=300))
+        cli_common.fail("bad problem file: " + hostile)
     text = buffer.read_text(encoding="utf-8")
     for char in ("\x1b", "\x07", "\r", "\u202e"):
         assert char not in text

@@ -14,19 +14,23 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from learnact.engine import EvalConfig, RunDirError, RunSettings, run_evaluation
 from learnact.engine.cli import app
-from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.rundir import EPISODES
-from learnact.envs.registry import EnvSpec, make_env, select_tasks
-from learnact.sandbox.config import SandboxConfig
+from learnact.envs import EnvSpec, make_env, select_tasks
+from learnact.sandbox import SandboxConfig
 
 pytestmark = pytest.mark.usefixtures("sandbox_image")
 
 BLOCKS = EnvSpec(name="pddl/blockworld")
 
 
+def settings(env: EnvSpec = BLOCKS, **changes: object) -> RunSettings:
+    return RunSettings(env=env, sandbox=SandboxConfig(pool_size=1), **changes)
+
+
 def config(tasks: list[str], workers: int = 1) -> EvalConfig:
-    return EvalConfig(env=BLOCKS, tasks=tasks, workers=workers, sandbox=SandboxConfig(pool_size=1))
+    return EvalConfig(run=settings(), tasks=tasks, workers=workers)
 
 
 def blockworld_tasks(selection: str) -> list[str]:
@@ -103,8 +107,8 @@ def test_several_workers_run_each_episode_once(tmp_path: Path) -> None:
 
 def test_a_run_directory_of_another_run_is_refused(tmp_path: Path) -> None:
     run_evaluation(config(blockworld_tasks("0")), tmp_path)
-    other = EvalConfig(env=EnvSpec(name="pddl/gripper"), tasks=["gripper-01"], sandbox=SandboxConfig(pool_size=1))
-    with pytest.raises(ValueError, match="different env"):
+    other = EvalConfig(run=settings(EnvSpec(name="pddl/gripper")), tasks=["gripper-01"])
+    with pytest.raises(RunDirError, match="different env"):
         run_evaluation(other, tmp_path)
 
 
@@ -115,7 +119,7 @@ def test_a_run_directory_of_another_run_is_refused(tmp_path: Path) -> None:
         (["--env", "pddl/blockworld", "--tasks", "99"], "outside 0-9"),
         (["--env", "pddl/blockworld", "--tasks", "castle"], "unknown task 'castle'"),
         (["--env", "pddl/blockworld", "--tasks", ","], "chooses no task"),
-        (["--env", "pddl"], "--env pddl needs external files"),
+        (["--env", "pddl"], "the environment 'pddl' needs external files; give --pddl-domain and --pddl-problems"),
         (["--env", "alfworld", "--alfworld-data", "/nonexistent"], "/nonexistent"),
     ],
 )
@@ -132,9 +136,7 @@ def test_the_alfworld_expert_solves_games_of_every_type_through_the_sandbox_with
     spec = EnvSpec(name="alfworld", alfworld_data=str(alfworld_data), split="valid_seen")
     env = make_env(spec)
     first_of_each_type = list({t.type: t.id for t in reversed(env.tasks())}.values())
-    summary = run_evaluation(
-        EvalConfig(env=spec, tasks=first_of_each_type, workers=2, sandbox=SandboxConfig(pool_size=1)), tmp_path
-    )
+    summary = run_evaluation(EvalConfig(run=settings(spec), tasks=first_of_each_type, workers=2), tmp_path)
     assert sorted(summary.per_type) == ["clean", "cool", "examine", "heat", "put", "puttwo"]
     assert summary.success_rate == 1.0 and summary.progress_rate == 1.0
     record = json.loads((tmp_path / EPISODES).read_text().splitlines()[0])
@@ -215,7 +217,7 @@ def test_an_unsolvable_problem_is_a_recorded_error_the_run_goes_on_and_a_rerun_r
 
 
 def test_an_episode_that_ran_and_failed_its_task_is_not_rerun(tmp_path: Path) -> None:
-    short = EvalConfig(env=BLOCKS, tasks=blockworld_tasks("0"), max_steps=1, sandbox=SandboxConfig(pool_size=1))
+    short = EvalConfig(run=settings(max_steps=1), tasks=blockworld_tasks("0"))
     first = run_evaluation(short, tmp_path)
     assert first.success_rate == 0.0 and first.errors == 0
     assert first.results[0].status == "finished"
@@ -292,9 +294,10 @@ def test_the_summary_counts_recorded_episodes_only_after_an_interrupted_shard(tm
 )
 def test_a_run_directory_refuses_another_run_clearly(tmp_path: Path, change: dict, field: str) -> None:
     run_evaluation(config(blockworld_tasks("0")), tmp_path)
-    other = config(blockworld_tasks("0")).model_copy(update=change)
-    with pytest.raises(ValueError, match=f"holds a run with a different {field}; use another --out"):
+    other = EvalConfig(run=settings(**{"env": BLOCKS, **change}), tasks=blockworld_tasks("0"))
+    with pytest.raises(RunDirError, match=f"holds a run with a different {field}; use another `out`") as caught:
         run_evaluation(other, tmp_path)
+    assert caught.value.path == tmp_path
     result = eval_cli("--env", "pddl/blockworld", "--tasks", "0", "--max-steps", "5", "--out", str(tmp_path))
     assert result.exit_code == 2 and "different max_steps" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
@@ -422,7 +425,8 @@ def test_without_a_docker_engine_nothing_is_written(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     out = tmp_path / "run"
     result = eval_cli("--env", "pddl/blockworld", "--tasks", "0", "--out", str(out))
-    assert result.exit_code == 1 and "no Docker engine answers" in result.stderr, result.output
+    assert result.exit_code == 4 and "no Docker engine answers" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not out.exists()
 
 
@@ -443,7 +447,7 @@ def test_pddl_problems_take_several_paths_after_one_flag_and_folders(tmp_path: P
         assert result.exit_code == 0, result.output
         assert [r["task"] for r in json.loads(result.stdout)["results"]] == ["p01", "p10"]
         config = json.loads((out / "config.json").read_text())
-        assert config["env"]["pddl_problems"] == [str(folder / "p01.pddl"), str(folder / "p10.pddl")]
+        assert config["run"]["env"]["pddl_problems"] == [str(folder / "p01.pddl"), str(folder / "p10.pddl")]
 
 
 def test_stray_arguments_without_pddl_problems_are_a_usage_error(tmp_path: Path) -> None:
@@ -465,3 +469,40 @@ def test_workers_far_above_the_cores_warn(tmp_path: Path) -> None:
     result = eval_cli("--env", "pddl/blockworld", "--tasks", "0", "--workers", str(workers), "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert f"warning: --workers {workers} is far above the" in result.stderr
+
+
+# --- run identity and old run directories ------------------------------------------------------------
+
+
+def test_a_run_directory_of_the_previous_version_resumes(tmp_path: Path) -> None:
+    """learnact 0.1 wrote the run's settings beside the tasks in config.json: they still identify the run."""
+    run_evaluation(config(blockworld_tasks("0")), tmp_path)
+    current = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**current.pop("run"), **current}))
+    ran: list[str] = []
+    summary = run_evaluation(config(blockworld_tasks("0-1")), tmp_path, on_episode=lambda r: ran.append(r.task))
+    assert ran == blockworld_tasks("1") and summary.episodes == 2
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert EvalConfig.model_validate(written).run == settings() and list(written) == ["run", "tasks", "workers"]
+
+
+def test_a_config_this_version_cannot_read_is_a_one_line_error(tmp_path: Path) -> None:
+    unknown = {"run": {"env": {"name": "pddl/blockworld"}, "temperature": 0.7}, "tasks": []}
+    (tmp_path / "config.json").write_text(json.dumps(unknown))
+    result = eval_cli("--env", "pddl/blockworld", "--tasks", "0", "--out", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert "is not a config this version of learnact reads (run.temperature: Extra inputs" in line
+    assert line.endswith("use another --out") and "Traceback" not in result.output
+
+
+def test_very_verbose_logs_the_sandbox_lifecycle(tmp_path: Path) -> None:
+    quiet = CliRunner().invoke(app, ["eval", "--env", "pddl/blockworld", "--tasks", "0", "--out", str(tmp_path / "a")])
+    assert quiet.exit_code == 0, quiet.output
+    assert "removed sandbox container" not in quiet.stderr
+    loud = CliRunner().invoke(
+        app, ["-vv", "eval", "--env", "pddl/blockworld", "--tasks", "0", "--out", str(tmp_path / "b")]
+    )
+    assert loud.exit_code == 0, loud.output
+    assert "DEBUG" in loud.stderr and "learnact.sandbox.docker_backend: removed sandbox container" in loud.stderr
+    assert f"INFO learnact.engine.evaluation: episode {blockworld_tasks('0')[0]}: success=True" in loud.stderr

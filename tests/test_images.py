@@ -18,8 +18,7 @@ from learnact.engine.cli import app
 from learnact.images import ImageBuildError, ImageInfo, build_images, sandbox_image
 from learnact.images import base as base_module
 from learnact.images.common import INPUTS_LABEL, SOURCES_LABEL, connect
-from learnact.sandbox import Sandbox, SandboxConfig, SandboxUnavailable
-from learnact.sandbox import sandbox as sandbox_module
+from learnact.sandbox import Sandbox, SandboxConfig, SandboxUnavailable, docker_backend
 from learnact.sandbox.config import SANDBOX_IMAGE
 
 RESTRICTED_IMPORT = "import sys; sys.path.insert(0, '/opt/learnact/lib'); import RestrictedPython; "
@@ -202,10 +201,10 @@ def test_an_image_built_from_other_sources_is_refused_at_sandbox_start(
 def test_sandbox_exec_on_a_stale_image_says_how_to_rebuild(
     images: list[ImageInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sandbox_module, "_installed_sources", lambda: "f" * 64)  # as after an upgrade
+    monkeypatch.setattr(docker_backend, "_installed_sources", lambda: "f" * 64)  # as after an upgrade
     program = tmp_path / "p.py"
     program.write_text("print(1)\n")
     result = CliRunner().invoke(app, ["sandbox", "exec", str(program)])
-    assert result.exit_code == 2
+    assert result.exit_code == 4  # ExitCode.UNAVAILABLE
     assert "is out of date" in result.stderr and "learnact images build" in result.stderr
     assert "Traceback" not in result.output

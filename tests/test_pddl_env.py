@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from learnact.envs.base import INVALID_ACTION, ArgumentError
+from learnact.actions import LearnactError
+from learnact.envs import INVALID_ACTION, ArgumentError, UnknownEnvironment, UnknownTask
 from learnact.envs.pddl import DOMAINS, PddlEnv, PddlError
 from learnact.envs.pddl.generate import GENERATORS, PROBLEMS_DIR, generate
 from learnact.envs.pddl.loader import normalise_domain_text
@@ -50,13 +51,23 @@ def test_builtin_problem_sets_have_the_benchmark_sizes_and_task_ids() -> None:
 
 
 def test_unknown_builtin_domain_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="known domains: tyreworld, blockworld, barman, gripper"):
+    with pytest.raises(UnknownEnvironment, match="known: pddl/tyreworld, pddl/blockworld, pddl/barman, pddl/gripper"):
         PddlEnv.builtin("sokoban")
 
 
-def test_unknown_task_id_is_a_key_error_naming_it() -> None:
-    with pytest.raises(KeyError, match="blockworld-99"):
-        PddlEnv.builtin("blockworld").reset("blockworld-99")
+def test_an_unknown_task_id_is_an_unknown_task_with_its_fields() -> None:
+    env = PddlEnv.builtin("blockworld")
+    for call in (env.reset, env.expert_plan):
+        with pytest.raises(UnknownTask) as caught:
+            call("nope")
+        error = caught.value
+        assert isinstance(error, LearnactError) and not isinstance(error, KeyError)
+        assert (error.task, error.env) == ("nope", "pddl/blockworld")
+        assert error.available == tuple(t.id for t in env.tasks())
+        assert str(error) == (
+            "unknown task 'nope' in pddl/blockworld (10 tasks: blockworld-01, blockworld-02, blockworld-03, "
+            "blockworld-04, blockworld-05, ...)"
+        )
 
 
 def test_committed_problem_files_are_exactly_what_the_seeded_generator_writes() -> None:
@@ -305,7 +316,7 @@ def test_malformed_pddl_names_the_file_and_the_fault(
     )
     with pytest.raises(PddlError, match=message) as caught:
         PddlEnv.from_files(tmp_path / "domain.pddl", [problem])
-    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, LearnactError)
     assert str(tmp_path) in str(caught.value)
 
 

@@ -29,7 +29,7 @@ from learnact.envs.alfworld.games import (
     read_game_file,
 )
 from learnact.envs.alfworld.goal import Goal, GoalError, parse_goal
-from learnact.envs.base import Environment, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo
+from learnact.envs.base import Environment, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo, UnknownTask
 
 _ENGINE_LOCK = threading.Lock()
 _ARRIVAL = re.compile(r"^You arrive at loc \d+\. ")  # location numbers mean nothing to the agent
@@ -46,6 +46,7 @@ class AlfworldEnv(Environment):
     """
 
     def __init__(self, data_dir: Path, split: str = "valid_unseen", task_types: Sequence[str] | None = None):
+        """:raises AlfworldDataError: for unknown task types, a missing folder or split, or no games."""
         types = check_task_types(task_types)
         self.name = f"alfworld/{types[0]}" if len(types) == 1 else "alfworld"
         self._games: dict[str, Game] = {g.id: g for g in discover_games(Path(data_dir), split, types)}
@@ -65,12 +66,14 @@ class AlfworldEnv(Environment):
         return list(PRIMITIVES)
 
     def reset(self, task_id: str) -> ResetInfo:
+        """Load the game ``task_id`` (if another is loaded) and start it.
+
+        :raises UnknownTask: for an id that is not one of :meth:`tasks`.
+        :raises AlfworldDataError: for a game file that cannot be read, loaded or understood.
+        """
         game = self._games.get(task_id)
         if game is None:
-            raise KeyError(
-                f"unknown task '{task_id}' in {self.name} ({len(self._games)} tasks, "
-                f"ids like '{next(iter(self._games))}')"
-            )
+            raise UnknownTask(task_id, self.name, list(self._games))
         goal = self._goal(game)
         with _engine_turn():
             engine = self._load(game.path)

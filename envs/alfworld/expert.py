@@ -32,6 +32,7 @@ from learnact.envs.alfworld._upstream import (
     constants,
 )
 from learnact.envs.alfworld.commands import from_command
+from learnact.envs.alfworld.games import AlfworldDataError
 
 _PUT = re.compile(r"^put (.+) in/on (.+)$")
 _MOVE = re.compile(r"^move (.+) to (.+)$")
@@ -39,7 +40,10 @@ MAX_EXPERT_STEPS = 200  # AlfredExpert's budget
 
 
 def task_params(game_file: Path) -> dict[str, Any]:
-    """The expert's task parameters, from traj_data.json or else from the task folder's name."""
+    """The expert's task parameters, from traj_data.json or else from the task folder's name.
+
+    :raises AlfworldDataError: when the folder's name does not hold them.
+    """
     traj_file = game_file.parent / "traj_data.json"
     if traj_file.is_file():
         traj = json.loads(traj_file.read_text(encoding="utf-8"))
@@ -47,7 +51,9 @@ def task_params(game_file: Path) -> dict[str, Any]:
     else:
         parts = game_file.parent.parent.name.split("-")
         if len(parts) != 5:
-            raise ValueError(f"cannot read the task parameters from the folder name of {game_file}")
+            raise AlfworldDataError(
+                f"cannot read the task parameters from the folder name of {game_file}", path=game_file
+            )
         task_type, obj, mrecep, recep, _scene = parts
         lamp = task_type == "look_at_obj_in_light"
         params = {

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from learnact.actions.errors import LearnactError
+
 # Short name (AgentBoard / LearnAct) -> prefix of the task folder.
 TASK_PREFIXES: dict[str, str] = {
     "put": "pick_and_place_simple",
@@ -28,8 +30,13 @@ GAME_KEYS = ("pddl_domain", "grammar", "pddl_problem", "solvable")
 _SKIPPED_MARKERS = ("movable", "Sliced")  # not among the six types (AlfredTWEnv skips them too)
 
 
-class AlfworldDataError(ValueError):
-    """Missing or malformed ALFWorld data; the message says which file or folder and what to do."""
+class AlfworldDataError(LearnactError):
+    """Missing or malformed ALFWorld data: the message says what is wrong with which file or folder
+    (``path``, when one is at fault), the remedy what to do."""
+
+    def __init__(self, problem: str, remedy: str = "", *, path: Path | None = None) -> None:
+        self.path = path
+        super().__init__(problem, remedy)
 
 
 class Game(BaseModel):
@@ -50,6 +57,10 @@ def task_type_of(task_folder: str) -> str | None:
 
 
 def check_task_types(task_types: Sequence[str] | None) -> tuple[str, ...]:
+    """The selected task types, each once (None: all six).
+
+    :raises AlfworldDataError: for an unknown type or an empty selection.
+    """
     if task_types is None:
         return TASK_TYPES
     unknown = [t for t in task_types if t not in TASK_PREFIXES]
@@ -63,43 +74,58 @@ def check_task_types(task_types: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def split_dir(data_dir: Path, split: str) -> Path:
-    """The folder of ``split``; accepts the data folder or its ``json_2.1.1`` subfolder."""
-    hint = "pass --alfworld-data DIR or set $ALFWORLD_DATA to the folder that holds json_2.1.1/"
+    """The folder of ``split``; accepts the data folder or its ``json_2.1.1`` subfolder.
+
+    :raises AlfworldDataError: when the folder, its json_2.1.1/ or the split does not exist.
+    """
+    hint = "give {alfworld_data} or set $ALFWORLD_DATA to the folder that holds json_2.1.1/"
     if not data_dir.is_dir():
-        raise AlfworldDataError(f"ALFWorld data folder {data_dir} does not exist: {hint}")
+        raise AlfworldDataError(f"ALFWorld data folder {data_dir} does not exist", hint, path=data_dir)
     root = data_dir if data_dir.name == "json_2.1.1" else data_dir / "json_2.1.1"
     if not root.is_dir():
-        raise AlfworldDataError(f"no json_2.1.1/ folder in {data_dir}: {hint} (alfworld-download creates it)")
+        raise AlfworldDataError(
+            f"no json_2.1.1/ folder in {data_dir}", hint + " (alfworld-download creates it)", path=data_dir
+        )
     folder = root / split
     if not folder.is_dir():
         found = sorted(p.name for p in root.iterdir() if p.is_dir())
-        raise AlfworldDataError(f"no split '{split}' in {root}; splits found: {', '.join(found) if found else 'none'}")
+        raise AlfworldDataError(
+            f"no split '{split}' in {root}; splits found: {', '.join(found) if found else 'none'}",
+            "choose one of them as {split}",
+            path=root,
+        )
     return folder
 
 
 def read_game_file(path: Path) -> dict[str, object]:
-    """The JSON content of a game file, checked for the keys a game needs."""
+    """The JSON content of a game file, checked for the keys a game needs.
+
+    :raises AlfworldDataError: for a file that cannot be read, is not JSON or lacks a key.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise AlfworldDataError(f"cannot read ALFWorld game file {path}: {exc}") from exc
+        raise AlfworldDataError(f"cannot read ALFWorld game file {path}: {exc}", path=path) from exc
     except json.JSONDecodeError as exc:
-        raise AlfworldDataError(f"malformed ALFWorld game file {path}: not valid JSON ({exc})") from exc
+        raise AlfworldDataError(f"malformed ALFWorld game file {path}: not valid JSON ({exc})", path=path) from exc
     if not isinstance(data, dict):
-        raise AlfworldDataError(f"malformed ALFWorld game file {path}: expected a JSON object")
+        raise AlfworldDataError(f"malformed ALFWorld game file {path}: expected a JSON object", path=path)
     missing = [key for key in GAME_KEYS if key not in data]
     if missing:
-        raise AlfworldDataError(f"malformed ALFWorld game file {path}: missing key(s) {', '.join(missing)}")
+        raise AlfworldDataError(f"malformed ALFWorld game file {path}: missing key(s) {', '.join(missing)}", path=path)
     if not isinstance(data["solvable"], bool):
-        raise AlfworldDataError(f"malformed ALFWorld game file {path}: 'solvable' must be true or false")
+        raise AlfworldDataError(f"malformed ALFWorld game file {path}: 'solvable' must be true or false", path=path)
     for key in ("pddl_domain", "grammar", "pddl_problem"):
         if not isinstance(data[key], str) or not data[key].strip():
-            raise AlfworldDataError(f"malformed ALFWorld game file {path}: '{key}' must be non-empty text")
+            raise AlfworldDataError(f"malformed ALFWorld game file {path}: '{key}' must be non-empty text", path=path)
     return data
 
 
 def discover_games(data_dir: Path, split: str, task_types: Sequence[str]) -> list[Game]:
-    """Every solvable game of the selected types in ``split``, sorted by id."""
+    """Every solvable game of the selected types in ``split``, sorted by id.
+
+    :raises AlfworldDataError: for a missing folder or split, a malformed game file, or no game at all.
+    """
     folder = split_dir(data_dir, split)
     games = []
     for path in sorted(folder.glob(f"*/*/{GAME_FILE}")):

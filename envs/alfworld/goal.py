@@ -36,10 +36,12 @@ from itertools import combinations
 
 from pydantic import BaseModel, ConfigDict
 
+from learnact.actions.errors import LearnactError
+
 Atom = tuple[str, tuple[str, ...]]  # predicate, arguments (lower case; variables start with '?')
 
 
-class GoalError(ValueError):
+class GoalError(LearnactError):
     """A goal or domain this progress measure cannot read."""
 
 

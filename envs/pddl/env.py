@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learnact.envs.base import INVALID_ACTION, Environment, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo
+from learnact.envs.base import (
+    INVALID_ACTION,
+    Environment,
+    PrimitiveSpec,
+    ResetInfo,
+    StepOutcome,
+    TaskInfo,
+    UnknownTask,
+)
+from learnact.envs.registry import UnknownEnvironment
 
 from .loader import load_domain, load_problem
 from .model import Domain, PddlError, Problem
@@ -44,8 +53,12 @@ class PddlEnv(Environment):
 
     @classmethod
     def builtin(cls, domain: str) -> PddlEnv:
+        """The built-in problem set of ``domain`` (one of ``DOMAINS``).
+
+        :raises UnknownEnvironment: for another domain.
+        """
         if domain not in DOMAINS:
-            raise ValueError(f"unknown PDDL domain '{domain}'; known domains: {', '.join(DOMAINS)}")
+            raise UnknownEnvironment(f"pddl/{domain}", [f"pddl/{d}" for d in DOMAINS])
         files = sorted((PACKAGE_DIR / "problems" / domain).glob("*.pddl"))
         env = cls.from_files(PACKAGE_DIR / "domains" / f"{domain}.pddl", files)
         env.name = f"pddl/{domain}"
@@ -53,7 +66,10 @@ class PddlEnv(Environment):
 
     @classmethod
     def from_files(cls, domain_file: Path, problem_files: Sequence[Path]) -> PddlEnv:
-        """Load a domain and its problems; task ids are the problem file names without suffix."""
+        """Load a domain and its problems; task ids are the problem file names without suffix.
+
+        :raises PddlError: for files that cannot be read or used, none given, or two with one name.
+        """
         domain = load_domain(Path(domain_file))
         if not problem_files:
             raise PddlError(f"{domain_file}: no problem files given")
@@ -74,8 +90,7 @@ class PddlEnv(Environment):
     def _task(self, task_id: str) -> _Task:
         task = self._tasks.get(task_id)
         if task is None:
-            known = ", ".join(list(self._tasks)[:5]) + (", ..." if len(self._tasks) > 5 else "")
-            raise KeyError(f"unknown task '{task_id}' in {self.name} (tasks: {known})")
+            raise UnknownTask(task_id, self.name, list(self._tasks))
         return task
 
     def reset(self, task_id: str) -> ResetInfo:
@@ -110,7 +125,10 @@ class PddlEnv(Environment):
         return StepOutcome(observation=observation, valid=valid, done=success, success=success, progress=self._progress)
 
     def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:
-        """The planner's plan for the task last reset to, one primitive call at a time."""
+        """The planner's plan for the task last reset to, one primitive call at a time.
+
+        :raises PlannerError: when the planner finds no plan.
+        """
         self._running()
         yield from self.expert_plan(self._task_id)
 
@@ -118,7 +136,11 @@ class PddlEnv(Environment):
         stop_planners()
 
     def expert_plan(self, task_id: str) -> list[tuple[str, list]]:
-        """A plan from Fast Downward, as primitive calls (name, args) of this environment."""
+        """A plan from Fast Downward, as primitive calls (name, args) of this environment.
+
+        :raises UnknownTask: for an id that is not one of :meth:`tasks`.
+        :raises PlannerError: when the planner finds no plan.
+        """
         problem = self._task(task_id).problem
         steps = fast_downward_plan(self.domain, problem)
         return [(self._text.profile.actions[action].primitive, list(args)) for action, args in steps]

@@ -46,6 +46,8 @@ def read_text(path: Path, what: str) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise PddlError(f"{path}: {what} file is not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise PddlError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from None
 
 
 def _strip_comments(text: str) -> str:
@@ -198,6 +200,10 @@ def _parse(kind: str, text: str, path: Path) -> Any:
 
 
 def load_domain(path: Path) -> Domain:
+    """The STRIPS domain of a PDDL domain file.
+
+    :raises PddlError: for a file that cannot be read, parsed or used (the message names the construct).
+    """
     text = normalise_domain_text(read_text(path, "domain"), str(path))
     parsed = _parse("domain", text, path)
     where = str(path)
@@ -219,6 +225,10 @@ def load_domain(path: Path) -> Domain:
 
 
 def load_problem(path: Path, domain: Domain) -> Problem:
+    """A PDDL problem file of ``domain``.
+
+    :raises PddlError: for a file that cannot be read, parsed or used with ``domain``.
+    """
     text = _strip_comments(read_text(path, "problem"))
     parsed = _parse("problem", text, path)
     where = str(path)

@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from learnact.actions.errors import LearnactError
+
 Atom = tuple[str, ...]
 ROOT_TYPE = "object"
 
 
-class PddlError(ValueError):
+class PddlError(LearnactError):
     """A PDDL file that cannot be used: the message names the file and what is wrong."""
 
 

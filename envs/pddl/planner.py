@@ -9,6 +9,7 @@ accepts is one the planner accepts too, and the plan is for exactly the task the
 from __future__ import annotations
 
 import importlib.resources
+import logging
 import os
 import shutil
 import signal
@@ -19,14 +20,23 @@ import threading
 import time
 from pathlib import Path
 
+from learnact.actions.errors import LearnactError
+
 from .model import Atom, Domain, Problem
 
+log = logging.getLogger(__name__)
 FD_ALIAS = "lama-first"  # greedy search with FF + landmarks: solves all benchmark barman in seconds
 DEFAULT_TIMEOUT_S = 120.0
 
 
-class PlannerError(RuntimeError):
-    """The planner found no plan (unsolvable, timed out, or failed)."""
+class PlannerError(LearnactError):
+    """The planner found no plan for ``problem`` (a file or a problem name): ``reason`` says why
+    (unsolvable, timed out, stopped, failed)."""
+
+    def __init__(self, problem: str, reason: str) -> None:
+        self.problem = problem
+        self.reason = reason
+        super().__init__(f"{problem}: {reason}")
 
 
 def _atom(atom: Atom) -> str:
@@ -98,7 +108,8 @@ def sweep_stale_workdirs(root: str | None = None) -> int:
     root = root or tempfile.gettempdir()
     try:
         entries = list(os.scandir(root))
-    except OSError:
+    except OSError as exc:
+        log.debug("cannot sweep planner folders in %s: %s", root, exc)
         return 0
     for entry in entries:
         if not entry.name.startswith(WORKDIR_PREFIX):
@@ -111,11 +122,14 @@ def sweep_stale_workdirs(root: str | None = None) -> int:
                 stale = int(owner) != os.getpid() and not _pid_alive(int(owner))
             else:
                 stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > LEGACY_STALE_AFTER_S
-        except OSError:
+        except OSError as exc:
+            log.debug("cannot sweep the planner folder %s: %s", entry.path, exc)
             continue
         if stale:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
+    if removed:
+        log.info("removed %d planner folder(s) of processes that no longer run", removed)
     return removed
 
 
@@ -139,7 +153,7 @@ def _kill_group(process: subprocess.Popen) -> None:
             pass
 
 
-def _run_planner(cmd: list[str], cwd: Path, timeout_s: float, where: object) -> tuple[int, str]:
+def _run_planner(cmd: list[str], cwd: Path, timeout_s: float, where: str) -> tuple[int, str]:
     """Run the driver in a process group of its own, so that a timeout or a stop ends its translator
     and search processes too (killing the driver alone would leave them running)."""
     with subprocess.Popen(
@@ -153,7 +167,7 @@ def _run_planner(cmd: list[str], cwd: Path, timeout_s: float, where: object) -> 
         except subprocess.TimeoutExpired:
             _kill_group(process)
             process.communicate()
-            raise PlannerError(f"{where}: Fast Downward found no plan within {timeout_s:.0f} s") from None
+            raise PlannerError(where, f"Fast Downward found no plan within {timeout_s:.0f} s") from None
         except BaseException:
             _kill_group(process)
             raise
@@ -175,9 +189,13 @@ def stop_planners() -> None:
 def fast_downward_plan(
     domain: Domain, problem: Problem, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> list[tuple[str, list[str]]]:
-    """A plan as (PDDL action name, object names); raises PlannerError when none is found."""
+    """A plan as (PDDL action name, object names).
+
+    :raises PlannerError: when none is found: unsolvable, not within ``timeout_s``, or the planner was
+        stopped (:func:`stop_planners`) or failed.
+    """
     driver = importlib.resources.files("up_fast_downward").joinpath("downward/fast-downward.py")
-    where = problem.path or problem.name
+    where = str(problem.path or problem.name)
     _sweep_once()
     prefix = f"{WORKDIR_PREFIX}{os.getpid()}-"
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp, importlib.resources.as_file(driver) as fd:
@@ -189,10 +207,10 @@ def fast_downward_plan(
         plan_file = work / "plan"
         if returncode != 0 or not plan_file.exists():
             if returncode < 0:
-                raise PlannerError(f"{where}: Fast Downward was stopped (signal {-returncode})")
+                raise PlannerError(where, f"Fast Downward was stopped (signal {-returncode})")
             # exit codes: https://www.fast-downward.org/ExitCodes (11/12: unsolvable)
             tail = output.strip().splitlines()[-3:]
-            raise PlannerError(f"{where}: Fast Downward found no plan (exit code {returncode}): {' | '.join(tail)}")
+            raise PlannerError(where, f"Fast Downward found no plan (exit code {returncode}): {' | '.join(tail)}")
         steps = []
         for line in plan_file.read_text().splitlines():
             line = line.strip()
