@@ -176,10 +176,7 @@ class RunDir:
 
         :raises RunDirError: when it cannot be written.
         """
-        try:
-            write_atomic(self.path / CONFIG, config.model_dump_json(indent=2) + "\n")
-        except OSError as exc:
-            raise describe_os_error(exc, self.path / CONFIG, "write") from None
+        self._replace(CONFIG, config)
 
     def finished(self) -> list[EpisodeRecord]:
         """Episodes already recorded, in file order (a task may appear more than once: the latest
@@ -249,7 +246,10 @@ class RunDir:
 
         :raises RunDirError: when it cannot be written.
         """
+        self._replace(SUMMARY, summary)
+
+    def _replace(self, name: str, record: BaseModel) -> None:
         try:
-            write_atomic(self.path / SUMMARY, summary.model_dump_json(indent=2) + "\n")
+            write_atomic(self.path / name, record.model_dump_json(indent=2) + "\n")
         except OSError as exc:
-            raise describe_os_error(exc, self.path / SUMMARY, "write") from None
+            raise describe_os_error(exc, self.path / name, "write") from None
