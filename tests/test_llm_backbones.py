@@ -1,0 +1,378 @@
+"""Backbones against a scripted OpenAI-compatible server (tests/llm_server.py): the real ``openai`` client
+talks HTTP to it, so retries, timeouts and parsing are the real ones. Also the response cache and the
+accounting of calls. Never the network."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+from llm_server import Answer, Raw, ScriptedServer, Status
+
+from learnact.engine.llm import (
+    CALLS,
+    BackboneConfigError,
+    CachedBackbone,
+    CacheError,
+    CallLog,
+    ChatMessage,
+    ChatRequest,
+    Ledger,
+    LLMError,
+    OpenAIBackbone,
+    Price,
+    PriceFileError,
+    PriceTable,
+    RecordingBackbone,
+    ResponseCache,
+    cache_key,
+    default_cache_dir,
+    make_backbone,
+)
+from learnact.engine.llm.cache import DB_NAME
+from learnact.engine.llm.openai_backbone import MAX_ANSWER_BYTES
+
+FAST = {"timeout_s": 2.0, "max_retries": 2}
+QUICK_RETRY = {"retry-after-ms": "10"}  # a server's short Retry-After keeps retry tests fast
+
+
+def ask(text: str = "hi", **fields: object) -> ChatRequest:
+    return ChatRequest(model="gpt-4o-mini", messages=(ChatMessage(role="user", content=text),), **fields)
+
+
+def backbone(server: ScriptedServer, **options: object) -> OpenAIBackbone:
+    return OpenAIBackbone("gpt-4o-mini", base_url=server.base_url, **{**FAST, **options})
+
+
+@pytest.fixture(autouse=True)
+def no_openai_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# --- the OpenAI-compatible backbone -------------------------------------------------------------------
+
+
+def test_an_answer_with_its_usage() -> None:
+    with ScriptedServer([Answer("pickup('b1')", prompt_tokens=31, completion_tokens=7)]) as server:
+        response = backbone(server).complete(ask())
+    assert response.text == "pickup('b1')"
+    assert response.finish_reason == "stop"
+    assert (response.usage.prompt_tokens, response.usage.completion_tokens) == (31, 7)
+    assert server.received[0].body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_every_parameter_reaches_the_server() -> None:
+    with ScriptedServer() as server:
+        llm = backbone(server)
+        llm.complete(ask(temperature=0.7, max_tokens=17, stop=("\n", "END"), seed=3))
+        llm.complete(ask(max_tokens=None))
+    sent, bare = server.received[0].body, server.received[1].body
+    assert sent["model"] == "gpt-4o-mini"
+    assert (sent["temperature"], sent["max_tokens"], sent["stop"], sent["seed"]) == (0.7, 17, ["\n", "END"], 3)
+    assert bare["temperature"] == 0.0 and "max_tokens" not in bare and "stop" not in bare and "seed" not in bare
+
+
+def test_settings_from_the_usual_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedServer() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        llm = make_backbone("gpt-4o-mini")
+        assert llm.complete(ask()).text == "answer 1"
+    assert server.received[0].headers["authorization"] == "Bearer sk-test"
+    assert llm.identity == f"openai-compatible {server.base_url}"
+
+
+def test_azure_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedServer() as server:
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.base_url.removesuffix("/v1"))
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key")
+        monkeypatch.setenv("OPENAI_API_VERSION", "2024-06-01")
+        llm = make_backbone("my-deployment")
+        assert llm.complete(ask()).text == "answer 1"
+    assert server.received[0].path == "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-06-01"
+    assert server.received[0].headers["api-key"] == "azure-key"
+    assert llm.identity.startswith("azure-openai http://127.0.0.1:")
+
+
+def test_retries_then_success() -> None:
+    script = [Status(500), Status(429, "slow down", QUICK_RETRY), Answer("done")]
+    with ScriptedServer(script) as server:
+        assert backbone(server).complete(ask()).text == "done"
+    assert len(server.received) == 3
+    assert [r.headers["x-stainless-retry-count"] for r in server.received] == ["0", "1", "2"]
+
+
+def test_retries_exhausted_is_an_llm_error_with_the_reason() -> None:
+    with ScriptedServer([Status(503, "overloaded", QUICK_RETRY)] * 3) as server:
+        with pytest.raises(LLMError) as caught:
+            backbone(server).complete(ask())
+    assert len(server.received) == 3
+    assert "HTTP 503 after 3 tries" in caught.value.reason and "overloaded" in caught.value.reason
+
+
+def test_retry_after_is_honoured() -> None:
+    with ScriptedServer([Status(429, "rate limited", {"Retry-After": "1"}), Answer("done")]) as server:
+        assert backbone(server).complete(ask()).text == "done"
+    waited = server.received[1].at - server.received[0].at
+    assert waited >= 0.9
+
+
+def test_a_client_error_is_not_retried() -> None:
+    with ScriptedServer([Status(400, "bad model")]) as server:
+        with pytest.raises(LLMError, match="HTTP 400 .*bad model"):
+            backbone(server).complete(ask())
+    assert len(server.received) == 1
+
+
+def test_a_timeout_is_retried_then_reported() -> None:
+    with ScriptedServer([Answer("late", delay_s=1.0), Answer("on time")]) as server:
+        assert backbone(server, timeout_s=0.3, max_retries=1).complete(ask()).text == "on time"
+    with ScriptedServer([Answer("late", delay_s=1.0)] * 2) as server:
+        with pytest.raises(LLMError, match=r"no answer within 0.3 s after 2 tries"):
+            backbone(server, timeout_s=0.3, max_retries=1).complete(ask())
+    assert len(server.received) == 2
+
+
+def test_no_server_is_a_connection_error() -> None:
+    with ScriptedServer() as server:
+        url = server.base_url
+    with pytest.raises(LLMError, match="cannot connect to http://127.0.0.1"):
+        OpenAIBackbone("m", base_url=url, timeout_s=1.0, max_retries=0).complete(ask())
+
+
+@pytest.mark.parametrize(
+    ("step", "reason"),
+    [
+        (Raw(b'{"choices": [{"message": '), "the answer is not JSON"),
+        (Raw(b"<html>busy</html>", "text/html"), "the answer is not JSON"),
+        (Raw(b'{"choices": []}'), "the answer has no choices"),
+        (Raw(b'{"object": "chat.completion"}'), "not a chat completion (choices: Field required)"),
+        (Raw(b'{"choices": [{"message": {"content": 5}}]}'), "not a chat completion (choices.0.message.content"),
+        (Raw(b"[1, 2]"), "not a chat completion (the body"),
+        (Answer(None, finish_reason="tool_calls"), "the answer has no text (finish reason 'tool_calls')"),
+    ],
+)
+def test_an_unusable_answer_is_an_llm_error(step: Answer | Raw, reason: str) -> None:
+    with ScriptedServer([step]) as server:
+        with pytest.raises(LLMError) as caught:
+            backbone(server).complete(ask())
+    assert reason in caught.value.reason
+    assert len(server.received) == 1
+
+
+def test_a_huge_answer_is_cut() -> None:
+    with ScriptedServer([Answer("x" * 200_000)]) as server:
+        text = backbone(server).complete(ask()).text
+    assert len(text.encode()) <= MAX_ANSWER_BYTES and text.endswith("bytes]") and text.startswith("xxx")
+
+
+def test_no_key_no_server_says_what_to_set() -> None:
+    with pytest.raises(BackboneConfigError) as caught:
+        make_backbone("gpt-4o")
+    message = str(caught.value)
+    assert "OPENAI_API_KEY" in message and "`base_url`" in message and "`model` local" in message
+
+
+def test_local_without_its_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "learnact.engine.llm.local", None)  # importing it raises ImportError
+    with pytest.raises(LLMError, match=r"pip install -e '\.\[local\]'"):
+        make_backbone("local")
+
+
+# --- the response cache ---------------------------------------------------------------------------------
+
+
+def test_a_repeated_request_makes_no_request(tmp_path: Path) -> None:
+    with ScriptedServer() as server:
+        llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))
+        first = llm.complete(ask(seed=1))
+        again = llm.complete(ask(seed=1))
+        assert len(server.received) == 1 and again == first
+        assert llm.complete(ask(seed=2)) != first  # another seed is another request
+        assert llm.complete_and_tell(ask(seed=2)) == (llm.complete(ask(seed=2)), True)
+        assert len(server.received) == 2
+        # a new cache object on the same folder (a new run) answers too
+        assert CachedBackbone(backbone(server), ResponseCache(tmp_path)).complete(ask(seed=1)) == first
+        assert len(server.received) == 2
+
+
+def test_the_key_is_the_whole_request() -> None:
+    base = ask()
+    keys = {
+        cache_key("openai-compatible http://a/v1", base),
+        cache_key("openai-compatible http://b/v1", base),
+        cache_key("openai-compatible http://a/v1", base.model_copy(update={"model": "gpt-4o"})),
+        cache_key("openai-compatible http://a/v1", ask("other")),
+        cache_key("openai-compatible http://a/v1", ask(temperature=0.5)),
+        cache_key("openai-compatible http://a/v1", ask(max_tokens=10)),
+        cache_key("openai-compatible http://a/v1", ask(stop=("\n",))),
+        cache_key("openai-compatible http://a/v1", ask(seed=0)),
+    }
+    assert len(keys) == 8
+    assert cache_key("x", ask(temperature=0)) == cache_key("x", ask(temperature=0.0))
+
+
+def test_errors_are_not_cached(tmp_path: Path) -> None:
+    with ScriptedServer([Status(400)]) as server:
+        llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))
+        with pytest.raises(LLMError):
+            llm.complete(ask())
+        assert llm.complete(ask()).text == "answer 2"
+        assert len(server.received) == 2
+
+
+def test_the_cache_from_two_threads(tmp_path: Path) -> None:
+    requests = [ask(f"q{i}") for i in range(6)]
+    with ScriptedServer(responder=lambda body: Answer("re " + body["messages"][0]["content"])) as server:
+        cache = ResponseCache(tmp_path)
+        llm = CachedBackbone(backbone(server), cache)
+        answers: dict[tuple[int, int], str] = {}
+        errors: list[BaseException] = []
+
+        def work(worker: int, part: list[ChatRequest]) -> None:
+            try:
+                for i, request in enumerate(part):
+                    answers[worker, i] = llm.complete(request).text
+            except BaseException as exc:  # reported below, in the test's thread
+                errors.append(exc)
+
+        def run_two(parts: list[list[ChatRequest]]) -> None:
+            threads = [threading.Thread(target=work, args=(n, part)) for n, part in enumerate(parts)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert not errors
+
+        run_two([requests[:3], requests[3:]])  # two writers at once
+        assert len(server.received) == 6 and len(cache) == 6
+        run_two([requests, list(reversed(requests))])  # every answer from the cache, in both threads
+        assert len(server.received) == 6
+        assert answers[0, 5] == answers[1, 0] == "re q5"
+        cache.close()
+
+
+def test_the_cache_from_another_process(tmp_path: Path) -> None:
+    with ScriptedServer() as server:
+        llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))
+        first = llm.complete(ask(seed=7))
+        script = textwrap.dedent(
+            f"""
+            from learnact.engine.llm import *
+            backbone = OpenAIBackbone("gpt-4o-mini", base_url={server.base_url!r})
+            llm = CachedBackbone(backbone, ResponseCache({str(tmp_path)!r}))
+            request = ChatRequest(model="gpt-4o-mini", messages=(ChatMessage(role="user", content="hi"),), seed=7)
+            print(llm.complete(request).model_dump_json())
+            print(llm.complete(request.model_copy(update={{"seed": 8}})).text)
+            """
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == first.model_dump_json()
+        assert len(server.received) == 2  # only the other process's seed 8
+        assert llm.complete(ask(seed=8)).text == lines[1]  # and what it stored is seen here
+        assert len(server.received) == 2
+
+
+def test_a_corrupt_row_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
+    with ScriptedServer() as server:
+        llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))
+        llm.complete(ask())
+        with sqlite3.connect(tmp_path / DB_NAME) as db:
+            db.execute("""UPDATE responses SET value = '{"text": 5'""")
+        assert llm.complete(ask()).text == "answer 2"  # the torn row is never an answer
+        assert llm.complete(ask()).text == "answer 2"  # and it was replaced
+        assert len(server.received) == 2
+
+
+def test_a_cache_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"this is not an sqlite database" * 100)
+    with pytest.raises(CacheError, match="cannot be used"):
+        ResponseCache(tmp_path)
+
+
+def test_the_default_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "learnact"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == Path.home() / ".cache" / "learnact"
+
+
+# --- accounting ---------------------------------------------------------------------------------------
+
+
+def test_every_call_is_recorded_with_totals_and_cost(tmp_path: Path) -> None:
+    log = CallLog(tmp_path / CALLS)
+    ledger = Ledger(sink=log.append)
+    script = [Answer("a", prompt_tokens=1000, completion_tokens=500), Status(400, "refused")]
+    with ScriptedServer(script) as server:
+        llm = RecordingBackbone(CachedBackbone(backbone(server), ResponseCache(tmp_path / "cache")), ledger)
+        one, two = llm.for_episode("blockworld/0"), llm.for_episode("blockworld/1")
+        one.complete(ask())
+        two.complete(ask())  # a hit
+        with pytest.raises(LLMError):
+            two.complete(ask("other"))
+    records = log.read()
+    assert [(r.episode, r.cached, r.error is not None) for r in records] == [
+        ("blockworld/0", False, False),
+        ("blockworld/1", True, False),
+        ("blockworld/1", False, True),
+    ]
+    paid = (1000 * 0.15 + 500 * 0.60) / 1_000_000
+    assert records[0].cost_usd == pytest.approx(paid) and records[1].cost_usd == 0.0
+    assert records[0].request.messages[0].content == "hi" and records[0].response.text == "a"
+    assert "HTTP 400" in records[2].error and records[2].response is None
+    assert all(r.latency_s >= 0 for r in records)
+    total = ledger.totals()
+    assert (total.calls, total.cached_calls, total.failed_calls) == (3, 1, 1)
+    assert (total.prompt_tokens, total.completion_tokens) == (2000, 1000)
+    assert total.cost_usd == pytest.approx(paid) and total.unpriced_calls == 0
+    assert ledger.episode_totals("blockworld/0").prompt_tokens == 1000
+    assert ledger.episode_totals("blockworld/1").calls == 2
+    json.loads((tmp_path / CALLS).read_text().splitlines()[0])  # plain JSON lines
+
+
+def test_an_unknown_price_is_no_cost() -> None:
+    ledger = Ledger()
+    with ScriptedServer() as server:
+        llm = RecordingBackbone(OpenAIBackbone("mystery", base_url=server.base_url, **FAST), ledger)
+        llm.complete(ask().model_copy(update={"model": "mystery-7b"}))
+    total = ledger.totals()
+    assert total.cost_usd == 0.0 and total.unpriced_calls == 1 and total.prompt_tokens == 10
+
+
+def test_prices(tmp_path: Path) -> None:
+    table = PriceTable()
+    assert table.price("gpt-4o-2024-08-06") == table.price("gpt-4o")
+    assert table.price("gpt-4o-mini-2024-07-18") == table.price("gpt-4o-mini") != table.price("gpt-4o")
+    assert table.cost("local", 10**6, 10**6) == 0.0 and table.cost("unknown", 1, 1) is None
+    path = tmp_path / "prices.json"
+    path.write_text(
+        json.dumps(
+            {"gpt-4o": {"input_per_1m": 1, "output_per_1m": 2}, "my-vllm": {"input_per_1m": 0, "output_per_1m": 0}}
+        )
+    )
+    table = PriceTable.from_file(path)
+    assert table.price("gpt-4o") == Price(input_per_1m=1, output_per_1m=2)
+    assert table.cost("my-vllm", 5, 5) == 0.0 and table.price("gpt-4.1") is not None
+    path.write_text('{"gpt-4o": {"input_per_1m": -1, "output_per_1m": 2}}')
+    with pytest.raises(PriceFileError, match="bad price"):
+        PriceTable.from_file(path)
+    path.write_text("[]")
+    with pytest.raises(PriceFileError, match="not a JSON object"):
+        PriceTable.from_file(path)
+
+
+def test_a_slow_answer_has_its_latency() -> None:
+    ledger = Ledger()
+    with ScriptedServer([Answer("slow", delay_s=0.2)]) as server:
+        RecordingBackbone(backbone(server), ledger).complete(ask())
+    assert ledger.totals().latency_s >= 0.2
