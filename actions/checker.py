@@ -20,6 +20,7 @@ the family it belongs to (or a new family appended to :data:`FAMILIES`).
 from __future__ import annotations
 
 import ast
+import bisect
 import difflib
 import re
 import string
@@ -142,21 +143,20 @@ def bound_names(code: str) -> frozenset[str]:
 
 
 def infer_kind(code: str) -> CodeKind:
-    """An action module when the code holds only imports and function definitions, else a snippet."""
+    """Without function definitions an agent snippet; with them, an action module when the code holds
+    only imports and definitions, a program when it also has top-level statements (calls, assignments)."""
     try:
         body = ast.parse(code).body
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return CodeKind.agent_snippet
     if body and _is_docstring(body[0]):
         body = body[1:]
+    if not any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) for s in body):
+        return CodeKind.agent_snippet
     module_statements = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
-    if (
-        body
-        and any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) for s in body)
-        and all(isinstance(s, module_statements) for s in body)
-    ):
+    if all(isinstance(s, module_statements) for s in body):
         return CodeKind.action_module
-    return CodeKind.agent_snippet
+    return CodeKind.program
 
 
 class _TextVerdicts:
@@ -454,6 +454,7 @@ class _Check:
         self.defined = frozenset(defined)
         self.findings: list[Finding] = []
         self.scopes: list[_Scope] = []  # filled by the walk, the module's first
+        self.tree: ast.Module | None = None
         self._lines: list[str] | None = None
         self._families: dict[type[_Family], _Family] = {}
         for family_type in FAMILIES:  # in order: a family may look up the ones before it
@@ -464,6 +465,7 @@ class _Check:
 
     def walk(self, tree: ast.Module) -> None:
         """The one walk, then each family's rules that need the whole tree, in registry order."""
+        self.tree = tree
         self.scopes = _walk(tree, self._handlers())
         for family in self._families.values():
             family.finish()
@@ -655,11 +657,14 @@ class _Names(_Family):
 
 
 class _Shape(_Family):
-    """What each kind of code may hold: LA009 action-module shape, LA010 snippet shape, LA012
-    forbidden constructs (classes, async, global, decorators, string annotations)."""
+    """What each kind of code may hold: LA009 action-module shape, LA010 snippet shape, LA017 program
+    shape, LA012 forbidden constructs (classes, async, global, decorators, string annotations)."""
 
     @_on(ast.Module)
     def module(self, node: ast.Module) -> None:
+        if self.check.kind is CodeKind.program:
+            self._program(node)
+            return
         if self.check.kind is not CodeKind.action_module:
             return
         for index, stmt in enumerate(node.body):
@@ -684,6 +689,19 @@ class _Shape(_Family):
                     "with docstrings: move this code into a function",
                 )
 
+    def _program(self, node: ast.Module) -> None:
+        """A program runs once: one that only defines functions does nothing (LA017, a warning)."""
+        definitions = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        body = node.body[1:] if node.body and _is_docstring(node.body[0]) else node.body
+        functions = [s for s in body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        if functions and all(isinstance(s, definitions) for s in body):
+            self.report(
+                RuleId.program_shape,
+                functions[-1],
+                "this program only defines functions, so running it does nothing; end it with the "
+                f"top-level call that does the task, e.g. {functions[-1].name}(...)",
+            )
+
     @_on(ast.FunctionDef, ast.AsyncFunctionDef)
     def function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         for decorator in node.decorator_list:
@@ -702,7 +720,8 @@ class _Shape(_Family):
                 RuleId.snippet_shape,
                 node,
                 f"function '{node.name}' cannot be defined in an agent snippet; a snippet calls "
-                "primitives and learned actions (new actions belong in an action module)",
+                "primitives and learned actions (new actions belong in an action module; code that "
+                "defines helpers and calls them is a program)",
             )
         self._string_annotation(node.returns)
 
@@ -800,6 +819,50 @@ class _Undefined(_Family):
                 continue  # a call is LA006; one finding per name is enough
             reported.add(ident)
             self._undefined_name(name)
+        if check.kind is CodeKind.program and check.tree is not None:
+            self._used_before_definition(check.tree, check.known | check.defined)
+
+    def _used_before_definition(self, tree: ast.Module, available: frozenset[str]) -> None:
+        """Top-level code that reads a function defined only further down fails with a NameError.
+
+        Function bodies run later, so they may call functions defined after them; the top level and
+        the comprehensions it runs at once may not. Only names that nothing but a top-level ``def``
+        binds are considered (an earlier assignment or session value makes the read valid).
+        """
+        body = tree.body
+        defined_at: dict[str, int] = {}
+        for index, stmt in enumerate(body):
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                defined_at.setdefault(stmt.name, index)
+        if not defined_at:
+            return
+        others = [s for s in body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        assigned = _walk(ast.Module(body=others, type_ignores=[]), {})[0].bound if others else set()
+        starts = [(stmt.lineno, stmt.col_offset) for stmt in body]
+        reported: set[str] = set()
+        for scope in self.check.scopes:
+            outer = scope
+            while outer.kind == "comprehension" and outer.parent is not None:
+                outer = outer.parent
+            if outer.kind != "module":
+                continue  # a function or lambda body runs later, when everything is defined
+            for name in scope.loads:
+                ident = name.id
+                index = defined_at.get(ident)
+                if index is None or ident in reported or ident in assigned or ident in available:
+                    continue
+                if scope.kind == "comprehension" and ident in scope.bound:
+                    continue
+                if bisect.bisect_right(starts, (name.lineno, name.col_offset)) - 1 >= index:
+                    continue
+                reported.add(ident)
+                self.report(
+                    RuleId.undefined_name,
+                    name,
+                    f"'{ident}' is used before it is defined: 'def {ident}' comes at line "
+                    f"{body[index].lineno}, after this line, and top-level code runs in order; move "
+                    "this code below the definition (functions may call functions defined later)",
+                )
 
     def _undefined_name(self, node: ast.Name) -> None:
         name, primitives = node.id, self.check.primitives

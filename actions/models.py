@@ -15,11 +15,13 @@ class CodeKind(str, Enum):
     """What a piece of code is allowed to be.
 
     An *action module* holds only function definitions with docstrings (no top-level effects);
-    an *agent snippet* is statements that call actions and primitives.
+    an *agent snippet* is statements that call actions and primitives; a *program* (code as policy)
+    is both: helper functions (docstrings optional) and the top-level statements that call them.
     """
 
     action_module = "action_module"
     agent_snippet = "agent_snippet"
+    program = "program"
 
 
 class Finding(BaseModel):

@@ -4,8 +4,9 @@ The records below are the one source of the rule table: the checker reports :cla
 ``learnact check --list-rules`` prints the table (``--format json`` for tools), SARIF output describes
 the rules from it, and the table at the end of this docstring is rendered from it at import time.
 
-Decisions: classes are not allowed in either kind of code (LA012); agent snippets may import
-allowed modules but may not define functions (LA010); ``nonlocal`` and ``global`` are not allowed
+Decisions: classes are not allowed in any kind of code (LA012); agent snippets may import
+allowed modules but may not define functions (LA010); programs may define functions (docstrings
+optional) and run top-level statements, under every other rule; ``nonlocal`` and ``global`` are not allowed
 (RestrictedPython refuses ``nonlocal`` too). RestrictedPython's warnings (about its ``printed``
 variable) are not reported. The check is the first filter and the source of precise feedback; it
 is not the security boundary: the sandbox must hold with it switched off.
@@ -44,6 +45,7 @@ class RuleId(str, Enum):
     str_format = "LA014"
     undefined_name = "LA015"
     denied_attribute = "LA016"
+    program_shape = "LA017"
 
     def __str__(self) -> str:  # the id, in f-strings and str() alike (not ``RuleId.syntax_error``)
         return self.value
@@ -190,7 +192,8 @@ RULES: tuple[Rule, ...] = (
         details="A read of a name that no enclosing scope of the code assigns (assignment, loop or"
         " comprehension target, parameter, import, ``except``/``with`` ``as``, walrus, ``def``) and that is"
         " not an allowed builtin, a primitive, a known action or a value left by earlier code of the session"
-        " (a call of such a name is LA006).",
+        " (a call of such a name is LA006); in a program, a top-level use of a function that is defined"
+        " only further down (functions may call functions defined later).",
         why="It would fail at run time; the message lists what exists.",
     ),
     Rule(
@@ -201,6 +204,14 @@ RULES: tuple[Rule, ...] = (
         " traceback and generator introspection (``gi_frame``, ``f_globals``, ``tb_frame``, ``co_code``,"
         " ...), ``mro``, ``vformat``.",
         why="Frame, code and generator internals lead to every module's globals.",
+    ),
+    Rule(
+        id=RuleId.program_shape,
+        severity=Severity.warning,
+        summary="A program that only defines functions and never calls them.",
+        details="In a program: function definitions (and imports) but no top-level statement, so running it"
+        " calls nothing.",
+        why="A program is executed once; one that only defines its helpers does nothing.",
     ),
 )
 

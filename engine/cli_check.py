@@ -32,6 +32,7 @@ class KindChoice(str, Enum):
     auto = "auto"
     action_module = "action-module"
     agent_snippet = "agent-snippet"
+    program = "program"
 
 
 class OutputFormat(str, Enum):
@@ -121,10 +122,11 @@ def _summary(findings: list[Finding], path: str, kind: CodeKind) -> str:
     errors = sum(f.severity is Severity.error for f in findings)
     warnings = len(findings) - errors
     what = kind.value.replace("_", " ")
+    what = f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
     if not findings:
-        return f"{path}: no problems found (checked as an {what})"
+        return f"{path}: no problems found (checked as {what})"
     counts = f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-    return f"{path}: {counts} (checked as an {what})"
+    return f"{path}: {counts} (checked as {what})"
 
 
 def _list_rules(output_format: OutputFormat) -> None:
@@ -150,8 +152,10 @@ def check(
         KindChoice,
         typer.Option(
             "--kind",
-            help="action-module (only imports and documented functions) or agent-snippet; "
-            "auto: action module when the code holds only imports and definitions",
+            help="action-module (only imports and documented functions), agent-snippet (statements, no "
+            "definitions) or program (helper functions and top-level calls); auto: action module when the "
+            "code holds only imports and definitions, program when it also has top-level statements, "
+            "else agent snippet",
         ),
     ] = KindChoice.auto,
     actions: Annotated[

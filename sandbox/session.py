@@ -1,4 +1,4 @@
-"""A host-side session: action modules loaded once, agent snippets executed many times.
+"""A host-side session: action modules loaded once, agent snippets (or programs) executed many times.
 
 The session is the host's half of the protocol. It checks code statically, sends requests, reads
 and validates every reply, performs primitive calls through the handler (counting them), and
@@ -68,10 +68,14 @@ class Session:
             self._defined |= _bound_names(code)
         return result
 
-    def execute(self, code: str) -> ExecutionResult:
-        """Check an agent snippet, then run it; it may call primitives and loaded actions."""
+    def execute(self, code: str, kind: CodeKind = CodeKind.agent_snippet) -> ExecutionResult:
+        """Check an agent snippet (or, with ``kind=CodeKind.program``, a program: helper functions and
+        the top-level calls that use them), then run it; it may call primitives and loaded actions."""
+        kind = CodeKind(kind)
+        if kind is CodeKind.action_module:
+            raise ValueError("action modules are loaded with load_actions(), not executed")
         started = time.monotonic()
-        findings = self._check(code, CodeKind.agent_snippet)
+        findings = self._check(code, kind)
         if _has_errors(findings):
             return ExecutionResult(status=ExecutionStatus.rejected, findings=findings, duration_s=_since(started))
         result = self._request(code, load=False, findings=findings, started=started)

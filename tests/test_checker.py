@@ -28,6 +28,7 @@ from learnact.envs.base import ParamSpec, PrimitiveSpec
 
 MODULE = CodeKind.action_module
 SNIPPET = CodeKind.agent_snippet
+PROGRAM = CodeKind.program
 
 
 def spec(name: str, *params: str, int_params: tuple[str, ...] = ()) -> PrimitiveSpec:
@@ -561,8 +562,8 @@ def test_public_functions_of_allowed_modules_pass() -> None:
         ("x: 'list' = []\n", "string annotations are not allowed"),
     ],
 )
-def test_forbidden_constructs_are_refused_in_both_kinds_of_code(code: str, words: str) -> None:
-    for kind in (MODULE, SNIPPET):
+def test_forbidden_constructs_are_refused_in_every_kind_of_code(code: str, words: str) -> None:
+    for kind in (MODULE, SNIPPET, PROGRAM):
         messages = [f.message for f in only(code, "LA012", kind)]
         assert any(words in m for m in messages), (kind, messages)
 
@@ -737,7 +738,9 @@ def test_reviewed_members_with_their_accepted_arguments_pass() -> None:
         ("import math\n", SNIPPET),
         ("def f(:\n", SNIPPET),
         ("", SNIPPET),
-        ("def f():\n    pass\nf()\n", SNIPPET),
+        ("def f():\n    pass\nf()\n", PROGRAM),
+        ('"""Doc."""\nimport math\n\ndef f():\n    pass\nx = 1\n', PROGRAM),
+        ("x = 1\nf = lambda: x\nf()\n", SNIPPET),
     ],
 )
 def test_infer_kind(code: str, kind: CodeKind) -> None:
@@ -777,6 +780,7 @@ def test_every_rule_can_fire() -> None:
     )
     fired = {f.rule for f in check(code, MODULE, PRIMITIVES)} | {f.rule for f in check(code, SNIPPET, PRIMITIVES)}
     fired |= {f.rule for f in check("def f(:\n", SNIPPET)}
+    fired |= {f.rule for f in check("def f():\n    return 1\n", PROGRAM)}
     assert fired == {r.id for r in RULES}
 
 
@@ -813,3 +817,134 @@ def test_checking_the_same_text_again_gives_the_same_findings() -> None:
         (4, "LA007"),
     ]
     assert run(code) == first
+
+
+# programs (code as policy) ------------------------------------------------------------------------
+
+GOOD_PROGRAM = """
+import math
+from collections import Counter
+
+
+def solve(blocks):
+    for lower, upper in pairs(blocks):  # a function defined further down
+        obs = move(upper, lower)
+        if "not valid" in obs:
+            return obs
+    return f"{len(Counter(blocks))} blocks, {math.floor(len(blocks) / 2)} pairs"
+
+
+def move(block, target):
+    \"\"\"Docstrings are optional in a program.\"\"\"
+    pickup(block)
+    return stack(block, target)
+
+
+def pairs(items):
+    return list(zip(items, items[1:]))
+
+
+obs = look()
+blocks = sorted(w for w in obs.split() if w.startswith("b"))
+print(solve(blocks), tower(blocks))
+"""
+
+
+def test_a_program_with_helpers_and_top_level_calls_passes() -> None:
+    assert run(GOOD_PROGRAM, PROGRAM, known=("tower",)) == []
+    assert infer_kind(textwrap.dedent(GOOD_PROGRAM)) is PROGRAM
+    # As the other kinds it is refused: a snippet defines no functions, a module runs no code.
+    assert "LA010" in rules_of(GOOD_PROGRAM, SNIPPET, known=("tower",))
+    assert "LA009" in rules_of(GOOD_PROGRAM, MODULE, known=("tower",))
+
+
+def test_a_program_checks_primitive_calls_and_unknown_calls_inside_its_functions() -> None:
+    code = "def go():\n    pickup('a', 'b')\n    return helpr()\n\n\ndef helper():\n    return 1\n\n\ngo()\n"
+    assert [(f.rule, f.line) for f in run(code, PROGRAM)] == [("LA007", 2), ("LA006", 3)]
+    assert "did you mean 'helper'?" in only(code, "LA006", PROGRAM)[0].message
+
+
+@pytest.mark.parametrize(
+    ("code", "rule"),
+    [
+        ("import os\n", "LA002"),
+        ("from importlib import import_module\n", "LA002"),
+        ("x = eval('1')\n", "LA003"),
+        ("e = exec\n", "LA003"),
+        ("def open(path):\n    return path\n", "LA003"),
+        ("def f(getattr):\n    return getattr\n", "LA003"),
+        ("def _helper():\n    return 1\n", "LA004"),
+        ("y = ().__class__\n", "LA004"),
+        ("def f(**_k):\n    return 1\n", "LA004"),
+        ('s = "{0.real}".format(1)\n', "LA005"),
+        ('s = "{0}".format(1)\n', "LA014"),
+        ("n = {}\nn['a'] += 1\n", "LA008"),
+        ("import json\nf = json.codecs\n", "LA011"),
+        ("import math\nm = math\n", "LA011"),
+        ("import json\nv = json.dumps([], cls=1)\n", "LA011"),
+        ("class C:\n    pass\n", "LA012"),
+        ("async def g():\n    return 1\n", "LA012"),
+        ("def g():\n    global n\n    n = 1\n", "LA012"),
+        ("@print\ndef g():\n    return 1\n", "LA012"),
+        ("v = sys.modules\n", "LA015"),
+        ("g = (i for i in [1]).gi_frame\n", "LA016"),
+    ],
+)
+def test_every_safety_rule_still_fires_in_a_program(code: str, rule: str) -> None:
+    # The unsafe line sits in a program with a helper and a top-level call, and inside a function.
+    program = code + "\n\ndef helper():\n    return pickup('a')\n\n\nhelper()\n"
+    assert rule in rules_of(program, PROGRAM), run(program, PROGRAM)
+    if not code.startswith(("import", "from", "def", "class", "async", "@")):
+        nested = "def inner():\n" + textwrap.indent(code, "    ") + "    return 1\n\n\ninner()\n"
+        assert rule in rules_of(nested, PROGRAM), run(nested, PROGRAM)
+
+
+def test_functions_of_a_program_may_call_functions_defined_later() -> None:
+    code = "def first():\n    return second()\n\n\ndef second():\n    return look()\n\n\nfirst()\n"
+    assert run(code, PROGRAM) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "solve()\n\n\ndef solve():\n    return look()\n",
+        "x = [solve() for _ in range(2)]\n\n\ndef solve():\n    return look()\n",
+        "for _ in range(2):\n    solve()\n\n\ndef solve():\n    return look()\n",
+    ],
+)
+def test_top_level_code_of_a_program_cannot_use_a_function_defined_below_it(code: str) -> None:
+    (finding,) = only(code, "LA015", PROGRAM)
+    assert finding.message.startswith("'solve' is used before it is defined: 'def solve' comes at line")
+    assert only(code, "LA006", PROGRAM) == []
+
+
+@pytest.mark.parametrize(
+    ("code", "kwargs"),
+    [
+        ("solve = look\nsolve()\n\n\ndef solve():\n    return look()\n", {}),  # bound before, by other code
+        ("solve()\n\n\ndef solve():\n    return look()\n", {"known": ("solve",)}),  # an action already
+        ("solve()\n\n\ndef solve():\n    return look()\n", {"defined": ("solve",)}),  # left by earlier code
+        ("f = lambda: solve()\n\n\ndef solve():\n    return look()\n\n\nf()\n", {}),  # runs later
+    ],
+)
+def test_a_name_bound_before_the_top_level_use_is_not_used_before_definition(code: str, kwargs: dict) -> None:
+    assert only(code, "LA015", PROGRAM, **kwargs) == []
+
+
+def test_undefined_names_in_a_program_are_caught_in_every_scope() -> None:
+    code = (
+        "def solve(blocks):\n    return [b for b in blocks if b != target] + [missing]\n\n\n"
+        "def other():\n    local = 1\n    return local\n\n\nprint(solve([]), local)\n"
+    )
+    assert [(f.rule, f.line, f.message.split(":")[0]) for f in only(code, "LA015", PROGRAM)] == [
+        ("LA015", 2, "'target' is not defined"),
+        ("LA015", 2, "'missing' is not defined"),
+        ("LA015", 10, "'local' is not defined"),
+    ]
+
+
+def test_a_program_that_only_defines_functions_is_a_warning() -> None:
+    findings = run('"""Doc."""\nimport math\n\n\ndef solve():\n    return math.pi\n', PROGRAM)
+    assert [(f.rule, f.severity, f.line) for f in findings] == [("LA017", Severity.warning, 5)]
+    assert "e.g. solve(...)" in findings[0].message
+    assert run("x = look()\n", PROGRAM) == []  # a program without helpers is fine

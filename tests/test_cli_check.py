@@ -128,6 +128,32 @@ def test_kind_auto_and_forced(tmp_path: Path) -> None:
     assert "LA009" in invoke(str(snippet), "--kind", "action-module").stdout
 
 
+PROGRAM = (
+    "def solve(blocks):\n    for block in blocks:\n        grab(block)\n\n\n"
+    "def grab(block):\n    return pickup(block)\n\n\nsolve(['a', 'b'])\n"
+)
+
+
+def test_kind_program_accepts_helpers_and_top_level_calls(tmp_path: Path, fake_env: None) -> None:
+    path = write(tmp_path, PROGRAM)
+    result = invoke(str(path), "--kind", "program", "--env", "toy")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == f"{path}: no problems found (checked as a program)"
+    auto = invoke(str(path), "--env", "toy")  # auto: definitions and top-level calls make a program
+    assert auto.exit_code == 0 and "checked as a program" in auto.stderr
+    as_snippet = invoke(str(path), "--kind", "agent-snippet", "--env", "toy")
+    assert as_snippet.exit_code == 1 and "LA010" in as_snippet.stdout
+
+
+def test_kind_program_keeps_the_safety_rules(tmp_path: Path, fake_env: None) -> None:
+    code = "import os\n\n\ndef solve():\n    return eval('1')\n\n\nlater()\nsolve()\n\n\ndef later():\n    pass\n"
+    result = invoke(str(write(tmp_path, code)), "--kind", "program", "--env", "toy", "--format", "json")
+    assert result.exit_code == 1
+    assert [(f["rule"], f["line"]) for f in json.loads(result.stdout)] == [("LA002", 1), ("LA003", 5), ("LA015", 8)]
+    only_defs = invoke(str(write(tmp_path, "def solve():\n    return 1\n", "defs.py")), "--kind", "program")
+    assert only_defs.exit_code == 0 and "LA017" in only_defs.stdout  # a warning: it calls nothing
+
+
 def test_actions_file_makes_its_functions_callable(tmp_path: Path) -> None:
     actions = write(tmp_path, GOOD_MODULE, "actions.py")
     snippet = write(tmp_path, "act('b1')\n", "snippet.py")

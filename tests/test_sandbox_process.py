@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from learnact.actions import CodeKind
+from learnact.envs.base import ParamSpec, PrimitiveSpec
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig, SandboxUnavailable
 from learnact.sandbox.process_backend import ProcessBackend, sweep_stale_directories
 
@@ -113,6 +115,36 @@ def test_host_packages_are_not_importable(unchecked: Sandbox) -> None:
         result = session.execute("import pydantic")
     assert result.status is ExecutionStatus.error
     assert result.error is not None and result.error.type == "ModuleNotFoundError"
+
+
+# ---- programs ----------------------------------------------------------------------------------------
+
+
+def test_a_program_with_helpers_runs_through_a_checked_session_and_calls_primitives() -> None:
+    primitives = [PrimitiveSpec(name="pickup", params=(ParamSpec(name="block"),), doc="Pick up a block.")]
+    performed: list[tuple[str, list]] = []
+
+    def handler(name: str, args: list) -> str:
+        performed.append((name, args))
+        return f"You pick up {args[0]}."
+
+    program = (
+        "def solve(blocks):\n    return [grab(b) for b in blocks]\n\n\n"  # grab is defined below
+        "def grab(block):\n    return pickup(block)\n\n\nprint(len(solve(['b1', 'b2'])))\n"
+    )
+    with make_sandbox() as sandbox, sandbox.session(primitives, handler) as session:
+        result = session.execute(program, kind=CodeKind.program)
+        again = session.execute("print(grab('b3'))")  # its functions stay callable in the session
+        refused = session.execute("def f():\n    return open('/etc/passwd')\n\n\nf()\n", kind=CodeKind.program)
+        as_snippet = session.execute(program)  # a snippet defines no functions
+    assert result.status is ExecutionStatus.ok, result
+    assert result.stdout == "2\n" and [c.args for c in result.calls] == [["b1"], ["b2"]]
+    assert again.stdout == "You pick up b3.\n"
+    assert performed == [("pickup", ["b1"]), ("pickup", ["b2"]), ("pickup", ["b3"])]
+    assert refused.status is ExecutionStatus.rejected and [f.rule for f in refused.findings] == ["LA003"]
+    assert as_snippet.status is ExecutionStatus.rejected and "LA010" in {f.rule for f in as_snippet.findings}
+    with pytest.raises(ValueError, match="load_actions"):
+        session.execute(program, kind=CodeKind.action_module)
 
 
 # ---- how a sandbox ended ---------------------------------------------------------------------------
