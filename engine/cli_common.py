@@ -64,6 +64,9 @@ FLAGS = {
     "runtime": "--runtime",
     "split": "--split",
     "workers": "--workers",
+    "model": "--model",
+    "base_url": "--base-url",
+    "cache_dir": "--cache-dir",
 }
 
 

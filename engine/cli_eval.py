@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from learnact.actions.errors import LearnactError
 from learnact.engine.cli_common import (
     DEFAULT_BACKEND,
     DEFAULT_RUNTIME,
@@ -30,11 +31,14 @@ from learnact.engine.cli_common import (
     shown,
 )
 from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.records import EpisodeRecord, Method, RunSettings, Summary
+from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, ResponseCache, make_backbone
+from learnact.engine.records import RETRIED, EpisodeRecord, Method, ModelSettings, RunSettings, Summary
 from learnact.engine.rundir import RunDir
 from learnact.envs import make_env, select_tasks
 from learnact.sandbox import SandboxConfig
 
+DEFAULT_MAX_STEPS = {"expert": 100, "pddl": 30, "alfworld": 20}  # model methods: the paper's budgets
+DEFAULT_SERVER_MODEL = "gpt-4o-mini"  # --model when OPENAI_API_KEY is set and none is given
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
 PROGRESS_EVERY_S = 10.0  # plain progress lines (stderr not a terminal): at most one per interval
 
@@ -56,7 +60,7 @@ class PlainProgress:
 
     def advance(self, record: EpisodeRecord) -> None:
         self.finished += 1
-        self.errors += record.status == "error"
+        self.errors += record.status in RETRIED
         now = time.monotonic()
         if now - self.last_line >= PROGRESS_EVERY_S or self.finished >= self.total:
             self.last_line = now
@@ -72,7 +76,20 @@ def evaluate(
     method: Annotated[Method, typer.Option(help="how actions are chosen")] = Method.expert,
     tasks: Annotated[Optional[str], typer.Option(help="indices and ranges (0-4,7) or task ids; default: all")] = None,
     workers: Annotated[int, typer.Option(min=1, help="episodes run in parallel, each with its own sandbox")] = 1,
-    max_steps: Annotated[int, typer.Option(min=1, help="steps per episode")] = 100,
+    max_steps: Annotated[
+        Optional[int], typer.Option(min=1, help="steps per episode [default: 100 expert; 30 PDDL, 20 ALFWorld]")
+    ] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help=f"model of a model method; '{LOCAL}' runs one in process")
+    ] = None,
+    base_url: Annotated[Optional[str], typer.Option(help="an OpenAI-compatible server (else OPENAI_BASE_URL)")] = None,
+    api_key_env: Annotated[
+        Optional[str], typer.Option(help="the environment variable holding the API key [default: OPENAI_API_KEY]")
+    ] = None,
+    cache_dir: Annotated[
+        Optional[Path], typer.Option(help="the response cache's folder [default: $XDG_CACHE_HOME/learnact]")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="ask the model every time; store nothing")] = False,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     pddl_domain: PddlDomainOption = None,
     pddl_problems: Annotated[
@@ -107,7 +124,30 @@ def evaluate(
             "the episodes will compete for them (and their timeouts may fire)"
         )
     sandbox = SandboxConfig(backend=backend, runtime=runtime)
-    settings = RunSettings(env=spec, method=method, max_steps=max_steps, sandbox=sandbox)
+    if max_steps is None:
+        kind = "expert" if not method.uses_model else "alfworld" if spec.name.startswith("alfworld") else "pddl"
+        max_steps = DEFAULT_MAX_STEPS[kind]
+    backbone: Backbone | None = None
+    model_settings: ModelSettings | None = None
+    if method.uses_model:
+        api_key = os.environ.get(api_key_env) if api_key_env else None
+        if api_key_env and not api_key:
+            raise fail(f"the variable {api_key_env} (--api-key-env) is not set")
+        if model is None:
+            if not (api_key or os.environ.get("OPENAI_API_KEY")):
+                raise fail(
+                    f"the method {method.value} needs a language model: give --model with OPENAI_API_KEY set "
+                    f"(or --base-url of an OpenAI-compatible server), or --model {LOCAL} for a small model run "
+                    "in process"
+                )
+            model = DEFAULT_SERVER_MODEL
+        base_url = base_url or (os.environ.get("OPENAI_BASE_URL") if model != LOCAL else None)
+        model_settings = ModelSettings(model=model, base_url=base_url)
+        with reported():
+            backbone = make_backbone(model, base_url, api_key, cache_dir=cache_dir)
+            if not no_cache:
+                backbone = CachedBackbone(backbone, ResponseCache(cache_dir))
+    settings = RunSettings(env=spec, method=method, max_steps=max_steps, sandbox=sandbox, model=model_settings)
     config = EvalConfig(run=settings, tasks=chosen, workers=workers)
     label = f"{env} · {method.value}"
     plain = PlainProgress(label) if not json_output and not err.is_terminal else None
@@ -133,21 +173,37 @@ def evaluate(
 
         try:
             with reported():
-                summary = run_evaluation(config, out, on_episode=on_episode, on_start=on_start)
+                summary = run_evaluation(config, out, on_episode=on_episode, on_start=on_start, backbone=backbone)
         except KeyboardInterrupt:
             err.print(f"interrupted: finished episodes are kept in {shown(str(out))}; run the same command to resume")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
+        finally:
+            if backbone is not None:
+                _close(backbone)
 
     if json_output:
         sys.stdout.write(summary.model_dump_json() + "\n")
     else:
         show_summary(summary, out)
+    if summary.llm_errors:
+        err.print(
+            f"[red]{summary.llm_errors} episode{'s' * (summary.llm_errors != 1)} ended by a model failure[/red] "
+            "(status llm_error in episodes.jsonl); run the same command to retry them"
+        )
     if summary.errors:
         err.print(
             f"[red]{summary.errors} episode{'s' * (summary.errors != 1)} ended by an error[/red] "
             "(see `error` in episodes.jsonl); run the same command to retry them"
         )
+    if summary.errors or summary.llm_errors:
         raise typer.Exit(ExitCode.EPISODE_ERRORS)
+
+
+def _close(backbone: Backbone) -> None:
+    try:
+        backbone.close()
+    except (LearnactError, OSError) as exc:  # closing must not hide the run's outcome
+        err.print(f"[yellow]warning:[/yellow] closing the model backbone: {shown(str(exc))}")
 
 
 def show_summary(summary: Summary, out: Path) -> None:
@@ -165,10 +221,17 @@ def show_summary(summary: Summary, out: Path) -> None:
         f"{summary.success_rate:.1%}", f"{summary.progress_rate:.1%}", style="bold",
     )  # fmt: skip
     console.print(table)
-    failed = [r for r in summary.results if r.status == "error"]
+    if summary.usage is not None:
+        u = summary.usage
+        console.print(
+            f"model calls: {u.calls} ({u.cached_calls} from the cache, {u.failed_calls} failed), "
+            f"tokens: {u.prompt_tokens} prompt + {u.completion_tokens} completion, est. cost ${u.cost_usd:.4f}",
+            soft_wrap=True,
+        )
+    failed = [r for r in summary.results if r.status in RETRIED]
     for row in failed[:SHOWN_ERRORS]:
         first_line = (row.error or "").splitlines()[0] if row.error else ""
-        console.print(f"[red]error[/red] {shown(row.task)}: {shown(first_line)}", soft_wrap=True)
+        console.print(f"[red]{row.status}[/red] {shown(row.task)}: {shown(first_line)}", soft_wrap=True)
     if len(failed) > SHOWN_ERRORS:
         console.print(f"... and {len(failed) - SHOWN_ERRORS} more", soft_wrap=True)
     console.print(shown(f"results: {out}/episodes.jsonl, {out}/summary.json"), soft_wrap=True)

@@ -8,29 +8,19 @@ Success and progress are read from the environment, never from what the sandbox 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from learnact.actions.errors import LearnactError
-from learnact.engine.records import MAX_ERROR_CHARS, EpisodeRecord, EpisodeSpec, StepRecord
+from learnact.engine.agents import THINK_ANSWER, ExpertPolicy, NoCode, Think, call_code, make_policy
+from learnact.engine.agents.prompts import fill
+from learnact.engine.llm import Backbone, Ledger, LLMError, RecordingBackbone
+from learnact.engine.records import MAX_ERROR_CHARS, EndReason, EpisodeRecord, EpisodeSpec, StepRecord, TokenUsage
 from learnact.envs import Environment, StepOutcome, make_env
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
-
-def call_code(name: str, args: list[Any]) -> str:
-    """A primitive call written as one line of agent code."""
-    return f"{name}({', '.join(repr(a) for a in args)})"
-
-
-class ExpertPolicy:
-    """Replays the environment's expert, one primitive call per step, as code."""
-
-    def __init__(self, env: Environment) -> None:
-        self._calls: Iterator[tuple[str, list[Any]]] = env.expert_calls()
-
-    def next_code(self, observation: str) -> str | None:
-        call = next(self._calls, None)
-        return None if call is None else call_code(*call)
+__all__ = ["ExpertPolicy", "call_code", "run_episode"]  # ExpertPolicy, call_code: kept where they were
+REPEATED_FAILURES = 5  # the same failing action this many times in a row ends the episode
 
 
 class OutcomeTracker:
@@ -40,10 +30,12 @@ class OutcomeTracker:
         self._env = env
         self.last: StepOutcome | None = None
         self.progress = 0.0
+        self.invalid_calls = 0
 
     def __call__(self, name: str, args: list[Any]) -> str:
         outcome = self._env.call(name, args)
         self.last = outcome
+        self.invalid_calls += not outcome.valid
         self.progress = max(self.progress, outcome.progress)
         return outcome.observation
 
@@ -90,9 +82,16 @@ def run_episode(
     env: Environment | None = None,
     sandbox: Sandbox | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    backbone: Backbone | None = None,
 ) -> EpisodeRecord:
     """Run one episode. ``env`` and ``sandbox`` may be passed in to reuse them across episodes;
-    ``should_stop`` is asked before every step.
+    ``should_stop`` is asked before every step; ``backbone`` is the language model of a model method
+    (its calls are counted in the record's ``usage``; a :class:`RecordingBackbone` also records them).
+
+    Each step the policy proposes a line of code, which is checked and run in the sandbox, or a thought
+    (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
+    step REPEATED_FAILURES times in a row ends the episode (``ended="repeated_failure"``). A backbone that
+    gives no answer ends it with ``status="llm_error"``.
 
     An exception while the episode runs (the planner finds no plan or times out, the environment or
     the sandbox fails, an unknown task) does not propagate: the episode is recorded with
@@ -108,6 +107,12 @@ def run_episode(
     settings = spec.run
     env_name = env.name if env is not None else settings.env.name
     own_sandbox = False
+    ended: EndReason | None = None
+    status: str = "finished"
+    recording: RecordingBackbone | None = None
+    if backbone is not None:
+        recording = backbone if isinstance(backbone, RecordingBackbone) else RecordingBackbone(backbone, Ledger())
+        recording = recording.for_episode(spec.task)
     try:
         env = env or make_env(settings.env)
         env_name = env.name
@@ -115,19 +120,40 @@ def run_episode(
         own_sandbox = sandbox is None
         sandbox = sandbox or Sandbox(settings.sandbox)
         reset = env.reset(spec.task)
-        policy = ExpertPolicy(env)
+        policy = make_policy(settings.method, env, task_type, reset, recording, settings.model)
         tracker = OutcomeTracker(env)
         observation = f"{reset.observation}\n{reset.goal}"
+        failing: tuple[str, int] | None = None  # the last failing step and how often in a row
+        ended = "max_steps"
         with sandbox.session(env.primitives(), tracker) as session:
             for index in range(settings.max_steps):
                 if should_stop():
                     raise EpisodeInterrupted(spec.task)
-                code = policy.next_code(observation)
-                if code is None:
-                    break
                 step_started = time.perf_counter()
-                result = session.execute(code)
-                observation = observation_of(result)
+                decision = policy.decide(observation)
+                if decision is None:
+                    ended = "policy_end"
+                    break
+                result: ExecutionResult | None = None
+                code, thought, failed_as = "", None, None
+                if isinstance(decision, Think):
+                    thought, observation = decision.thought, THINK_ANSWER
+                elif isinstance(decision, NoCode):
+                    observation, failed_as = decision.message, "no code: " + decision.answer.strip()
+                else:
+                    code, invalid_before = decision.code, tracker.invalid_calls
+                    result = session.execute(code)
+                    observation = observation_of(result)
+                    if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
+                        failed_as = code
+                if failed_as is not None:
+                    times = failing[1] + 1 if failing is not None and failing[0] == failed_as else 1
+                    failing = (failed_as, times)
+                    if times >= REPEATED_FAILURES:
+                        observation += "\n" + fill("repeated", count=times).strip()
+                        ended = "repeated_failure"
+                elif not isinstance(decision, Think):
+                    failing = None
                 steps.append(
                     StepRecord(
                         index=index,
@@ -135,17 +161,26 @@ def run_episode(
                         result=result,
                         observation=observation,
                         duration_s=time.perf_counter() - step_started,
+                        thought=thought,
+                        answer=decision.answer,
                     )
                 )
                 if tracker.done:
+                    ended = "done"
+                    break
+                if ended == "repeated_failure":
                     break
         error = None
     except EpisodeInterrupted:
         raise
+    except LLMError as exc:
+        if should_stop():
+            raise EpisodeInterrupted(spec.task) from exc
+        error, status, ended = error_text(exc), "llm_error", "llm_error"
     except Exception as exc:
         if should_stop():  # e.g. the planner killed by the same Ctrl-C: not the episode's fault
             raise EpisodeInterrupted(spec.task) from exc
-        error = error_text(exc)
+        error, status, ended = error_text(exc), "error", "error"
     finally:
         if own_sandbox and sandbox is not None:
             sandbox.close()
@@ -154,10 +189,26 @@ def run_episode(
         type=task_type,
         env=env_name,
         method=settings.method,
-        status="finished" if error is None else "error",
+        status=status,  # type: ignore[arg-type]
         error=error,
         success=error is None and tracker is not None and tracker.success,
         progress=tracker.progress if tracker is not None else 0.0,
         steps=steps,
         duration_s=time.perf_counter() - started,
+        ended=ended,
+        usage=_usage(recording),
+    )
+
+
+def _usage(recording: RecordingBackbone | None) -> TokenUsage | None:
+    if recording is None:
+        return None
+    totals = recording.ledger.episode_totals(recording.episode)
+    return TokenUsage(
+        calls=totals.calls,
+        cached_calls=totals.cached_calls,
+        failed_calls=totals.failed_calls,
+        prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens,
+        cost_usd=totals.cost_usd,
     )

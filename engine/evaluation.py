@@ -11,8 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from learnact.actions.errors import LearnactError
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
-from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings, Summary
+from learnact.engine.llm import CALLS, Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
+from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, RunSettings, Summary
 from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
 from learnact.envs import Environment, make_env
 from learnact.sandbox import Sandbox
@@ -95,12 +97,16 @@ def run_evaluation(
     out: Path,
     on_episode: Callable[[EpisodeRecord], None] = lambda record: None,
     on_start: Callable[[int, int], None] = lambda finished, total: None,
+    backbone: Backbone | None = None,
+    prices: PriceTable | None = None,
 ) -> Summary:
     """Run the episodes of ``config`` not yet finished in ``out``; return the summary of the folder.
 
     One process at a time: the folder is locked for the whole run. The sandbox is started before
     anything is written, so a run that cannot start leaves no config behind.
     ``on_start(finished, total)`` is told how many of the selected episodes are already finished.
+    ``backbone`` is the language model of a model method (``config.run.model`` names it); every call is
+    appended to ``calls.jsonl`` in ``out`` and counted in the episode's and the summary's ``usage``.
 
     An episode that ends by an error (planner, environment, sandbox) is recorded as such and the run
     goes on; a later run retries it. Episodes that ran to their end, failed or not, are never rerun.
@@ -115,8 +121,11 @@ def run_evaluation(
     :raises RunDirError: when ``out`` cannot be used, holds another run (other :class:`RunSettings`) or a
         config this version cannot read, or a write fails (e.g. a full disk).
     :raises SandboxUnavailable: when the sandbox cannot start.
-    :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`).
+    :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`), or
+        for a model method without ``backbone`` or ``config.run.model``.
     """
+    if config.run.method.uses_model and (backbone is None or config.run.model is None):
+        raise LearnactError(f"the method {config.run.method.value} needs a language model", "give a {model}")
     run_dir = RunDir(out)
     run_dir.lock()
     all_workers: list[Worker] = []
@@ -136,11 +145,16 @@ def run_evaluation(
         all_tasks = _merged_tasks(previous, config.tasks)
         run_dir.write_config(config.model_copy(update={"tasks": all_tasks}))
         records = run_dir.latest()
-        pending = [t for t in config.tasks if t not in records or records[t].status == "error"]
+        pending = [t for t in config.tasks if t not in records or records[t].status in RETRIED]
         on_start(len(config.tasks) - len(pending), len(config.tasks))
         log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(config.tasks), config.workers)
         types = {t.id: t.type for t in all_workers[0].env.tasks()}
-        _run_pending(config, run_dir, pending, types, all_workers, records, on_episode)
+        recording = (
+            RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out / CALLS).append))
+            if backbone is not None and config.run.method.uses_model
+            else None
+        )
+        _run_pending(config, run_dir, pending, types, all_workers, records, on_episode, recording)
         selected = set(all_tasks)
         order = [*all_tasks, *(t for t in records if t not in selected)]
         summary = Summary.of(config.run.env.name, config.run.method, [records[t] for t in order if t in records])
@@ -160,6 +174,7 @@ def _run_pending(
     all_workers: list[Worker],
     records: dict[str, EpisodeRecord],
     on_episode: Callable[[EpisodeRecord], None],
+    backbone: Backbone | None = None,
 ) -> None:
     free_workers: list[Worker] = list(all_workers)
     lock = threading.Lock()
@@ -183,7 +198,9 @@ def _run_pending(
             with lock:
                 all_workers.append(worker)
         try:
-            record = run_episode(config.episode(task), env=worker.env, sandbox=worker.sandbox, should_stop=stop.is_set)
+            record = run_episode(
+                config.episode(task), env=worker.env, sandbox=worker.sandbox, should_stop=stop.is_set, backbone=backbone
+            )
         except BaseException:
             with lock:
                 free_workers.append(worker)
@@ -206,7 +223,7 @@ def _run_pending(
             for future in finished:
                 record = future.result()
                 records[record.task] = record
-                outcome = f"ended by {record.error}" if record.status == "error" else f"success={record.success}"
+                outcome = f"ended by {record.error}" if record.status in RETRIED else f"success={record.success}"
                 log.info("episode %s: %s, %d steps, %.1f s", record.task, outcome, len(record.steps), record.duration_s)
                 on_episode(record)
     except BaseException:

@@ -15,9 +15,28 @@ class Method(str, Enum):
     """How an episode's actions are chosen (compares equal to, prints and serialises as its value)."""
 
     expert = "expert"  # the environment's expert (a planner, ALFWorld's handcoded expert), as code
+    act = "act"  # a language model writes one line of code a step
+    react = "react"  # the same, with Think: steps that are answered and not executed
+
+    @property
+    def uses_model(self) -> bool:
+        return self is not Method.expert
 
     def __str__(self) -> str:
         return self.value
+
+
+class ModelSettings(BaseModel):
+    """The language model of a model method: part of a run's identity, so that a resumed run never mixes
+    models. The API key is not part of it (it is never written to a run directory)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str
+    base_url: str | None = None
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(256, gt=0)
+    seed: int | None = None
 
 
 class RunSettings(BaseModel):
@@ -35,6 +54,7 @@ class RunSettings(BaseModel):
     method: Method = Method.expert
     max_steps: int = Field(100, gt=0, description="steps per episode")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    model: ModelSettings | None = None  # the language model of a model method
 
     def differences(self, other: RunSettings) -> list[str]:
         """The names of the settings in which ``other`` differs, in field order."""
@@ -51,23 +71,50 @@ class EpisodeSpec(BaseModel):
 
 
 class StepRecord(BaseModel):
+    """One step: the code run (``result``), or a thought (``thought``, answered and not run), or a model
+    answer holding no code (``code`` empty, ``result`` None); ``answer`` is the model's raw text."""
+
     model_config = ConfigDict(frozen=True)
 
     index: int
     code: str
-    result: ExecutionResult
+    result: ExecutionResult | None
     observation: str
     duration_s: float
+    thought: str | None = None
+    answer: str | None = None
 
 
-EpisodeStatus = Literal["finished", "error"]
+class TokenUsage(BaseModel):
+    """Model calls of an episode or a run: how many, from the cache, failed, their tokens and estimated cost."""
+
+    model_config = ConfigDict(frozen=True)
+
+    calls: int = 0
+    cached_calls: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(**{name: getattr(self, name) + getattr(other, name) for name in type(self).model_fields})
+
+
+EpisodeStatus = Literal["finished", "error", "llm_error"]
+RETRIED: tuple[str, ...] = ("error", "llm_error")  # statuses a rerun runs again
+# Why an episode stopped: the task ended, the step budget ran out, the policy had nothing more, the same
+# failing action came too often, an error.
+EndReason = Literal["done", "max_steps", "policy_end", "repeated_failure", "error", "llm_error"]
 MAX_ERROR_CHARS = 4000
 
 
 class EpisodeRecord(BaseModel):
     """``status`` says whether the episode ran to its end (``finished``: the task may still have failed)
     or was ended by an exception of the engine, planner, environment or sandbox (``error``, with
-    ``error`` saying why); a rerun retries ``error`` episodes, never ``finished`` ones."""
+    ``error`` saying why) or by a language model that gave no answer after its retries (``llm_error``);
+    a rerun retries ``error`` and ``llm_error`` episodes, never ``finished`` ones. ``ended`` says why
+    it stopped; ``usage`` counts its model calls (model methods)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -81,6 +128,8 @@ class EpisodeRecord(BaseModel):
     progress: float
     steps: list[StepRecord]
     duration_s: float
+    ended: EndReason | None = None
+    usage: TokenUsage | None = None
 
 
 class TypeSummary(BaseModel):
@@ -88,6 +137,7 @@ class TypeSummary(BaseModel):
 
     episodes: int
     errors: int = 0
+    llm_errors: int = 0
     success_rate: float
     progress_rate: float
 
@@ -102,11 +152,13 @@ class ResultRow(BaseModel):
     success: bool
     progress: float
     steps: int
+    ended: EndReason | None = None
 
 
 class Summary(BaseModel):
     """Rates over every episode recorded in the run directory (the latest record of each task); an
-    episode that ended by an error counts as a failure and in ``errors``."""
+    episode that ended by an error counts as a failure and in ``errors`` (``llm_errors`` for a model
+    that gave no answer); ``usage`` sums the model calls of the episodes (model methods)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -114,10 +166,12 @@ class Summary(BaseModel):
     method: Method
     episodes: int
     errors: int = 0
+    llm_errors: int = 0
     success_rate: float
     progress_rate: float
     per_type: dict[str, TypeSummary]
     results: list[ResultRow]
+    usage: TokenUsage | None = None
 
     @classmethod
     def of(cls, env: str, method: Method, records: list[EpisodeRecord]) -> Summary:
@@ -126,6 +180,7 @@ class Summary(BaseModel):
             return TypeSummary(
                 episodes=n,
                 errors=sum(r.status == "error" for r in group),
+                llm_errors=sum(r.status == "llm_error" for r in group),
                 success_rate=sum(r.success for r in group) / n if n else 0.0,
                 progress_rate=sum(r.progress for r in group) / n if n else 0.0,
             )
@@ -137,6 +192,7 @@ class Summary(BaseModel):
             method=method,
             episodes=overall.episodes,
             errors=overall.errors,
+            llm_errors=overall.llm_errors,
             success_rate=overall.success_rate,
             progress_rate=overall.progress_rate,
             per_type={t: rates([r for r in records if r.type == t]) for t in types},
@@ -149,7 +205,11 @@ class Summary(BaseModel):
                     success=r.success,
                     progress=r.progress,
                     steps=len(r.steps),
+                    ended=r.ended,
                 )
                 for r in records
             ],
+            usage=sum((r.usage for r in records if r.usage is not None), TokenUsage())
+            if any(r.usage is not None for r in records)
+            else None,
         )

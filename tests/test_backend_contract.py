@@ -407,7 +407,7 @@ def test_huge_arguments_of_many_rejected_calls_keep_the_result_small(make_sandbo
         raise ArgumentError(f"there is no block called {args[0]}")
 
     program = "for i in range(200):\n    try:\n        pickup('x' * 250000)\n    except ValueError:\n        pass"
-    with make_sandbox(timeout_s=60.0) as sandbox, sandbox.session([PICKUP], reject) as session:
+    with make_sandbox(timeout_s=60.0, cpu_s=30) as sandbox, sandbox.session([PICKUP], reject) as session:
         result = session.execute(program)
     config = sandbox.config
     assert result.status is ExecutionStatus.ok and len(result.calls) == 200 == config.max_calls

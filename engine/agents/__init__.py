@@ -1,0 +1,36 @@
+"""learnact.engine.agents: the policies an episode asks for its next step (the expert, the ``act`` and
+``react`` language-model agents), their prompts (data files under ``data/``) and demonstrations.
+
+A policy only proposes; the episode checks and runs every line of code in the sandbox. Model output is
+untrusted text: it is parsed here into one line of code, a thought, or nothing usable, never executed here.
+"""
+
+from learnact.engine.agents.parsing import parse_answer
+from learnact.engine.agents.policy import (
+    THINK_ANSWER,
+    WINDOWS,
+    Act,
+    Decision,
+    ExpertPolicy,
+    ModelPolicy,
+    NoCode,
+    Policy,
+    Think,
+    call_code,
+    make_policy,
+)
+
+__all__ = [
+    "THINK_ANSWER",
+    "WINDOWS",
+    "Act",
+    "Decision",
+    "ExpertPolicy",
+    "ModelPolicy",
+    "NoCode",
+    "Policy",
+    "Think",
+    "call_code",
+    "make_policy",
+    "parse_answer",
+]

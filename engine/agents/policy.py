@@ -1,0 +1,147 @@
+"""Policies: what an episode asks for its next step, given the last observation.
+
+A policy answers an :class:`Act` (one line of code for the sandbox), a :class:`Think` (react: answered
+"OK.", never run), a :class:`NoCode` (a model answer with no usable line: its message becomes the next
+observation), or None (nothing more to do). A model policy raises :class:`LLMError` when its backbone
+gives no answer; the episode records that as ``llm_error``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from learnact.engine.agents.parsing import parse_answer
+from learnact.engine.agents.prompts import Turn, demonstration, example_call, fill, instruction, task_prompt
+from learnact.engine.llm import Backbone, ChatMessage, ChatRequest
+from learnact.engine.records import Method, ModelSettings
+from learnact.envs import Environment, ResetInfo
+
+WINDOWS = {"pddl": 20, "alfworld": 50}  # steps of history shown to the model (the seed's windows)
+THINK_ANSWER = "OK."
+STOP = ("\nObservation:",)
+
+
+@dataclass(frozen=True)
+class Act:
+    code: str
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class Think:
+    thought: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class NoCode:
+    message: str
+    answer: str
+
+
+Decision = Act | Think | NoCode
+
+
+class Policy(ABC):
+    @abstractmethod
+    def decide(self, observation: str) -> Decision | None:
+        """The next step after ``observation`` (the last step's, or the task's first), None to stop.
+
+        :raises LLMError: when a model backbone gives no answer.
+        """
+
+
+def call_code(name: str, args: list[Any]) -> str:
+    """A primitive call written as one line of agent code."""
+    return f"{name}({', '.join(repr(a) for a in args)})"
+
+
+class ExpertPolicy(Policy):
+    """Replays the environment's expert, one primitive call per step, as code."""
+
+    def __init__(self, env: Environment) -> None:
+        self._calls: Iterator[tuple[str, list[Any]]] = env.expert_calls()
+
+    def decide(self, observation: str) -> Decision | None:
+        call = next(self._calls, None)
+        return None if call is None else Act(call_code(*call))
+
+
+def window_of(env_name: str) -> int:
+    return WINDOWS["alfworld" if env_name.startswith("alfworld") else "pddl"]
+
+
+class ModelPolicy(Policy):
+    """``act`` (and with ``react``, ``Think:`` steps): the instruction, one demonstration, the goal and the
+    recent history go to the model, whose answer is parsed into one step."""
+
+    def __init__(
+        self,
+        env: Environment,
+        task_type: str,
+        reset: ResetInfo,
+        backbone: Backbone,
+        model: ModelSettings,
+        react: bool = False,
+        window: int | None = None,
+    ) -> None:
+        primitives = env.primitives()
+        self.backbone, self.model, self.react = backbone, model, react
+        self.window = window if window is not None else window_of(env.name)
+        self.system = instruction(react, env.name, task_type, primitives)
+        self.demo = demonstration(task_type, react)
+        self.example = example_call(primitives)
+        self.goal, self.initial = reset.goal, reset.observation
+        self.turns: list[Turn] = []
+        self._written: str | None = None  # the last step, waiting for its observation
+
+    def request(self) -> ChatRequest:
+        prompt = task_prompt(self.demo, self.goal, self.initial, self.turns, self.window).rstrip()
+        return ChatRequest(
+            model=self.model.model,
+            messages=(ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=prompt)),
+            temperature=self.model.temperature,
+            max_tokens=self.model.max_tokens,
+            stop=STOP,
+            seed=self.model.seed,
+        )
+
+    def decide(self, observation: str) -> Decision | None:
+        if self._written is not None:
+            self.turns.append(Turn(self._written, observation))
+        answer = self.backbone.complete(self.request()).text
+        parsed = parse_answer(answer, thoughts=self.react)
+        decision: Decision
+        if parsed.thought is not None:
+            decision = Think(parsed.thought, answer)
+            self._written = f"Think: {parsed.thought}"
+        elif parsed.code is not None:
+            decision = Act(parsed.code, answer)
+            self._written = f"Action: {parsed.code}"
+        else:
+            first = next((line.strip() for line in answer.splitlines() if line.strip()), "")
+            decision = NoCode(fill("no_code", example=self.example).strip(), answer)
+            self._written = f"Action: {first[:200]}"
+        return decision
+
+
+def make_policy(
+    method: Method,
+    env: Environment,
+    task_type: str,
+    reset: ResetInfo,
+    backbone: Backbone | None = None,
+    model: ModelSettings | None = None,
+) -> Policy:
+    """The policy of ``method`` for the task ``env`` was just reset to.
+
+    :raises ValueError: for a model method without a backbone or model settings.
+    """
+    if method is Method.expert:
+        return ExpertPolicy(env)
+    if backbone is None or model is None:
+        raise ValueError(f"the method {method.value} needs a model backbone and model settings")
+    return ModelPolicy(env, task_type, reset, backbone, model, react=method is Method.react)

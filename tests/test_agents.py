@@ -1,0 +1,206 @@
+"""The act and react agents against a scripted OpenAI-compatible server (tests/llm_server.py): prompts,
+parsing of untrusted answers, the episode loop through the real sandbox, llm_error records, the response
+cache and the CLI. Never the network."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+from llm_server import Answer, ScriptedServer, Status
+from typer.testing import CliRunner
+
+from learnact.engine import EvalConfig, RunSettings, run_evaluation
+from learnact.engine.agents import call_code, parse_answer
+from learnact.engine.cli import app
+from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
+from learnact.engine.records import Method, ModelSettings
+from learnact.engine.rundir import EPISODES
+from learnact.envs import EnvSpec, make_env
+from learnact.sandbox import SandboxConfig
+
+pytestmark = pytest.mark.usefixtures("sandbox_image")
+
+BLOCKS = EnvSpec(name="pddl/blockworld")
+TASK = "blockworld-01"
+
+
+@pytest.fixture(autouse=True)
+def no_openai_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def expert_lines(task: str = TASK) -> list[str]:
+    env = make_env(BLOCKS)
+    env.reset(task)
+    return [call_code(name, args) for name, args in env.expert_calls()]
+
+
+def run(
+    server: ScriptedServer, out: Path, method: Method = Method.act, tasks: tuple[str, ...] = (TASK,), **options: object
+):
+    settings = RunSettings(
+        env=BLOCKS,
+        method=method,
+        max_steps=options.pop("max_steps", 30),
+        sandbox=SandboxConfig(pool_size=1),
+        model=ModelSettings(model="m", base_url=server.base_url),
+    )
+    backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=2.0, max_retries=1)
+    if "cache" in options:
+        backbone = CachedBackbone(backbone, options.pop("cache"))
+    return run_evaluation(EvalConfig(run=settings, tasks=tasks), out, backbone=backbone)
+
+
+def records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / EPISODES).read_text().splitlines()]
+
+
+def prompts(server: ScriptedServer) -> list[str]:
+    return [r.body["messages"][-1]["content"] for r in server.received]
+
+
+# --- parsing untrusted answers --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        ('```python\nPickup("b1")\n```', 'Pickup("b1")'),
+        ("Action: Stack('b1', 'b2')", "Stack('b1', 'b2')"),
+        ("I will pick up b1 now.\nPickup('b1')\nObservation: made up", "Pickup('b1')"),
+        ("import os", "import os"),
+        ("pick up the block", None),
+        ("", None),
+    ],
+)
+def test_answers_are_parsed_into_one_code_line(answer: str, code: str | None) -> None:
+    assert parse_answer(answer).code == code
+
+
+def test_a_think_line_is_a_thought_only_for_react() -> None:
+    assert parse_answer("Think: b3 must go on b2\nPickup('b3')", thoughts=True).thought == "b3 must go on b2"
+    assert parse_answer("Think: b3 must go on b2\nPickup('b3')").code == "Pickup('b3')"
+
+
+# --- episodes ---------------------------------------------------------------------------------------
+
+
+def test_act_solves_a_task_when_the_model_answers_the_experts_plan(tmp_path: Path) -> None:
+    plan = expert_lines()
+    with ScriptedServer([Answer(f"Action: {line}") for line in plan]) as server:
+        summary = run(server, tmp_path)
+    (record,) = records(tmp_path)
+    assert summary.success_rate == 1.0 and record["success"] and record["ended"] == "done"
+    assert [s["code"] for s in record["steps"]] == plan
+    assert all(s["result"]["status"] == "ok" for s in record["steps"])
+    assert record["usage"]["calls"] == len(plan) and record["usage"]["prompt_tokens"] == 10 * len(plan)
+    assert summary.usage is not None and summary.usage.completion_tokens == 2 * len(plan)
+    calls = [json.loads(line) for line in (tmp_path / CALLS).read_text().splitlines()]
+    assert [c["response"]["text"] for c in calls] == [f"Action: {line}" for line in plan]
+    assert all(c["episode"] == TASK for c in calls)
+
+
+def test_the_prompt_holds_the_instruction_demo_goal_and_a_window_of_history(tmp_path: Path) -> None:
+    answers = (Answer(f"Pickup('n{i % 2}')") for i in itertools.count())  # alternating: never 5 alike
+    with ScriptedServer(responder=lambda body: next(answers)) as server:
+        run(server, tmp_path, max_steps=25)
+    system = server.received[0].body["messages"][0]["content"]
+    assert "Blocksworld" in system and "Pickup(block)" in system and "Preconditions:" in system
+    env = make_env(BLOCKS)
+    reset = env.reset(TASK)
+    first, last = prompts(server)[0], prompts(server)[-1]
+    assert "Here is an example" in first and "Action: Pickup('b1')" in first  # the demonstration
+    assert reset.goal in first and f"Observation: {reset.observation}" in first
+    mine = last.split("Now it is your turn.")[1]
+    assert mine.count("Action: Pickup('n") == 20  # the window: the last 20 of 24 steps
+    assert "4 earlier steps are not shown" in mine
+
+
+def test_bad_output_becomes_the_next_observation(tmp_path: Path) -> None:
+    script = ["```python\nPickup('zz')\n```", "Sure! I think I will pick up a block.", "import os", "Pickup('b1'"]
+    with ScriptedServer([Answer(t) for t in script], responder=lambda b: Answer("pick up")) as server:
+        run(server, tmp_path, max_steps=4)
+    (record,) = records(tmp_path)
+    assert record["status"] == "finished" and record["ended"] == "max_steps"
+    steps = record["steps"]
+    assert steps[0]["code"] == "Pickup('zz')" and "not valid" in steps[0]["observation"]
+    assert steps[1]["code"] == "" and "no line of Python" in steps[1]["observation"]
+    assert steps[2]["result"]["status"] == "rejected" and "rejected" in steps[2]["observation"]
+    assert steps[3]["result"] is None and "no line of Python" in steps[3]["observation"]
+    assert "Observation: The code was rejected" in prompts(server)[3]
+
+
+def test_react_thoughts_are_answered_ok_and_not_run(tmp_path: Path) -> None:
+    plan = expert_lines()
+    script = [Answer("Think: first the plan"), *(Answer(line) for line in plan)]
+    with ScriptedServer(script) as server:
+        summary = run(server, tmp_path, method=Method.react)
+    (record,) = records(tmp_path)
+    assert summary.success_rate == 1.0
+    assert record["steps"][0]["thought"] == "first the plan" and record["steps"][0]["result"] is None
+    assert record["steps"][0]["observation"] == "OK."
+    assert "Think: first the plan\nObservation: OK." in prompts(server)[1]
+    assert "Think:" in server.received[0].body["messages"][0]["content"]
+
+
+def test_the_same_failing_action_five_times_stops_the_episode(tmp_path: Path) -> None:
+    with ScriptedServer(responder=lambda body: Answer("Stack('b9', 'b1')")) as server:
+        run(server, tmp_path)
+    (record,) = records(tmp_path)
+    assert record["ended"] == "repeated_failure" and len(record["steps"]) == 5 and len(server.received) == 5
+
+
+def test_a_model_that_keeps_failing_is_an_llm_error_and_the_run_goes_on(tmp_path: Path) -> None:
+    plan = expert_lines("blockworld-02")
+    with ScriptedServer([Status(500), Status(500), *(Answer(line) for line in plan)]) as server:
+        summary = run(server, tmp_path, tasks=(TASK, "blockworld-02"))
+    by_task = {r["task"]: r for r in records(tmp_path)}
+    assert by_task[TASK]["status"] == "llm_error" and "500" in by_task[TASK]["error"]
+    assert by_task["blockworld-02"]["success"]
+    assert summary.llm_errors == 1 and summary.errors == 0
+
+
+def test_a_rerun_with_the_cache_makes_no_request(tmp_path: Path) -> None:
+    plan = expert_lines()
+    cache = ResponseCache(tmp_path / "cache")
+    with ScriptedServer([Answer(line) for line in plan]) as server:  # the cache is keyed by the server too
+        first = run(server, tmp_path / "a", cache=cache)
+        asked = len(server.received)
+        second = run(server, tmp_path / "b", cache=cache)  # a new run directory
+        assert len(server.received) == asked == len(plan)
+    assert first.success_rate == second.success_rate == 1.0
+    assert second.usage is not None and second.usage.cached_calls == len(plan)
+
+
+def test_a_run_directory_never_mixes_models(tmp_path: Path) -> None:
+    with ScriptedServer([Answer(line) for line in expert_lines()]) as server:
+        run(server, tmp_path)
+    settings = RunSettings(env=BLOCKS, method=Method.act, max_steps=30, model=ModelSettings(model="other"))
+    assert "model" in settings.differences(settings.model_copy(update={"model": ModelSettings(model="m")}))
+
+
+# --- the CLI ----------------------------------------------------------------------------------------
+
+
+def test_eval_act_through_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with ScriptedServer(responder=lambda body: Answer("Pickup('b3')")) as server:
+        args = ["eval", "--env", "pddl/blockworld", "--tasks", "0", "--method", "act", "--model", "m"]
+        args += ["--base-url", server.base_url, "--cache-dir", str(tmp_path / "c"), "--out", str(out), "--json"]
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["method"] == "act" and summary["usage"]["calls"] >= 1
+    config = json.loads((out / "config.json").read_text())
+    assert config["run"]["model"]["model"] == "m" and config["run"]["max_steps"] == 30
+    assert (out / CALLS).exists()
+
+
+def test_eval_without_a_model_says_what_to_set(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", "--env", "pddl/blockworld", "--method", "act", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "OPENAI_API_KEY" in result.output and "--model local" in result.output
