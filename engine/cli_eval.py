@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from learnact.actions.errors import LearnactError
+from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
 from learnact.engine.cli_common import (
     DEFAULT_BACKEND,
     DEFAULT_RUNTIME,
@@ -142,7 +143,8 @@ def evaluate(
                 )
             model = DEFAULT_SERVER_MODEL
         base_url = base_url or (os.environ.get("OPENAI_BASE_URL") if model != LOCAL else None)
-        model_settings = ModelSettings(model=model, base_url=base_url)
+        tokens = {"max_tokens": PROGRAM_MAX_TOKENS} if method is Method.code_as_policy else {}
+        model_settings = ModelSettings(model=model, base_url=base_url, **tokens)
         with reported():
             backbone = make_backbone(model, base_url, api_key, cache_dir=cache_dir)
             if not no_cache:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from learnact.actions.errors import LearnactError
-from learnact.engine.agents import THINK_ANSWER, ExpertPolicy, NoCode, Think, call_code, make_policy
+from learnact.actions.models import CodeKind
+from learnact.engine.agents import THINK_ANSWER, ExpertPolicy, NoCode, Program, Think, call_code, make_policy
 from learnact.engine.agents.prompts import fill
 from learnact.engine.llm import Backbone, Ledger, LLMError, RecordingBackbone
 from learnact.engine.records import MAX_ERROR_CHARS, EndReason, EpisodeRecord, EpisodeSpec, StepRecord, TokenUsage
@@ -88,7 +89,8 @@ def run_episode(
     ``should_stop`` is asked before every step; ``backbone`` is the language model of a model method
     (its calls are counted in the record's ``usage``; a :class:`RecordingBackbone` also records them).
 
-    Each step the policy proposes a line of code, which is checked and run in the sandbox, or a thought
+    Each step the policy proposes a line of code, which is checked and run in the sandbox (code_as_policy:
+    one whole program, checked as a program and run once, its only step), or a thought
     (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
     step REPEATED_FAILURES times in a row ends the episode (``ended="repeated_failure"``). A backbone that
     gives no answer ends it with ``status="llm_error"``.
@@ -142,7 +144,8 @@ def run_episode(
                     observation, failed_as = decision.message, "no code: " + decision.answer.strip()
                 else:
                     code, invalid_before = decision.code, tracker.invalid_calls
-                    result = session.execute(code)
+                    kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
+                    result = session.execute(code, kind=kind)
                     observation = observation_of(result)
                     if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
                         failed_as = code

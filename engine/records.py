@@ -17,6 +17,7 @@ class Method(str, Enum):
     expert = "expert"  # the environment's expert (a planner, ALFWorld's handcoded expert), as code
     act = "act"  # a language model writes one line of code a step
     react = "react"  # the same, with Think: steps that are answered and not executed
+    code_as_policy = "code_as_policy"  # a language model writes one program per task, run once
 
     @property
     def uses_model(self) -> bool:

@@ -1,4 +1,4 @@
-"""The act and react agents against a scripted OpenAI-compatible server (tests/llm_server.py): prompts,
+"""The act, react and code_as_policy agents against a scripted OpenAI-compatible server (tests/llm_server.py): prompts,
 parsing of untrusted answers, the episode loop through the real sandbox, llm_error records, the response
 cache and the CLI. Never the network."""
 
@@ -13,7 +13,8 @@ from llm_server import Answer, ScriptedServer, Status
 from typer.testing import CliRunner
 
 from learnact.engine import EvalConfig, RunSettings, run_evaluation
-from learnact.engine.agents import call_code, parse_answer
+from learnact.engine.agents import call_code, parse_answer, parse_program
+from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
 from learnact.engine.cli import app
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import Method, ModelSettings
@@ -204,3 +205,103 @@ def test_eval_without_a_model_says_what_to_set(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "--env", "pddl/blockworld", "--method", "act", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.output and "--model local" in result.output
+
+
+# --- code_as_policy ---------------------------------------------------------------------------------
+
+
+def program_of(plan: list[str]) -> str:
+    """A program that solves the task: a helper function holding the expert's plan lines, then its call."""
+    body = "\n".join(f"    {line}" for line in plan)
+    return f"def solve():\n{body}\n\n\ndef report():\n    print('done')\n\n\nsolve()\nreport()\n"
+
+
+def test_code_as_policy_runs_one_program_that_solves_the_task(tmp_path: Path) -> None:
+    plan = expert_lines()
+    with ScriptedServer([Answer(program_of(plan))]) as server:
+        summary = run(server, tmp_path, method=Method.code_as_policy)
+    (record,) = records(tmp_path)
+    assert summary.success_rate == 1.0 and record["success"] and record["progress"] == 1.0
+    assert record["ended"] == "done" and len(record["steps"]) == 1 and len(server.received) == 1
+    (step,) = record["steps"]
+    assert step["code"] == program_of(plan) and step["result"]["status"] == "ok"
+    assert [c["name"] for c in step["result"]["calls"]] == [line.split("(")[0] for line in plan]
+    system, prompt = (m["content"] for m in server.received[0].body["messages"])
+    assert "one complete Python program" in system and "Pickup(block)" in system
+    assert "Program:\nPickup('b1')\nStack('b1', 'b3')" in prompt  # the demonstration as a program
+    reset = make_env(BLOCKS).reset(TASK)
+    assert reset.goal in prompt and f"Initial state: {reset.observation}" in prompt
+    assert "stop" not in server.received[0].body or not server.received[0].body["stop"]
+
+
+def test_a_rejected_program_ends_the_episode_failed_not_crashed(tmp_path: Path) -> None:
+    with ScriptedServer([Answer("import os\nos.system('ls')\n")]) as server:
+        summary = run(server, tmp_path, method=Method.code_as_policy)
+    (record,) = records(tmp_path)
+    assert record["status"] == "finished" and not record["success"] and record["ended"] == "policy_end"
+    assert summary.success_rate == 0.0 and summary.errors == 0 and len(server.received) == 1
+    (step,) = record["steps"]
+    assert step["result"]["status"] == "rejected" and "rejected" in step["observation"]
+
+
+def test_a_program_that_fails_midway_is_recorded_with_its_progress(tmp_path: Path) -> None:
+    plan = expert_lines()
+    program = f"def first():\n    {plan[0]}\n\n\nfirst()\nraise ValueError('stop here')\n"
+    with ScriptedServer([Answer(program)]) as server:
+        run(server, tmp_path, method=Method.code_as_policy)
+    (record,) = records(tmp_path)
+    assert record["status"] == "finished" and not record["success"]
+    assert record["steps"][0]["result"]["status"] == "error" and "ValueError" in record["steps"][0]["observation"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "program"),
+    [
+        (
+            "Here is my program:\n```python\ndef f():\n    Pickup('b1')\n\n\nf()\n```\nIt picks up b1.",
+            "def f():\n    Pickup('b1')\n\n\nf()\n",
+        ),
+        ("Pickup('b1')\nStack('b1', 'b2')", "Pickup('b1')\nStack('b1', 'b2')\n"),
+        ("```\n    Pickup('b1')\n", "Pickup('b1')\n"),
+        ("", None),
+        ("x = 1\n" * 10000, None),  # too long
+    ],
+)
+def test_program_answers_are_extracted(answer: str, program: str | None) -> None:
+    assert parse_program(answer) == program
+
+
+def test_a_fenced_program_answer_is_run_without_its_prose(tmp_path: Path) -> None:
+    plan = expert_lines()
+    answer = f"Sure, here is the program.\n\n```python\n{program_of(plan)}```\n\nIt stacks the blocks as asked."
+    with ScriptedServer([Answer(answer)]) as server:
+        summary = run(server, tmp_path, method=Method.code_as_policy)
+    (record,) = records(tmp_path)
+    assert summary.success_rate == 1.0 and record["steps"][0]["code"] == program_of(plan)
+    assert record["steps"][0]["answer"] == answer
+
+
+def test_code_as_policy_without_a_program_or_an_answer(tmp_path: Path) -> None:
+    with ScriptedServer([Answer("```python\n```"), Status(500), Status(500)]) as server:
+        run(server, tmp_path, method=Method.code_as_policy, tasks=(TASK, "blockworld-02"))
+    by_task = {r["task"]: r for r in records(tmp_path)}
+    empty = by_task[TASK]
+    assert empty["status"] == "finished" and not empty["success"] and empty["ended"] == "policy_end"
+    assert empty["steps"][0]["result"] is None and "no program" in empty["steps"][0]["observation"]
+    assert by_task["blockworld-02"]["status"] == "llm_error" and "500" in by_task["blockworld-02"]["error"]
+
+
+def test_eval_code_as_policy_through_the_cli(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    program = program_of(expert_lines())
+    with ScriptedServer(responder=lambda body: Answer(f"```python\n{program}```")) as server:
+        args = ["eval", "--env", "pddl/blockworld", "--tasks", "0", "--method", "code_as_policy", "--model", "m"]
+        args += ["--base-url", server.base_url, "--cache-dir", str(tmp_path / "c"), "--out", str(out), "--json"]
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["method"] == "code_as_policy" and summary["success_rate"] == 1.0
+    assert summary["usage"]["calls"] == 1 and len(server.received) == 1
+    assert server.received[0].body["max_tokens"] == PROGRAM_MAX_TOKENS
+    config = json.loads((out / "config.json").read_text())
+    assert config["run"]["method"] == "code_as_policy" and config["run"]["model"]["max_tokens"] == PROGRAM_MAX_TOKENS

@@ -1,11 +1,13 @@
-"""learnact.engine.agents: the policies an episode asks for its next step (the expert, the ``act`` and
-``react`` language-model agents), their prompts (data files under ``data/``) and demonstrations.
+"""learnact.engine.agents: the policies an episode asks for its next step (the expert, the ``act``,
+``react`` and ``code_as_policy`` language-model agents), their prompts (data files under ``data/``) and
+demonstrations.
 
 A policy only proposes; the episode checks and runs every line of code in the sandbox. Model output is
-untrusted text: it is parsed here into one line of code, a thought, or nothing usable, never executed here.
+untrusted text: it is parsed here into one line of code (a whole program for code_as_policy), a thought,
+or nothing usable, never executed here.
 """
 
-from learnact.engine.agents.parsing import parse_answer
+from learnact.engine.agents.parsing import parse_answer, parse_program
 from learnact.engine.agents.policy import (
     THINK_ANSWER,
     WINDOWS,
@@ -15,6 +17,8 @@ from learnact.engine.agents.policy import (
     ModelPolicy,
     NoCode,
     Policy,
+    Program,
+    ProgramPolicy,
     Think,
     call_code,
     make_policy,
@@ -29,8 +33,11 @@ __all__ = [
     "ModelPolicy",
     "NoCode",
     "Policy",
+    "Program",
+    "ProgramPolicy",
     "Think",
     "call_code",
     "make_policy",
     "parse_answer",
+    "parse_program",
 ]

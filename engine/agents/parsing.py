@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from dataclasses import dataclass
 
 MAX_LINE_CHARS = 2000
+MAX_PROGRAM_CHARS = 20000  # a longer program answer is not run
+_FENCE = re.compile(r"^[ \t]*```[^\n]*\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
 _PREFIX = re.compile(r"^\s*(?:action\s*:\s*)+", re.IGNORECASE)
 _THINK = re.compile(r"^\s*think\s*:\s*", re.IGNORECASE)
 _STOP = re.compile(r"^\s*observation\s*:", re.IGNORECASE)
@@ -64,3 +67,19 @@ def parse_answer(text: str, thoughts: bool = False) -> Parsed:
         if fallback is None and not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Name)):
             fallback = line
     return Parsed(code=fallback)
+
+
+def parse_program(text: str) -> str | None:
+    """A whole program (code_as_policy) from a model's answer: the first fenced block if there is one,
+    else the whole text; None when it is empty or longer than MAX_PROGRAM_CHARS. Not checked here: the
+    sandbox's checker decides whether it runs."""
+    text = text.replace("\r\n", "\n")
+    fenced = _FENCE.search(text)
+    if fenced is None and text.lstrip().startswith("```"):  # an unclosed fence: what follows it
+        fenced_text = text.lstrip().split("\n", 1)[1] if "\n" in text.lstrip() else ""
+    else:
+        fenced_text = fenced.group(1) if fenced is not None else text
+    program = textwrap.dedent(fenced_text.strip("\n")).rstrip()
+    if not program.strip() or len(program) > MAX_PROGRAM_CHARS:
+        return None
+    return program + "\n"

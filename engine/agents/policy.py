@@ -1,6 +1,7 @@
 """Policies: what an episode asks for its next step, given the last observation.
 
-A policy answers an :class:`Act` (one line of code for the sandbox), a :class:`Think` (react: answered
+A policy answers an :class:`Act` (one line of code for the sandbox), a :class:`Program` (code_as_policy:
+one whole program, run once), a :class:`Think` (react: answered
 "OK.", never run), a :class:`NoCode` (a model answer with no usable line: its message becomes the next
 observation), or None (nothing more to do). A model policy raises :class:`LLMError` when its backbone
 gives no answer; the episode records that as ``llm_error``.
@@ -13,8 +14,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from learnact.engine.agents.parsing import parse_answer
-from learnact.engine.agents.prompts import Turn, demonstration, example_call, fill, instruction, task_prompt
+from learnact.engine.agents.parsing import MAX_PROGRAM_CHARS, parse_answer, parse_program
+from learnact.engine.agents.prompts import (
+    Turn,
+    demonstration,
+    example_call,
+    fill,
+    instruction,
+    program_instruction,
+    program_task_prompt,
+    task_prompt,
+)
 from learnact.engine.llm import Backbone, ChatMessage, ChatRequest
 from learnact.engine.records import Method, ModelSettings
 from learnact.envs import Environment, ResetInfo
@@ -22,12 +32,21 @@ from learnact.envs import Environment, ResetInfo
 WINDOWS = {"pddl": 20, "alfworld": 50}  # steps of history shown to the model (the seed's windows)
 THINK_ANSWER = "OK."
 STOP = ("\nObservation:",)
+PROGRAM_MAX_TOKENS = 1024  # code_as_policy's default answer length: a whole program
 
 
 @dataclass(frozen=True)
 class Act:
     code: str
     answer: str | None = None
+
+
+@dataclass(frozen=True)
+class Program:
+    """code_as_policy: a whole program (helper functions and the calls that use them), run once."""
+
+    code: str
+    answer: str
 
 
 @dataclass(frozen=True)
@@ -42,7 +61,7 @@ class NoCode:
     answer: str
 
 
-Decision = Act | Think | NoCode
+Decision = Act | Program | Think | NoCode
 
 
 class Policy(ABC):
@@ -128,6 +147,38 @@ class ModelPolicy(Policy):
         return decision
 
 
+class ProgramPolicy(Policy):
+    """``code_as_policy``: the instruction, the demonstration as a program, the goal and the initial
+    observation go to the model once; its answer is one program, run once, with no feedback."""
+
+    def __init__(
+        self, env: Environment, task_type: str, reset: ResetInfo, backbone: Backbone, model: ModelSettings
+    ) -> None:
+        self.backbone, self.model = backbone, model
+        self.system = program_instruction(env.name, task_type, env.primitives())
+        self.prompt = program_task_prompt(demonstration(task_type, False), reset.goal, reset.observation).rstrip()
+        self._asked = False
+
+    def request(self) -> ChatRequest:
+        return ChatRequest(
+            model=self.model.model,
+            messages=(ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=self.prompt)),
+            temperature=self.model.temperature,
+            max_tokens=self.model.max_tokens,
+            seed=self.model.seed,
+        )
+
+    def decide(self, observation: str) -> Decision | None:
+        if self._asked:
+            return None
+        self._asked = True
+        answer = self.backbone.complete(self.request()).text
+        program = parse_program(answer)
+        if program is None:
+            return NoCode(fill("no_program", limit=MAX_PROGRAM_CHARS).strip(), answer)
+        return Program(program, answer)
+
+
 def make_policy(
     method: Method,
     env: Environment,
@@ -144,4 +195,6 @@ def make_policy(
         return ExpertPolicy(env)
     if backbone is None or model is None:
         raise ValueError(f"the method {method.value} needs a model backbone and model settings")
+    if method is Method.code_as_policy:
+        return ProgramPolicy(env, task_type, reset, backbone, model)
     return ModelPolicy(env, task_type, reset, backbone, model, react=method is Method.react)

@@ -111,3 +111,18 @@ def task_prompt(demo: Demonstration | None, goal: str, initial: str, turns: list
         else ""
     )
     return fill("task", demonstration=shown_demo, goal=goal, initial=initial, history=history_text(turns, window))
+
+
+def program_instruction(env_name: str, task_type: str, primitives: list[PrimitiveSpec]) -> str:
+    """code_as_policy's instruction: the domain, the primitives, and what to answer (one whole program)."""
+    return fill("program", domain=domain_text(env_name, task_type), primitives=primitives_text(primitives)).strip()
+
+
+def program_task_prompt(demo: Demonstration | None, goal: str, initial: str) -> str:
+    """code_as_policy's task: the demonstration shown as a program (its steps' code lines in order), the
+    goal and the initial observation."""
+    shown_demo = ""
+    if demo is not None:
+        lines = [t.written.removeprefix("Action: ") for t in demo.turns if t.written.startswith("Action: ")]
+        shown_demo = fill("program_demonstration", goal=demo.goal, initial=demo.initial, program="\n".join(lines))
+    return fill("program_task", demonstration=shown_demo, goal=goal, initial=initial)
