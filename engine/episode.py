@@ -207,11 +207,4 @@ def _usage(recording: RecordingBackbone | None) -> TokenUsage | None:
     if recording is None:
         return None
     totals = recording.ledger.episode_totals(recording.episode)
-    return TokenUsage(
-        calls=totals.calls,
-        cached_calls=totals.cached_calls,
-        failed_calls=totals.failed_calls,
-        prompt_tokens=totals.prompt_tokens,
-        completion_tokens=totals.completion_tokens,
-        cost_usd=totals.cost_usd,
-    )
+    return TokenUsage.model_validate(totals.model_dump(include=set(TokenUsage.model_fields)))
