@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.rules import RuleId, Severity
 
-__all__ = ["CodeKind", "Finding", "RuleId", "Severity"]
+__all__ = ["ActionSet", "CodeKind", "Finding", "LearnedAction", "RuleId", "Severity"]
 
 
 class CodeKind(str, Enum):
@@ -38,3 +38,34 @@ class Finding(BaseModel):
     def render(self, path: str = "<code>") -> str:
         """Linter-style line: ``path:line:col: RULE message``."""
         return f"{path}:{self.line}:{self.col}: {self.rule} {self.message}"
+
+
+class LearnedAction(BaseModel):
+    """One learned action as an agent uses it: its code (one function definition over the primitives), the
+    one-line description and usage example shown to the agent, and the usage notes attached to it (LearnAct's
+    *Plan* answers). The versioned history behind it lives in the action library."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    code: str
+    description: str = ""
+    example: str = ""
+    notes: tuple[str, ...] = ()
+    version: int = Field(1, ge=1)
+
+
+class ActionSet(BaseModel):
+    """The learned actions an agent gets next to the primitives; ``module`` is what is loaded into its
+    sandbox (checked as an *action module* first, like any other code)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actions: tuple[LearnedAction, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return "\n\n".join(a.code.strip() + "\n" for a in self.actions)
+
+    def names(self) -> list[str]:
+        return [a.name for a in self.actions]

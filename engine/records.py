@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from learnact.actions.models import ActionSet
 from learnact.envs import EnvSpec
 from learnact.sandbox import ExecutionResult, SandboxConfig
 
@@ -17,11 +18,24 @@ class Method(str, Enum):
     expert = "expert"  # the environment's expert (a planner, ALFWorld's handcoded expert), as code
     act = "act"  # a language model writes one line of code a step
     react = "react"  # the same, with Think: steps that are answered and not executed
+    act_reflexion = "act_reflexion"  # act, with the notes its reflections left on the training tasks
+    react_reflexion = "react_reflexion"  # react, with the same
     code_as_policy = "code_as_policy"  # a language model writes one program per task, run once
+    learnact = "learnact"  # act, with the actions learned by `learnact learn` next to the primitives
 
     @property
     def uses_model(self) -> bool:
         return self is not Method.expert
+
+    @property
+    def thinks(self) -> bool:
+        """Whether the agent may write ``Think:`` steps (the react family)."""
+        return self in (Method.react, Method.react_reflexion)
+
+    @property
+    def reflects(self) -> bool:
+        """Whether the method learns notes by reflection (``learnact learn``) and evaluates with them."""
+        return self in (Method.act_reflexion, Method.react_reflexion)
 
     def __str__(self) -> str:
         return self.value
@@ -56,6 +70,12 @@ class RunSettings(BaseModel):
     max_steps: int = Field(100, gt=0, description="steps per episode")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     model: ModelSettings | None = None  # the language model of a model method
+    # act_reflexion/react_reflexion: the lessons their reflections wrote on the training tasks, shown to
+    # the agent; learnact: the learned actions, loaded into every episode's sandbox and shown to the agent.
+    # Both travel inside the settings so that an EpisodeSpec stays self-contained (another executor, another
+    # machine) and a run directory never mixes two sets of notes or actions.
+    notes: tuple[str, ...] = ()
+    actions: ActionSet | None = None
 
     def differences(self, other: RunSettings) -> list[str]:
         """The names of the settings in which ``other`` differs, in field order."""

@@ -197,4 +197,4 @@ def make_policy(
         raise ValueError(f"the method {method.value} needs a model backbone and model settings")
     if method is Method.code_as_policy:
         return ProgramPolicy(env, task_type, reset, backbone, model)
-    return ModelPolicy(env, task_type, reset, backbone, model, react=method is Method.react)
+    return ModelPolicy(env, task_type, reset, backbone, model, react=method.thinks)
