@@ -76,6 +76,8 @@ class RunSettings(BaseModel):
     # machine) and a run directory never mixes two sets of notes or actions.
     notes: tuple[str, ...] = ()
     actions: ActionSet | None = None
+    # The training tasks of the learning run whose notes or actions this run uses (what --test-on-rest leaves out).
+    trained_on: tuple[str, ...] = ()
 
     def differences(self, other: RunSettings) -> list[str]:
         """The names of the settings in which ``other`` differs, in field order."""
