@@ -259,6 +259,32 @@ def test_the_cache_from_two_threads(tmp_path: Path) -> None:
         cache.close()
 
 
+def test_workers_missing_on_the_same_request_send_it_once(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def slow_answer(body: dict) -> Answer:
+        release.wait(10)  # every worker has missed by the time the first answer comes back
+        return Answer("the answer")
+
+    with ScriptedServer(responder=slow_answer) as server:
+        llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))
+        answers: list[tuple[str, bool]] = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(llm.complete_and_tell(ask("same")))) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        while not server.received:
+            threading.Event().wait(0.01)
+        release.set()
+        for thread in threads:
+            thread.join()
+        assert len(server.received) == 1
+        assert sorted(cached for _, cached in answers) == [False, True, True, True]
+        assert {text.text for text, _ in answers} == {"the answer"}
+        assert not llm._asking  # no lock left behind
+
+
 def test_the_cache_from_another_process(tmp_path: Path) -> None:
     with ScriptedServer() as server:
         llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))

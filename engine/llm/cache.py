@@ -9,8 +9,9 @@ threads (one connection per thread) and processes; a transaction is atomic, so a
 torn row. A row that does not read back as a valid answer (a corrupted value) is a miss and is replaced
 by the next answer; it never reaches an agent.
 
-Two workers that miss on the same request at the same moment both ask the backbone (the later answer
-wins the row); the cache never blocks one request on another.
+Within one process, workers that miss on the same request at the same moment send it once: the others
+wait for that answer (a per-key lock; different requests never wait on each other). Two *processes* that
+miss at the same moment both ask (the later answer wins the row).
 """
 
 from __future__ import annotations
@@ -154,6 +155,8 @@ class CachedBackbone(Backbone):
     def __init__(self, backbone: Backbone, cache: ResponseCache) -> None:
         self.backbone, self.cache = backbone, cache
         self.identity = backbone.identity
+        self._asking: dict[str, tuple[threading.Lock, int]] = {}  # key -> (its lock, threads using it)
+        self._asking_lock = threading.Lock()
 
     def complete_and_tell(self, request: ChatRequest) -> tuple[ChatResponse, bool]:
         """The answer and whether it came from the cache.
@@ -163,9 +166,25 @@ class CachedBackbone(Backbone):
         cached = self.cache.get(self.identity, request)
         if cached is not None:
             return cached, True
-        response = self.backbone.complete(request)
-        self.cache.put(self.identity, request, response)
-        return response, False
+        key = cache_key(self.identity, request)
+        with self._asking_lock:
+            lock, users = self._asking.get(key, (threading.Lock(), 0))
+            self._asking[key] = (lock, users + 1)
+        try:
+            with lock:  # a thread that asked the same request first has stored its answer by now
+                cached = self.cache.get(self.identity, request)
+                if cached is not None:
+                    return cached, True
+                response = self.backbone.complete(request)
+                self.cache.put(self.identity, request, response)
+                return response, False
+        finally:
+            with self._asking_lock:
+                lock, users = self._asking[key]
+                if users == 1:
+                    del self._asking[key]
+                else:
+                    self._asking[key] = (lock, users - 1)
 
     def complete(self, request: ChatRequest) -> ChatResponse:
         """:raises LLMError: from the backbone, on a miss."""
