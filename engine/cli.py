@@ -88,6 +88,16 @@ sandbox_app.command("exec")(cli_sandbox.exec_program)
 from learnact.engine import cli_check  # noqa: E402
 
 app.command("check")(cli_check.check)
+from learnact.engine import cli_report  # noqa: E402
+
+app.command("report")(cli_report.report)
+from learnact.engine import cli_actions  # noqa: E402
+
+app.add_typer(cli_actions.app, name="actions")
+app.command("audit")(cli_actions.audit)
+from learnact.engine import cli_learn  # noqa: E402
+
+app.command("learn")(cli_learn.learn)
 
 if __name__ == "__main__":
     app()

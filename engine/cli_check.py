@@ -19,6 +19,7 @@ import typer
 
 from learnact.actions import RULES, CodeKind, Finding, Severity, infer_kind
 from learnact.actions import check as check_code
+from learnact.actions.library import Library
 from learnact.actions.text import visible
 from learnact.engine.cli_common import ExitCode, fail, reported
 from learnact.engine.inputs import read_code
@@ -143,7 +144,12 @@ def _list_rules(output_format: OutputFormat) -> None:
 
 def check(
     path: Annotated[
-        str | None, typer.Argument(metavar="PATH", help="Python file to check; '-' reads standard input.")
+        str | None,
+        typer.Argument(
+            metavar="PATH",
+            help="Python file to check; '-' reads standard input; a library folder (or a learning run's folder)"
+            " checks the selected version of every action",
+        ),
     ] = None,
     env: Annotated[
         str | None, typer.Option("--env", help="environment whose primitives the code calls, e.g. pddl/blockworld")
@@ -172,6 +178,10 @@ def check(
         return _list_rules(output_format)
     if path is None:
         raise fail("missing argument PATH (a Python file, or '-' for standard input)")
+    if path != STDIN and Library.found_at(Path(path)):  # an action library: the selected version of each action
+        from learnact.engine.cli_actions import check_library  # (cli_actions imports this module)
+
+        return check_library(Path(path), env, output_format)
     code = _read(path)
     primitives = []
     if env is not None:

@@ -9,12 +9,13 @@ table below. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, Optional, TextIO
+from typing import Annotated, NamedTuple, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -25,6 +26,9 @@ from rich.markup import escape
 from learnact.actions import LearnactError
 from learnact.actions.errors import parameter
 from learnact.actions.text import visible
+from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
+from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, PriceTable, ResponseCache, make_backbone
+from learnact.engine.records import Method, ModelSettings
 from learnact.envs import EnvSpec, expand_problem_paths
 from learnact.images import ImageBuildError
 from learnact.sandbox import BackendName, RuntimeName, SandboxConfig, SandboxUnavailable
@@ -67,6 +71,22 @@ FLAGS = {
     "model": "--model",
     "base_url": "--base-url",
     "cache_dir": "--cache-dir",
+    "model_path": "--model-path",
+    "azure_endpoint": "--azure-endpoint",
+    "api_version": "--api-version",
+    "api_key_env": "--api-key-env",
+    "prices": "--price-file",
+    "price_file": "--price-file",
+    "temperature": "--temperature",
+    "max_tokens": "--max-tokens",
+    "seeds": "--seeds",
+    "test_on_rest": "--test-on-rest",
+    "samples": "--samples",
+    "learner_model": "--learner-model",
+    "library": "--library",
+    "executor": "--executor",
+    "ray_address": "--ray-address",
+    "ray_cpus_per_episode": "--ray-cpus-per-episode",
 }
 
 
@@ -194,3 +214,165 @@ def env_spec(
         alfworld_data=str(alfworld_data) if alfworld_data else None,
         split=split,
     )
+
+
+# --- the language model of a model method (eval, learn) ----------------------------------------------
+
+DEFAULT_SERVER_MODEL = "gpt-4o-mini"  # --model when an API key is set and none is given
+
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        help=f"model of a model method (a server's model or Azure deployment); '{LOCAL}' runs one in process "
+        f"(default: {DEFAULT_SERVER_MODEL} when an API key is set)",
+    ),
+]
+ModelPathOption = Annotated[
+    Optional[Path], typer.Option("--model-path", help=f"a GGUF file for --model {LOCAL} instead of the embedded model")
+]
+BaseUrlOption = Annotated[
+    Optional[str], typer.Option("--base-url", help="an OpenAI-compatible server (else $OPENAI_BASE_URL)")
+]
+ApiKeyEnvOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--api-key-env",
+        help="the environment variable holding the API key (default: OPENAI_API_KEY; Azure: AZURE_OPENAI_API_KEY)",
+    ),
+]
+AzureEndpointOption = Annotated[
+    Optional[str],
+    typer.Option("--azure-endpoint", help="an Azure OpenAI endpoint (else $AZURE_OPENAI_ENDPOINT when no base URL)"),
+]
+ApiVersionOption = Annotated[
+    Optional[str], typer.Option("--api-version", help="the Azure OpenAI API version (else $OPENAI_API_VERSION)")
+]
+TemperatureOption = Annotated[float, typer.Option("--temperature", min=0.0, max=2.0, help="sampling temperature")]
+DEFAULT_TEMPERATURE: float = ModelSettings.model_fields["temperature"].default
+MaxTokensOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--max-tokens",
+        min=1,
+        help=f"longest answer in tokens (default: {ModelSettings.model_fields['max_tokens'].default}; "
+        f"{PROGRAM_MAX_TOKENS} code_as_policy)",
+    ),
+]
+CacheDirOption = Annotated[
+    Optional[Path],
+    typer.Option("--cache-dir", help="the response cache's folder (default: $XDG_CACHE_HOME/learnact)"),
+]
+NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="ask the model every time; store nothing")]
+PriceFileOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--price-file",
+        help='JSON prices added to the built-in table: {"MODEL": {"input_per_1m": USD, "output_per_1m": USD}}',
+    ),
+]
+
+
+class OpenedModel(NamedTuple):
+    """What the model options give a command: the backbone to ask (behind the response cache unless
+    ``--no-cache``), the settings a run records as part of its identity, and the price table of the
+    cost estimate (None: the built-in one). All None for a method that uses no model."""
+
+    backbone: Backbone | None
+    settings: ModelSettings | None
+    prices: PriceTable | None
+
+
+def open_model(
+    method: Method,
+    *,
+    model: str | None = None,
+    model_path: Path | None = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    azure_endpoint: str | None = None,
+    api_version: str | None = None,
+    temperature: float = DEFAULT_TEMPERATURE,
+    max_tokens: int | None = None,
+    cache_dir: Path | None = None,
+    no_cache: bool = False,
+    price_file: Path | None = None,
+) -> OpenedModel:
+    """The language model the options of this section describe, for ``method`` (nothing for the expert).
+
+    Without ``model``: the local backend when ``model_path`` is given, else DEFAULT_SERVER_MODEL when an
+    API key is set (``api_key_env``'s variable, OPENAI_API_KEY, or AZURE_OPENAI_API_KEY with an Azure
+    endpoint); with none, the command fails saying what to set and that ``--model local`` exists. The
+    base URL and Azure settings fall back to the usual variables as :func:`make_backbone` reads them.
+    The recorded :class:`ModelSettings` name the backbone by its identity (the server, or the GGUF file
+    and its sha256), so a run directory never mixes two models. The caller closes the backbone
+    (:func:`close_backbone`).
+
+    :raises typer.Exit: (the error printed, status USAGE) for options that do not fit together, an unset
+        key variable, no model at all, an unreadable price file, a local backend that is not installed or
+        has no model file, or a response cache that cannot be opened.
+    """
+    if not method.uses_model:
+        return OpenedModel(None, None, None)
+    with reported():
+        prices = PriceTable.from_file(price_file) if price_file is not None else None
+    if model_path is not None and model not in (None, LOCAL):
+        raise fail(f"--model-path is a GGUF file for --model {LOCAL}, not for --model {model}")
+    model = LOCAL if model_path is not None and model is None else model
+    if model == LOCAL:
+        server_flags = {"--base-url": base_url, "--azure-endpoint": azure_endpoint, "--api-key-env": api_key_env}
+        given = [name for name, value in server_flags.items() if value]
+        if given:
+            raise fail(f"{', '.join(given)}: for a model on a server; --model {LOCAL} runs in this process")
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not api_key:
+        raise fail(f"the variable {api_key_env} (--api-key-env) is not set")
+    if model is None:
+        azure = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
+        if not (api_key or os.environ.get("OPENAI_API_KEY") or (azure and os.environ.get("AZURE_OPENAI_API_KEY"))):
+            raise fail(
+                f"the method {method.value} needs a language model: give --model with OPENAI_API_KEY set "
+                f"(or --base-url of an OpenAI-compatible server, or --azure-endpoint), or --model {LOCAL} for a "
+                "small model run in process"
+            )
+        model = DEFAULT_SERVER_MODEL
+    if model != LOCAL and not azure_endpoint:
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+    if max_tokens is None:
+        max_tokens = (
+            PROGRAM_MAX_TOKENS if method is Method.code_as_policy else ModelSettings.model_fields["max_tokens"].default
+        )
+    with reported():
+        backbone = make_backbone(
+            model,
+            base_url,
+            api_key,
+            model_path=model_path,
+            cache_dir=cache_dir,
+            azure_endpoint=azure_endpoint,
+            api_version=api_version,
+        )
+        settings = ModelSettings(
+            model=model,
+            base_url=None if model == LOCAL or azure_endpoint else base_url,
+            backbone=backbone.identity,
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
+        if not no_cache:
+            try:
+                backbone = CachedBackbone(backbone, ResponseCache(cache_dir))
+            except BaseException:
+                close_backbone(backbone)
+                raise
+    return OpenedModel(backbone, settings, prices)
+
+
+def close_backbone(backbone: Backbone | None) -> None:
+    """Close ``backbone`` (None: nothing); a failure to close is a warning, never hiding a run's outcome."""
+    if backbone is None:
+        return
+    try:
+        backbone.close()
+    except (LearnactError, OSError) as exc:
+        err.print(f"[yellow]warning:[/yellow] closing the model backbone: {shown(str(exc))}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,33 +14,56 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from learnact.actions.errors import LearnactError
-from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
 from learnact.engine.cli_common import (
     DEFAULT_BACKEND,
     DEFAULT_RUNTIME,
     DEFAULT_SPLIT,
+    DEFAULT_TEMPERATURE,
     AlfworldDataOption,
+    ApiKeyEnvOption,
+    ApiVersionOption,
+    AzureEndpointOption,
     BackendOption,
+    BaseUrlOption,
+    CacheDirOption,
     ExitCode,
+    MaxTokensOption,
+    ModelOption,
+    ModelPathOption,
+    NoCacheOption,
     PddlDomainOption,
+    PriceFileOption,
     RuntimeOption,
     SplitOption,
+    TemperatureOption,
+    close_backbone,
     env_spec,
     err,
     fail,
+    open_model,
     reported,
     shown,
 )
+from learnact.engine.cli_learn import learned_notes
+from learnact.engine.cli_learnact import learned_actions
 from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, ResponseCache, make_backbone
-from learnact.engine.records import RETRIED, EpisodeRecord, Method, ModelSettings, RunSettings, Summary
-from learnact.engine.rundir import RunDir
+from learnact.engine.executor import ExecutorName, ModelRecipe, make_executor
+from learnact.engine.records import (
+    RETRIED,
+    EpisodeRecord,
+    Method,
+    RunSettings,
+    Summary,
+    TokenUsage,
+    TypeSummary,
+    episode_key,
+)
+from learnact.engine.rundir import SPLITS, RunDir
 from learnact.envs import make_env, select_tasks
 from learnact.sandbox import SandboxConfig
 
 DEFAULT_MAX_STEPS = {"expert": 100, "pddl": 30, "alfworld": 20}  # model methods: the paper's budgets
-DEFAULT_SERVER_MODEL = "gpt-4o-mini"  # --model when OPENAI_API_KEY is set and none is given
+DEFAULT_SEEDS = 3  # repetitions of a model method (the paper's); the expert is deterministic: one
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
 PROGRESS_EVERY_S = 10.0  # plain progress lines (stderr not a terminal): at most one per interval
 
@@ -77,20 +101,43 @@ def evaluate(
     method: Annotated[Method, typer.Option(help="how actions are chosen")] = Method.expert,
     tasks: Annotated[Optional[str], typer.Option(help="indices and ranges (0-4,7) or task ids; default: all")] = None,
     workers: Annotated[int, typer.Option(min=1, help="episodes run in parallel, each with its own sandbox")] = 1,
+    seeds: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="repeat every task with seeds 0..N-1, the seed of the model's requests and of the training split "
+            "(default: 3; 1 for the expert, which is deterministic)",
+        ),
+    ] = None,
+    test_on_rest: Annotated[
+        bool,
+        typer.Option(
+            "--test-on-rest",
+            help="leave out each seed's training tasks (the learning run's, else 3 per type drawn by the seed); "
+            "default: test on all, as the paper",
+        ),
+    ] = False,
     max_steps: Annotated[
-        Optional[int], typer.Option(min=1, help="steps per episode [default: 100 expert; 30 PDDL, 20 ALFWorld]")
+        Optional[int], typer.Option(min=1, help="steps per episode (default: 100 expert; 30 PDDL, 20 ALFWorld)")
     ] = None,
-    model: Annotated[
-        Optional[str], typer.Option(help=f"model of a model method; '{LOCAL}' runs one in process")
+    model: ModelOption = None,
+    model_path: ModelPathOption = None,
+    base_url: BaseUrlOption = None,
+    api_key_env: ApiKeyEnvOption = None,
+    azure_endpoint: AzureEndpointOption = None,
+    api_version: ApiVersionOption = None,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    max_tokens: MaxTokensOption = None,
+    cache_dir: CacheDirOption = None,
+    no_cache: NoCacheOption = False,
+    price_file: PriceFileOption = None,
+    notes: Annotated[
+        Optional[Path], typer.Option(help="act_reflexion, react_reflexion: the `learnact learn` run whose notes to use")
     ] = None,
-    base_url: Annotated[Optional[str], typer.Option(help="an OpenAI-compatible server (else OPENAI_BASE_URL)")] = None,
-    api_key_env: Annotated[
-        Optional[str], typer.Option(help="the environment variable holding the API key [default: OPENAI_API_KEY]")
+    library: Annotated[
+        Optional[Path],
+        typer.Option(help="learnact: the learned action library (its folder, or the `learnact learn` run holding it)"),
     ] = None,
-    cache_dir: Annotated[
-        Optional[Path], typer.Option(help="the response cache's folder [default: $XDG_CACHE_HOME/learnact]")
-    ] = None,
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="ask the model every time; store nothing")] = False,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     pddl_domain: PddlDomainOption = None,
     pddl_problems: Annotated[
@@ -101,6 +148,15 @@ def evaluate(
     split: SplitOption = DEFAULT_SPLIT,
     backend: BackendOption = DEFAULT_BACKEND,
     runtime: RuntimeOption = DEFAULT_RUNTIME,
+    executor: Annotated[
+        ExecutorName, typer.Option(help="where episodes run: threads here, or a Ray cluster (the ray extra)")
+    ] = ExecutorName.local,
+    ray_address: Annotated[
+        Optional[str], typer.Option(help="the Ray cluster to join (host:port, auto); default: start Ray here")
+    ] = None,
+    ray_cpus_per_episode: Annotated[
+        float, typer.Option(min=0.01, help="CPUs of its Ray node an episode reserves (its sandbox's cores)")
+    ] = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
     more_problems: Annotated[
         Optional[list[Path]],
@@ -118,8 +174,18 @@ def evaluate(
         chosen = select_tasks(make_env(spec), tasks)
         out = out or Path("runs") / f"{env.replace('/', '-')}-{method.value}"
         RunDir(out).check_usable()
+        recipe = None  # Ray: how each node builds the model itself (the key read from its environment)
+        if executor is ExecutorName.ray and method.uses_model:
+            recipe = ModelRecipe(
+                api_key_env=api_key_env, azure_endpoint=azure_endpoint, api_version=api_version,
+                model_path=str(model_path.expanduser().resolve()) if model_path else None,
+                cache_dir=str(cache_dir.expanduser().resolve()) if cache_dir else None, cache=not no_cache,
+            )  # fmt: skip
+        runner = make_executor(executor, ray_address, ray_cpus_per_episode, recipe)
+    learned = learned_notes(method, notes, spec)
+    actions = learned_actions(method, library, spec)
     cores = os.cpu_count() or 1
-    if workers > 2 * cores:
+    if executor is ExecutorName.local and workers > 2 * cores:
         err.print(
             f"[yellow]warning:[/yellow] --workers {workers} is far above the {cores} CPU cores of this machine; "
             "the episodes will compete for them (and their timeouts may fire)"
@@ -128,29 +194,30 @@ def evaluate(
     if max_steps is None:
         kind = "expert" if not method.uses_model else "alfworld" if spec.name.startswith("alfworld") else "pddl"
         max_steps = DEFAULT_MAX_STEPS[kind]
-    backbone: Backbone | None = None
-    model_settings: ModelSettings | None = None
-    if method.uses_model:
-        api_key = os.environ.get(api_key_env) if api_key_env else None
-        if api_key_env and not api_key:
-            raise fail(f"the variable {api_key_env} (--api-key-env) is not set")
-        if model is None:
-            if not (api_key or os.environ.get("OPENAI_API_KEY")):
-                raise fail(
-                    f"the method {method.value} needs a language model: give --model with OPENAI_API_KEY set "
-                    f"(or --base-url of an OpenAI-compatible server), or --model {LOCAL} for a small model run "
-                    "in process"
-                )
-            model = DEFAULT_SERVER_MODEL
-        base_url = base_url or (os.environ.get("OPENAI_BASE_URL") if model != LOCAL else None)
-        tokens = {"max_tokens": PROGRAM_MAX_TOKENS} if method is Method.code_as_policy else {}
-        model_settings = ModelSettings(model=model, base_url=base_url, **tokens)
-        with reported():
-            backbone = make_backbone(model, base_url, api_key, cache_dir=cache_dir)
-            if not no_cache:
-                backbone = CachedBackbone(backbone, ResponseCache(cache_dir))
-    settings = RunSettings(env=spec, method=method, max_steps=max_steps, sandbox=sandbox, model=model_settings)
-    config = EvalConfig(run=settings, tasks=chosen, workers=workers)
+    backbone, model_settings, prices = open_model(
+        method,
+        model=model,
+        model_path=model_path,
+        base_url=base_url,
+        api_key_env=api_key_env,
+        azure_endpoint=azure_endpoint,
+        api_version=api_version,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        cache_dir=cache_dir,
+        no_cache=no_cache,
+        price_file=price_file,
+    )
+    settings = RunSettings(
+        env=spec, method=method, max_steps=max_steps, sandbox=sandbox, model=model_settings, test_on_rest=test_on_rest
+    )
+    if learned is not None:  # the notes and what they were learned on travel in the run's settings
+        settings = settings.model_copy(update={"notes": learned.texts(), "trained_on": learned.train})
+    if actions is not None:  # the selected actions and what they were learned on, the same way
+        settings = settings.model_copy(update={"actions": actions[0], "trained_on": actions[1]})
+    if seeds is None:
+        seeds = DEFAULT_SEEDS if method.uses_model else 1
+    config = EvalConfig(run=settings, tasks=chosen, seeds=tuple(range(seeds)), workers=workers)
     label = f"{env} · {method.value}"
     plain = PlainProgress(label) if not json_output and not err.is_terminal else None
     with Progress(
@@ -161,7 +228,7 @@ def evaluate(
         console=err,
         disable=json_output or not err.is_terminal,
     ) as progress:
-        bar = progress.add_task(shown(label), total=len(chosen))
+        bar = progress.add_task(shown(label), total=len(chosen) * seeds)
 
         def on_start(finished: int, total: int) -> None:
             progress.update(bar, completed=finished, total=total)
@@ -175,13 +242,16 @@ def evaluate(
 
         try:
             with reported():
-                summary = run_evaluation(config, out, on_episode=on_episode, on_start=on_start, backbone=backbone)
+                summary = run_evaluation(
+                    config, out, on_episode=on_episode, on_start=on_start, backbone=backbone, prices=prices,
+                    executor=runner,
+                )  # fmt: skip
         except KeyboardInterrupt:
             err.print(f"interrupted: finished episodes are kept in {shown(str(out))}; run the same command to resume")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         finally:
-            if backbone is not None:
-                _close(backbone)
+            close_backbone(backbone)
+            runner.close()
 
     if json_output:
         sys.stdout.write(summary.model_dump_json() + "\n")
@@ -201,28 +271,32 @@ def evaluate(
         raise typer.Exit(ExitCode.EPISODE_ERRORS)
 
 
-def _close(backbone: Backbone) -> None:
-    try:
-        backbone.close()
-    except (LearnactError, OSError) as exc:  # closing must not hide the run's outcome
-        err.print(f"[yellow]warning:[/yellow] closing the model backbone: {shown(str(exc))}")
-
-
 def show_summary(summary: Summary, out: Path) -> None:
+    """The summary as tables: per task type (every seed pooled), then, with more than one seed, per seed
+    with their mean ± std; an error column only when some episode ended by one."""
     console = Console()
+    failures = {"errors": summary.errors > 0, "llm errors": summary.llm_errors > 0}
+    shown_failures = [name for name, any_of in failures.items() if any_of]
+
+    def failure_cells(row: TypeSummary) -> tuple[str, ...]:
+        counts = {"errors": row.errors, "llm errors": row.llm_errors}
+        return tuple(str(counts[name]) for name in shown_failures)
+
     table = Table(title=shown(f"{summary.env} · {summary.method}"))
-    columns = ("type", "episodes", *(("errors",) if summary.errors else ()), "success rate", "progress rate")
-    for column in columns:
+    for column in ("type", "episodes", *shown_failures, "success rate", "progress rate"):
         table.add_column(column, justify="left" if column == "type" else "right")
     for name, row in summary.per_type.items():
-        errors = (str(row.errors),) if summary.errors else ()
-        table.add_row(shown(name), str(row.episodes), *errors, f"{row.success_rate:.1%}", f"{row.progress_rate:.1%}")
+        table.add_row(
+            shown(name), str(row.episodes), *failure_cells(row), f"{row.success_rate:.1%}", f"{row.progress_rate:.1%}"
+        )
     table.add_section()
     table.add_row(
-        "all", str(summary.episodes), *((str(summary.errors),) if summary.errors else ()),
-        f"{summary.success_rate:.1%}", f"{summary.progress_rate:.1%}", style="bold",
+        "all", str(summary.episodes), *failure_cells(summary), f"{summary.success_rate:.1%}",
+        f"{summary.progress_rate:.1%}", style="bold",
     )  # fmt: skip
     console.print(table)
+    if len(summary.per_seed) > 1:
+        console.print(seed_table(summary, shown_failures, failure_cells))
     if summary.usage is not None:
         u = summary.usage
         console.print(
@@ -230,10 +304,39 @@ def show_summary(summary: Summary, out: Path) -> None:
             f"tokens: {u.prompt_tokens} prompt + {u.completion_tokens} completion, est. cost ${u.cost_usd:.4f}",
             soft_wrap=True,
         )
+    several_seeds = len(summary.per_seed) > 1
     failed = [r for r in summary.results if r.status in RETRIED]
     for row in failed[:SHOWN_ERRORS]:
         first_line = (row.error or "").splitlines()[0] if row.error else ""
-        console.print(f"[red]{row.status}[/red] {shown(row.task)}: {shown(first_line)}", soft_wrap=True)
+        episode = episode_key(row.task, row.seed) if several_seeds else row.task
+        console.print(f"[red]{row.status}[/red] {shown(episode)}: {shown(first_line)}", soft_wrap=True)
     if len(failed) > SHOWN_ERRORS:
         console.print(f"... and {len(failed) - SHOWN_ERRORS} more", soft_wrap=True)
-    console.print(shown(f"results: {out}/episodes.jsonl, {out}/summary.json"), soft_wrap=True)
+    console.print(shown(f"results: {out}/episodes.jsonl, {out}/summary.json, {out}/{SPLITS}"), soft_wrap=True)
+
+
+def seed_table(
+    summary: Summary, shown_failures: list[str], failure_cells: Callable[[TypeSummary], tuple[str, ...]]
+) -> Table:
+    """Per seed: episodes, failures, rates, and (model methods) tokens and estimated cost; then mean ± std
+    (sample standard deviation) of the rates over the seeds."""
+    used = summary.usage is not None
+    table = Table(title="per seed")
+    for column in ("seed", "episodes", *shown_failures, "success rate", "progress rate"):
+        table.add_column(column, justify="right")
+    if used:
+        table.add_column("tokens", justify="right")
+        table.add_column("est. cost", justify="right")
+    for row in summary.per_seed:
+        usage = row.usage or TokenUsage()
+        table.add_row(
+            str(row.seed), str(row.episodes), *failure_cells(row), f"{row.success_rate:.1%}",
+            f"{row.progress_rate:.1%}",
+            *((f"{usage.prompt_tokens + usage.completion_tokens}", f"${usage.cost_usd:.4f}") if used else ()),
+        )  # fmt: skip
+    table.add_section()
+    table.add_row(
+        "mean ± std", "", *("" for _ in shown_failures), f"{summary.success_mean:.1%} ± {summary.success_std:.1%}",
+        f"{summary.progress_mean:.1%} ± {summary.progress_std:.1%}", *(("", "") if used else ()), style="bold",
+    )  # fmt: skip
+    return table

@@ -20,7 +20,8 @@ from learnact.engine.records import MAX_ERROR_CHARS, EndReason, EpisodeRecord, E
 from learnact.envs import Environment, StepOutcome, make_env
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
-__all__ = ["ExpertPolicy", "call_code", "run_episode"]  # ExpertPolicy, call_code: kept where they were
+# ExpertPolicy, call_code: kept where they were
+__all__ = ["ActionsNotLoaded", "ExpertPolicy", "call_code", "run_episode"]
 REPEATED_FAILURES = 5  # the same failing action this many times in a row ends the episode
 
 
@@ -63,6 +64,22 @@ def observation_of(result: ExecutionResult) -> str:
     return "\n".join(seen)
 
 
+class ActionsNotLoaded(LearnactError):
+    """The learned actions of a run could not be loaded into an episode's sandbox: ``result`` says why (the
+    static check's findings, or the error the module raised when it was loaded)."""
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+        if result.status is ExecutionStatus.rejected:
+            reason = "the static check rejected them:\n" + "\n".join(f.render("actions") for f in result.findings)
+        elif result.error is not None:
+            reason = f"loading them ended with {result.error.type}: {result.error.message}"
+            reason += f"\n{result.error.traceback}" if result.error.traceback else ""
+        else:
+            reason = f"loading them ended with the status {result.status.value}"
+        super().__init__(f"the learned actions could not be loaded: {reason}", "fix or drop the failing action")
+
+
 class EpisodeInterrupted(LearnactError):
     """The run was asked to stop during the episode of ``task``; the unfinished episode is not recorded."""
 
@@ -89,6 +106,10 @@ def run_episode(
     ``should_stop`` is asked before every step; ``backbone`` is the language model of a model method
     (its calls are counted in the record's ``usage``; a :class:`RecordingBackbone` also records them).
 
+    The run's learned actions (``spec.run.actions``) are loaded into the session before the first step; a
+    module the check rejects or that fails to load ends the episode as an ``error`` naming the findings or
+    the traceback.
+
     Each step the policy proposes a line of code, which is checked and run in the sandbox (code_as_policy:
     one whole program, checked as a program and run once, its only step), or a thought
     (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
@@ -114,7 +135,7 @@ def run_episode(
     recording: RecordingBackbone | None = None
     if backbone is not None:
         recording = backbone if isinstance(backbone, RecordingBackbone) else RecordingBackbone(backbone, Ledger())
-        recording = recording.for_episode(spec.task)
+        recording = recording.for_episode(spec.key)
     try:
         env = env or make_env(settings.env)
         env_name = env.name
@@ -122,12 +143,19 @@ def run_episode(
         own_sandbox = sandbox is None
         sandbox = sandbox or Sandbox(settings.sandbox)
         reset = env.reset(spec.task)
-        policy = make_policy(settings.method, env, task_type, reset, recording, settings.model)
+        policy = make_policy(
+            settings.method, env, task_type, reset, recording, settings.model, seed=spec.seed,
+            notes=settings.notes, actions=settings.actions,
+        )  # fmt: skip
         tracker = OutcomeTracker(env)
         observation = f"{reset.observation}\n{reset.goal}"
         failing: tuple[str, int] | None = None  # the last failing step and how often in a row
         ended = "max_steps"
         with sandbox.session(env.primitives(), tracker) as session:
+            if settings.actions is not None and settings.actions.actions:
+                loaded = session.load_actions(settings.actions.module)
+                if not loaded.ok:
+                    raise ActionsNotLoaded(loaded)
             for index in range(settings.max_steps):
                 if should_stop():
                     raise EpisodeInterrupted(spec.task)
@@ -189,6 +217,7 @@ def run_episode(
             sandbox.close()
     return EpisodeRecord(
         task=spec.task,
+        seed=spec.seed,
         type=task_type,
         env=env_name,
         method=settings.method,

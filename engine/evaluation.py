@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from learnact.actions.errors import LearnactError
-from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
+from learnact.engine.executor import Executor, LocalExecutor
 from learnact.engine.llm import CALLS, Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
-from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, RunSettings, Summary
+from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, RunSettings, Summary, episode_key
 from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
-from learnact.envs import Environment, make_env
-from learnact.sandbox import Sandbox
+from learnact.engine.splits import Split, split_tasks
+from learnact.envs import TaskInfo
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class EvalConfig(BaseModel):
-    """An evaluation: the run's settings, the tasks selected and the number of workers (``config.json``).
+    """An evaluation: the run's settings, the tasks selected, the seeds each task runs with (``--seeds N``:
+    0..N-1) and the number of workers (``config.json``; a config written before seeds existed ran seed 0).
 
     :raises pydantic.ValidationError: for an unknown field or a value out of range (it names the field).
     """
@@ -32,6 +32,7 @@ class EvalConfig(BaseModel):
 
     run: RunSettings
     tasks: tuple[str, ...]
+    seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field((0,), min_length=1, description="repetitions")
     workers: int = Field(1, gt=0, description="episodes run in parallel, each with its own sandbox")
 
     @model_validator(mode="before")
@@ -43,27 +44,8 @@ class EvalConfig(BaseModel):
             data["run"] = {name: data.pop(name) for name in RunSettings.model_fields if name in data}
         return data
 
-    def episode(self, task: str) -> EpisodeSpec:
-        return EpisodeSpec(run=self.run, task=task)
-
-
-class Worker:
-    """One worker: its own environment and its own sandbox (with its warm pool), reused across episodes."""
-
-    def __init__(self, settings: RunSettings) -> None:
-        self.env: Environment = make_env(settings.env)
-        self.sandbox = Sandbox(settings.sandbox)
-        log.debug("worker started: environment %s, %s sandbox", self.env.name, settings.sandbox.backend)
-
-    def close(self) -> None:
-        self.sandbox.close()
-
-
-def _close_quietly(worker: Worker) -> None:
-    try:
-        worker.close()
-    except Exception as exc:  # a sandbox whose engine went away: its containers are swept at the next start
-        log.warning("could not close a worker's sandbox (its containers are removed at the next start): %s", exc)
+    def episode(self, task: str, seed: int = 0) -> EpisodeSpec:
+        return EpisodeSpec(run=self.run, task=task, seed=seed)
 
 
 def _previous_run(run_dir: RunDir) -> EvalConfig | None:
@@ -86,10 +68,37 @@ def _previous_run(run_dir: RunDir) -> EvalConfig | None:
         ) from None
 
 
-def _merged_tasks(previous: EvalConfig | None, tasks: Sequence[str]) -> tuple[str, ...]:
-    """The union of every selection run in the folder, in the order they were first selected."""
-    earlier = previous.tasks if previous is not None else ()
-    return tuple(dict.fromkeys([*earlier, *tasks]))
+def _merged(earlier: Sequence[T], now: Sequence[T]) -> tuple[T, ...]:
+    """The union of every selection (tasks, seeds) run in the folder, in the order first selected."""
+    return tuple(dict.fromkeys([*earlier, *now]))
+
+
+class RunSplits(BaseModel):
+    """``splits.json``: per seed, the training tasks (``train``: those of the learning run whose notes or
+    actions the run uses when it names them, else the seed's split) and the tasks evaluated with that
+    seed so far (``test``: the selection, less the training tasks with ``test_on_rest``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    test_on_rest: bool
+    train_from: Literal["learning_run", "seed"]
+    splits: tuple[Split, ...]
+
+
+def _splits(
+    settings: RunSettings, all_tasks: Sequence[TaskInfo], tasks: Sequence[str], seeds: Sequence[int]
+) -> RunSplits:
+    """The split of every seed of a run over ``tasks`` (the selection), drawn from all of the env's tasks."""
+    splits = []
+    for seed in seeds:
+        train = settings.trained_on or split_tasks(all_tasks, seed).train
+        test = tuple(t for t in tasks if not (settings.test_on_rest and t in train))
+        splits.append(Split(seed=seed, train=train, test=test))
+    return RunSplits(
+        test_on_rest=settings.test_on_rest,
+        train_from="learning_run" if settings.trained_on else "seed",
+        splits=tuple(splits),
+    )
 
 
 def run_evaluation(
@@ -99,19 +108,27 @@ def run_evaluation(
     on_start: Callable[[int, int], None] = lambda finished, total: None,
     backbone: Backbone | None = None,
     prices: PriceTable | None = None,
+    executor: Executor | None = None,
 ) -> Summary:
     """Run the episodes of ``config`` not yet finished in ``out``; return the summary of the folder.
 
-    One process at a time: the folder is locked for the whole run. The sandbox is started before
-    anything is written, so a run that cannot start leaves no config behind.
+    One process at a time: the folder is locked for the whole run. The episodes run on ``executor``
+    (default: a :class:`LocalExecutor`, closed at the end; one passed in is opened for this run and left
+    for the caller to close). It is opened (the sandbox started, the cluster joined) before anything is
+    written, so a run that cannot start leaves no config behind.
+    An episode is a task and a seed: every selected task runs with every seed of ``config.seeds`` (with
+    ``config.run.test_on_rest``, less the seed's training tasks: ``config.run.trained_on`` when given, else
+    :func:`split_tasks` of the environment's tasks and the seed); ``splits.json`` records each seed's split.
     ``on_start(finished, total)`` is told how many of the selected episodes are already finished.
     ``backbone`` is the language model of a model method (``config.run.model`` names it); every call is
-    appended to ``calls.jsonl`` in ``out`` and counted in the episode's and the summary's ``usage``.
+    appended to ``calls.jsonl`` in ``out`` and counted in the episode's and the summary's ``usage`` (an
+    executor that builds the model on other machines, as Ray's does, sends their calls there instead).
 
     An episode that ends by an error (planner, environment, sandbox) is recorded as such and the run
     goes on; a later run retries it. Episodes that ran to their end, failed or not, are never rerun.
-    The summary covers every task recorded in the folder (the latest record of each), whatever
-    ``config.tasks`` selects, so it always agrees with ``episodes.jsonl``.
+    The tasks and seeds of every run in the folder are merged in ``config.json``. The summary covers every
+    episode recorded in the folder (the latest record of each task and seed), whatever ``config`` selects,
+    so it always agrees with ``episodes.jsonl``.
 
     Ctrl-C (KeyboardInterrupt) stops every episode at its next step boundary; finished episodes are kept
     in ``out``, unfinished ones are dropped, and the interrupt propagates. Running the same command again
@@ -122,16 +139,18 @@ def run_evaluation(
         config this version cannot read, or a write fails (e.g. a full disk).
     :raises SandboxUnavailable: when the sandbox cannot start.
     :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`), or
-        for a model method without ``backbone`` or ``config.run.model``.
+        for a model method without ``backbone`` or ``config.run.model``, or when ``executor`` cannot run
+        these episodes (see its ``open``).
     """
     if config.run.method.uses_model and (backbone is None or config.run.model is None):
         raise LearnactError(f"the method {config.run.method.value} needs a language model", "give a {model}")
     run_dir = RunDir(out)
     run_dir.lock()
-    all_workers: list[Worker] = []
+    own_executor = executor is None
+    executor = executor or LocalExecutor()
     try:
         try:
-            all_workers.append(Worker(config.run))
+            executor.open(config.run)
         except BaseException:
             run_dir.unlock(discard_if_unused=True)
             raise
@@ -142,26 +161,35 @@ def run_evaluation(
                 f"{out} holds a run with a different {', '.join(previous.run.differences(config.run))}",
                 ANOTHER + " or the same settings to resume it",
             )
-        all_tasks = _merged_tasks(previous, config.tasks)
-        run_dir.write_config(config.model_copy(update={"tasks": all_tasks}))
+        all_tasks = _merged(previous.tasks if previous is not None else (), config.tasks)
+        all_seeds = _merged(previous.seeds if previous is not None else (), config.seeds)
+        run_dir.write_config(config.model_copy(update={"tasks": all_tasks, "seeds": all_seeds}))
+        env_tasks = executor.tasks
+        run_dir.write_splits(_splits(config.run, env_tasks, all_tasks, all_seeds))
+        selected = _splits(config.run, env_tasks, config.tasks, config.seeds)
+        wanted = [(task, split.seed) for split in selected.splits for task in split.test]
         records = run_dir.latest()
-        pending = [t for t in config.tasks if t not in records or records[t].status in RETRIED]
-        on_start(len(config.tasks) - len(pending), len(config.tasks))
-        log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(config.tasks), config.workers)
-        types = {t.id: t.type for t in all_workers[0].env.tasks()}
+        pending = [
+            config.episode(task, seed)
+            for task, seed in wanted
+            if (task, seed) not in records or records[task, seed].status in RETRIED
+        ]
+        on_start(len(wanted) - len(pending), len(wanted))
+        log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(wanted), config.workers)
         recording = (
             RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out / CALLS).append))
             if backbone is not None and config.run.method.uses_model
             else None
         )
-        _run_pending(config, run_dir, pending, types, all_workers, records, on_episode, recording)
-        selected = set(all_tasks)
-        order = [*all_tasks, *(t for t in records if t not in selected)]
-        summary = Summary.of(config.run.env.name, config.run.method, [records[t] for t in order if t in records])
+        _run_pending(config, run_dir, pending, executor, records, on_episode, recording)
+        order = [(task, seed) for seed in all_seeds for task in all_tasks]
+        listed = set(order)
+        order += [key for key in records if key not in listed]
+        summary = Summary.of(config.run.env.name, config.run.method, [records[k] for k in order if k in records])
         run_dir.write_summary(summary)  # still under the lock: no other run writes it meanwhile
     finally:
-        for worker in all_workers:
-            _close_quietly(worker)
+        if own_executor:
+            executor.close()
         run_dir.unlock()
     return summary
 
@@ -169,70 +197,21 @@ def run_evaluation(
 def _run_pending(
     config: EvalConfig,
     run_dir: RunDir,
-    pending: list[str],
-    types: dict[str, str],
-    all_workers: list[Worker],
-    records: dict[str, EpisodeRecord],
+    pending: list[EpisodeSpec],
+    executor: Executor,
+    records: dict[tuple[str, int], EpisodeRecord],
     on_episode: Callable[[EpisodeRecord], None],
     backbone: Backbone | None = None,
 ) -> None:
-    free_workers: list[Worker] = list(all_workers)
-    lock = threading.Lock()
-    stop = threading.Event()
+    """Run ``pending`` on ``executor``; each record is written to ``run_dir`` as it comes back, before
+    ``on_episode`` hears of it, so that an interrupted run keeps every episode it was told about."""
 
-    def run_one(task: str) -> EpisodeRecord:
-        with lock:
-            worker = free_workers.pop() if free_workers else None
-        if worker is None:
-            try:
-                worker = Worker(config.run)
-            except Exception as exc:  # e.g. the Docker engine went away mid-run
-                if stop.is_set():
-                    raise EpisodeInterrupted(task) from exc
-                record = EpisodeRecord(
-                    task=task, type=types.get(task, "unknown"), env=config.run.env.name, method=config.run.method,
-                    status="error", error=error_text(exc), success=False, progress=0.0, steps=[], duration_s=0.0,
-                )  # fmt: skip
-                run_dir.append(record)
-                return record
-            with lock:
-                all_workers.append(worker)
-        try:
-            record = run_episode(
-                config.episode(task), env=worker.env, sandbox=worker.sandbox, should_stop=stop.is_set, backbone=backbone
-            )
-        except BaseException:
-            with lock:
-                free_workers.append(worker)
-            raise
-        if record.status == "error":  # its sandbox or environment may be broken: start afresh
-            with lock:
-                all_workers.remove(worker)
-            _close_quietly(worker)
-        else:
-            with lock:
-                free_workers.append(worker)
+    def finished(record: EpisodeRecord) -> None:
         run_dir.append(record)
-        return record
+        records[record.task, record.seed] = record
+        outcome = f"ended by {record.error}" if record.status in RETRIED else f"success={record.success}"
+        key = episode_key(record.task, record.seed)
+        log.info("episode %s: %s, %d steps, %.1f s", key, outcome, len(record.steps), record.duration_s)
+        on_episode(record)
 
-    executor = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="episode")
-    try:
-        futures: set[Future[EpisodeRecord]] = {executor.submit(run_one, t) for t in pending}
-        while futures:
-            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
-            for future in finished:
-                record = future.result()
-                records[record.task] = record
-                outcome = f"ended by {record.error}" if record.status in RETRIED else f"success={record.success}"
-                log.info("episode %s: %s, %d steps, %.1f s", record.task, outcome, len(record.steps), record.duration_s)
-                on_episode(record)
-    except BaseException:
-        stop.set()
-        executor.shutdown(wait=False, cancel_futures=True)
-        with lock:
-            running = list(all_workers)
-        for worker in running:
-            worker.env.interrupt()
-        raise
-    finally:
-        executor.shutdown(wait=True)
+    executor.run(pending, config.workers, finished, backbone)

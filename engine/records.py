@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from learnact.actions.models import ActionSet
 from learnact.envs import EnvSpec
@@ -43,15 +44,30 @@ class Method(str, Enum):
 
 class ModelSettings(BaseModel):
     """The language model of a model method: part of a run's identity, so that a resumed run never mixes
-    models. The API key is not part of it (it is never written to a run directory)."""
+    models. The API key is not part of it (it is never written to a run directory). The request's seed is
+    not either: it is the episode's (:attr:`EpisodeSpec.seed`).
+
+    :raises pydantic.ValidationError: for an unknown field (a ``seed`` other than the null that configs
+        written before per-episode seeds hold) or a value out of range.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str
     base_url: str | None = None
+    # The backbone's identity (the server's URL, or the GGUF file and its sha256): the same model name on
+    # another server or another file is another run.
+    backbone: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, gt=0)
-    seed: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_run_wide_seed(cls, data: Any) -> Any:
+        """A config written before per-episode seeds held ``seed: null`` here: dropped."""
+        if isinstance(data, dict) and "seed" in data and data["seed"] is None:
+            data = {name: value for name, value in data.items() if name != "seed"}
+        return data
 
 
 class RunSettings(BaseModel):
@@ -78,6 +94,9 @@ class RunSettings(BaseModel):
     actions: ActionSet | None = None
     # The training tasks of the learning run whose notes or actions this run uses (what --test-on-rest leaves out).
     trained_on: tuple[str, ...] = ()
+    # Evaluate each seed on the tasks outside its training tasks (``trained_on``, else the seed's split) rather
+    # than on all (the paper's setting).
+    test_on_rest: bool = False
 
     def differences(self, other: RunSettings) -> list[str]:
         """The names of the settings in which ``other`` differs, in field order."""
@@ -85,12 +104,24 @@ class RunSettings(BaseModel):
 
 
 class EpisodeSpec(BaseModel):
-    """A self-contained unit of work: everything needed to run one episode anywhere."""
+    """A self-contained unit of work: everything needed to run one episode anywhere. ``seed`` is the
+    repetition (``--seeds``): the seed of every model request of the episode, and of the run's split."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     run: RunSettings
     task: str
+    seed: int = Field(0, ge=0)
+
+    @property
+    def key(self) -> str:
+        """The episode's name in ``calls.jsonl`` and logs: the task, and the seed after ``#``."""
+        return episode_key(self.task, self.seed)
+
+
+def episode_key(task: str, seed: int) -> str:
+    """How an episode is named where one string must say which (``blockworld-01#2``)."""
+    return f"{task}#{seed}"
 
 
 class StepRecord(BaseModel):
@@ -137,11 +168,13 @@ class EpisodeRecord(BaseModel):
     or was ended by an exception of the engine, planner, environment or sandbox (``error``, with
     ``error`` saying why) or by a language model that gave no answer after its retries (``llm_error``);
     a rerun retries ``error`` and ``llm_error`` episodes, never ``finished`` ones. ``ended`` says why
-    it stopped; ``usage`` counts its model calls (model methods)."""
+    it stopped; ``usage`` counts its model calls (model methods). ``seed`` is its repetition (records
+    written before seeds existed read as seed 0)."""
 
     model_config = ConfigDict(frozen=True)
 
     task: str
+    seed: int = 0
     type: str
     env: str
     method: Method
@@ -156,6 +189,8 @@ class EpisodeRecord(BaseModel):
 
 
 class TypeSummary(BaseModel):
+    """Rates over a group of episodes (a task type, a seed)."""
+
     model_config = ConfigDict(frozen=True)
 
     episodes: int
@@ -165,10 +200,18 @@ class TypeSummary(BaseModel):
     progress_rate: float
 
 
+class SeedSummary(TypeSummary):
+    """The rates of the episodes of one seed, and their model calls (model methods)."""
+
+    seed: int
+    usage: TokenUsage | None = None
+
+
 class ResultRow(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     task: str
+    seed: int = 0
     type: str
     status: EpisodeStatus = "finished"
     error: str | None = None
@@ -178,10 +221,42 @@ class ResultRow(BaseModel):
     ended: EndReason | None = None
 
 
+def mean_and_std(values: list[float]) -> tuple[float, float]:
+    """The mean and the sample standard deviation (n - 1 in the denominator, as results over a few seeds
+    are reported) of ``values``; the deviation of one value is 0, and both are 0 for none."""
+    if not values:
+        return 0.0, 0.0
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _rates(group: list[EpisodeRecord]) -> dict[str, Any]:
+    n = len(group)
+    return {
+        "episodes": n,
+        "errors": sum(r.status == "error" for r in group),
+        "llm_errors": sum(r.status == "llm_error" for r in group),
+        "success_rate": sum(r.success for r in group) / n if n else 0.0,
+        "progress_rate": sum(r.progress for r in group) / n if n else 0.0,
+    }
+
+
+def _usage(group: list[EpisodeRecord]) -> TokenUsage | None:
+    used = [r.usage for r in group if r.usage is not None]
+    return sum(used, TokenUsage()) if used else None
+
+
 class Summary(BaseModel):
-    """Rates over every episode recorded in the run directory (the latest record of each task); an
-    episode that ended by an error counts as a failure and in ``errors`` (``llm_errors`` for a model
-    that gave no answer); ``usage`` sums the model calls of the episodes (model methods)."""
+    """Rates over every episode recorded in the run directory (the latest record of each task and seed);
+    an episode that ended by an error counts as a failure and in ``errors`` (``llm_errors`` for a model
+    that gave no answer); ``usage`` sums the model calls of the episodes (model methods).
+
+    ``success_rate`` and ``progress_rate`` (and ``per_type``) pool the episodes of every seed;
+    ``per_seed`` gives each seed's, and ``success_mean`` ± ``success_std`` (``progress_*`` likewise) their
+    mean and sample standard deviation over the seeds (:func:`mean_and_std`: 0 with one seed).
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -192,36 +267,39 @@ class Summary(BaseModel):
     llm_errors: int = 0
     success_rate: float
     progress_rate: float
+    success_mean: float = 0.0
+    success_std: float = 0.0
+    progress_mean: float = 0.0
+    progress_std: float = 0.0
     per_type: dict[str, TypeSummary]
+    per_seed: list[SeedSummary] = []
     results: list[ResultRow]
     usage: TokenUsage | None = None
 
     @classmethod
     def of(cls, env: str, method: Method, records: list[EpisodeRecord]) -> Summary:
-        def rates(group: list[EpisodeRecord]) -> TypeSummary:
-            n = len(group)
-            return TypeSummary(
-                episodes=n,
-                errors=sum(r.status == "error" for r in group),
-                llm_errors=sum(r.status == "llm_error" for r in group),
-                success_rate=sum(r.success for r in group) / n if n else 0.0,
-                progress_rate=sum(r.progress for r in group) / n if n else 0.0,
-            )
-
-        overall = rates(records)
+        """The summary of ``records`` (one per episode), seeds in the order they first appear."""
+        by_seed: dict[int, list[EpisodeRecord]] = {}
+        for record in records:
+            by_seed.setdefault(record.seed, []).append(record)
+        per_seed = [SeedSummary(seed=seed, usage=_usage(group), **_rates(group)) for seed, group in by_seed.items()]
         types = sorted({r.type for r in records})
+        success_mean, success_std = mean_and_std([s.success_rate for s in per_seed])
+        progress_mean, progress_std = mean_and_std([s.progress_rate for s in per_seed])
         return cls(
             env=env,
             method=method,
-            episodes=overall.episodes,
-            errors=overall.errors,
-            llm_errors=overall.llm_errors,
-            success_rate=overall.success_rate,
-            progress_rate=overall.progress_rate,
-            per_type={t: rates([r for r in records if r.type == t]) for t in types},
+            **_rates(records),
+            success_mean=success_mean,
+            success_std=success_std,
+            progress_mean=progress_mean,
+            progress_std=progress_std,
+            per_type={t: TypeSummary(**_rates([r for r in records if r.type == t])) for t in types},
+            per_seed=per_seed,
             results=[
                 ResultRow(
                     task=r.task,
+                    seed=r.seed,
                     type=r.type,
                     status=r.status,
                     error=r.error,
@@ -232,7 +310,5 @@ class Summary(BaseModel):
                 )
                 for r in records
             ],
-            usage=sum((r.usage for r in records if r.usage is not None), TokenUsage())
-            if any(r.usage is not None for r in records)
-            else None,
+            usage=_usage(records),
         )

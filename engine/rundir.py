@@ -2,8 +2,9 @@
 
 ``config.json`` and ``summary.json`` are replaced atomically (write to a temporary file, fsync, rename);
 ``episodes.jsonl`` is append-only, one finished episode per line, flushed and fsynced after each line, so a
-run killed at any moment leaves at most a torn last line, which is ignored on resume. A task may have
-several records (an episode that ended by an error, then its retry): the latest one counts.
+run killed at any moment leaves at most a torn last line, which is ignored on resume. An episode is a
+task and a seed (``--seeds``); one may have several records (an episode that ended by an error, then its
+retry): the latest one counts. ``splits.json`` (atomic too) says which tasks each seed trained and tested on.
 
 One process at a time owns a run directory: ``.lock`` is held with ``flock`` for the whole run and names
 the holder's pid. The kernel releases the lock when its holder dies, however it dies, so a lock left by
@@ -29,6 +30,7 @@ from learnact.engine.records import EpisodeRecord
 CONFIG = "config.json"
 EPISODES = "episodes.jsonl"
 SUMMARY = "summary.json"
+SPLITS = "splits.json"
 LOCK = ".lock"
 MAX_CONFIG_BYTES = 50_000_000
 ANOTHER = "use another {out}"  # the remedy when a run directory is not this run's to use
@@ -65,12 +67,16 @@ def describe_os_error(exc: OSError, path: Path, doing: str) -> RunDirError:
     return RunDirError(path, f"cannot {doing} {where}: {reason}")
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Replace ``path`` by ``text`` (a str is written as UTF-8; bytes as they are, e.g. an image).
+
+    :raises OSError: when it cannot be written (nothing of it is left behind).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8") if isinstance(text, str) else text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -206,14 +212,14 @@ class RunDir:
                 ) from None
         return records
 
-    def latest(self) -> dict[str, EpisodeRecord]:
-        """The latest record of every task, in the order the tasks were first recorded.
+    def latest(self) -> dict[tuple[str, int], EpisodeRecord]:
+        """The latest record of every episode, keyed by (task, seed), in the order first recorded.
 
         :raises RunDirError: as :meth:`finished`.
         """
-        latest: dict[str, EpisodeRecord] = {}
+        latest: dict[tuple[str, int], EpisodeRecord] = {}
         for record in self.finished():
-            latest[record.task] = record
+            latest[record.task, record.seed] = record
         return latest
 
     def append(self, record: EpisodeRecord) -> None:
@@ -240,6 +246,13 @@ class RunDir:
                     os.close(fd)
             except OSError as exc:
                 raise describe_os_error(exc, path, "write") from None
+
+    def write_splits(self, splits: BaseModel) -> None:
+        """Replace ``splits.json`` (each seed's training and test tasks) atomically.
+
+        :raises RunDirError: when it cannot be written.
+        """
+        self._replace(SPLITS, splits)
 
     def write_summary(self, summary: BaseModel) -> None:
         """Replace ``summary.json`` atomically.

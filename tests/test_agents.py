@@ -12,6 +12,7 @@ import pytest
 from llm_server import Answer, ScriptedServer, Status
 from typer.testing import CliRunner
 
+from learnact.actions.models import ActionSet, LearnedAction
 from learnact.engine import EvalConfig, RunSettings, run_evaluation
 from learnact.engine.agents import call_code, parse_answer, parse_program
 from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
@@ -49,6 +50,7 @@ def run(
         max_steps=options.pop("max_steps", 30),
         sandbox=SandboxConfig(pool_size=1),
         model=ModelSettings(model="m", base_url=server.base_url),
+        actions=options.pop("actions", None),
     )
     backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=2.0, max_retries=1)
     if "cache" in options:
@@ -102,7 +104,7 @@ def test_act_solves_a_task_when_the_model_answers_the_experts_plan(tmp_path: Pat
     assert summary.usage is not None and summary.usage.completion_tokens == 2 * len(plan)
     calls = [json.loads(line) for line in (tmp_path / CALLS).read_text().splitlines()]
     assert [c["response"]["text"] for c in calls] == [f"Action: {line}" for line in plan]
-    assert all(c["episode"] == TASK for c in calls)
+    assert all(c["episode"] == f"{TASK}#0" for c in calls)  # the episode's key: the task and its seed
 
 
 def test_the_prompt_holds_the_instruction_demo_goal_and_a_window_of_history(tmp_path: Path) -> None:
@@ -295,7 +297,8 @@ def test_eval_code_as_policy_through_the_cli(tmp_path: Path) -> None:
     out = tmp_path / "run"
     program = program_of(expert_lines())
     with ScriptedServer(responder=lambda body: Answer(f"```python\n{program}```")) as server:
-        args = ["eval", "--env", "pddl/blockworld", "--tasks", "0", "--method", "code_as_policy", "--model", "m"]
+        args = ["eval", "--env", "pddl/blockworld", "--tasks", "0", "--seeds", "1", "--method", "code_as_policy"]
+        args += ["--model", "m"]
         args += ["--base-url", server.base_url, "--cache-dir", str(tmp_path / "c"), "--out", str(out), "--json"]
         result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -305,3 +308,59 @@ def test_eval_code_as_policy_through_the_cli(tmp_path: Path) -> None:
     assert server.received[0].body["max_tokens"] == PROGRAM_MAX_TOKENS
     config = json.loads((out / "config.json").read_text())
     assert config["run"]["method"] == "code_as_policy" and config["run"]["model"]["max_tokens"] == PROGRAM_MAX_TOKENS
+
+
+# --- learnact: learned actions next to the primitives --------------------------------------------------
+
+MOVE = LearnedAction(
+    name="move_onto",
+    code='def move_onto(block, target):\n    """Pick up a clear block from the table and stack it on target."""\n'
+    "    Pickup(block)\n    Stack(block, target)\n",
+    description="Picks up a clear block from the table and stacks it on a clear target block.",
+    example="move_onto('b1', 'b3')",
+    notes=("Only for a block that lies on the table.",),
+    version=2,
+)
+
+
+def test_learned_actions_are_shown_loaded_and_called_in_one_step(tmp_path: Path) -> None:
+    # blockworld-02: b1 onto b3, then b2 onto b1
+    script = [Answer("move_onto('b1', 'b3')"), Answer("Action: move_onto('b2', 'b1')")]
+    with ScriptedServer(script) as server:
+        summary = run(
+            server, tmp_path, method=Method.learnact, tasks=("blockworld-02",), actions=ActionSet(actions=(MOVE,))
+        )
+    (record,) = records(tmp_path)
+    assert summary.success_rate == 1.0 and record["ended"] == "done" and len(record["steps"]) == 2
+    first = record["steps"][0]["result"]
+    assert first["status"] == "ok" and [c["name"] for c in first["calls"]] == ["Pickup", "Stack"]
+    system = server.received[0].body["messages"][0]["content"]
+    assert system.index("Pickup(block)") < system.index("move_onto(block, target)")  # next to the primitives
+    assert "Picks up a clear block from the table" in system and "Example: move_onto('b1', 'b3')" in system
+    assert "Note: Only for a block that lies on the table." in system
+
+
+def test_a_rejected_action_module_ends_the_episode_as_a_recorded_error(tmp_path: Path) -> None:
+    unsafe = LearnedAction(name="peek", code='import os\n\n\ndef peek():\n    """List files."""\n    os.listdir(".")\n')
+    with ScriptedServer([]) as server:
+        summary = run(server, tmp_path, method=Method.learnact, actions=ActionSet(actions=(MOVE, unsafe)))
+    (record,) = records(tmp_path)
+    assert record["status"] == "error" and record["steps"] == [] and summary.errors == 1
+    assert "learned actions could not be loaded" in record["error"] and "import" in record["error"]
+    assert "actions:7:8: LA002" in record["error"]  # the finding, with its line in the loaded module
+    assert server.received == []  # no model call for an episode that cannot run
+
+
+def test_act_and_react_are_not_shown_learned_actions_nor_notes(tmp_path: Path) -> None:
+    from learnact.engine.agents import make_policy
+
+    env = make_env(BLOCKS)
+    reset = env.reset(TASK)
+    model = ModelSettings(model="m")
+    actions, notes = ActionSet(actions=(MOVE,)), ("a lesson",)
+    for method, shown_actions, shown_notes in [
+        (Method.act, False, False), (Method.react_reflexion, False, True), (Method.learnact, True, False)
+    ]:  # fmt: skip
+        policy = make_policy(method, env, "blockworld", reset, object(), model, notes=notes, actions=actions)  # type: ignore[arg-type]
+        assert ("move_onto(block, target)" in policy.system) is shown_actions  # type: ignore[attr-defined]
+        assert ("- a lesson" in policy.system) is shown_notes  # type: ignore[attr-defined]

@@ -483,7 +483,8 @@ def test_a_run_directory_of_the_previous_version_resumes(tmp_path: Path) -> None
     summary = run_evaluation(config(blockworld_tasks("0-1")), tmp_path, on_episode=lambda r: ran.append(r.task))
     assert ran == blockworld_tasks("1") and summary.episodes == 2
     written = json.loads((tmp_path / "config.json").read_text())
-    assert EvalConfig.model_validate(written).run == settings() and list(written) == ["run", "tasks", "workers"]
+    assert EvalConfig.model_validate(written).run == settings()
+    assert list(written) == ["run", "tasks", "seeds", "workers"]
 
 
 def test_a_config_this_version_cannot_read_is_a_one_line_error(tmp_path: Path) -> None:
@@ -505,4 +506,4 @@ def test_very_verbose_logs_the_sandbox_lifecycle(tmp_path: Path) -> None:
     )
     assert loud.exit_code == 0, loud.output
     assert "DEBUG" in loud.stderr and "learnact.sandbox.docker_backend: removed sandbox container" in loud.stderr
-    assert f"INFO learnact.engine.evaluation: episode {blockworld_tasks('0')[0]}: success=True" in loud.stderr
+    assert f"INFO learnact.engine.evaluation: episode {blockworld_tasks('0')[0]}#0: success=True" in loud.stderr

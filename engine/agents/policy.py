@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from learnact.actions.models import ActionSet
 from learnact.engine.agents.parsing import MAX_PROGRAM_CHARS, parse_answer, parse_program
 from learnact.engine.agents.prompts import (
     Turn,
@@ -95,7 +96,9 @@ def window_of(env_name: str) -> int:
 
 class ModelPolicy(Policy):
     """``act`` (and with ``react``, ``Think:`` steps): the instruction, one demonstration, the goal and the
-    recent history go to the model, whose answer is parsed into one step."""
+    recent history go to the model, whose answer is parsed into one step. The instruction shows the learned
+    ``actions`` next to the primitives (learnact) and ends with the ``notes`` of earlier reflections
+    (act_reflexion, react_reflexion)."""
 
     def __init__(
         self,
@@ -106,11 +109,14 @@ class ModelPolicy(Policy):
         model: ModelSettings,
         react: bool = False,
         window: int | None = None,
+        seed: int = 0,
+        notes: tuple[str, ...] = (),
+        actions: ActionSet | None = None,
     ) -> None:
         primitives = env.primitives()
-        self.backbone, self.model, self.react = backbone, model, react
+        self.backbone, self.model, self.react, self.seed = backbone, model, react, seed
         self.window = window if window is not None else window_of(env.name)
-        self.system = instruction(react, env.name, task_type, primitives)
+        self.system = instruction(react, env.name, task_type, primitives, actions=actions, notes=notes)
         self.demo = demonstration(task_type, react)
         self.example = example_call(primitives)
         self.goal, self.initial = reset.goal, reset.observation
@@ -125,7 +131,7 @@ class ModelPolicy(Policy):
             temperature=self.model.temperature,
             max_tokens=self.model.max_tokens,
             stop=STOP,
-            seed=self.model.seed,
+            seed=self.seed,
         )
 
     def decide(self, observation: str) -> Decision | None:
@@ -152,9 +158,15 @@ class ProgramPolicy(Policy):
     observation go to the model once; its answer is one program, run once, with no feedback."""
 
     def __init__(
-        self, env: Environment, task_type: str, reset: ResetInfo, backbone: Backbone, model: ModelSettings
+        self,
+        env: Environment,
+        task_type: str,
+        reset: ResetInfo,
+        backbone: Backbone,
+        model: ModelSettings,
+        seed: int = 0,
     ) -> None:
-        self.backbone, self.model = backbone, model
+        self.backbone, self.model, self.seed = backbone, model, seed
         self.system = program_instruction(env.name, task_type, env.primitives())
         self.prompt = program_task_prompt(demonstration(task_type, False), reset.goal, reset.observation).rstrip()
         self._asked = False
@@ -165,7 +177,7 @@ class ProgramPolicy(Policy):
             messages=(ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=self.prompt)),
             temperature=self.model.temperature,
             max_tokens=self.model.max_tokens,
-            seed=self.model.seed,
+            seed=self.seed,
         )
 
     def decide(self, observation: str) -> Decision | None:
@@ -186,8 +198,14 @@ def make_policy(
     reset: ResetInfo,
     backbone: Backbone | None = None,
     model: ModelSettings | None = None,
+    seed: int = 0,
+    notes: tuple[str, ...] = (),
+    actions: ActionSet | None = None,
 ) -> Policy:
-    """The policy of ``method`` for the task ``env`` was just reset to.
+    """The policy of ``method`` for the task ``env`` was just reset to; ``seed`` is the episode's, sent
+    with every model request. act_reflexion and react_reflexion are act and react shown the ``notes`` of their
+    reflections; learnact is act shown the learned ``actions`` (the episode loads them into the sandbox); the
+    other methods use neither.
 
     :raises ValueError: for a model method without a backbone or model settings.
     """
@@ -196,5 +214,8 @@ def make_policy(
     if backbone is None or model is None:
         raise ValueError(f"the method {method.value} needs a model backbone and model settings")
     if method is Method.code_as_policy:
-        return ProgramPolicy(env, task_type, reset, backbone, model)
-    return ModelPolicy(env, task_type, reset, backbone, model, react=method.thinks)
+        return ProgramPolicy(env, task_type, reset, backbone, model, seed=seed)
+    return ModelPolicy(
+        env, task_type, reset, backbone, model, react=method.thinks, seed=seed,
+        notes=notes if method.reflects else (), actions=actions if method is Method.learnact else None,
+    )  # fmt: skip

@@ -3,12 +3,14 @@ are ``string.Template`` files: ``$name`` fields filled here; no prompt text live
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from string import Template
 
+from learnact.actions.models import ActionSet, LearnedAction
 from learnact.envs import PrimitiveSpec
 
 DATA = "learnact.engine.agents"
@@ -95,13 +97,61 @@ def history_text(turns: list[Turn], window: int) -> str:
     return "\n".join(lines)
 
 
-def instruction(react: bool, env_name: str, task_type: str, primitives: list[PrimitiveSpec]) -> str:
-    return fill(
+def action_signature(action: LearnedAction) -> str:
+    """``name(param, ...)`` read from the action's definition (parsed, never run); the bare name when its
+    code holds no definition of that name (the sandbox's check refuses such a module anyway)."""
+    try:
+        tree = ast.parse(action.code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return action.name
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == action.name:
+            a = node.args
+            names = [p.arg for p in [*a.posonlyargs, *a.args]]
+            names += [f"*{a.vararg.arg}"] if a.vararg else ["*"] if a.kwonlyargs else []
+            names += [p.arg for p in a.kwonlyargs] + ([f"**{a.kwarg.arg}"] if a.kwarg else [])
+            return f"{action.name}({', '.join(names)})"
+    return action.name
+
+
+def actions_text(actions: ActionSet) -> str:
+    """The learned actions as the agent sees them: signature, description, usage example, usage notes."""
+    parts = []
+    for action in actions.actions:
+        lines = [action_signature(action)]
+        lines += [f"    {line}" for line in action.description.strip().splitlines()]
+        if action.example.strip():
+            lines.append(fill("action_example", example=action.example.strip()).rstrip())
+        lines += [fill("action_note", note=" ".join(note.split())).rstrip() for note in action.notes if note.strip()]
+        parts.append("\n".join(lines))
+    return "\n".join(parts)
+
+
+def instruction(
+    react: bool,
+    env_name: str,
+    task_type: str,
+    primitives: list[PrimitiveSpec],
+    actions: ActionSet | None = None,
+    notes: tuple[str, ...] = (),
+) -> str:
+    """The agent's instruction: the domain and the primitives, the learned ``actions`` next to them (learnact),
+    and the ``notes`` of earlier reflections at the end (the reflexion methods)."""
+    shown_primitives = primitives_text(primitives)
+    if actions is not None and actions.actions:
+        example = next((a.example.strip() for a in actions.actions if a.example.strip()), None)
+        example = example or action_signature(actions.actions[0])
+        learned = fill("learned_actions", actions=actions_text(actions), example=example)
+        shown_primitives += "\n\n" + learned.strip()
+    text = fill(
         "react" if react else "act",
         domain=domain_text(env_name, task_type),
-        primitives=primitives_text(primitives),
+        primitives=shown_primitives,
         example=example_call(primitives),
     ).strip()
+    if notes:
+        text += "\n\n" + fill("notes", notes="\n".join(f"- {' '.join(note.split())}" for note in notes)).strip()
+    return text
 
 
 def task_prompt(demo: Demonstration | None, goal: str, initial: str, turns: list[Turn], window: int) -> str:

@@ -1,0 +1,126 @@
+"""The LearnAct branches of the commands: `learnact learn --method learnact` (learn an action library, with
+progress per phase) and `learnact eval --method learnact --library DIR` (use its selected set)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from learnact.actions.models import ActionSet
+from learnact.engine.cli_common import err, fail, reported, shown
+from learnact.engine.learnact_run import LearnactResult, learnact_run_config, learned_library, run_learnact
+from learnact.engine.llm import Backbone, PriceTable
+from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
+from learnact.engine.splits import Split
+from learnact.envs import EnvSpec
+from learnact.learner.learnact import LearnactConfig
+
+
+def learn_actions(
+    settings: RunSettings,
+    chosen: Split,
+    out: Path,
+    agent: Backbone,
+    learner: tuple[Backbone, ModelSettings] | None,
+    prices: PriceTable | None,
+    samples: int | None,
+    rounds: int | None,
+    json_output: bool,
+) -> None:
+    """`learnact learn --method learnact`: create, validate, score and optimise actions on the training
+    tasks of ``chosen`` (``settings``: the agent that scores them); the library at ``<out>/library``.
+
+    :raises typer.Exit: (the error printed) when learning cannot go on.
+    """
+    assert settings.model is not None  # every learning method uses a model
+    config = learnact_run_config(
+        settings.env,
+        settings.model,
+        learner[1] if learner is not None else None,
+        chosen.train,
+        chosen.seed,
+        settings.sandbox,
+        LearnactConfig.for_env(settings.env.name, samples=samples, rounds=rounds),
+        max_steps=settings.max_steps,
+    )
+    quiet = json_output
+
+    def progress(line: str) -> None:
+        if not quiet:
+            err.print(shown(line))
+
+    def on_episode(record: EpisodeRecord) -> None:
+        if not quiet:
+            outcome = "succeeded" if record.success else f"failed ({record.ended})"
+            err.print(f"  {shown(record.task)}: {outcome}, {len(record.steps)} steps")
+
+    if not quiet:
+        c = config.learnact
+        err.print(
+            f"{shown(settings.env.name)} · learnact: {len(chosen.train)} training tasks (seed {chosen.seed}), "
+            f"{c.samples} sample{'s' * (c.samples != 1)}, up to {c.rounds} round{'s' * (c.rounds != 1)}, "
+            f"style {c.style}, score {' + '.join(c.score_terms)}"
+        )
+    with reported():
+        result = run_learnact(
+            config, out, agent, learner[0] if learner is not None else None, prices, progress, on_episode
+        )
+    if json_output:
+        sys.stdout.write(result.model_dump_json() + "\n")
+    else:
+        show_library(result, out)
+
+
+def show_library(result: LearnactResult, out: Path) -> None:
+    console = Console()
+    if not result.selected:
+        console.print(
+            shown(
+                f"no action was kept (score {result.score or 0.0:.3f}): none passed validation or the agent never "
+                f"called one while scoring; the versions and why each was dropped: {result.library}"
+            ),
+            soft_wrap=True,
+        )
+        return
+    library, _ = learned_library(out)
+    table = Table(title=shown(f"learned actions (score {result.score or 0.0:.3f} after {result.rounds} rounds)"))
+    for column in ("action", "version", "description", "notes"):
+        table.add_column(column)
+    for name, number in result.selected.items():
+        version = library.get(name, number)
+        table.add_row(
+            shown(version.signature or name), str(number), shown(version.description), str(len(version.notes))
+        )
+    console.print(table)
+    console.print(
+        shown(f"library: {result.library} (use it with `learnact eval --method learnact --library {out}`)"),
+        soft_wrap=True,
+    )
+
+
+def learned_actions(method: Method, library: Path | None, env: EnvSpec) -> tuple[ActionSet, tuple[str, ...]] | None:
+    """`learnact eval --library DIR`: the selected actions of the library in DIR (a library folder or the
+    learning run holding one) and the training tasks of the run that learned them; None for another method.
+
+    :raises typer.Exit: (the error printed, status USAGE) for learnact without a library, a library given to
+        another method, or a library that cannot be used.
+    """
+    if method is not Method.learnact:
+        if library is not None:
+            raise fail(f"--library: the method {method.value} uses no learned actions (learnact does)")
+        return None
+    if library is None:
+        raise fail(
+            f"the method learnact needs a learned action library: run `learnact learn --method learnact --env "
+            f"{env.name} ...` first, then give its run directory as --library RUN"
+        )
+    with reported():
+        found, train = learned_library(library)
+    if found.env() not in (None, env.name):
+        err.print(
+            f"[yellow]warning:[/yellow] the library was learned on {shown(str(found.env()))}, not on {shown(env.name)}"
+        )
+    return found.current(), train

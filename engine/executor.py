@@ -1,0 +1,300 @@
+"""Where episodes run: the seam between an evaluation run and the machines that run its episodes.
+
+An evaluation run (``engine/evaluation.py``) owns the run directory: it decides which episodes are
+pending, writes every finished record and the summary. An :class:`Executor` only turns self-contained
+:class:`EpisodeSpec` s into :class:`EpisodeRecord` s and hands each back, in the calling thread, as soon as
+it finishes; it never writes to the run directory. :class:`LocalExecutor` runs them on threads of this
+process; ``engine/ray_executor.py`` on a Ray cluster. An executor must never raise for one episode's
+failure (its sandbox or environment broke, its worker died): that episode becomes a record with
+``status="error"``, which a rerun retries.
+
+An executor that runs episodes in other processes builds the run's language model there from a
+:class:`ModelRecipe`: what it needs besides the run's :class:`ModelSettings`, and never the API key, which
+it reads from the environment of the machine that builds the model (a key must never travel with work
+that is serialised, logged or stored).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from enum import Enum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from learnact.actions.errors import LearnactError
+from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
+from learnact.engine.llm import Backbone, BackboneConfigError, CachedBackbone, ResponseCache, make_backbone
+from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
+from learnact.envs import Environment, TaskInfo, make_env
+from learnact.sandbox import Sandbox
+
+log = logging.getLogger(__name__)
+OnRecord = Callable[[EpisodeRecord], None]
+
+
+class ExecutorName(str, Enum):
+    """Where episodes run: threads of this process, or a Ray cluster (the ``ray`` extra)."""
+
+    local = "local"
+    ray = "ray"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def failed_record(spec: EpisodeSpec, task_type: str, reason: str) -> EpisodeRecord:
+    """The record of an episode that could not run at all (no sandbox, a dead worker): ``status="error"``."""
+    return EpisodeRecord(
+        task=spec.task, seed=spec.seed, type=task_type, env=spec.run.env.name, method=spec.run.method, status="error",
+        error=reason, success=False, progress=0.0, steps=[], duration_s=0.0, ended="error",
+    )  # fmt: skip
+
+
+class ModelRecipe(BaseModel):
+    """How another machine builds the run's language model: what the driver was given besides the run's
+    :class:`ModelSettings` (which name the model, its server and its identity). Never the API key:
+    ``api_key_env`` names the variable that holds it where the model is built (None: the usual variables,
+    ``OPENAI_API_KEY`` or ``AZURE_OPENAI_API_KEY``). Paths are absolute and must exist there: ``model_path``
+    (a GGUF for the local model) and ``cache_dir`` (the response cache; None: that machine's own cache
+    folder).
+
+    :raises pydantic.ValidationError: for an unknown field or a value out of range.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key_env: str | None = None
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    model_path: str | None = None
+    cache_dir: str | None = None
+    cache: bool = True
+    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
+    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0)
+
+    def build(self, settings: ModelSettings) -> Backbone:
+        """The backbone of ``settings`` built in this process, behind this machine's response cache unless
+        ``cache`` is off. It must be the run's: the same identity (server, or GGUF file and its sha256).
+
+        :raises BackboneConfigError: when the key variable is not set here, or the model built here is
+            another than the run's.
+        :raises LLMError: when the local model cannot be loaded here (its extra, its file).
+        :raises CacheError: when the response cache cannot be opened.
+        """
+        here = socket.gethostname()
+        api_key = None
+        if self.api_key_env:
+            api_key = os.environ.get(self.api_key_env)
+            if not api_key:
+                raise BackboneConfigError(
+                    f"the variable {self.api_key_env} that holds the API key is not set on {here}",
+                    "set it in the environment of every node that runs episodes",
+                )
+        backbone = make_backbone(
+            settings.model,
+            settings.base_url,
+            api_key,
+            model_path=Path(self.model_path) if self.model_path else None,
+            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
+            azure_endpoint=self.azure_endpoint,
+            api_version=self.api_version,
+            timeout_s=self.timeout_s,
+            max_retries=self.max_retries,
+        )
+        try:
+            if settings.backbone is not None and backbone.identity != settings.backbone:
+                raise BackboneConfigError(
+                    f"the model built on {here} is {backbone.identity}, not the run's {settings.backbone}",
+                    "give every node the same model file at the same path, and the same server settings",
+                )
+            if self.cache:
+                backbone = CachedBackbone(backbone, ResponseCache(Path(self.cache_dir) if self.cache_dir else None))
+        except BaseException:
+            backbone.close()
+            raise
+        return backbone
+
+
+class Executor(ABC):
+    """Runs episodes and hands back their records as they finish.
+
+    ``open`` is called once per evaluation run, before the run directory is written, and must fail there
+    when no episode of these settings can run; ``run`` may be called after it; ``close`` releases every
+    sandbox, process and connection the executor holds (an executor is also a context manager).
+    """
+
+    def __init__(self) -> None:
+        self.tasks: list[TaskInfo] = []  # the tasks of the environment of the settings last opened
+
+    @abstractmethod
+    def open(self, settings: RunSettings) -> None:
+        """Get ready to run episodes of ``settings`` and list their environment's ``tasks``.
+
+        :raises LearnactError: when episodes of ``settings`` cannot run with this executor (the subclass
+            says which: a sandbox that cannot start, an environment that cannot be built, a cluster that
+            cannot be reached).
+        """
+
+    @abstractmethod
+    def run(
+        self, specs: Sequence[EpisodeSpec], workers: int, on_record: OnRecord, backbone: Backbone | None = None
+    ) -> None:
+        """Run ``specs``, at most ``workers`` at a time, calling ``on_record`` in this thread as each ends.
+
+        An exception from ``on_record``, a KeyboardInterrupt or a SystemExit (SIGTERM) stops the episodes
+        still running (they are dropped, not recorded) and propagates once they have stopped.
+
+        :raises KeyboardInterrupt: (and any exception of ``on_record``) after stopping the running episodes.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release what the executor holds; it may be opened again afterwards."""
+
+    def task_type(self, task: str) -> str:
+        return next((t.type for t in self.tasks if t.id == task), "unknown")
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Worker:
+    """One worker: its own environment and its own sandbox (with its warm pool), reused across episodes."""
+
+    def __init__(self, settings: RunSettings) -> None:
+        self.env: Environment = make_env(settings.env)
+        self.sandbox = Sandbox(settings.sandbox)
+        log.debug("worker started: environment %s, %s sandbox", self.env.name, settings.sandbox.backend)
+
+    def close(self) -> None:
+        self.sandbox.close()
+
+
+def close_quietly(worker: Worker) -> None:
+    try:
+        worker.close()
+    except Exception as exc:  # a sandbox whose engine went away: its containers are swept at the next start
+        log.warning("could not close a worker's sandbox (its containers are removed at the next start): %s", exc)
+
+
+class LocalExecutor(Executor):
+    """Episodes on threads of this process, each thread borrowing a :class:`Worker` (environment and
+    sandbox) that is reused by the next episode, unless its episode ended by an error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settings: RunSettings | None = None
+        self._workers: list[Worker] = []
+
+    def open(self, settings: RunSettings) -> None:
+        """Start the first worker, so that a sandbox or an environment that cannot start fails here.
+
+        :raises SandboxUnavailable: when the sandbox cannot start.
+        :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`).
+        """
+        if self._settings != settings:
+            self.close()
+        if not self._workers:
+            self._workers.append(Worker(settings))
+        self._settings = settings
+        self.tasks = self._workers[0].env.tasks()
+
+    def close(self) -> None:
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            close_quietly(worker)
+        self._settings = None
+
+    def run(
+        self, specs: Sequence[EpisodeSpec], workers: int, on_record: OnRecord, backbone: Backbone | None = None
+    ) -> None:
+        """See :meth:`Executor.run`; Ctrl-C stops every episode at its next step boundary.
+
+        :raises RuntimeError: when the executor was not opened.
+        """
+        if self._settings is None:
+            raise RuntimeError("open the executor before running episodes")
+        settings = self._settings
+        all_workers = self._workers
+        free_workers: list[Worker] = list(all_workers)
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def run_one(spec: EpisodeSpec) -> EpisodeRecord:
+            with lock:
+                worker = free_workers.pop() if free_workers else None
+            if worker is None:
+                try:
+                    worker = Worker(settings)
+                except Exception as exc:  # e.g. the Docker engine went away mid-run
+                    if stop.is_set():
+                        raise EpisodeInterrupted(spec.task) from exc
+                    return failed_record(spec, self.task_type(spec.task), error_text(exc))
+                with lock:
+                    all_workers.append(worker)
+            try:
+                record = run_episode(
+                    spec, env=worker.env, sandbox=worker.sandbox, should_stop=stop.is_set, backbone=backbone
+                )
+            except BaseException:
+                with lock:
+                    free_workers.append(worker)
+                raise
+            if record.status == "error":  # its sandbox or environment may be broken: start afresh
+                with lock:
+                    all_workers.remove(worker)
+                close_quietly(worker)
+            else:
+                with lock:
+                    free_workers.append(worker)
+            return record
+
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="episode")
+        try:
+            futures: set[Future[EpisodeRecord]] = {pool.submit(run_one, spec) for spec in specs}
+            while futures:
+                finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    on_record(future.result())
+        except BaseException:
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            with lock:
+                running = list(all_workers)
+            for worker in running:
+                worker.env.interrupt()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+
+def make_executor(
+    name: ExecutorName,
+    ray_address: str | None = None,
+    ray_cpus_per_episode: float = 1.0,
+    model: ModelRecipe | None = None,
+) -> Executor:
+    """The executor called ``name``; the Ray settings are for ``ray`` only, and so is ``model``: how each
+    node builds the language model of a model method (the local executor uses the backbone it is given).
+
+    :raises RayUnavailable: for ``ray`` when Ray is not installed.
+    :raises LearnactError: for Ray settings given to the local executor.
+    """
+    if name is ExecutorName.local:
+        if ray_address is not None:
+            raise LearnactError("a Ray address is for the ray executor", "give {executor} ray or no {ray_address}")
+        return LocalExecutor()
+    from learnact.engine.ray_executor import RayExecutor
+
+    return RayExecutor(ray_address, ray_cpus_per_episode, model=model)

@@ -1,0 +1,384 @@
+"""A LearnAct learning run: the engine's side of :mod:`learnact.learner.learnact`.
+
+The learner holds the algorithm; this module gives it what lives in the engine: the prompts (text templates
+under ``agents/data/prompts/learnact_*.txt``), the learner model behind a :class:`RecordingBackbone` (every
+call a line of ``calls.jsonl``, named by the learner's call id), and the scoring of a candidate set: the act
+agent with the candidate actions on the training tasks, through :func:`run_evaluation`, one resumable run
+directory per candidate under ``score/``. The library is kept at ``<RUN>/library/``.
+
+A run folder holds ``learnact.json`` (the run's identity: a rerun resumes only the same run),
+``learn_state.json`` (where learning stands, replaced atomically after every step), ``calls.jsonl`` and
+``library/``. A killed run rerun with the same command continues from its last finished step; the calls it
+had made are not made again (the state, and the response cache for a step cut short).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from learnact.actions.library import RUN_LIBRARY, Library, LibraryError
+from learnact.actions.models import ActionSet
+from learnact.engine.agents import call_code
+from learnact.engine.agents.prompts import (
+    Turn,
+    demonstration,
+    domain_text,
+    fill,
+    history_text,
+    primitives_text,
+)
+from learnact.engine.evaluation import EvalConfig, run_evaluation
+from learnact.engine.llm import (
+    CALLS,
+    Backbone,
+    CallLog,
+    ChatMessage,
+    ChatRequest,
+    Ledger,
+    PriceTable,
+    RecordingBackbone,
+)
+from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
+from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error, write_atomic
+from learnact.envs import Environment, EnvSpec, ResetInfo, make_env
+from learnact.learner.learnact import (
+    Ask,
+    CallView,
+    FailureCase,
+    LearnactConfig,
+    LearnactLearner,
+    LearnState,
+    Message,
+    RunTasks,
+    SandboxValidator,
+    StepView,
+    Trajectory,
+)
+from learnact.sandbox import Sandbox, SandboxConfig
+
+log = logging.getLogger(__name__)
+
+CONFIG = "learnact.json"
+STATE = "learn_state.json"
+SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R
+SCORING_MAX_STEPS = 10  # the seed's step budget while scoring
+LEARNER_MAX_TOKENS = 2048  # an answer holds several functions
+LEARNER_TEMPERATURE = 0.7  # samples must differ, also when the agent runs at temperature 0
+MAX_DEMO_STEPS = 60
+MAX_STATE_BYTES = 50_000_000
+
+
+class LearnactRunConfig(BaseModel):
+    """A LearnAct learning run (``learnact.json``): what makes it, so that a rerun resumes only the same one.
+
+    :raises pydantic.ValidationError: for an unknown field or a value out of range.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: RunSettings  # the act agent that scores candidates (method learnact, its actions: none here)
+    learner: ModelSettings  # the model that writes the actions (``--learner-model``; default the agent's)
+    learnact: LearnactConfig
+    seed: int = Field(0, ge=0)
+    train: tuple[str, ...]  # the split's training tasks
+
+
+class LearnactResult(BaseModel):
+    """What a learning run ended with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    library: str
+    selected: dict[str, int]
+    score: float | None
+    rounds: int
+
+
+# --- prompts ----------------------------------------------------------------------------------------
+
+
+class LearnactPrompts:
+    """The learner's prompts from the ``learnact_*`` templates (a :class:`~learnact.learner.learnact.PromptBook`)."""
+
+    def __init__(self, env: Environment, task_type: str, config: LearnactConfig, demo: str) -> None:
+        self.config = config
+        self.system = fill(
+            "learnact_system", domain=domain_text(env.name, task_type), primitives=primitives_text(env.primitives())
+        ).strip()
+        self.demo = demo
+
+    def create(self) -> list[Message]:
+        style = fill(f"learnact_style_{self.config.style}").strip()
+        user = fill("learnact_create", demonstration=self.demo, style=style, max_actions=self.config.max_actions)
+        return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
+
+    def fix(self, problems: str) -> str:
+        return fill("learnact_fix", problems=problems).strip()
+
+    def optimise(self, case: FailureCase, actions_code: str) -> list[Message]:
+        user = fill(
+            "learnact_optimise",
+            actions=actions_code.strip(),
+            goal=case.goal,
+            history_label=fill(f"learnact_history_{self.config.history}").strip(),
+            history=case.history,
+            action=case.name,
+            error=case.error,
+            substeps="\n".join(case.substeps) or "(none ran)",
+        )
+        return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
+
+
+def demonstration_text(env: Environment, task_type: str, avoid: Sequence[str]) -> str:
+    """The demonstration shown when creating actions: the stored one of ``task_type``, else the environment's
+    expert on a task of that type outside the training tasks ``avoid`` (the training goals stay unseen).
+
+    :raises LearnactError: when the expert cannot solve the task (from the environment).
+    """
+    demo = demonstration(task_type, False)
+    if demo is not None:
+        history = history_text(list(demo.turns), 10**6)
+        return fill("demonstration", goal=demo.goal, initial=demo.initial, history=history).strip()
+    tasks = [t.id for t in env.tasks() if t.type == task_type]
+    task = next((t for t in tasks if t not in avoid), tasks[0])
+    reset = env.reset(task)
+    turns: list[Turn] = []
+    for name, args in env.expert_calls():
+        outcome = env.call(name, args)
+        turns.append(Turn(f"Action: {call_code(name, args)}", outcome.observation))
+        if outcome.done or len(turns) >= MAX_DEMO_STEPS:
+            break
+    return fill("demonstration", goal=reset.goal, initial=reset.observation, history=history_text(turns, 10**6)).strip()
+
+
+# --- the model and the scoring, as the learner asks for them ----------------------------------------------
+
+
+def asker(backbone: RecordingBackbone, settings: ModelSettings, seed: int) -> Ask:
+    """Ask the learner model: each call recorded under ``learn:<call id>``, sample ``s`` sent with the seed
+    ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache)."""
+
+    def ask(call_id: str, messages: Sequence[Message], sample: int) -> str:
+        request = ChatRequest(
+            model=settings.model,
+            messages=tuple(ChatMessage(role=m.role, content=m.content) for m in messages),
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            seed=seed * 1000 + sample,
+        )
+        return backbone.for_episode(f"learn:{call_id}").complete(request).text
+
+    return ask
+
+
+def trajectory(record: EpisodeRecord, reset: ResetInfo) -> Trajectory:
+    """An episode as the learner reads it."""
+    steps = []
+    for step in record.steps:
+        result = step.result
+        ran = result.calls if result is not None else []
+        calls = [CallView(name=c.name, args=c.args, observation=c.observation) for c in ran]
+        error = None
+        if result is not None and result.error is not None:
+            error = f"{result.error.type}: {result.error.message}"
+        elif result is not None and result.findings and not result.ok:
+            error = "; ".join(f"line {f.line}: {f.message}" for f in result.findings)
+        steps.append(
+            StepView(
+                index=step.index, code=step.code, observation=step.observation,
+                status=result.status.value if result is not None else None, error=error,
+                calls=calls,
+            )
+        )  # fmt: skip
+    return Trajectory(task=record.task, goal=reset.goal, initial=reset.observation, success=record.success, steps=steps)
+
+
+class ScoringFailed(RunDirError):
+    """A scoring episode ended by a model failure: rerunning retries it."""
+
+
+def scorer(
+    config: LearnactRunConfig,
+    out: Path,
+    backbone: Backbone,
+    prices: PriceTable | None,
+    resets: dict[str, ResetInfo],
+    on_episode: Callable[[EpisodeRecord], None],
+) -> RunTasks:
+    """Run the act agent with a candidate set on the training tasks (``score/round-R/candidate-C``)."""
+
+    def run_tasks(actions: ActionSet, round_: int, candidate: int) -> list[Trajectory]:
+        settings = config.run.model_copy(update={"actions": actions})
+        folder = out / SCORING / f"round-{round_}" / f"candidate-{candidate}"
+        evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,))
+        run_evaluation(evaluation, folder, on_episode=on_episode, backbone=backbone, prices=prices)
+        latest = RunDir(folder).latest()
+        failed = [r for r in latest.values() if r.status == "llm_error"]
+        if failed:
+            raise ScoringFailed(
+                folder,
+                f"scoring episode {failed[0].task} ended by a model failure: {failed[0].error}",
+                "run the same command to retry it",
+            )
+        return [trajectory(latest[(task, config.seed)], resets[task]) for task in config.train]
+
+    return run_tasks
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+
+def _read_state(path: Path) -> LearnState | None:
+    if not path.exists():
+        return None
+    try:
+        if path.stat().st_size > MAX_STATE_BYTES:
+            raise RunDirError(path.parent, f"{path} is too large to be a learning state", ANOTHER)
+        return LearnState.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise RunDirError(path.parent, f"{path} is not a learning state ({exc.errors()[0]['msg']})", ANOTHER) from None
+    except OSError as exc:
+        raise describe_os_error(exc, path, "read") from None
+
+
+def _check_identity(out: Path, config: LearnactRunConfig) -> None:
+    path = out / CONFIG
+    if path.exists():
+        try:
+            previous = LearnactRunConfig.model_validate_json(path.read_bytes())
+        except (ValidationError, OSError) as exc:
+            raise RunDirError(out, f"{path} is not a LearnAct run's config ({exc})", ANOTHER) from None
+        if previous != config:
+            changed = [n for n in LearnactRunConfig.model_fields if getattr(previous, n) != getattr(config, n)]
+            raise RunDirError(
+                out,
+                f"{out} holds a LearnAct run with a different {', '.join(changed)}",
+                ANOTHER + " or the same settings",
+            )
+    else:
+        for name in (STATE, RUN_LIBRARY):
+            if (out / name).exists():
+                raise RunDirError(out, f"{out} holds {name} of a run without {CONFIG}", ANOTHER)
+        write_atomic(path, config.model_dump_json(indent=1) + "\n")
+
+
+def run_learnact(
+    config: LearnactRunConfig,
+    out: Path,
+    agent: Backbone,
+    learner: Backbone | None = None,
+    prices: PriceTable | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    on_episode: Callable[[EpisodeRecord], None] = lambda record: None,
+) -> LearnactResult:
+    """Learn the actions of ``config`` in the run folder ``out`` (resuming what is there); ``agent`` scores the
+    candidates, ``learner`` (default: ``agent``) writes them.
+
+    :raises RunDirBusy: when another process holds ``out``.
+    :raises RunDirError: when ``out`` holds another run, or cannot be read or written.
+    :raises LearnerError: when no candidate set passed validation.
+    :raises LibraryError: when the library cannot be written.
+    :raises LLMError: when the learner model gives no answer (rerunning retries).
+    :raises SandboxUnavailable: when the sandbox cannot start.
+    """
+    run_dir = RunDir(out)
+    run_dir.lock()
+    try:
+        _check_identity(out, config)
+        env = make_env(config.run.env)
+        resets = {task: env.reset(task) for task in config.train}
+        types = {t.id: t.type for t in env.tasks()}
+        task_type = types[config.train[0]]
+        prompts = LearnactPrompts(env, task_type, config.learnact, demonstration_text(env, task_type, config.train))
+        library = Library(out / RUN_LIBRARY)
+        recording = RecordingBackbone(learner or agent, Ledger(prices, sink=CallLog(out / CALLS).append))
+        state_path = out / STATE
+
+        def save(state: LearnState) -> None:
+            write_atomic(state_path, state.model_dump_json() + "\n")
+
+        with Sandbox(config.run.sandbox) as sandbox:
+            learner_run = LearnactLearner(
+                config.learnact,
+                library,
+                prompts,
+                asker(recording, config.learner, config.seed),
+                scorer(config, out, agent, prices, resets, on_episode),
+                SandboxValidator(sandbox, make_env(config.run.env), config.train[0]),
+                config.run.env.name,
+                state=_read_state(state_path),
+                save=save,
+                progress=progress,
+            )
+            selected = learner_run.run()
+        return LearnactResult(
+            library=str(out / RUN_LIBRARY),
+            selected=selected,
+            score=learner_run.state.best_score,
+            rounds=len(learner_run.state.rounds),
+        )
+    finally:
+        run_dir.unlock()
+
+
+def learnact_run_config(
+    spec: EnvSpec,
+    agent: ModelSettings,
+    learner: ModelSettings | None,
+    train: Sequence[str],
+    seed: int,
+    sandbox: SandboxConfig,
+    learnact: LearnactConfig | None = None,
+    max_steps: int = SCORING_MAX_STEPS,
+) -> LearnactRunConfig:
+    """The run's config: the agent (method learnact, ``max_steps`` while scoring), the learner model (the
+    agent's when not given, sampling at LEARNER_TEMPERATURE with room for several functions) and the
+    learner's settings (the domain's defaults when not given)."""
+    learner_settings = (learner or agent).model_copy(
+        update={
+            "temperature": max((learner or agent).temperature, LEARNER_TEMPERATURE),
+            "max_tokens": LEARNER_MAX_TOKENS,
+        }
+    )
+    run = RunSettings(
+        env=spec, method=Method.learnact, max_steps=max_steps, sandbox=sandbox, model=agent, trained_on=tuple(train)
+    )
+    return LearnactRunConfig(
+        run=run,
+        learner=learner_settings,
+        learnact=learnact or LearnactConfig.for_env(spec.name),
+        seed=seed,
+        train=tuple(train),
+    )
+
+
+# --- using a learned library -------------------------------------------------------------------------------
+
+
+def learned_library(path: Path) -> tuple[Library, tuple[str, ...]]:
+    """`learnact eval --library DIR`: the library in DIR (a library folder, or the run folder holding one) and
+    the training tasks of the run that learned it (empty when DIR is not inside such a run).
+
+    :raises LibraryError: when DIR holds no readable library, or its selected set is empty.
+    """
+    folder = path / RUN_LIBRARY if (path / RUN_LIBRARY).is_dir() else path
+    library = Library.open_existing(folder)
+    if not library.selected():
+        raise LibraryError(
+            folder,
+            f"the library {folder} has no selected actions (its learning run did not finish, or dropped them all)",
+            "finish the learning run (rerun the same `learnact learn` command) or give another library",
+        )
+    train: tuple[str, ...] = ()
+    config_path = folder.parent / CONFIG
+    if config_path.is_file():
+        try:
+            train = tuple(json.loads(config_path.read_text(encoding="utf-8")).get("train", ()))
+        except (OSError, ValueError, AttributeError):
+            log.warning("could not read the training tasks from %s", config_path)
+    return library, train

@@ -1,0 +1,398 @@
+"""Learning runs of the reflexion methods (``learnact learn --method act_reflexion|react_reflexion``): the
+agent tries the training tasks in the sandbox, reflects on each failure and tries again, and the notes
+it wrote are what ``learnact eval --notes RUN`` shows the agent at test time.
+
+The method (when to reflect, the reflection prompt, cleaning the answer) is :mod:`learnact.learner.reflexion`;
+this module runs it: attempts as episodes through the sandbox, reflections through the backbone, and
+everything in a run directory a reader can open. ``config.json`` (the settings, seed, training tasks and
+rounds), ``split.json``, ``episodes.jsonl`` (every attempt, in order), ``calls.jsonl`` (every model call,
+reflections included), ``notes.json`` (replaced atomically after each reflection) and ``summary.json``.
+
+A killed run resumes where it stopped: the n-th finished record of a task in ``episodes.jsonl`` is its
+attempt n and the notes in ``notes.json`` are reflections already written, so a rerun repeats no attempt and
+no reflection (and makes no model call for them). An attempt ended by an error or a model failure stops the
+run (the next attempts depend on it); the same command retries it. The run directory is locked as eval's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from learnact.actions.errors import LearnactError
+from learnact.engine.agents.prompts import domain_text, fill, primitives_text, template
+from learnact.engine.episode import run_episode
+from learnact.engine.executor import Worker, close_quietly
+from learnact.engine.llm import (
+    CALLS,
+    Backbone,
+    CallLog,
+    ChatMessage,
+    ChatRequest,
+    Ledger,
+    LLMError,
+    PriceTable,
+    RecordingBackbone,
+    Totals,
+)
+from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, Method, RunSettings, TokenUsage, episode_key
+from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error, write_atomic
+from learnact.engine.splits import Split
+from learnact.envs import EnvSpec, ResetInfo
+from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Step, Trajectory, reflexion, shown_notes
+
+NOTES = "notes.json"
+SPLIT = "split.json"
+MAX_NOTES_BYTES = 5_000_000
+DEFAULT_LEARN_STEPS = 10  # steps per training attempt: the seed's budget while learning
+log = logging.getLogger(__name__)
+
+
+class ReflexionConfig(BaseModel):
+    """A reflexion learning run (``config.json``): its identity, so a rerun resumes only the same run.
+
+    :raises pydantic.ValidationError: for an unknown field or a value out of range (it names the field).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: RunSettings  # the agent of the attempts (its notes: none; each attempt gets those written so far)
+    seed: int = Field(0, ge=0)
+    train: tuple[str, ...]  # the split's training tasks, tried in this order
+    rounds: int = Field(ROUNDS, ge=0, description="reflections per training task")
+
+
+class NotesFile(BaseModel):
+    """``notes.json``: the notes of a reflexion learning run with where each came from, and what they were
+    learned on. ``complete`` once every training task is done."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: EnvSpec
+    method: Method
+    seed: int
+    train: tuple[str, ...]
+    rounds: int
+    notes: tuple[Note, ...] = ()
+    complete: bool = False
+
+    def texts(self) -> tuple[str, ...]:
+        """The notes an agent is shown."""
+        return shown_notes(self.notes)
+
+
+class AttemptRow(BaseModel):
+    """One attempt at a training task, as the summary lists it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    attempt: int
+    notes_shown: int
+    success: bool
+    progress: float
+    steps: int
+    ended: str | None = None
+
+
+class ReflexionSummary(BaseModel):
+    """What a reflexion learning run did: every attempt, the notes, the model calls; ``stopped`` says why a
+    run that is not ``complete`` stopped (run the same command to go on)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    env: str
+    method: Method
+    seed: int
+    train: tuple[str, ...]
+    attempts: list[AttemptRow]
+    notes: tuple[Note, ...]
+    complete: bool
+    stopped: str | None = None
+    usage: TokenUsage
+
+
+class NotesError(LearnactError):
+    """The notes of the learning run ``path`` cannot be used: the message says why, the remedy what to do."""
+
+    def __init__(self, path: Path, problem: str, remedy: str = "") -> None:
+        self.path = path
+        super().__init__(problem, remedy)
+
+
+class _Stop(Exception):
+    """An attempt or a reflection that did not end normally: the run stops here (``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+def read_notes(run: Path) -> NotesFile:
+    """The notes of the learning run in the folder ``run`` (or the ``notes.json`` file itself).
+
+    :raises NotesError: when there is none, or it cannot be read as one.
+    """
+    path = run / NOTES if run.is_dir() else run
+    if not path.is_file():
+        raise NotesError(run, f"{run} holds no notes ({NOTES})", "give the run directory of a `learnact learn` run")
+    try:
+        if path.stat().st_size > MAX_NOTES_BYTES:
+            raise NotesError(run, f"{path} is too large to be a learning run's notes")
+        return NotesFile.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise NotesError(run, f"{path} is not a learning run's notes ({where}: {first['msg']})") from None
+    except OSError as exc:
+        raise NotesError(run, describe_os_error(exc, path, "read").message) from None
+
+
+def notes_for(run: Path, env: EnvSpec, method: Method) -> NotesFile:
+    """The notes of the learning run ``run``, checked to fit an evaluation of ``method`` on ``env``: learned by
+    the same method on the same environment (the same PDDL domain file), and finished.
+
+    :raises NotesError: when they cannot be read or do not fit.
+    """
+    notes = read_notes(run)
+    if notes.method is not method:
+        raise NotesError(
+            run,
+            f"the notes in {run} were learned by {notes.method.value}, not {method.value}",
+            f"evaluate with --method {notes.method.value}, or learn notes with `learnact learn --method "
+            f"{method.value}`",
+        )
+    if (notes.env.name, notes.env.pddl_domain) != (env.name, env.pddl_domain):
+        learned_on = notes.env.name + (f" ({notes.env.pddl_domain})" if notes.env.pddl_domain else "")
+        raise NotesError(
+            run,
+            f"the notes in {run} were learned on {learned_on}, not {env.name}",
+            f"give the notes of a `learnact learn --env {env.name}` run",
+        )
+    if not notes.complete:
+        raise NotesError(
+            run,
+            f"the learning run {run} did not finish",
+            "run the same `learnact learn` command again to finish it",
+        )
+    return notes
+
+
+def _trajectory(reset: ResetInfo, record: EpisodeRecord) -> Trajectory:
+    steps = []
+    for step in record.steps:
+        if step.thought is not None:
+            written = f"Think: {step.thought}"
+        elif step.code:
+            written = f"Action: {step.code}"
+        else:  # an answer holding no code: its first line, as the agent's history shows it
+            written = "Action: " + next((line.strip() for line in (step.answer or "").splitlines() if line.strip()), "")
+        steps.append(Step(written, step.observation))
+    ending = record.ended if record.ended in ("max_steps", "repeated_failure") else "other"
+    return Trajectory(reset.goal, reset.observation, tuple(steps), fill(f"ending_{ending}", steps=len(steps)).strip())
+
+
+def _previous_config(run_dir: RunDir) -> ReflexionConfig | None:
+    previous = run_dir.previous_config()
+    if previous is None:
+        return None
+    try:
+        return ReflexionConfig.model_validate(previous)
+    except ValidationError:
+        raise RunDirError(
+            run_dir.path, f"{run_dir.path} holds another kind of run than a reflexion learning run", ANOTHER
+        ) from None
+
+
+def _written_notes(out: Path) -> tuple[Note, ...]:
+    if not (out / NOTES).exists():
+        return ()
+    try:
+        return read_notes(out).notes
+    except NotesError as exc:
+        raise RunDirError(out, exc.message, "remove it to write the notes again, or " + ANOTHER) from None
+
+
+def _usage(out: Path) -> TokenUsage:
+    totals = Totals()
+    for record in CallLog(out / CALLS).read():
+        totals.add(record)
+    return TokenUsage.model_validate(totals.model_dump(include=set(TokenUsage.model_fields)))
+
+
+def run_reflexion(
+    config: ReflexionConfig,
+    out: Path,
+    backbone: Backbone,
+    split: Split | None = None,
+    prices: PriceTable | None = None,
+    on_attempt: Callable[[int, EpisodeRecord, int], None] = lambda index, record, notes: None,
+    on_note: Callable[[Note], None] = lambda note: None,
+) -> ReflexionSummary:
+    """Learn notes by reflection on ``config.train`` (see :func:`learnact.learner.reflexion.reflexion`), with
+    the run directory ``out``; resume the run already there. ``split`` is stored beside (``split.json``).
+    ``on_attempt(index, record, notes shown)`` is told of each new attempt, ``on_note`` of each new note.
+
+    :raises RunDirBusy: when another process holds ``out``.
+    :raises RunDirError: when ``out`` cannot be used, holds another run or unreadable notes, or a write fails.
+    :raises SandboxUnavailable: when the sandbox cannot start.
+    :raises LearnactError: when the environment cannot be built, or the method is not a reflexion method.
+    """
+    settings = config.run
+    if not settings.method.reflects or settings.model is None:
+        raise LearnactError(f"the method {settings.method.value} does not learn by reflection with a model")
+    model = settings.model
+    run_dir = RunDir(out)
+    run_dir.lock()
+    try:
+        try:
+            worker = Worker(settings)
+        except BaseException:
+            run_dir.unlock(discard_if_unused=True)
+            raise
+        try:
+            previous = _previous_config(run_dir)
+            if previous is not None and previous != config:
+                differ = [
+                    n for n in type(config).model_fields if n != "run" and getattr(previous, n) != getattr(config, n)
+                ]
+                differ = [*previous.run.differences(config.run), *differ]
+                raise RunDirError(
+                    out,
+                    f"{out} holds a learning run with a different {', '.join(differ)}",
+                    ANOTHER + " or the same settings to resume it",
+                )
+            run_dir.write_config(config)
+            if split is not None:
+                write_atomic(out / SPLIT, split.model_dump_json(indent=2) + "\n")
+            written = _written_notes(out)
+            _write_notes(out, config, written, complete=False)  # an unfinished run says so from the start
+            types = {t.id: t.type for t in worker.env.tasks()}
+            calls = CallLog(out / CALLS)
+            attempts: dict[str, list[EpisodeRecord]] = {}
+            for record in run_dir.finished():
+                if record.status not in RETRIED:
+                    attempts.setdefault(record.task, []).append(record)
+            resets: dict[str, ResetInfo] = {}
+            rows: list[AttemptRow] = []
+
+            def reset_of(task: str) -> ResetInfo:
+                if task not in resets:
+                    resets[task] = worker.env.reset(task)
+                return resets[task]
+
+            def attempt(task: str, index: int, notes: tuple[str, ...]) -> Attempt:
+                done = attempts.setdefault(task, [])
+                if index < len(done):
+                    record = done[index]
+                else:
+                    spec = EpisodeSpec(run=settings.model_copy(update={"notes": notes}), task=task, seed=config.seed)
+                    recording = RecordingBackbone(backbone, Ledger(prices, sink=calls.append))  # this attempt's
+                    record = run_episode(spec, env=worker.env, sandbox=worker.sandbox, backbone=recording)
+                    run_dir.append(record)
+                    if record.status in RETRIED:
+                        raise _Stop(f"attempt {index + 1} at {task} ended by {record.status}: {record.error}")
+                    done.append(record)
+                    on_attempt(index, record, len(notes))
+                rows.append(
+                    AttemptRow(
+                        task=task, attempt=index, notes_shown=len(notes), success=record.success,
+                        progress=record.progress, steps=len(record.steps), ended=record.ended,
+                    )
+                )  # fmt: skip
+                return Attempt(record.success, lambda: _trajectory(reset_of(task), record))
+
+            def reflect(task: str, round: int, prompt: str) -> str:
+                request = ChatRequest(
+                    model=model.model,
+                    messages=(ChatMessage(role="user", content=prompt),),
+                    temperature=model.temperature,
+                    max_tokens=model.max_tokens,
+                    seed=config.seed,
+                )
+                label = f"{episode_key(task, config.seed)} reflection {round}"
+                recording = RecordingBackbone(backbone, Ledger(prices, sink=calls.append), label)
+                try:
+                    return recording.complete(request).text
+                except LLMError as exc:
+                    raise _Stop(f"the reflection {round} on {task} got no answer: {exc}") from None
+
+            notes: list[Note] = list(written)
+
+            def store(so_far: list[Note]) -> None:
+                _write_notes(out, config, tuple(so_far), complete=False)
+                notes[:] = so_far
+                on_note(so_far[-1])
+
+            stopped: str | None = None
+            try:
+                notes[:] = reflexion(
+                    config.train,
+                    attempt,
+                    reflect,
+                    _templates(),
+                    rounds=config.rounds,
+                    written=written,
+                    on_note=store,
+                    domain=domain_text(settings.env.name, types.get(config.train[0], "") if config.train else ""),
+                    primitives=primitives_text(worker.env.primitives()),
+                )
+            except _Stop as stop:
+                stopped = stop.reason
+                log.warning("%s: the learning run stopped: %s", out, stopped)
+            else:
+                _write_notes(out, config, tuple(notes), complete=True)  # notes: every one, also those resumed
+            summary = ReflexionSummary(
+                env=settings.env.name,
+                method=settings.method,
+                seed=config.seed,
+                train=config.train,
+                attempts=rows,
+                notes=tuple(notes),
+                complete=stopped is None,
+                stopped=stopped,
+                usage=_usage(out),
+            )
+            run_dir.write_summary(summary)
+        finally:
+            close_quietly(worker)
+    finally:
+        run_dir.unlock()
+    return summary
+
+
+def _templates() -> PromptTemplates:
+    return PromptTemplates(reflection=template("reflect"), omitted=template("omitted"))
+
+
+def _write_notes(out: Path, config: ReflexionConfig, notes: tuple[Note, ...], complete: bool) -> None:
+    record = NotesFile(
+        env=config.run.env,
+        method=config.run.method,
+        seed=config.seed,
+        train=config.train,
+        rounds=config.rounds,
+        notes=notes,
+        complete=complete,
+    )
+    try:
+        write_atomic(out / NOTES, record.model_dump_json(indent=2) + "\n")
+    except OSError as exc:
+        raise describe_os_error(exc, out / NOTES, "write") from None
+
+
+__all__ = [
+    "DEFAULT_LEARN_STEPS",
+    "NOTES",
+    "SPLIT",
+    "NotesError",
+    "NotesFile",
+    "ReflexionConfig",
+    "ReflexionSummary",
+    "notes_for",
+    "read_notes",
+    "run_reflexion",
+]

@@ -1,0 +1,435 @@
+"""LearnAct's learner end to end against the scripted OpenAI-protocol stand-in (tests/llm_server.py) and the
+real sandbox: an action that fails in the sandbox is sent back with its real traceback and finding, the
+model's fix is kept, a Plan note wins by score, a round that scores lower is rolled back, an interrupted run
+resumes without asking the model again, and the learned set is what `learnact eval --library` uses. The
+stand-in answers by what each prompt asks (create, fix, optimise, or the agent's next step)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from llm_server import Answer, ScriptedServer
+
+from learnact.actions.library import Library, Origin
+from learnact.engine.evaluation import EvalConfig, run_evaluation
+from learnact.engine.learnact_run import (
+    CONFIG,
+    learnact_run_config,
+    learned_library,
+    run_learnact,
+)
+from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
+from learnact.engine.records import ModelSettings
+from learnact.engine.rundir import RunDir
+from learnact.envs import EnvSpec
+from learnact.learner.learnact import (
+    CallView,
+    LearnactConfig,
+    StepView,
+    Trajectory,
+    parse_actions,
+    parse_improvement,
+    score_trajectories,
+)
+from learnact.sandbox import SandboxConfig
+
+BLOCKS = EnvSpec(name="pddl/blockworld")
+TASK = "blockworld-01"  # b2 is on b1; the goal: b3 on b2. Pickup('b3'), Stack('b3', 'b2') solve it
+PRIMITIVES = ("Pickup", "Putdown", "Stack", "Unstack")
+NOTE = "Only call pick_and_stack on a block that is clear."
+
+BUGGY = '''```python
+def pick_and_stack(top, bottom):
+    """Pick up the clear block top from the table and stack it on the clear block bottom.
+    Example: pick_and_stack('b3', 'b2')
+    """
+    Pickup(top)
+    Stack(top, bottom)
+    return int(top)
+
+
+def clear_block(block, under):
+    """Take block off the block under it and put it down on the table.
+    Example: clear_block('b2', 'b1')
+    """
+    import os
+    Unstack(block, under)
+    Putdown(block)
+```'''
+FIXED = BUGGY.replace("    return int(top)\n", "").replace("    import os\n", "")
+PLAN = f"Failed reason: b1 was not clear, so Pickup did nothing.\nImprove: Plan\nContent: {NOTE}"
+CHECKED = """def pick_and_stack(top, bottom):
+    \"\"\"Pick up the clear block top and stack it on bottom; stop when top cannot be picked up.
+    Example: pick_and_stack('b3', 'b2')
+    \"\"\"
+    seen = Pickup(top)
+    if "not valid" in seen:
+        return seen
+    return Stack(top, bottom)
+"""
+UPDATE = f"Failed reason: b1 was covered.\nImprove: Update\nContent:\n```python\n{CHECKED}```\n"
+
+
+class StandIn:
+    """Answers the learner (create, fix, optimise) and the act agent. The agent calls pick_and_stack on a
+    covered block first, unless its instruction holds the Plan note; with ``worse_on_repeat`` every episode
+    after the first of a set fails (a noisy agent, so that a round scores lower)."""
+
+    def __init__(
+        self, worse_on_repeat: bool = False, improve: str = PLAN, fix: str = FIXED, primitives_only: bool = False
+    ) -> None:
+        self.worse_on_repeat, self.improve, self.fix = worse_on_repeat, improve, fix
+        self.primitives_only = primitives_only
+        self.episodes = 0
+
+    def __call__(self, body: dict) -> Answer:
+        system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+        if system.startswith("You design reusable actions"):
+            if "could not be used" in user:
+                return Answer(self.fix)
+            if "Improve: <Update or Plan>" in user:
+                return Answer(self.improve)
+            return Answer(BUGGY)
+        own = user.split("Now it is your turn.")[-1]
+        done = own.count("Action:")
+        if done == 0:
+            self.episodes += 1
+        if self.primitives_only:
+            return Answer(["Pickup('b3')", "Stack('b3', 'b2')"][min(done, 1)])
+        if self.worse_on_repeat and self.episodes > 1:
+            return Answer("pick_and_stack('b1', 'b3')")
+        if NOTE in system or done >= 1:
+            return Answer("pick_and_stack('b3', 'b2')")
+        return Answer("pick_and_stack('b1', 'b3')")
+
+
+def learner_requests(server: ScriptedServer) -> list[dict]:
+    return [r.body for r in server.received if r.body["messages"][0]["content"].startswith("You design")]
+
+
+def learn(
+    server: ScriptedServer,
+    out: Path,
+    cache: ResponseCache | None,
+    progress: Callable[[str], None] = lambda line: None,
+    rounds: int = 2,
+):
+    agent = ModelSettings(model="m", base_url=server.base_url)
+    config = learnact_run_config(
+        BLOCKS, agent, None, (TASK,), seed=0, sandbox=SandboxConfig(pool_size=1),
+        learnact=LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds),
+    )  # fmt: skip
+    backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
+    if cache is not None:
+        backbone = CachedBackbone(backbone, cache)
+    return run_learnact(config, out, backbone, progress=progress)
+
+
+# --- the pure parts -------------------------------------------------------------------------------------
+
+
+def test_functions_are_read_from_an_answer_with_their_description_and_example() -> None:
+    parsed = parse_actions("Here they are:\n" + FIXED + "\nThat is all.", PRIMITIVES, max_actions=8)
+    assert [a.name for a in parsed.actions] == ["pick_and_stack", "clear_block"]
+    assert parsed.problems == {}
+    first = parsed.actions[0]
+    assert first.description.startswith("Pick up the clear block top")
+    assert first.example == "pick_and_stack('b3', 'b2')"
+    assert first.code.startswith("def pick_and_stack(top, bottom):") and "clear_block" not in first.code
+
+
+@pytest.mark.parametrize(
+    ("answer", "where", "says"),
+    [
+        ("```python\ndef f(:\n```", "f", "line 1: SyntaxError"),
+        ("I would stack the blocks.", "", "defines no Python function"),
+        ("```python\ndef f(a):\n    Pickup(a)\n    Putdown(a)\n```", "f", "no docstring"),
+        ('```python\ndef f(a):\n    """Lift and drop."""\n    Pickup(a)\n```', "f", "no usage example"),
+        ('```python\ndef f(a):\n    """Lift.\n    Example: g(1)\n    """\n```', "f", "does not call f"),
+        ('```python\ndef f(a):\n    """Lift.\n    Example: f(1)"\n    """\n```', "f", "not one line of valid Python"),
+        ('```python\ndef pickup(a):\n    """Lift.\n    Example: pickup(1)\n    """\n```', "pickup", "primitive"),
+    ],
+)
+def test_an_answer_that_cannot_be_used_says_why(answer: str, where: str, says: str) -> None:
+    assert says in parse_actions(answer, PRIMITIVES, max_actions=8).problems[where].text
+
+
+def test_one_broken_function_does_not_hide_the_others() -> None:
+    answer = "```python\ndef broken(block):\n    # to do\n\n" + FIXED.split("```python\n", 1)[1]
+    parsed = parse_actions(answer, PRIMITIVES, max_actions=8)
+    assert [a.name for a in parsed.actions] == ["pick_and_stack", "clear_block"]
+    assert parsed.problems["broken"].text == (
+        "line 3: SyntaxError: expected an indented block after function definition on line 1"
+    )
+
+
+def test_an_optimise_answer_is_a_plan_or_an_update() -> None:
+    plan = parse_improvement(PLAN)
+    assert plan is not None and plan.kind == "plan" and plan.content == NOTE and plan.reason.startswith("b1 was")
+    update = parse_improvement("Failed reason: x\nImprove: Update: pick_and_stack\nContent:\n" + FIXED)
+    assert update is not None and update.kind == "update" and "def pick_and_stack" in update.content
+    assert parse_improvement("I am not sure what went wrong.") is None
+
+
+def test_the_score_counts_successful_learned_action_calls_per_call_and_per_step() -> None:
+    invalid = "The action is not valid and therefore takes no effect."
+    steps = [
+        StepView(index=0, code="pick_and_stack('b1', 'b3')", observation=invalid, status="ok",
+                 calls=[CallView(name="Pickup", args=["b1"], observation=invalid)]),
+        StepView(index=1, code="Pickup('b3')", observation="held", status="ok"),
+        StepView(index=2, code="pick_and_stack('b3', 'b2')", observation="done", status="ok",
+                 calls=[CallView(name="Pickup", args=["b3"], observation="held")]),
+    ]  # fmt: skip
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=True, steps=steps)
+    scored, outcomes = score_trajectories([trajectory], {"pick_and_stack": 2, "unused": 1}, ("step_correction",
+                                          "call_ratio", "success"), 0, 0)  # fmt: skip
+    assert scored.score.components == {"step_correction": 0.5, "call_ratio": 1 / 3, "success": 1.0}
+    assert scored.score.score == pytest.approx(0.5 + 1 / 3 + 1.0)
+    assert scored.calls == {"pick_and_stack": 2, "unused": 0}
+    assert [o.ok for o in outcomes] == [False, True]
+    assert outcomes[0].error == invalid and outcomes[0].primitive_steps == [f"Pickup('b1') -> {invalid}"]
+    failure = scored.failure
+    assert failure is not None and failure.name == "pick_and_stack" and failure.version == 2
+    assert failure.history == "Observation: start\nAction: pick_and_stack('b1', 'b3')"
+
+
+def test_the_defaults_follow_the_domain() -> None:
+    assert LearnactConfig.for_env("pddl/gripper").score_terms == ("step_correction", "call_ratio", "success")
+    alfworld = LearnactConfig.for_env("alfworld/pick_and_place", samples=2)
+    assert (alfworld.style, alfworld.score_terms, alfworld.history, alfworld.samples) == (
+        "decompose", ("call_ratio", "success"), "full", 2,
+    )  # fmt: skip
+
+
+def test_alfworld_create_prompt_decomposes_the_demonstrated_plan(alfworld_data: Path) -> None:
+    from learnact.engine.agents.prompts import demonstration
+    from learnact.engine.learnact_run import LearnactPrompts, demonstration_text
+    from learnact.envs import make_env
+
+    env = make_env(EnvSpec(name="alfworld/clean", alfworld_data=str(alfworld_data), split="valid_seen"))
+    train = [t.id for t in env.tasks()][:3]
+    prompts = LearnactPrompts(env, "clean", LearnactConfig.for_env(env.name), demonstration_text(env, "clean", train))
+    system, user = (m.content for m in prompts.create())
+    assert "goto(" in system and "clean(" in system  # the primitive API
+    assert "Split the solution above into its high-level steps" in user  # ALFWorld's default style
+    stored = demonstration("clean", False)
+    assert stored is not None and f"{stored.goal}\nObservation: {stored.initial}\nAction: " in user
+
+
+def test_a_domain_without_a_stored_demonstration_is_shown_the_expert_on_an_unseen_task(tmp_path: Path) -> None:
+    from learnact.engine.learnact_run import demonstration_text
+    from learnact.envs import make_env
+
+    builtin = Path(__file__).resolve().parents[1] / "envs" / "pddl"
+    domain = tmp_path / "towers.pddl"
+    domain.write_text((builtin / "domains" / "blockworld.pddl").read_text().replace("blocksworld-4ops", "towers"))
+    problems = []
+    for number in (1, 2):
+        problem = tmp_path / f"towers-0{number}.pddl"
+        text = (builtin / "problems" / "blockworld" / f"blockworld-0{number}.pddl").read_text()
+        problem.write_text(text.replace("blocksworld-4ops", "towers").replace("blockworld-0", "towers-0"))
+        problems.append(str(problem))
+    env = make_env(EnvSpec(name="pddl", pddl_domain=str(domain), pddl_problems=tuple(problems)))
+    task_type = env.tasks()[0].type
+    shown = demonstration_text(env, task_type, ["towers-01"])
+    unseen = env.reset("towers-02")
+    assert f"{unseen.goal}\nObservation: {unseen.observation}\nAction: " in shown
+    assert env.reset("towers-01").goal not in shown
+
+
+# --- whole runs in the sandbox ---------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def no_openai_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with ScriptedServer(responder=StandIn()) as server:
+        result = learn(server, out, ResponseCache(tmp_path / "cache"))
+
+        # The first answer failed in the sandbox: the next prompt holds the real traceback and finding.
+        asked = learner_requests(server)
+        fix_prompt = asked[1]["messages"][-1]["content"]
+        assert "could not be used" in fix_prompt
+        assert "ValueError: invalid literal for int() with base 10: 'b3'" in fix_prompt
+        assert "Traceback" in fix_prompt and "line" in fix_prompt
+        assert "In clear_block:" in fix_prompt and "os" in fix_prompt
+        assert asked[1]["messages"][-2] == {"role": "assistant", "content": BUGGY}
+        optimise_prompt = asked[2]["messages"][-1]["content"]
+        assert "That call of pick_and_stack failed: The action is not valid" in optimise_prompt
+        assert "Pickup('b1') -> The action is not valid" in optimise_prompt
+
+        library = Library.open_existing(out / "library")
+        history = library.versions("pick_and_stack")
+        assert [(v.version, v.origin, v.parent) for v in history] == [
+            (1, Origin.created, None), (2, Origin.validated_fix, 1), (3, Origin.plan_note, 2),
+        ]  # fmt: skip
+        assert history[0].dropped is None and history[1].feedback is not None
+        assert history[1].feedback.kind == "traceback" and "invalid literal for int()" in history[1].feedback.text
+        assert history[0].call_id == "create/s0/t0" and history[1].call_id == "create/s0/t1"
+        assert history[2].notes == (NOTE,) and history[2].code == history[1].code
+        assert "-    return int(top)" in library.diff("pick_and_stack", 1, 2)
+        assert NOTE in library.diff("pick_and_stack", 2, 3)
+        clear = library.versions("clear_block")
+        assert clear[1].feedback is not None and clear[1].feedback.kind == "finding"
+        assert clear[-1].dropped is not None and "never called" in clear[-1].dropped
+
+        # Selection by score: the Plan note made the agent call the action right (3.0 against 2.0); the
+        # round after it had nothing failed, so learning stopped early.
+        rounds = library.rounds()
+        assert [r.best_score for r in rounds] == [2.0, 3.0] and rounds[1].best == 1 and not rounds[1].rolled_back
+        assert result.selected == {"pick_and_stack": 3} == library.selected()
+        outcomes = library.outcomes("pick_and_stack")
+        assert [(o.round, o.candidate, o.ok) for o in outcomes][:2] == [(0, 0, False), (0, 0, True)]
+        calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
+        assert calls == ["learn:create/s0/t0", "learn:create/s0/t1", "learn:r1/optimise/s0/t0"]
+
+        # At test time the selected set is loaded and shown, the fixed code runs.
+        library, trained_on = learned_library(out)
+        assert trained_on == (TASK,)
+        config = json.loads((out / CONFIG).read_text())
+        settings = config["run"] | {"method": "learnact", "max_steps": 5}
+        test_run = EvalConfig.model_validate({"run": settings, "tasks": [TASK]})
+        test_run = test_run.model_copy(update={"run": test_run.run.model_copy(update={"actions": library.current()})})
+        backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
+        summary = run_evaluation(test_run, tmp_path / "test", backbone=backbone)
+        assert summary.success_rate == 1.0
+        record = next(iter(RunDir(tmp_path / "test").latest().values()))
+        assert [s.code for s in record.steps] == ["pick_and_stack('b3', 'b2')"]
+        assert server.received[-1].body["messages"][0]["content"].count(NOTE) == 1
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_function_that_still_fails_after_every_fix_is_dropped_with_the_reason(tmp_path: Path) -> None:
+    still_importing = BUGGY.replace("    return int(top)\n", "")  # clear_block keeps its `import os`
+    with ScriptedServer(responder=StandIn(fix=still_importing)) as server:
+        result = learn(server, tmp_path / "run", cache=None, rounds=0)
+        fixes = [b for b in learner_requests(server) if "could not be used" in b["messages"][-1]["content"]]
+    assert len(fixes) == 3  # the first answer and three fixes, as the seed
+    library = Library.open_existing(tmp_path / "run" / "library")
+    clear = library.versions("clear_block")
+    assert [(v.origin, v.call_id) for v in clear] == [
+        (Origin.created, "create/s0/t0"),
+        (Origin.validated_fix, "create/s0/t3"),
+    ]
+    assert clear[-1].dropped is not None and "os" in clear[-1].dropped and clear[-1].verdict
+    assert result.selected == {"pick_and_stack": 2}
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_round_that_scores_lower_is_rolled_back(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with ScriptedServer(responder=StandIn(worse_on_repeat=True, improve=UPDATE)) as server:
+        result = learn(server, out, cache=None, rounds=1)
+    library = Library.open_existing(out / "library")
+    updated = library.get("pick_and_stack", 3)  # the Update answer, validated in the sandbox like any other
+    assert (updated.origin, updated.parent, updated.call_id, updated.round) == (
+        Origin.update,
+        2,
+        "r1/optimise/s0/t0",
+        1,
+    )
+    assert updated.code == CHECKED and updated.feedback is not None and updated.feedback.kind == "failed_call"
+    assert "Failed reason: b1 was covered." in updated.feedback.text and "Action: pick_and_stack('b1', 'b3')" in (
+        updated.feedback.trajectory
+    )
+    rounds = library.rounds()
+    assert rounds[1].rolled_back and rounds[1].best_score == rounds[0].best_score == 2.0
+    assert max(c.score for c in rounds[1].candidates) < 2.0
+    restored = library.versions("pick_and_stack")[-1]
+    assert (restored.version, restored.origin, restored.parent, restored.call_id) == (4, Origin.rollback, 2, None)
+    assert library.get("clear_block", library.versions("clear_block")[-1].parent or 0).origin is Origin.rollback
+    assert result.selected == {"pick_and_stack": restored.version}
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_an_interrupted_run_resumes_without_asking_the_model_again(tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", ResponseCache(tmp_path / "cache")
+
+    def stop_at_the_second_round(line: str) -> None:
+        if line.startswith("round 1: scoring"):
+            raise KeyboardInterrupt
+
+    with ScriptedServer(responder=StandIn()) as server:
+        with pytest.raises(KeyboardInterrupt):
+            learn(server, out, cache, progress=stop_at_the_second_round)
+        before = len(server.received)
+        written = len(Library(out / "library").versions("pick_and_stack"))
+        result = learn(server, out, cache)
+        bodies = [json.dumps(r.body, sort_keys=True) for r in server.received]
+    assert len(set(bodies)) == len(bodies), "a request was sent twice"
+    assert len(server.received) > before  # the rest of the run was new work
+    assert result.selected == {"pick_and_stack": 3}
+    calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
+    assert len(calls) == len(set(calls)) == 3
+    library = Library(out / "library")
+    assert len(library.versions("pick_and_stack")) == written == 3  # nothing written twice
+    assert [r.round for r in library.rounds()] == [0, 1]
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.cli import app
+
+    out, runner = tmp_path / "run", CliRunner()
+    with ScriptedServer(responder=StandIn()) as server:
+        common = ["--base-url", server.base_url, "--cache-dir", str(tmp_path / "cache")]
+        args = ["learn", "--method", "learnact", "--env", "pddl/blockworld", "--model", "m", "--learner-model", "w"]
+        args += ["--seed", "2", "--train-per-type", "1", "--samples", "1", "--out", str(out), *common]  # blockworld-01
+        learned = runner.invoke(app, args)
+        assert learned.exit_code == 0, learned.output
+        assert "create: sample 1 of 1" in learned.stderr and "round 1: best candidate 2, score 3.000" in learned.stderr
+        models = {r.body["model"] for r in server.received if r.body["messages"][0]["content"].startswith("You design")}
+        assert models == {"w"}
+        assert json.loads((out / CONFIG).read_text())["train"] == [TASK]
+
+        args = ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--tasks", TASK, "--seeds", "1"]
+        args += ["--model", "m", "--library", str(out), "--out", str(tmp_path / "test"), "--json", *common]
+        tested = runner.invoke(app, args)
+        assert tested.exit_code == 0, tested.output
+        assert json.loads(tested.stdout)["success_rate"] == 1.0
+        config = json.loads((tmp_path / "test" / "config.json").read_text())
+        assert [a["version"] for a in config["run"]["actions"]["actions"]] == [3]
+        assert config["run"]["trained_on"] == [TASK]
+
+    missing = runner.invoke(app, ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--model", "m"])
+    assert missing.exit_code == 2 and "--library RUN" in missing.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_kept(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.cli import app
+
+    out = tmp_path / "run"
+    with ScriptedServer(responder=StandIn(primitives_only=True)) as server:
+        args = ["learn", "--method", "learnact", "--env", "pddl/blockworld", "--model", "m", "--seed", "2"]
+        args += ["--train-per-type", "1", "--samples", "1", "--rounds", "1", "--out", str(out)]
+        result = CliRunner().invoke(app, [*args, "--base-url", server.base_url, "--no-cache"])
+    assert result.exit_code == 0, result.output
+    assert "round 0: no learned-action call failed; stopping early" in result.stderr
+    assert "no action was kept (score 1.000)" in " ".join(result.stdout.split())
+    library = Library.open_existing(out / "library")
+    assert library.selected() == {}
+    assert all("never called" in (library.versions(n)[-1].dropped or "") for n in ("pick_and_stack", "clear_block"))
+    tested = CliRunner().invoke(
+        app, ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--library", str(out)]
+    )
+    assert tested.exit_code == 2 and "has no selected actions" in tested.stderr
