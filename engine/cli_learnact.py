@@ -123,4 +123,10 @@ def learned_actions(method: Method, library: Path | None, env: EnvSpec) -> tuple
         err.print(
             f"[yellow]warning:[/yellow] the library was learned on {shown(str(found.env()))}, not on {shown(env.name)}"
         )
-    return found.current(), train
+    actions = found.current()
+    if not actions.actions:
+        err.print(
+            "[yellow]warning:[/yellow] the library keeps no action (its learning dropped them all): the learnact "
+            "agent has the primitives only, as act has"
+        )
+    return actions, train

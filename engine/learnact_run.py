@@ -362,18 +362,25 @@ def learnact_run_config(
 
 def learned_library(path: Path) -> tuple[Library, tuple[str, ...]]:
     """`learnact eval --library DIR`: the library in DIR (a library folder, or the run folder holding one) and
-    the training tasks of the run that learned it (empty when DIR is not inside such a run).
+    the training tasks of the run that learned it (empty when DIR is not inside such a run). A finished
+    learning run that kept no action gives its library all the same (its agent has the primitives only:
+    that is what LearnAct achieved, and an evaluation of it is a result).
 
-    :raises LibraryError: when DIR holds no readable library, or its selected set is empty.
+    :raises LibraryError: when DIR holds no readable library, or its learning has not finished (nothing selected
+        yet).
+    :raises RunDirError: when the learning run's state cannot be read.
     """
     folder = path / RUN_LIBRARY if (path / RUN_LIBRARY).is_dir() else path
     library = Library.open_existing(folder)
     if not library.selected():
-        raise LibraryError(
-            folder,
-            f"the library {folder} has no selected actions (its learning run did not finish, or dropped them all)",
-            "finish the learning run (rerun the same `learnact learn` command) or give another library",
-        )
+        state = _read_state(folder.parent / STATE)
+        finished = state.selected is not None if state is not None else library.score() is not None
+        if not finished:
+            raise LibraryError(
+                folder,
+                f"the library {folder} has no selected actions: its learning run has not finished",
+                "finish the learning run (rerun the same `learnact learn` command) or give another library",
+            )
     train: tuple[str, ...] = ()
     config_path = folder.parent / CONFIG
     if config_path.is_file():

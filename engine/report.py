@@ -24,11 +24,8 @@ import math
 from collections.abc import Iterable, Sequence
 from enum import Enum
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.errors import LearnactError
@@ -41,6 +38,9 @@ from learnact.engine.llm import CALLS, CallLog, Totals
 from learnact.engine.records import Method, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
 from learnact.engine.rundir import CONFIG, SPLITS, SUMMARY, RunDir, RunDirError, write_atomic
 from learnact.envs.alfworld import TASK_TYPES
+
+if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn: it costs every command ~1 s otherwise
+    from matplotlib.figure import Figure
 
 ALL = "all"  # the column of every task type of an ALFWorld run together
 MAX_SUMMARY_BYTES = 50_000_000
@@ -619,6 +619,9 @@ def _plot_text(text: str) -> str:
 def _image(figure: Figure, fmt: PlotFormat) -> bytes:
     """The figure as PNG or SVG bytes; SVG keeps its text as <text> elements (searchable, testable) and
     carries no date, so the same report gives the same file."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     FigureCanvasAgg(figure)
     out = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "learnact"}):
@@ -632,6 +635,8 @@ def plot_success(report: Report, fmt: PlotFormat = PlotFormat.png) -> bytes | No
     bars (drawn within 0-100 %, where a rate lies); None without a table."""
     if not report.rows:
         return None
+    from matplotlib.figure import Figure
+
     columns, rows = report.columns, report.rows
     figure = Figure(figsize=(min(40.0, 2.5 + len(columns) * (0.6 + 0.4 * len(rows))), 4.5))
     axes = figure.add_subplot()
@@ -663,6 +668,8 @@ def plot_learning(report: Report, fmt: PlotFormat = PlotFormat.png) -> bytes | N
     curves = [curve for curve in report.learning if curve.rounds]
     if not curves:
         return None
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(4.5 * len(curves) + 1.5, 4.0))
     for index, curve in enumerate(curves, start=1):
         axes = figure.add_subplot(1, len(curves), index)

@@ -43,7 +43,9 @@ from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 log = logging.getLogger(__name__)
 
-NOTHING_HAPPENS = "Nothing happens."  # ALFWorld's answer to a command that does not apply
+# ALFWorld's answer to a command that does not apply: envs.alfworld.commands.NOTHING_HAPPENS, not imported
+# from there because importing ALFWorld's package costs every command most of a second (a test holds them equal).
+NOTHING_HAPPENS = "Nothing happens."
 INVALID_OBSERVATIONS = frozenset({INVALID_ACTION, NOTHING_HAPPENS})
 MAX_ANSWER_CHARS = 40_000  # a longer answer is cut before it is parsed
 MAX_FUNCTION_CHARS = 6_000

@@ -24,7 +24,7 @@ from learnact.engine.learnact_run import (
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import ModelSettings
 from learnact.engine.rundir import RunDir
-from learnact.envs import EnvSpec
+from learnact.envs import INVALID_ACTION, EnvSpec
 from learnact.learner.learnact import (
     CallView,
     LearnactConfig,
@@ -194,6 +194,13 @@ def test_the_score_counts_successful_learned_action_calls_per_call_and_per_step(
     failure = scored.failure
     assert failure is not None and failure.name == "pick_and_stack" and failure.version == 2
     assert failure.history == "Observation: start\nAction: pick_and_stack('b1', 'b3')"
+
+
+def test_an_invalid_primitive_is_recognised_in_every_environment() -> None:
+    from learnact.envs.alfworld.commands import NOTHING_HAPPENS
+    from learnact.learner.learnact import INVALID_OBSERVATIONS
+
+    assert NOTHING_HAPPENS in INVALID_OBSERVATIONS and INVALID_ACTION in INVALID_OBSERVATIONS
 
 
 def test_the_defaults_follow_the_domain() -> None:
@@ -429,7 +436,16 @@ def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_ke
     library = Library.open_existing(out / "library")
     assert library.selected() == {}
     assert all("never called" in (library.versions(n)[-1].dropped or "") for n in ("pick_and_stack", "clear_block"))
-    tested = CliRunner().invoke(
-        app, ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--library", str(out)]
-    )
-    assert tested.exit_code == 2 and "has no selected actions" in tested.stderr
+    evaluate = ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--library", str(out), "--tasks", "0"]
+    evaluate += ["--seeds", "1", "--max-steps", "1", "--model", "m", "--no-cache", "--out", str(tmp_path / "eval")]
+    with ScriptedServer(responder=StandIn(primitives_only=True)) as server:
+        tested = CliRunner().invoke(app, [*evaluate, "--base-url", server.base_url])
+    assert tested.exit_code == 0, tested.output
+    assert "the library keeps no action" in " ".join(tested.stderr.split())  # the agent has the primitives only
+
+    state = out / "learn_state.json"  # the same library while its learning has not finished: refused
+    unfinished = json.loads(state.read_text())
+    unfinished["selected"] = None
+    state.write_text(json.dumps(unfinished))
+    refused = CliRunner().invoke(app, [*evaluate, "--base-url", "http://127.0.0.1:9"])
+    assert refused.exit_code == 2 and "its learning run has not finished" in " ".join(refused.stderr.split())
