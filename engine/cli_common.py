@@ -27,6 +27,7 @@ from learnact.actions import LearnactError
 from learnact.actions.errors import parameter
 from learnact.actions.text import visible
 from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
+from learnact.engine.executor import Executor, ExecutorName, ModelRecipe, make_executor
 from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, PriceTable, ResponseCache, make_backbone
 from learnact.engine.records import Method, ModelSettings
 from learnact.envs import EnvSpec, expand_problem_paths
@@ -376,3 +377,42 @@ def close_backbone(backbone: Backbone | None) -> None:
         backbone.close()
     except (LearnactError, OSError) as exc:
         err.print(f"[yellow]warning:[/yellow] closing the model backbone: {shown(str(exc))}")
+
+
+ExecutorOption = Annotated[
+    ExecutorName, typer.Option(help="where episodes run: threads here, or a Ray cluster (the ray extra)")
+]
+RayAddressOption = Annotated[
+    Optional[str], typer.Option(help="the Ray cluster to join (host:port, auto); default: start Ray here")
+]
+RayCpusOption = Annotated[
+    float, typer.Option(min=0.01, help="CPUs of its Ray node an episode reserves (its sandbox's cores)")
+]
+
+
+def open_executor(
+    executor: ExecutorName,
+    ray_address: str | None,
+    ray_cpus_per_episode: float,
+    method: Method,
+    *,
+    api_key_env: str | None = None,
+    azure_endpoint: str | None = None,
+    api_version: str | None = None,
+    model_path: Path | None = None,
+    cache_dir: Path | None = None,
+    no_cache: bool = False,
+) -> Executor:
+    """The executor the options name. On Ray, a model method's nodes build the model themselves from a
+    :class:`ModelRecipe` (the key read from each node's environment, never shipped).
+
+    :raises LearnactError: for Ray options without the ray executor, or Ray not installed.
+    """
+    recipe = None
+    if executor is ExecutorName.ray and method.uses_model:
+        recipe = ModelRecipe(
+            api_key_env=api_key_env, azure_endpoint=azure_endpoint, api_version=api_version,
+            model_path=str(model_path.expanduser().resolve()) if model_path else None,
+            cache_dir=str(cache_dir.expanduser().resolve()) if cache_dir else None, cache=not no_cache,
+        )  # fmt: skip
+    return make_executor(executor, ray_address, ray_cpus_per_episode, recipe)

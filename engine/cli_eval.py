@@ -26,6 +26,7 @@ from learnact.engine.cli_common import (
     BackendOption,
     BaseUrlOption,
     CacheDirOption,
+    ExecutorOption,
     ExitCode,
     MaxTokensOption,
     ModelOption,
@@ -33,6 +34,8 @@ from learnact.engine.cli_common import (
     NoCacheOption,
     PddlDomainOption,
     PriceFileOption,
+    RayAddressOption,
+    RayCpusOption,
     RuntimeOption,
     SplitOption,
     TemperatureOption,
@@ -40,6 +43,7 @@ from learnact.engine.cli_common import (
     env_spec,
     err,
     fail,
+    open_executor,
     open_model,
     reported,
     shown,
@@ -47,7 +51,7 @@ from learnact.engine.cli_common import (
 from learnact.engine.cli_learn import learned_notes
 from learnact.engine.cli_learnact import learned_actions
 from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.executor import ExecutorName, ModelRecipe, make_executor
+from learnact.engine.executor import ExecutorName
 from learnact.engine.records import (
     RETRIED,
     EpisodeRecord,
@@ -148,15 +152,9 @@ def evaluate(
     split: SplitOption = DEFAULT_SPLIT,
     backend: BackendOption = DEFAULT_BACKEND,
     runtime: RuntimeOption = DEFAULT_RUNTIME,
-    executor: Annotated[
-        ExecutorName, typer.Option(help="where episodes run: threads here, or a Ray cluster (the ray extra)")
-    ] = ExecutorName.local,
-    ray_address: Annotated[
-        Optional[str], typer.Option(help="the Ray cluster to join (host:port, auto); default: start Ray here")
-    ] = None,
-    ray_cpus_per_episode: Annotated[
-        float, typer.Option(min=0.01, help="CPUs of its Ray node an episode reserves (its sandbox's cores)")
-    ] = 1.0,
+    executor: ExecutorOption = ExecutorName.local,
+    ray_address: RayAddressOption = None,
+    ray_cpus_per_episode: RayCpusOption = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
     more_problems: Annotated[
         Optional[list[Path]],
@@ -174,14 +172,18 @@ def evaluate(
         chosen = select_tasks(make_env(spec), tasks)
         out = out or Path("runs") / f"{env.replace('/', '-')}-{method.value}"
         RunDir(out).check_usable()
-        recipe = None  # Ray: how each node builds the model itself (the key read from its environment)
-        if executor is ExecutorName.ray and method.uses_model:
-            recipe = ModelRecipe(
-                api_key_env=api_key_env, azure_endpoint=azure_endpoint, api_version=api_version,
-                model_path=str(model_path.expanduser().resolve()) if model_path else None,
-                cache_dir=str(cache_dir.expanduser().resolve()) if cache_dir else None, cache=not no_cache,
-            )  # fmt: skip
-        runner = make_executor(executor, ray_address, ray_cpus_per_episode, recipe)
+        runner = open_executor(
+            executor,
+            ray_address,
+            ray_cpus_per_episode,
+            method,
+            api_key_env=api_key_env,
+            azure_endpoint=azure_endpoint,
+            api_version=api_version,
+            model_path=model_path,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+        )
     learned = learned_notes(method, notes, spec)
     actions = learned_actions(method, library, spec)
     cores = os.cpu_count() or 1

@@ -24,6 +24,7 @@ from learnact.engine.cli_common import (
     BackendOption,
     BaseUrlOption,
     CacheDirOption,
+    ExecutorOption,
     ExitCode,
     MaxTokensOption,
     ModelOption,
@@ -32,6 +33,8 @@ from learnact.engine.cli_common import (
     PddlDomainOption,
     PddlProblemsOption,
     PriceFileOption,
+    RayAddressOption,
+    RayCpusOption,
     RuntimeOption,
     SplitOption,
     TemperatureOption,
@@ -39,11 +42,13 @@ from learnact.engine.cli_common import (
     env_spec,
     err,
     fail,
+    open_executor,
     open_model,
     reported,
     shown,
 )
 from learnact.engine.cli_learnact import learn_actions
+from learnact.engine.executor import ExecutorName
 from learnact.engine.learning import (
     DEFAULT_LEARN_STEPS,
     NOTES,
@@ -110,6 +115,12 @@ def learn(
     split: SplitOption = DEFAULT_SPLIT,
     backend: BackendOption = DEFAULT_BACKEND,
     runtime: RuntimeOption = DEFAULT_RUNTIME,
+    workers: Annotated[
+        int, typer.Option(min=1, help="learnact: scoring episodes run in parallel, each with its own sandbox")
+    ] = 1,
+    executor: ExecutorOption = ExecutorName.local,
+    ray_address: RayAddressOption = None,
+    ray_cpus_per_episode: RayCpusOption = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
 ) -> None:
     """Learn from the training tasks of ENV (chosen by --seed) what `learnact eval` uses at test time."""
@@ -135,6 +146,25 @@ def learn(
         model=model_settings,
     )
     learner: tuple[Backbone, ModelSettings] | None = None
+    if method.reflects and (executor is not ExecutorName.local or workers != 1):
+        close_backbone(backbone)
+        raise fail(
+            "--executor and --workers spread learnact's scoring episodes; a reflexion attempt waits on the "
+            "reflection before it, so its attempts run here, one at a time"
+        )
+    with reported():
+        runner = open_executor(
+            executor,
+            ray_address,
+            ray_cpus_per_episode,
+            method,
+            api_key_env=api_key_env,
+            azure_endpoint=azure_endpoint,
+            api_version=api_version,
+            model_path=model_path,
+            cache_dir=cache_dir,
+            no_cache=no_cache,
+        )
     try:
         if method is Method.learnact and learner_model is not None and learner_model != model:
             opened = open_model(
@@ -147,13 +177,16 @@ def learn(
         if method.reflects:
             _learn_notes(settings, chosen, rounds, out, backbone, prices, json_output)
         elif method is Method.learnact:
-            learn_actions(settings, chosen, out, backbone, learner, prices, samples, rounds, json_output)
+            learn_actions(
+                settings, chosen, out, backbone, learner, prices, samples, rounds, json_output, runner, workers
+            )
     except KeyboardInterrupt:
         err.print(f"interrupted: what was learned is kept in {shown(str(out))}; run the same command to resume")
         raise typer.Exit(ExitCode.INTERRUPTED) from None
     finally:
         close_backbone(backbone)
         close_backbone(learner[0] if learner is not None else None)
+        runner.close()
 
 
 def _learn_notes(

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from learnact.actions.models import ActionSet
 from learnact.engine.cli_common import err, fail, reported, shown
+from learnact.engine.executor import Executor
 from learnact.engine.learnact_run import LearnactResult, learnact_run_config, learned_library, run_learnact
 from learnact.engine.llm import Backbone, PriceTable
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
@@ -29,6 +30,8 @@ def learn_actions(
     samples: int | None,
     rounds: int | None,
     json_output: bool,
+    executor: Executor | None = None,
+    workers: int = 1,
 ) -> None:
     """`learnact learn --method learnact`: create, validate, score and optimise actions on the training
     tasks of ``chosen`` (``settings``: the agent that scores them); the library at ``<out>/library``.
@@ -66,8 +69,9 @@ def learn_actions(
         )
     with reported():
         result = run_learnact(
-            config, out, agent, learner[0] if learner is not None else None, prices, progress, on_episode
-        )
+            config, out, agent, learner[0] if learner is not None else None, prices, progress, on_episode,
+            executor=executor, workers=workers,
+        )  # fmt: skip
     if json_output:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:

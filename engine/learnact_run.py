@@ -33,6 +33,7 @@ from learnact.engine.agents.prompts import (
     primitives_text,
 )
 from learnact.engine.evaluation import EvalConfig, run_evaluation
+from learnact.engine.executor import Executor
 from learnact.engine.llm import (
     CALLS,
     Backbone,
@@ -209,14 +210,16 @@ def scorer(
     prices: PriceTable | None,
     resets: dict[str, ResetInfo],
     on_episode: Callable[[EpisodeRecord], None],
+    executor: Executor | None = None,
+    workers: int = 1,
 ) -> RunTasks:
     """Run the act agent with a candidate set on the training tasks (``score/round-R/candidate-C``)."""
 
     def run_tasks(actions: ActionSet, round_: int, candidate: int) -> list[Trajectory]:
         settings = config.run.model_copy(update={"actions": actions})
         folder = out / SCORING / f"round-{round_}" / f"candidate-{candidate}"
-        evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,))
-        run_evaluation(evaluation, folder, on_episode=on_episode, backbone=backbone, prices=prices)
+        evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,), workers=workers)
+        run_evaluation(evaluation, folder, on_episode=on_episode, backbone=backbone, prices=prices, executor=executor)
         latest = RunDir(folder).latest()
         failed = [r for r in latest.values() if r.status == "llm_error"]
         if failed:
@@ -275,9 +278,12 @@ def run_learnact(
     prices: PriceTable | None = None,
     progress: Callable[[str], None] = lambda line: None,
     on_episode: Callable[[EpisodeRecord], None] = lambda record: None,
+    executor: Executor | None = None,
+    workers: int = 1,
 ) -> LearnactResult:
     """Learn the actions of ``config`` in the run folder ``out`` (resuming what is there); ``agent`` scores the
-    candidates, ``learner`` (default: ``agent``) writes them.
+    candidates, ``learner`` (default: ``agent``) writes them. The scoring episodes run on ``executor`` (default:
+    threads here), ``workers`` at a time; an executor passed in stays open for the next candidate.
 
     :raises RunDirBusy: when another process holds ``out``.
     :raises RunDirError: when ``out`` holds another run, or cannot be read or written.
@@ -308,7 +314,7 @@ def run_learnact(
                 library,
                 prompts,
                 asker(recording, config.learner, config.seed),
-                scorer(config, out, agent, prices, resets, on_episode),
+                scorer(config, out, agent, prices, resets, on_episode, executor, workers),
                 SandboxValidator(sandbox, make_env(config.run.env), config.train[0]),
                 config.run.env.name,
                 state=_read_state(state_path),

@@ -6,6 +6,7 @@ stand-in answers by what each prompt asks (create, fix, optimise, or the agent's
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from llm_server import Answer, ScriptedServer
 
 from learnact.actions.library import Library, Origin
+from learnact.engine.audit import audit_html, build_audit
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.learnact_run import (
     CONFIG,
@@ -313,6 +315,14 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         record = next(iter(RunDir(tmp_path / "test").latest().values()))
         assert [s.code for s in record.steps] == ["pick_and_stack('b3', 'b2')"]
         assert server.received[-1].body["messages"][0]["content"].count(NOTE) == 1
+
+    # The audit page of this run shows it all: the versions and their origins, the traceback behind the fix,
+    # the diff, the Plan note, the dropped action and why, the rounds.
+    page = audit_html(build_audit(out))
+    for shown_text in ("validated_fix", "plan_note", "invalid literal for int() with base 10: &#x27;b3&#x27;",
+                       "-    return int(top)", "never called", "clear_block"):  # fmt: skip
+        assert shown_text in page, shown_text
+    assert html.escape(NOTE) in page
 
 
 @pytest.mark.docker

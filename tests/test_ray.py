@@ -427,6 +427,27 @@ def test_eval_act_on_ray_on_the_command_line(tmp_path: Path) -> None:
     assert [call.request.seed for call in CallLog(out / CALLS).read()] == [0, 0]
 
 
+def test_learnact_scores_its_candidates_on_ray(tmp_path: Path) -> None:
+    from test_learnact import TASK, StandIn
+
+    out = tmp_path / "run"
+    with ScriptedServer(responder=StandIn()) as server:
+        args = ["learn", "--method", "learnact", "--env", "pddl/blockworld", "--model", "m", "--seed", "2"]
+        args += ["--train-per-type", "1", "--samples", "1", "--out", str(out), "--base-url", server.base_url]
+        args += ["--api-key-env", KEY_VARIABLE, "--cache-dir", str(tmp_path / "cache"), "--executor", "ray"]
+        learned = CliRunner().invoke(app, [*args, "--workers", "2"])
+        assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.received)
+    assert learned.exit_code == 0, learned.output
+    scoring = sorted((out / "score").glob("round-*/candidate-*"))
+    assert scoring, "no candidate was scored"
+    for folder in scoring:  # each candidate scored by the act agent on the nodes, its calls sent back here
+        config = json.loads((folder / "config.json").read_text())
+        assert config["workers"] == 2 and config["tasks"] == [TASK]
+        calls = CallLog(folder / CALLS).read()
+        assert calls and all(call.request.model == "m" for call in calls)
+    assert "round 1: best candidate 2, score 3.000" in learned.stderr  # as on the local executor (test_learnact)
+
+
 def test_no_node_with_room_for_an_episode_is_an_error_not_a_hang() -> None:
     with pytest.raises(RayUnavailable, match="no node of the Ray cluster has 64 CPUs"):
         with RayExecutor(cpus_per_episode=64) as executor:

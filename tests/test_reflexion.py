@@ -346,3 +346,12 @@ def test_notes_for_a_method_that_uses_none_are_refused(tmp_path: Path) -> None:
 def test_learn_refuses_a_method_that_learns_nothing(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["learn", "--env", "pddl/blockworld", "--method", "act", "--model", "m"])
     assert result.exit_code == 2 and "act_reflexion" in result.output
+
+
+@pytest.mark.parametrize("spread", [["--workers", "2"], ["--executor", "ray"]])
+def test_reflexion_attempts_run_here_one_at_a_time(tmp_path: Path, spread: list[str]) -> None:
+    args = ["learn", "--env", "pddl/blockworld", "--method", "act_reflexion", "--model", "m"]
+    args += ["--base-url", "http://127.0.0.1:9", "--out", str(tmp_path / "run"), *spread]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "its attempts run here, one at a time" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()
