@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import Enum
@@ -40,6 +39,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import append_synced, write_atomic
 from learnact.actions.models import ActionSet, Finding, LearnedAction
 from learnact.actions.text import encodable, truncated
 
@@ -242,24 +242,6 @@ def _sha256(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text``: a temporary file beside it, fsynced, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _complete_lines(data: bytes) -> list[bytes]:
     """The complete lines of a JSONL file's bytes; a torn last line (no newline: a killed write) is left out."""
     return data.split(b"\n")[:-1]
@@ -369,7 +351,7 @@ class Library:
                 )
             except ValidationError as exc:
                 raise LibraryError(self.path, f"invalid version of action {name!r}: {_first_error(exc)}") from None
-            self._write(self._code_path(name, number), lambda target: _write_atomic(target, code))
+            self._write(self._code_path(name, number), lambda target: write_atomic(target, code))
             self._append(VERSIONS, [version])
             self._all_versions().setdefault(name, []).append(version)
             return version
@@ -470,7 +452,7 @@ class Library:
                 self.get(name, version)
             manifest = _Manifest(env=env, selected=dict(actions), score=score)
             text = manifest.model_dump_json(indent=2) + "\n"
-            self._write(self.path / MANIFEST, lambda target: _write_atomic(target, text))
+            self._write(self.path / MANIFEST, lambda target: write_atomic(target, text))
 
     def selected(self) -> dict[str, int]:
         """The selected ``{name: version}`` (empty before the first :meth:`select`).
@@ -595,14 +577,7 @@ class Library:
                     if file not in self._repaired:
                         end = self._cut_torn_line(fd, end)
                         self._repaired.add(file)
-                    try:
-                        view = memoryview(data)
-                        while view:
-                            view = view[os.write(fd, view) :]
-                        os.fsync(fd)
-                    except OSError:
-                        os.ftruncate(fd, end)
-                        raise
+                    append_synced(fd, data, end)
                 finally:
                     os.close(fd)
 

@@ -28,10 +28,11 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from learnact.actions.files import write_atomic
 from learnact.actions.library import ActionVersion, CallOutcome, Library, RoundRecord
 from learnact.actions.text import visible
 from learnact.engine.cli_common import shown
-from learnact.engine.rundir import describe_os_error, write_atomic
+from learnact.engine.rundir import describe_os_error
 
 TERMINAL_TEXT_LINES = 12  # of a feedback text or trajectory on the terminal; the page shows it whole
 TERMINAL_FAILED_CALLS = 8  # failed calls listed per action on the terminal

@@ -1,4 +1,4 @@
-"""`learnact envs list`: the environments, their task counts and primitives."""
+"""`learnact envs list`: the environments, built in and added by plugins, their task counts and primitives."""
 
 from __future__ import annotations
 
@@ -12,13 +12,21 @@ from rich.console import Console
 from rich.table import Table
 
 from learnact.actions import LearnactError
-from learnact.envs import EnvSpec, env_names, make_env, primitive_specs
+from learnact.actions.plugins import PluginError
+from learnact.engine.cli_common import ExitCode, failure, shown
+from learnact.envs import EnvSpec, PrimitiveSpec, env_names, env_plugins, make_env, primitive_specs
 
 log = logging.getLogger(__name__)
 
 
-def listing() -> list[dict]:
-    """Every environment with its task count (None when its data cannot be found) and primitives."""
+def _primitive_rows(primitives: list[PrimitiveSpec]) -> list[dict]:
+    return [{"name": p.name, "params": [q.name for q in p.params], "doc": p.doc} for p in primitives]
+
+
+def listing() -> tuple[list[dict], list[LearnactError]]:
+    """Every environment with its task count (None when its data cannot be found), primitives and the
+    distribution that adds it (None: built in); and the plugins that cannot be listed (refused or broken),
+    each as the error saying why."""
     rows = []
     for name in env_names():
         if name == "pddl":
@@ -29,35 +37,65 @@ def listing() -> list[dict]:
             log.info("cannot count the tasks of %s: %s", name, exc)
             tasks = None
         rows.append(
+            {"name": name, "tasks": tasks, "primitives": _primitive_rows(primitive_specs(name)), "distribution": None}
+        )
+    plugins = env_plugins()
+    problems: list[LearnactError] = list(plugins.refused)
+    for plugin in plugins.plugins.values():
+        primitives: list[PrimitiveSpec] = []
+        try:
+            env = make_env(EnvSpec(name=plugin.name))
+            tasks = len(plugin.call("listing its tasks", env.tasks))
+            primitives = plugin.call("listing its primitives", env.primitives)
+        except PluginError as exc:
+            problems.append(exc)
+            continue
+        except LearnactError as exc:  # the plugin's own error (its data not found): listed, tasks unknown
+            log.info("cannot count the tasks of %s: %s", plugin.name, exc)
+            tasks = None
+        rows.append(
             {
-                "name": name,
+                "name": plugin.name,
                 "tasks": tasks,
-                "primitives": [
-                    {"name": p.name, "params": [q.name for q in p.params], "doc": p.doc} for p in primitive_specs(name)
-                ],
+                "primitives": _primitive_rows(primitives),
+                "distribution": plugin.distribution,
             }
         )
-    return rows
+    return rows, problems
 
 
 def list_envs(
     json_output: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
-    """List every environment with its task count and primitive actions."""
-    rows = listing()
+    """List every environment with its task count and primitive actions (and the distribution of a plugin's)."""
+    rows, problems = listing()
     if json_output:
         sys.stdout.write(json.dumps(rows) + "\n")
-        return
+    else:
+        show_table(rows)
+    for problem in problems:
+        failure(problem)  # its error line; the listing as a whole ends with FAILED
+    if problems:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def show_table(rows: list[dict]) -> None:
+    """The listing as a table; a column of the distributions when a plugin adds an environment."""
     table = Table(title="environments")
     table.add_column("name")
     table.add_column("tasks", justify="right")
     table.add_column("primitives")
+    plugged = any(row["distribution"] for row in rows)
+    if plugged:
+        table.add_column("from")
     for row in rows:
+        # A plugin's names and its distribution's are a third party's text: shown literally.
         table.add_row(
-            row["name"],
+            shown(row["name"]),
             "?" if row["tasks"] is None else str(row["tasks"]),
-            ", ".join(f"{p['name']}({', '.join(p['params'])})" for p in row["primitives"]),
+            shown(", ".join(f"{p['name']}({', '.join(p['params'])})" for p in row["primitives"])),
+            *([shown(row["distribution"] or "built in")] if plugged else []),
         )
     Console().print(table)
-    if any(row["tasks"] is None for row in rows):
+    if any(row["tasks"] is None and row["name"].startswith("alfworld") for row in rows):
         Console(stderr=True).print("?: set $ALFWORLD_DATA to count the ALFWorld games")

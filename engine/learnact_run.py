@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from learnact.actions.files import write_atomic
 from learnact.actions.library import RUN_LIBRARY, Library, LibraryError
 from learnact.actions.models import ActionSet
 from learnact.engine.agents import call_code
@@ -45,7 +46,7 @@ from learnact.engine.llm import (
     RecordingBackbone,
 )
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
-from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error, write_atomic
+from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error
 from learnact.envs import Environment, EnvSpec, ResetInfo, make_env
 from learnact.learner.learnact import (
     Ask,

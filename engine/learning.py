@@ -23,6 +23,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import write_atomic
 from learnact.engine.agents.prompts import domain_text, fill, primitives_text, template
 from learnact.engine.episode import run_episode
 from learnact.engine.executor import Worker, close_quietly
@@ -39,7 +40,7 @@ from learnact.engine.llm import (
     Totals,
 )
 from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, Method, RunSettings, TokenUsage, episode_key
-from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error, write_atomic
+from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, ResetInfo
 from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Step, Trajectory, reflexion, shown_notes

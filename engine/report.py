@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import write_atomic
 from learnact.actions.library import MANIFEST, RUN_LIBRARY, VERSIONS, Library, LibraryError, RoundRecord
 from learnact.actions.text import visible
 from learnact.engine.evaluation import EvalConfig, RunSplits
@@ -36,7 +37,7 @@ from learnact.engine.learnact_run import CONFIG as LEARN_CONFIG
 from learnact.engine.learnact_run import SCORING
 from learnact.engine.llm import CALLS, CallLog, Totals
 from learnact.engine.records import Method, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
-from learnact.engine.rundir import CONFIG, SPLITS, SUMMARY, RunDir, RunDirError, write_atomic
+from learnact.engine.rundir import CONFIG, SPLITS, SUMMARY, RunDir, RunDirError
 from learnact.envs.alfworld import TASK_TYPES
 
 if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn: it costs every command ~1 s otherwise

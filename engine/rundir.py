@@ -18,13 +18,13 @@ import fcntl
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import append_synced, write_atomic
 from learnact.engine.records import EpisodeRecord
 
 CONFIG = "config.json"
@@ -65,27 +65,6 @@ def describe_os_error(exc: OSError, path: Path, doing: str) -> RunDirError:
         reason += " (the disk is full)"
     where = exc.filename if isinstance(exc.filename, str) else str(path)
     return RunDirError(path, f"cannot {doing} {where}: {reason}")
-
-
-def write_atomic(path: Path, text: str | bytes) -> None:
-    """Replace ``path`` by ``text`` (a str is written as UTF-8; bytes as they are, e.g. an image).
-
-    :raises OSError: when it cannot be written (nothing of it is left behind).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8") if isinstance(text, str) else text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class RunDir:
@@ -234,14 +213,7 @@ class RunDir:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
                 try:
                     end = os.lseek(fd, 0, os.SEEK_END)
-                    try:
-                        data = memoryview(line.encode("utf-8"))
-                        while data:
-                            data = data[os.write(fd, data) :]
-                        os.fsync(fd)
-                    except OSError:
-                        os.ftruncate(fd, end)  # no half line before the next record (e.g. a full disk)
-                        raise
+                    append_synced(fd, line.encode("utf-8"), end)
                 finally:
                     os.close(fd)
             except OSError as exc:

@@ -17,11 +17,13 @@ from learnact.envs.base import (
     validate_arguments,
 )
 from learnact.envs.registry import (
+    EnvFactory,
     EnvSpec,
     EnvSpecError,
     TaskSelectionError,
     UnknownEnvironment,
     env_names,
+    env_plugins,
     expand_problem_paths,
     make_env,
     primitive_specs,
@@ -31,6 +33,7 @@ from learnact.envs.registry import (
 __all__ = [
     "INVALID_ACTION",
     "ArgumentError",
+    "EnvFactory",
     "EnvSpec",
     "EnvSpecError",
     "Environment",
@@ -43,6 +46,7 @@ __all__ = [
     "UnknownEnvironment",
     "UnknownTask",
     "env_names",
+    "env_plugins",
     "expand_problem_paths",
     "make_env",
     "primitive_specs",

@@ -2,17 +2,22 @@
 
 Names: ``pddl/<domain>`` (built-in problems of tyreworld, blockworld, barman, gripper), ``pddl`` (external
 files: a domain file and problem files), ``alfworld`` or ``alfworld/<type>`` (game files from a data folder).
+
+Any other family comes from a plugin: an installed distribution whose entry point in the group
+``learnact.envs`` is named after the family and names an :data:`EnvFactory`. It is looked up only for a name
+that is not built in, so a broken plugin never breaks a built-in name, and it can never replace one.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.plugins import ENV_GROUP, Discovery, discover
 from learnact.envs.base import Environment, PrimitiveSpec, UnknownTask
 
 
@@ -56,15 +61,54 @@ class TaskSelectionError(LearnactError):
         super().__init__(problem, "give indices and ranges like 0-4,7 or task ids")
 
 
+BUILTIN_FAMILIES = ("pddl", "alfworld")
+
+EnvFactory = Callable[[EnvSpec], Environment]
+"""What an entry point of the group ``learnact.envs`` names: given the spec of ``<family>`` or
+``<family>/<variant>`` (the entry point's name is the family), the environment, or a :class:`LearnactError`
+(:class:`UnknownEnvironment` for a variant it does not have, :class:`EnvSpecError` for settings it cannot
+use) that the user sees as it is. An :class:`Environment` subclass whose constructor takes the spec fits."""
+
+
 def env_names() -> list[str]:
+    """The built-in environments (plugins: :func:`env_plugins`)."""
     from learnact.envs.alfworld import TASK_TYPES
     from learnact.envs.pddl import DOMAINS
 
     return [f"pddl/{d}" for d in DOMAINS] + ["pddl", "alfworld"] + [f"alfworld/{t}" for t in TASK_TYPES]
 
 
+def env_plugins() -> Discovery:
+    """The environment families installed distributions add (their modules are not imported); an entry point
+    named after a built-in family is refused."""
+    return discover(ENV_GROUP, BUILTIN_FAMILIES)
+
+
 def _unknown(name: str) -> UnknownEnvironment:
-    return UnknownEnvironment(name, env_names())
+    return UnknownEnvironment(name, env_names() + sorted(env_plugins().plugins))
+
+
+def _plugin_env(spec: EnvSpec) -> Environment:
+    """The environment of a plugin's family.
+
+    :raises UnknownEnvironment: when no plugin has the family.
+    :raises PluginError: when the plugin is refused or broken: it cannot be imported, names no callable,
+        fails, or builds something else than an environment.
+    """
+    plugin = env_plugins().find(spec.name.partition("/")[0])
+    if plugin is None:
+        raise _unknown(spec.name)
+    factory = plugin.load()
+    if not callable(factory):
+        raise plugin.error(
+            f"names a {type(factory).__name__}, not a callable that builds an Environment from an EnvSpec"
+        )
+    env = plugin.call(f"building the environment '{spec.name}'", factory, spec)
+    if not isinstance(env, Environment):
+        raise plugin.error(f"returned {type(env).__name__} for '{spec.name}', not an Environment (learnact.envs)")
+    if not isinstance(getattr(env, "name", None), str):
+        raise plugin.error(f"built an environment for '{spec.name}' without a name (its attribute `name`)")
+    return env
 
 
 def alfworld_data_dir(given: str | None) -> Path:
@@ -104,9 +148,12 @@ def expand_problem_paths(paths: Sequence[str | Path], domain: str | Path | None 
 
 
 def make_env(spec: EnvSpec | str) -> Environment:
-    """Build the environment named by ``spec`` (a name alone: its default settings).
+    """Build the environment named by ``spec`` (a name alone: its default settings); a family that is not
+    built in comes from a plugin (:data:`EnvFactory`).
 
     :raises UnknownEnvironment: for a name that is not an environment.
+    :raises PluginError: for a plugin that is refused or broken (``learnact.actions.plugins``).
+    :raises LearnactError: that a plugin's factory raised (its own :class:`EnvSpecError`, ...).
     :raises EnvSpecError: for settings that do not fit it (files for a built-in set, none for ``pddl``,
         no ALFWorld data folder).
     :raises PddlError: for PDDL files that cannot be read or used (``learnact.envs.pddl``).
@@ -147,13 +194,16 @@ def make_env(spec: EnvSpec | str) -> Environment:
             split=spec.split,
             task_types=[variant] if variant else None,
         )
-    raise _unknown(spec.name)
+    return _plugin_env(spec)
 
 
 def primitive_specs(name: str) -> list[PrimitiveSpec]:
-    """The primitives of an environment by name, without needing its data files.
+    """The primitives of an environment by name, without needing its data files (a plugin's environment is
+    built for them).
 
     :raises UnknownEnvironment: for a name that is not an environment with built-in primitives.
+    :raises PluginError: for a plugin that is refused or broken.
+    :raises LearnactError: that a plugin raised building its environment.
     """
     family, _, variant = name.partition("/")
     if family == "alfworld":
@@ -164,7 +214,9 @@ def primitive_specs(name: str) -> list[PrimitiveSpec]:
         return list(PRIMITIVES)
     if family == "pddl" and variant:
         return make_env(name).primitives()
-    raise _unknown(name)
+    if family in BUILTIN_FAMILIES:
+        raise _unknown(name)
+    return _plugin_env(EnvSpec(name=name)).primitives()
 
 
 def select_tasks(env: Environment, selection: str | None) -> list[str]:

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import write_atomic
 from learnact.engine.agents.policy import call_code
-from learnact.engine.rundir import write_atomic
 from learnact.envs import Environment, EnvSpec, make_env
 from learnact.envs.alfworld import TASK_TYPES, AlfworldEnv
 from learnact.envs.alfworld.expert import task_params

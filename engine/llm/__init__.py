@@ -15,7 +15,7 @@ from learnact.engine.llm.accounting import (
 )
 from learnact.engine.llm.base import Backbone, ChatMessage, ChatRequest, ChatResponse, LLMError, Usage
 from learnact.engine.llm.cache import CachedBackbone, CacheError, ResponseCache, cache_key, default_cache_dir
-from learnact.engine.llm.factory import LOCAL, make_backbone
+from learnact.engine.llm.factory import LOCAL, BackboneFactory, BackboneSettings, backbone_plugins, make_backbone
 from learnact.engine.llm.openai_backbone import BackboneConfigError, OpenAIBackbone
 
 __all__ = [
@@ -24,6 +24,8 @@ __all__ = [
     "LOCAL",
     "Backbone",
     "BackboneConfigError",
+    "BackboneFactory",
+    "BackboneSettings",
     "CacheError",
     "CachedBackbone",
     "CallLog",
@@ -41,6 +43,7 @@ __all__ = [
     "ResponseCache",
     "Totals",
     "Usage",
+    "backbone_plugins",
     "cache_key",
     "default_cache_dir",
     "make_backbone",

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import append_synced
 from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError
 from learnact.engine.rundir import describe_os_error
 
@@ -170,14 +171,7 @@ class CallLog:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
                 try:
                     end = os.lseek(fd, 0, os.SEEK_END)
-                    try:
-                        view = memoryview(data)
-                        while view:
-                            view = view[os.write(fd, view) :]
-                        os.fsync(fd)
-                    except OSError:
-                        os.ftruncate(fd, end)
-                        raise
+                    append_synced(fd, data, end)
                 finally:
                     os.close(fd)
             except OSError as exc:

@@ -1,0 +1,269 @@
+"""Plugins: a third-party distribution adds an environment and a model provider through entry points, with no
+fork. Each test installs a real distribution (a module and its ``*.dist-info`` with METADATA and
+entry_points.txt) on ``sys.path``, where ``importlib.metadata`` finds it as it finds any installed package;
+episodes run through the real Docker sandbox."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from learnact.actions.plugins import BACKBONE_GROUP, ENV_GROUP, PluginError
+from learnact.engine.cli import app
+from learnact.engine.llm import OpenAIBackbone, make_backbone
+from learnact.engine.rundir import EPISODES
+from learnact.envs import EnvSpecError, UnknownEnvironment, make_env, primitive_specs
+from learnact.envs.pddl import PddlEnv
+
+# A real environment and a backbone answering from a script, as a third party would write them against
+# learnact's public API.
+LAMPS_MODULE = '''
+from learnact.engine.llm import Backbone, ChatRequest, ChatResponse, LLMError
+from learnact.envs import (
+    INVALID_ACTION, Environment, EnvSpec, EnvSpecError, ParamSpec, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo,
+    UnknownTask,
+)
+
+COLOURS = ("red", "green")
+BUILT = []  # the model names the backbone factory was given
+REQUESTS = []  # every request the scripted backbone answered
+SCRIPT = ["Action: switch_on('green')", "switch_on('red')"]
+
+
+class LampRoom(Environment):
+    """A room with a red and a green lamp; a task asks for one of them to be switched on."""
+
+    def __init__(self, name):
+        self.name = name
+        self.goal = None
+        self.on = set()
+
+    def tasks(self):
+        return [TaskInfo(id=f"lamp-{colour}", type="lamps") for colour in COLOURS]
+
+    def primitives(self):
+        lamp = ParamSpec(name="lamp")
+        return [PrimitiveSpec(name="switch_on", params=(lamp,), doc="Switch on the lamp of that colour.")]
+
+    def reset(self, task_id):
+        ids = [t.id for t in self.tasks()]
+        if task_id not in ids:
+            raise UnknownTask(task_id, self.name, ids)
+        self.goal, self.on = task_id.removeprefix("lamp-"), set()
+        return ResetInfo(observation="You are in a room with a red lamp and a green lamp, both off.",
+                         goal=f"Your task is to: switch on the {self.goal} lamp.")
+
+    def expert_calls(self):
+        yield "switch_on", [self.goal]
+
+    def _perform(self, name, args):
+        (lamp,) = args
+        if lamp not in COLOURS:
+            return StepOutcome(observation=INVALID_ACTION, valid=False, done=False, success=False, progress=0.0)
+        self.on.add(lamp)
+        done = self.goal in self.on
+        return StepOutcome(observation=f"The {lamp} lamp is on.", valid=True, done=done, success=done,
+                           progress=float(done))
+
+
+def make_lamps(spec: EnvSpec) -> Environment:
+    if spec.name != "lamps":
+        raise EnvSpecError(spec.name, f"'{spec.name}' has no variants", "use the environment 'lamps'")
+    return LampRoom(spec.name)
+
+
+class ScriptedBackbone(Backbone):
+    """Answers with SCRIPT, one line after the other."""
+
+    def __init__(self, model):
+        self.identity = f"scripted:{model}"
+        self.answers = iter(SCRIPT)
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        REQUESTS.append(request)
+        answer = next(self.answers, None)
+        if answer is None:
+            raise LLMError(self.identity, "the script has ended")
+        return ChatResponse(text=answer, finish_reason="stop")
+
+
+def make_backbone(model, settings):
+    BUILT.append(model)
+    return ScriptedBackbone(model)
+
+
+def not_an_environment(spec):
+    return "a lamp"
+
+
+def failing_backbone(model, settings):
+    raise RuntimeError("the provider's client is not configured")
+'''
+
+Install = Callable[..., None]
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Install]:
+    """Installs a distribution: its module ``module`` (``source``) and its metadata declaring
+    ``entry_points`` ({group: {name: "module:attribute"}}), in a folder put first on sys.path."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))  # also invalidates importlib's caches
+    modules: list[str] = []
+
+    def installer(distribution: str, entry_points: dict[str, dict[str, str]], module: str = "", source: str = ""):
+        if module:
+            (site / f"{module}.py").write_text(source)
+            modules.append(module)
+        info = site / f"{distribution.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 1.0\n")
+        sections = [
+            f"[{group}]\n" + "".join(f"{name} = {target}\n" for name, target in names.items())
+            for group, names in entry_points.items()
+        ]
+        (info / "entry_points.txt").write_text("\n".join(sections))
+        importlib.invalidate_caches()
+
+    yield installer
+    for module in modules:
+        sys.modules.pop(module, None)
+    importlib.invalidate_caches()
+
+
+@pytest.fixture
+def lamps(install: Install):
+    """The distribution ``lamp-plugin``: the environment ``lamps`` and the model provider ``scripted``."""
+    install(
+        "lamp-plugin",
+        {ENV_GROUP: {"lamps": "lamp_plugin:make_lamps"}, BACKBONE_GROUP: {"scripted": "lamp_plugin:make_backbone"}},
+        "lamp_plugin",
+        LAMPS_MODULE,
+    )
+    return importlib.import_module("lamp_plugin")
+
+
+@pytest.fixture(autouse=True)
+def no_openai_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def one_line_error(result) -> str:
+    assert "Traceback" not in result.output + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    return line
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_plugin_environment_and_model_provider_run_an_episode_through_the_sandbox(tmp_path: Path, lamps) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--env", "lamps", "--method", "act", "--model", "scripted:x", "--tasks", "0", "--seeds", "1",
+         "--no-cache", "--out", str(out), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["env"] == "lamps" and summary["method"] == "act" and summary["success_rate"] == 1.0
+    (record,) = [json.loads(line) for line in (out / EPISODES).read_text().splitlines()]
+    assert record["task"] == "lamp-red" and record["success"] is True and record["ended"] == "done"
+    # The plugin's backbone answered every step (the factory got the model after its provider's name) ...
+    assert lamps.BUILT == ["x"] and len(lamps.REQUESTS) == 2
+    assert [step["answer"] for step in record["steps"]] == lamps.SCRIPT
+    assert lamps.REQUESTS[0].model == "scripted:x" and "switch_on(lamp)" in lamps.REQUESTS[0].messages[0].content
+    # ... and each line ran in the sandbox, which called the plugin environment's primitive on the host.
+    for step, colour in zip(record["steps"], ("green", "red")):
+        assert step["code"] == f"switch_on('{colour}')" and step["result"]["status"] == "ok"
+        (call,) = step["result"]["calls"]
+        assert call["name"] == "switch_on" and call["args"] == [colour]
+        assert call["observation"] == step["observation"] == f"The {colour} lamp is on."
+    config = json.loads((out / "config.json").read_text())["run"]
+    assert config["model"]["model"] == "scripted:x" and config["model"]["backbone"] == "scripted:x"
+
+
+def test_envs_list_shows_a_plugin_environment_next_to_the_built_in_ones(lamps) -> None:
+    result = CliRunner().invoke(app, ["envs", "list", "--json"])
+    assert result.exit_code == 0, result.output + result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["lamps"]["tasks"] == 2 and rows["lamps"]["distribution"] == "lamp-plugin"
+    assert [p["name"] for p in rows["lamps"]["primitives"]] == ["switch_on"]
+    assert rows["pddl/blockworld"]["distribution"] is None
+    assert [p.name for p in primitive_specs("lamps")] == ["switch_on"]
+
+
+def test_a_plugin_is_imported_only_when_its_name_is_used(lamps) -> None:
+    sys.modules.pop("lamp_plugin")
+    make_env("pddl/gripper")
+    with pytest.raises(UnknownEnvironment, match="known: .*lamps"):
+        make_env("lamp")
+    assert "lamp_plugin" not in sys.modules
+    make_env("lamps")
+    assert "lamp_plugin" in sys.modules
+
+
+def test_a_model_name_holding_a_colon_is_a_server_model_unless_a_provider_has_its_prefix(lamps) -> None:
+    backbone = make_backbone("qwen2.5:7b", base_url="http://127.0.0.1:9/v1")
+    assert isinstance(backbone, OpenAIBackbone) and backbone.model == "qwen2.5:7b"
+    assert make_backbone("scripted:qwen2.5:7b").identity == "scripted:qwen2.5:7b"
+
+
+def test_a_broken_plugin_is_a_one_line_error_naming_it_and_built_in_names_keep_working(
+    tmp_path: Path, install: Install
+) -> None:
+    install("gadget-plugin", {ENV_GROUP: {"gadgets": "gadget_plugin:make"}}, "gadget_plugin", "import gadget_sdk\n")
+    result = CliRunner().invoke(app, ["eval", "--env", "gadgets", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    for part in ("'gadgets'", ENV_GROUP, "gadget-plugin", "gadget_plugin:make", "No module named 'gadget_sdk'"):
+        assert part in line
+    assert "uninstall it" in line
+    assert isinstance(make_env("pddl/blockworld"), PddlEnv)
+    listed = CliRunner().invoke(app, ["envs", "list", "--json"])
+    assert listed.exit_code == 1
+    assert "pddl/blockworld" in {row["name"] for row in json.loads(listed.stdout)}
+    assert "gadget-plugin" in one_line_error(listed)
+
+
+def test_a_plugin_cannot_replace_a_built_in_name(install: Install) -> None:
+    # Never imported: the module does not even exist.
+    install("shadow-plugin", {ENV_GROUP: {"pddl": "shadow_plugin:make"}, BACKBONE_GROUP: {"local": "shadow_plugin:b"}})
+    assert isinstance(make_env("pddl/blockworld"), PddlEnv)
+    listed = CliRunner().invoke(app, ["envs", "list", "--json"])
+    assert listed.exit_code == 1
+    line = one_line_error(listed)
+    assert "'pddl'" in line and "shadow-plugin" in line and "built-in name" in line
+    with pytest.raises(PluginError, match="'local' is a built-in name") as caught:
+        make_backbone("local:x")
+    assert caught.value.distribution == "shadow-plugin" and caught.value.group == BACKBONE_GROUP
+
+
+def test_two_distributions_declaring_one_name_are_both_named(install: Install) -> None:
+    install("twin-one", {ENV_GROUP: {"twin": "twin_one:make"}})
+    install("twin-two", {ENV_GROUP: {"twin": "twin_two:make"}})
+    with pytest.raises(PluginError, match="declared by 2 distributions \\(twin-one and twin-two\\)"):
+        make_env("twin")
+
+
+def test_a_plugin_that_breaks_its_contract_is_named(lamps, install: Install) -> None:
+    install(
+        "odd-plugin",
+        {ENV_GROUP: {"odd": "lamp_plugin:not_an_environment", "box": "lamp_plugin:COLOURS"},
+         BACKBONE_GROUP: {"failing": "lamp_plugin:failing_backbone"}},
+    )  # fmt: skip
+    with pytest.raises(PluginError, match="odd-plugin returned str for 'odd', not an Environment"):
+        make_env("odd")
+    with pytest.raises(PluginError, match="names a tuple, not a callable"):
+        make_env("box")
+    with pytest.raises(PluginError, match="RuntimeError: the provider's client is not configured"):
+        make_backbone("failing:x")
+    with pytest.raises(EnvSpecError, match="has no variants"):  # the plugin's own error passes as it is
+        make_env("lamps/big")
