@@ -625,6 +625,15 @@ class LearnactLearner:
                 )
             previous_problems = parsed.problems
         final = attempts[-1][1]
+        kept = {a.name for a in final.actions}
+        for name, version in list(latest.items()):  # a function an earlier answer had and the last one left out
+            if name not in kept and version.dropped is None:
+                latest[name] = self._version(
+                    name, version.code, description=version.description, example=version.example,
+                    notes=version.notes, origin=Origin.validated_fix, parent=version.version,
+                    call_id=attempts[-1][0], feedback=version.feedback, verdict=version.verdict, round=round_,
+                    dropped=f"the model's last answer ({attempts[-1][0]}) left {name} out (renamed or removed)",
+                )  # fmt: skip
         return {a.name: latest[a.name].version for a in final.actions if a.name not in final.problems}
 
     def _write(

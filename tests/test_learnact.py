@@ -327,6 +327,22 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
+def test_a_function_the_fixed_answer_leaves_out_is_dropped_with_the_reason(tmp_path: Path) -> None:
+    only_one = FIXED[: FIXED.index("def clear_block")].rstrip() + "\n```"  # the fix renames nothing, drops one
+    with ScriptedServer(responder=StandIn(fix=only_one)) as server:
+        learn(server, tmp_path / "run", cache=None, rounds=0)
+    library = Library.open_existing(tmp_path / "run" / "library")
+    clear = library.versions("clear_block")
+    assert [(v.origin, v.parent, v.call_id) for v in clear] == [
+        (Origin.created, None, "create/s0/t0"), (Origin.validated_fix, 1, "create/s0/t1"),
+    ]  # fmt: skip
+    assert clear[-1].code == clear[0].code
+    assert clear[-1].dropped == "the model's last answer (create/s0/t1) left clear_block out (renamed or removed)"
+    assert "clear_block" not in library.selected()
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
 def test_a_function_that_still_fails_after_every_fix_is_dropped_with_the_reason(tmp_path: Path) -> None:
     still_importing = BUGGY.replace("    return int(top)\n", "")  # clear_block keeps its `import os`
     with ScriptedServer(responder=StandIn(fix=still_importing)) as server:
