@@ -225,8 +225,8 @@ ModelOption = Annotated[
     Optional[str],
     typer.Option(
         "--model",
-        help=f"model of a model method (a server's model or Azure deployment); '{LOCAL}' runs one in process "
-        f"(default: {DEFAULT_SERVER_MODEL} when an API key is set)",
+        help=f"model of a model method (a server's model or Azure deployment); '{LOCAL}' runs one in process; "
+        f"PROVIDER:MODEL a provider plugin's (default: {DEFAULT_SERVER_MODEL} when an API key is set)",
     ),
 ]
 ModelPathOption = Annotated[
