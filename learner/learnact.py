@@ -335,19 +335,39 @@ def called_names(code: str, names: Iterable[str]) -> list[str]:
 
 def combines_actions(action: ParsedAction, callable_names: Iterable[str]) -> bool:
     """Whether the function calls primitives (or other actions) at least twice: two call sites, or one in a
-    loop."""
+    loop. Statements after a ``return``, ``raise``, ``break`` or ``continue`` in the same block never run, so
+    their calls do not count (``return Pickup(b)`` then ``return Putdown(b)`` calls one primitive)."""
     wanted = set(callable_names)
-    tree = ast.parse(action.code)
-    sites = 0
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.For, ast.While)):
-            if any(
-                isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in wanted for n in ast.walk(node)
-            ):
-                return True
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in wanted:
-            sites += 1
-    return sites >= 2
+
+    def calls_in(node: ast.AST) -> int:
+        return sum(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in wanted for n in ast.walk(node)
+        )
+
+    def sites(statements: list[ast.stmt]) -> int:
+        count = 0
+        for statement in statements:
+            if isinstance(statement, (ast.For, ast.AsyncFor, ast.While)) and calls_in(statement):
+                return 2  # one call site in a loop runs again and again
+            nested = [getattr(statement, field, None) for field in ("body", "orelse", "finalbody", "handlers")]
+            blocks = [block for block in nested if isinstance(block, list) and block]
+            if blocks and not isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                own = [n for n in ast.iter_child_nodes(statement) if not isinstance(n, (ast.stmt, ast.excepthandler))]
+                count += sum(calls_in(n) for n in own)
+                count += max(sites(_statements(block)) for block in blocks)
+            else:
+                count += calls_in(statement)
+            if isinstance(statement, (ast.Return, ast.Raise, ast.Break, ast.Continue)):
+                break  # what follows in this block never runs
+        return count
+
+    functions = [n for n in ast.parse(action.code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return any(sites(function.body) >= 2 for function in functions)
+
+
+def _statements(block: list) -> list[ast.stmt]:
+    """A block's statements; an ``except`` handler's are its body."""
+    return [s for item in block for s in (item.body if isinstance(item, ast.excepthandler) else [item])]
 
 
 @dataclass(frozen=True)

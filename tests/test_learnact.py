@@ -30,8 +30,10 @@ from learnact.envs import INVALID_ACTION, EnvSpec
 from learnact.learner.learnact import (
     CallView,
     LearnactConfig,
+    ParsedAction,
     StepView,
     Trajectory,
+    combines_actions,
     parse_actions,
     parse_improvement,
     score_trajectories,
@@ -166,6 +168,22 @@ def test_one_broken_function_does_not_hide_the_others() -> None:
     assert parsed.problems["broken"].text == (
         "line 3: SyntaxError: expected an indented block after function definition on line 1"
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "combines"),
+    [
+        ("    Pickup(b)\n    return Putdown(b)\n", True),
+        ("    return Pickup(b)\n    return Putdown(b)\n", False),  # the second call never runs (seen on Qwen 1.5B)
+        ("    for x in b:\n        Pickup(x)\n", True),  # one call site in a loop
+        ("    if b:\n        Pickup(b)\n    else:\n        Putdown(b)\n", False),  # one primitive either way
+        ("    seen = Pickup(b)\n    if 'not' in seen:\n        return seen\n    return Stack(b, 'a')\n", True),
+        ("    if Pickup(b):\n        Putdown(b)\n", True),
+    ],
+)
+def test_a_learned_action_must_run_at_least_two_primitive_calls(body: str, combines: bool) -> None:
+    action = ParsedAction("f", f"def f(b):\n{body}", "does it", "f('b1')")
+    assert combines_actions(action, PRIMITIVES) is combines
 
 
 def test_an_optimise_answer_is_a_plan_or_an_update() -> None:
