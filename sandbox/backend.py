@@ -14,7 +14,6 @@ A new backend (a Kubernetes pod, a microVM) is one module with a :class:`Backend
 from __future__ import annotations
 
 import importlib
-import os
 from abc import ABC, abstractmethod
 
 from learnact.sandbox.config import BackendName, SandboxConfig
@@ -73,14 +72,3 @@ def open_backend(config: SandboxConfig) -> Backend:
         backend.close()
         raise
     return backend
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id runs (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

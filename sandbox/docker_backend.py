@@ -23,7 +23,8 @@ import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound, create_api_error_from_http_exception
 from docker.types import LogConfig, Ulimit
 
-from learnact.sandbox.backend import Backend, process_alive
+from learnact.actions.processes import process_alive
+from learnact.sandbox.backend import Backend
 from learnact.sandbox.config import CONTAINER_LABEL, SandboxConfig
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 

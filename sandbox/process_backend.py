@@ -44,7 +44,8 @@ from pathlib import Path
 import RestrictedPython
 
 from learnact.actions import policy
-from learnact.sandbox.backend import Backend, process_alive
+from learnact.actions.processes import process_alive
+from learnact.sandbox.backend import Backend
 from learnact.sandbox.config import SandboxConfig
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.processes import process_alive
 
 from .model import Atom, Domain, Problem
 
@@ -92,16 +93,6 @@ _swept = False
 _sweep_lock = threading.Lock()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_stale_workdirs(root: str | None = None) -> int:
     """Remove the planner folders whose owning process no longer runs; return how many."""
     removed = 0
@@ -119,7 +110,7 @@ def sweep_stale_workdirs(root: str | None = None) -> int:
                 continue
             owner = entry.name[len(WORKDIR_PREFIX) :].split("-", 1)[0]
             if owner.isdigit():
-                stale = int(owner) != os.getpid() and not _pid_alive(int(owner))
+                stale = int(owner) != os.getpid() and not process_alive(int(owner))
             else:
                 stale = time.time() - entry.stat(follow_symlinks=False).st_mtime > LEGACY_STALE_AFTER_S
         except OSError as exc:
