@@ -288,7 +288,6 @@ def run_learnact(
 
     :raises RunDirBusy: when another process holds ``out``.
     :raises RunDirError: when ``out`` holds another run, or cannot be read or written.
-    :raises LearnerError: when no candidate set passed validation.
     :raises LibraryError: when the library cannot be written.
     :raises LLMError: when the learner model gives no answer (rerunning retries).
     :raises SandboxUnavailable: when the sandbox cannot start.

@@ -26,7 +26,6 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions import check
-from learnact.actions.errors import LearnactError
 from learnact.actions.library import (
     ACTION_NAME,
     ActionVersion,
@@ -56,10 +55,6 @@ MAX_SHOWN_CALL_CHARS = 400  # one primitive sub-step as shown to the model
 ScoreTerm = Literal["step_correction", "call_ratio", "success"]
 Style = Literal["compose", "decompose"]
 HistoryView = Literal["last", "full"]
-
-
-class LearnerError(LearnactError):
-    """Learning cannot go on: the message says why (e.g. no candidate set passed validation)."""
 
 
 class LearnactConfig(BaseModel):
@@ -535,7 +530,6 @@ class LearnactLearner:
     def run(self) -> dict[str, int]:
         """Learn (continuing from ``state``); the selected set, also selected in the library.
 
-        :raises LearnerError: when no candidate set passed validation.
         :raises LLMError: from ``ask`` or ``run_tasks`` when the model gives no answer.
         :raises LibraryError: when the library cannot be written.
         :raises SandboxUnavailable: when the sandbox cannot start.
@@ -551,12 +545,12 @@ class LearnactLearner:
         if 0 not in state.candidates:
             state.candidates[0] = _unique([c for _, c in sorted(state.created.items()) if c])
             self.save(state)
-        if not state.candidates[0]:
-            raise LearnerError(
-                f"none of the {self.config.samples} candidate action sets passed validation",
-                "see why in the library's dropped versions and the run's call log; try more {samples} or another "
-                "{learner_model}",
-            )
+        if not state.candidates[0]:  # a result too (a weak model's): learning ends with no action kept
+            self.progress(f"none of the {self.config.samples} candidate action sets passed validation")
+            self.library.select({}, None, self.env_name)
+            state.selected = {}
+            self.save(state)
+            return state.selected
         round_ = max(len(state.rounds) - 1, 0)
         while True:
             if len(state.rounds) <= round_:

@@ -361,6 +361,18 @@ def test_a_function_the_fixed_answer_leaves_out_is_dropped_with_the_reason(tmp_p
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
+def test_learning_where_no_candidate_passes_validation_ends_with_no_action_kept(tmp_path: Path) -> None:
+    lines: list[str] = []
+    with ScriptedServer(responder=StandIn(fix=BUGGY)) as server:  # every fix repeats both failing functions
+        result = learn(server, tmp_path / "run", cache=None, progress=lines.append, rounds=0)
+    assert result.selected == {} and "none of the 1 candidate action sets passed validation" in lines
+    library = Library.open_existing(tmp_path / "run" / "library")
+    assert library.selected() == {} and all(library.versions(n)[-1].dropped for n in library.names())
+    assert learned_library(tmp_path / "run")[0].current().actions == ()  # finished: eval may use it
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
 def test_a_function_that_still_fails_after_every_fix_is_dropped_with_the_reason(tmp_path: Path) -> None:
     still_importing = BUGGY.replace("    return int(top)\n", "")  # clear_block keeps its `import os`
     with ScriptedServer(responder=StandIn(fix=still_importing)) as server:
