@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import append_synced, write_atomic
+from learnact.actions.files import AppendLog, read_bounded, write_atomic
 from learnact.actions.models import ActionSet, Finding, LearnedAction
 from learnact.actions.text import encodable, truncated
 
@@ -49,6 +49,7 @@ __all__ = [
     "CallOutcome",
     "CandidateScore",
     "Feedback",
+    "LearningProgress",
     "Library",
     "LibraryError",
     "Origin",
@@ -66,6 +67,9 @@ ACTION_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,99}$"  # a Python identifier that is als
 MAX_FEEDBACK_BYTES = 64_000  # a traceback, the findings, a trajectory excerpt: each bounded when stored
 MAX_OUTCOME_TEXT_BYTES = 16_000  # an outcome's error, the agent's line, each primitive sub-step
 MAX_PRIMITIVE_STEPS = 200
+MAX_MANIFEST_BYTES = 10_000_000
+MAX_CODE_BYTES = 1_000_000  # a version's .py file (the checker refuses code over 100 000 characters)
+MAX_LOG_BYTES = {VERSIONS: 256 << 20, OUTCOMES: 1 << 30, ROUNDS: 256 << 20}  # each JSONL file, read whole
 
 
 class LibraryError(LearnactError):
@@ -207,6 +211,22 @@ class RoundRecord(BaseModel):
     rolled_back: bool = False  # the round's best was lower than the previous best: the previous one kept
 
 
+class LearningProgress(BaseModel):
+    """Where the learning run writing a library stood when it last selected: a selection made before the
+    run finished is the best set so far, not the result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    finished: bool
+    round: int = Field(ge=0)  # the last round scored (0: the created candidates)
+    rounds: int = Field(ge=0)  # the optimisation rounds the run was asked for
+
+    def describe(self) -> str:
+        if self.finished:
+            return f"learning finished ({self.rounds} optimisation rounds)"
+        return f"learning not finished (round {self.round} of {self.rounds})"
+
+
 class _Manifest(BaseModel):
     """``library.json``."""
 
@@ -216,6 +236,7 @@ class _Manifest(BaseModel):
     env: str
     selected: dict[str, int]
     score: float | None = None
+    learning: LearningProgress | None = None  # None: written by hand, or by a learnact before it was kept
 
 
 Record = TypeVar("Record", bound=BaseModel)
@@ -242,11 +263,6 @@ def _sha256(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8")).hexdigest()
 
 
-def _complete_lines(data: bytes) -> list[bytes]:
-    """The complete lines of a JSONL file's bytes; a torn last line (no newline: a killed write) is left out."""
-    return data.split(b"\n")[:-1]
-
-
 class Library:
     """A library folder (see the module docstring); every write atomic. ``Library(path)`` opens it, creating
     the folder on the first write; :meth:`open_existing` opens one that must already exist.
@@ -254,13 +270,20 @@ class Library:
     One process writes a library at a time (the learning run that owns its run directory); its writes are
     serialised by a lock, so scoring threads may record outcomes together. Readers see what was written
     when they first read the versions (a new Library sees later writes).
+
+    ``root`` is the folder the user named (the library itself, or the run folder holding it): no link below
+    it is followed, by reads or writes (:mod:`learnact.actions.files`). A version whose code does not match
+    its sha256 is refused when read.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = Path(path)
+        self.root = self.path if root is None else Path(root)
         self._lock = threading.RLock()
         self._versions: dict[str, list[ActionVersion]] | None = None
-        self._repaired: set[str] = set()  # JSONL files whose torn last line this instance cut off
+        self._logs = {
+            file: AppendLog(self.path / file, root=self.root, max_bytes=limit) for file, limit in MAX_LOG_BYTES.items()
+        }
 
     # --- opening ---------------------------------------------------------------------------------------
 
@@ -281,7 +304,7 @@ class Library:
             raise LibraryError(
                 path, f"{path} is not an action library (it has no {MANIFEST} nor {VERSIONS})", _WHERE_REMEDY
             )
-        library = cls(found)
+        library = cls(found, root=path)
         library._manifest()
         library._all_versions()
         library.outcomes()
@@ -293,7 +316,7 @@ class Library:
         """The library folder at ``path``: ``path`` itself or its ``library/`` (a learning run's folder); None
         when neither holds a library."""
         for candidate in (Path(path), Path(path) / RUN_LIBRARY):
-            if (candidate / MANIFEST).is_file() or (candidate / VERSIONS).is_file():
+            if any(os.path.lexists(candidate / name) for name in (MANIFEST, VERSIONS)):
                 return candidate
         return None
 
@@ -351,7 +374,7 @@ class Library:
                 )
             except ValidationError as exc:
                 raise LibraryError(self.path, f"invalid version of action {name!r}: {_first_error(exc)}") from None
-            self._write(self._code_path(name, number), lambda target: write_atomic(target, code))
+            self._write(self._code_path(name, number), lambda target: write_atomic(target, code, root=self.root))
             self._append(VERSIONS, [version])
             self._all_versions().setdefault(name, []).append(version)
             return version
@@ -442,17 +465,20 @@ class Library:
 
     # --- the selected set --------------------------------------------------------------------------------
 
-    def select(self, actions: Mapping[str, int], score: float | None, env: str) -> None:
-        """Make ``{name: version}`` the selected set (scored ``score`` on ``env``): ``library.json``, atomic.
+    def select(
+        self, actions: Mapping[str, int], score: float | None, env: str, learning: LearningProgress | None = None
+    ) -> None:
+        """Make ``{name: version}`` the selected set (scored ``score`` on ``env``, at the point ``learning``
+        of its learning run): ``library.json``, atomic.
 
         :raises LibraryError: for a name or version the library does not have, or when it cannot be written.
         """
         with self._lock:
             for name, version in actions.items():
                 self.get(name, version)
-            manifest = _Manifest(env=env, selected=dict(actions), score=score)
+            manifest = _Manifest(env=env, selected=dict(actions), score=score, learning=learning)
             text = manifest.model_dump_json(indent=2) + "\n"
-            self._write(self.path / MANIFEST, lambda target: write_atomic(target, text))
+            self._write(self.path / MANIFEST, lambda target: write_atomic(target, text, root=self.root))
 
     def selected(self) -> dict[str, int]:
         """The selected ``{name: version}`` (empty before the first :meth:`select`).
@@ -461,6 +487,14 @@ class Library:
         """
         manifest = self._manifest()
         return dict(manifest.selected) if manifest else {}
+
+    def learning(self) -> LearningProgress | None:
+        """Where the learning run stood at the last selection; None when the library does not say.
+
+        :raises LibraryError: when ``library.json`` cannot be read or is invalid.
+        """
+        manifest = self._manifest()
+        return manifest.learning if manifest else None
 
     def env(self) -> str | None:
         """The environment the selected set was scored on (None before the first :meth:`select`).
@@ -496,6 +530,26 @@ class Library:
         """
         return self._code_path(name, version)
 
+    def verify_code_file(self, name: str, version: int) -> None:
+        """Check that ``code/<name>/v<N>.py``, what a reviewer opens, is the code recorded (and hashed) in
+        ``versions.jsonl``, which is what runs.
+
+        :raises LibraryError: when the file is missing, unreadable, refused (a link, not a regular file, too
+            large) or differs from the recorded code.
+        """
+        recorded = self.get(name, version)
+        path = self._code_path(name, version)
+        try:
+            text = read_bounded(path, MAX_CODE_BYTES, root=self.root).decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise self._unreadable(path, exc) from None
+        if text != recorded.code:
+            raise LibraryError(
+                self.path,
+                f"{path} differs from the code of {name!r} v{version} recorded in {VERSIONS} (what runs)",
+                "restore the library from its source, or learn it again",
+            )
+
     def _code_path(self, name: str, version: int) -> Path:
         if not isinstance(name, str) or not re.fullmatch(ACTION_NAME, name):
             raise LibraryError(
@@ -506,7 +560,7 @@ class Library:
     def _manifest(self) -> _Manifest | None:
         path = self.path / MANIFEST
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, MAX_MANIFEST_BYTES, root=self.root).decode("utf-8")
         except FileNotFoundError:
             return None
         except (OSError, UnicodeDecodeError) as exc:
@@ -538,6 +592,13 @@ class Library:
                             f"{self.path / VERSIONS}:{number} is version {version.version} of {version.name!r};"
                             f" the next one should be {len(existing) + 1}",
                         )
+                    if _sha256(version.code) != version.sha256:
+                        raise LibraryError(
+                            self.path,
+                            f"{self.path / VERSIONS}:{number}: the code of {version.name!r} v{version.version} does"
+                            " not match its sha256, so it was changed after it was recorded",
+                            "restore the library from its source, or learn it again",
+                        )
                     existing.append(version)
                 self._versions = loaded
             return self._versions
@@ -546,52 +607,26 @@ class Library:
         return [record for _, record in self._numbered(file, model)]
 
     def _numbered(self, file: str, model: type[Record]) -> list[tuple[int, Record]]:
-        path = self.path / file
+        log = self._logs[file]
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return []
+            lines = log.lines()
         except OSError as exc:
-            raise self._unreadable(path, exc) from None
+            raise self._unreadable(log.path, exc) from None
         records = []
-        for number, line in enumerate(_complete_lines(data), start=1):
+        for number, line in enumerate(lines, start=1):
             try:
                 records.append((number, model.model_validate_json(line)))
             except ValidationError as exc:
                 raise LibraryError(
-                    self.path, f"{path}:{number} is not {_RECORD_NAMES[model]} ({_first_error(exc)})"
+                    self.path, f"{log.path}:{number} is not {_RECORD_NAMES[model]} ({_first_error(exc)})"
                 ) from None
         return records
 
     def _append(self, file: str, records: Sequence[BaseModel]) -> None:
         """Append ``records`` as lines in one fsynced write; a failed write leaves no half line."""
-        path = self.path / file
         data = "".join(record.model_dump_json() + "\n" for record in records).encode("utf-8")
         with self._lock:
-
-            def append(target: Path) -> None:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-                try:
-                    end = os.lseek(fd, 0, os.SEEK_END)
-                    if file not in self._repaired:
-                        end = self._cut_torn_line(fd, end)
-                        self._repaired.add(file)
-                    append_synced(fd, data, end)
-                finally:
-                    os.close(fd)
-
-            self._write(path, append)
-
-    @staticmethod
-    def _cut_torn_line(fd: int, end: int) -> int:
-        """Cut a torn last line (left by a killed write) so the next line starts on its own; the new end."""
-        if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
-            return end
-        data = os.pread(fd, end, 0)
-        keep = data.rfind(b"\n") + 1
-        os.ftruncate(fd, keep)
-        return keep
+            self._write(self.path / file, lambda _: self._logs[file].append(data))
 
     def _write(self, path: Path, write: Callable[[Path], None]) -> None:
         try:

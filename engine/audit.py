@@ -29,7 +29,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from learnact.actions.files import write_atomic
-from learnact.actions.library import ActionVersion, CallOutcome, Library, RoundRecord
+from learnact.actions.library import ActionVersion, CallOutcome, LearningProgress, Library, RoundRecord
 from learnact.actions.text import visible
 from learnact.engine.cli_common import shown
 from learnact.engine.rundir import describe_os_error
@@ -82,8 +82,15 @@ class Audit(BaseModel):
     library: str
     env: str | None
     score: float | None
+    learning: LearningProgress | None  # None: the library does not say
     actions: list[ActionAudit]
     rounds: list[RoundRecord]
+
+    def selection(self) -> str:
+        """What the selected set is: the result, or the best set so far of a run that has not finished."""
+        if self.learning is not None and not self.learning.finished:
+            return f"the set selected so far ({self.learning.describe()})"
+        return "the selected set"
 
 
 def build_audit(path: Path) -> Audit:
@@ -100,6 +107,7 @@ def build_audit(path: Path) -> Audit:
         counts: Counter[tuple[int, str, bool]] = Counter((o.version, o.phase, o.ok) for o in calls)
         versions = []
         for version in library.versions(name):
+            library.verify_code_file(name, version.version)  # the page shows the recorded code: it must be the file's
             change = library.diff(name, version.parent, version.version) if version.parent is not None else ""
             phases = {
                 phase: CallCounts(
@@ -115,7 +123,12 @@ def build_audit(path: Path) -> Audit:
             )
         actions.append(ActionAudit(name=name, selected=selected.get(name), versions=versions, outcomes=calls))
     return Audit(
-        library=str(library.path), env=library.env(), score=library.score(), actions=actions, rounds=library.rounds()
+        library=str(library.path),
+        env=library.env(),
+        score=library.score(),
+        learning=library.learning(),
+        actions=actions,
+        rounds=library.rounds(),
     )
 
 
@@ -202,7 +215,7 @@ def print_audit(audit: Audit, console: Console) -> None:
     score = "not scored" if audit.score is None else f"{audit.score:.3f}"
     console.print(
         f"[bold]Audit of {shown(audit.library)}[/bold]  env: {shown(audit.env or 'not selected yet')}  "
-        f"selected set's score: {score}",
+        f"{audit.selection()}'s score: {score}",
         soft_wrap=True,
     )
     if audit.rounds:
@@ -463,7 +476,7 @@ def audit_html(audit: Audit) -> str:
     score = "not scored" if audit.score is None else f"{audit.score:.3f}"
     body = [
         f"<h1>Audit of the action library {h(audit.library)}</h1>",
-        f'<p class="meta">environment {h(audit.env or "not selected yet")} · selected set\'s score {score} · '
+        f'<p class="meta">environment {h(audit.env or "not selected yet")} · {h(audit.selection())}\'s score {score} · '
         f"{len(audit.actions)} actions · {sum(len(a.versions) for a in audit.actions)} versions · "
         f"{len(audit.rounds)} rounds</p>",
         HOW_TO_READ,

@@ -77,13 +77,14 @@ def list_actions(directory: DirArgument, json_output: JsonOption = False) -> Non
             shown_version = versions[selected[name] - 1] if name in selected else versions[-1]
             outcomes = library.outcomes(name)
             rows.append((name, shown_version, len(versions), outcomes))
-        env, score = library.env(), library.score()
+        env, score, learning = library.env(), library.score(), library.learning()
     if json_output:
         return _json(
             {
                 "library": str(library.path),
                 "env": env,
                 "score": score,
+                "learning": None if learning is None else learning.model_dump(),
                 "selected": selected,
                 "actions": [
                     {
@@ -101,8 +102,12 @@ def list_actions(directory: DirArgument, json_output: JsonOption = False) -> Non
         )
     console = _console()
     score_text = "not scored" if score is None else f"{score:.3f}"
+    stage = "" if learning is None else f"; {learning.describe()}"
     console.print(
-        shown(f"{library.path}: {len(names)} actions, {len(selected)} selected (env {env or '-'}, score {score_text})"),
+        shown(
+            f"{library.path}: {len(names)} actions, {len(selected)} selected (env {env or '-'}, score {score_text}"
+            f"{stage})"
+        ),
         soft_wrap=True,
     )
     table = Table()
@@ -252,6 +257,8 @@ def check_library(directory: Path, env: str | None, output_format: OutputFormat)
         chosen = [library.get(name, number) for name, number in selected.items()] or [
             library.versions(name)[-1] for name in library.names()
         ]
+        for version in chosen:  # what a reviewer opens must be what runs
+            library.verify_code_file(version.name, version.version)
         env = env or library.env()
         primitives = primitive_specs(env) if env else []
     names = [version.name for version in chosen]

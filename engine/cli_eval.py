@@ -142,6 +142,12 @@ def evaluate(
         Optional[Path],
         typer.Option(help="learnact: the learned action library (its folder, or the `learnact learn` run holding it)"),
     ] = None,
+    interim: Annotated[
+        bool,
+        typer.Option(
+            "--interim", help="learnact: evaluate the set a learning run that has not finished selected so far"
+        ),
+    ] = False,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     pddl_domain: PddlDomainOption = None,
     pddl_problems: Annotated[
@@ -185,7 +191,7 @@ def evaluate(
             no_cache=no_cache,
         )
     learned = learned_notes(method, notes, spec)
-    actions = learned_actions(method, library, spec)
+    actions = learned_actions(method, library, spec, interim)
     cores = os.cpu_count() or 1
     if executor is ExecutorName.local and workers > 2 * cores:
         err.print(

@@ -105,12 +105,15 @@ def show_library(result: LearnactResult, out: Path) -> None:
     )
 
 
-def learned_actions(method: Method, library: Path | None, env: EnvSpec) -> tuple[ActionSet, tuple[str, ...]] | None:
+def learned_actions(
+    method: Method, library: Path | None, env: EnvSpec, interim: bool = False
+) -> tuple[ActionSet, tuple[str, ...]] | None:
     """`learnact eval --library DIR`: the selected actions of the library in DIR (a library folder or the
     learning run holding one) and the training tasks of the run that learned them; None for another method.
+    ``interim``: the set selected so far by a learning run that has not finished.
 
     :raises typer.Exit: (the error printed, status USAGE) for learnact without a library, a library given to
-        another method, or a library that cannot be used.
+        another method, a library learned on another environment, or a library that cannot be used.
     """
     if method is not Method.learnact:
         if library is not None:
@@ -122,11 +125,15 @@ def learned_actions(method: Method, library: Path | None, env: EnvSpec) -> tuple
             f"{env.name} ...` first, then give its run directory as --library RUN"
         )
     with reported():
-        found, train = learned_library(library)
+        found, train = learned_library(library, interim)
     if found.env() not in (None, env.name):
-        err.print(
-            f"[yellow]warning:[/yellow] the library was learned on {shown(str(found.env()))}, not on {shown(env.name)}"
+        raise fail(
+            f"--library: the library was learned on {found.env()}, not on {env.name}; its actions call that"
+            " environment's primitives: give a library learned on this environment"
         )
+    progress = found.learning()
+    if progress is not None and not progress.finished:
+        err.print(f"[yellow]warning:[/yellow] evaluating the set selected so far: {progress.describe()}")
     actions = found.current()
     if not actions.actions:
         err.print(

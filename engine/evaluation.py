@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.executor import Executor, LocalExecutor
-from learnact.engine.llm import CALLS, Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
+from learnact.engine.llm import Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
 from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, RunSettings, Summary, episode_key
 from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
 from learnact.engine.splits import Split, split_tasks
@@ -177,7 +177,7 @@ def run_evaluation(
         on_start(len(wanted) - len(pending), len(wanted))
         log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(wanted), config.workers)
         recording = (
-            RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out / CALLS).append))
+            RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out).append))
             if backbone is not None and config.run.method.uses_model
             else None
         )

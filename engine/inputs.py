@@ -6,11 +6,12 @@ parsing, decoding or copying of a large input ever starts (a 50 MB file is refus
 
 from __future__ import annotations
 
-import os
+import errno
 import sys
 from pathlib import Path
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import read_bounded
 from learnact.actions.policy import MAX_CODE_CHARS
 
 STDIN = "-"
@@ -48,19 +49,15 @@ def read_code(path: str | Path, limit_chars: int = MAX_CODE_CHARS) -> str:
             return _universal_newlines(text)
     else:
         try:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                if size > limit_bytes:
-                    raise InputError(path, f"{label} is too large ({size} bytes): {limit}")
-                data = f.read(limit_bytes + 1)  # the size may lie (a growing file, /proc)
+            data = read_bounded(Path(path), limit_bytes)
         except FileNotFoundError:
             raise InputError(path, f"no such file: {label}") from None
         except IsADirectoryError:
             raise InputError(path, f"{label} is a directory", "give a Python file") from None
         except OSError as error:
-            raise InputError(path, f"cannot read {label}: {error.strerror}") from None
-        if len(data) > limit_bytes:
-            raise too_large
+            if error.errno == errno.EFBIG:
+                raise too_large from None
+            raise InputError(path, f"cannot read {label}: {error.strerror}", "give a Python file") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

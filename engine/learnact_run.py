@@ -14,14 +14,14 @@ had made are not made again (the state, and the response cache for a step cut sh
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from learnact.actions.files import write_atomic
+from learnact.actions.files import make_folders, write_atomic
 from learnact.actions.library import RUN_LIBRARY, Library, LibraryError
 from learnact.actions.models import ActionSet
 from learnact.engine.agents import call_code
@@ -36,7 +36,6 @@ from learnact.engine.agents.prompts import (
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import Executor
 from learnact.engine.llm import (
-    CALLS,
     Backbone,
     CallLog,
     ChatMessage,
@@ -46,7 +45,7 @@ from learnact.engine.llm import (
     RecordingBackbone,
 )
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
-from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error
+from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error, read_model
 from learnact.envs import Environment, EnvSpec, ResetInfo, make_env
 from learnact.learner.learnact import (
     Ask,
@@ -219,6 +218,10 @@ def scorer(
     def run_tasks(actions: ActionSet, round_: int, candidate: int) -> list[Trajectory]:
         settings = config.run.model_copy(update={"actions": actions})
         folder = out / SCORING / f"round-{round_}" / f"candidate-{candidate}"
+        try:
+            make_folders(out, folder)  # a planted link on the way is refused, not followed
+        except OSError as exc:
+            raise describe_os_error(exc, folder, "create") from None
         evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,), workers=workers)
         run_evaluation(evaluation, folder, on_episode=on_episode, backbone=backbone, prices=prices, executor=executor)
         latest = RunDir(folder).latest()
@@ -238,25 +241,13 @@ def scorer(
 
 
 def _read_state(path: Path) -> LearnState | None:
-    if not path.exists():
-        return None
-    try:
-        if path.stat().st_size > MAX_STATE_BYTES:
-            raise RunDirError(path.parent, f"{path} is too large to be a learning state", ANOTHER)
-        return LearnState.model_validate_json(path.read_bytes())
-    except ValidationError as exc:
-        raise RunDirError(path.parent, f"{path} is not a learning state ({exc.errors()[0]['msg']})", ANOTHER) from None
-    except OSError as exc:
-        raise describe_os_error(exc, path, "read") from None
+    return read_model(path, LearnState, MAX_STATE_BYTES, root=path.parent, what="a learning state")
 
 
 def _check_identity(out: Path, config: LearnactRunConfig) -> None:
     path = out / CONFIG
-    if path.exists():
-        try:
-            previous = LearnactRunConfig.model_validate_json(path.read_bytes())
-        except (ValidationError, OSError) as exc:
-            raise RunDirError(out, f"{path} is not a LearnAct run's config ({exc})", ANOTHER) from None
+    previous = read_model(path, LearnactRunConfig, MAX_STATE_BYTES, root=out, what="a LearnAct run's config")
+    if previous is not None:
         if previous != config:
             changed = [n for n in LearnactRunConfig.model_fields if getattr(previous, n) != getattr(config, n)]
             raise RunDirError(
@@ -266,9 +257,12 @@ def _check_identity(out: Path, config: LearnactRunConfig) -> None:
             )
     else:
         for name in (STATE, RUN_LIBRARY):
-            if (out / name).exists():
+            if os.path.lexists(out / name):
                 raise RunDirError(out, f"{out} holds {name} of a run without {CONFIG}", ANOTHER)
-        write_atomic(path, config.model_dump_json(indent=1) + "\n")
+        try:
+            write_atomic(path, config.model_dump_json(indent=1) + "\n", root=out)
+        except OSError as exc:
+            raise describe_os_error(exc, path, "write") from None
 
 
 def run_learnact(
@@ -292,7 +286,7 @@ def run_learnact(
     :raises LLMError: when the learner model gives no answer (rerunning retries).
     :raises SandboxUnavailable: when the sandbox cannot start.
     """
-    run_dir = RunDir(out)
+    run_dir = RunDir(out, command="learn")
     run_dir.lock()
     try:
         _check_identity(out, config)
@@ -301,12 +295,15 @@ def run_learnact(
         types = {t.id: t.type for t in env.tasks()}
         task_type = types[config.train[0]]
         prompts = LearnactPrompts(env, task_type, config.learnact, demonstration_text(env, task_type, config.train))
-        library = Library(out / RUN_LIBRARY)
-        recording = RecordingBackbone(learner or agent, Ledger(prices, sink=CallLog(out / CALLS).append))
+        library = Library(out / RUN_LIBRARY, root=out)
+        recording = RecordingBackbone(learner or agent, Ledger(prices, sink=CallLog(out).append))
         state_path = out / STATE
 
         def save(state: LearnState) -> None:
-            write_atomic(state_path, state.model_dump_json() + "\n")
+            try:
+                write_atomic(state_path, state.model_dump_json() + "\n", root=out)
+            except OSError as exc:
+                raise describe_os_error(exc, state_path, "write") from None
 
         with Sandbox(config.run.sandbox) as sandbox:
             learner_run = LearnactLearner(
@@ -366,32 +363,39 @@ def learnact_run_config(
 # --- using a learned library -------------------------------------------------------------------------------
 
 
-def learned_library(path: Path) -> tuple[Library, tuple[str, ...]]:
+def learned_library(path: Path, interim: bool = False) -> tuple[Library, tuple[str, ...]]:
     """`learnact eval --library DIR`: the library in DIR (a library folder, or the run folder holding one) and
     the training tasks of the run that learned it (empty when DIR is not inside such a run). A finished
     learning run that kept no action gives its library all the same (its agent has the primitives only:
-    that is what LearnAct achieved, and an evaluation of it is a result).
+    that is what LearnAct achieved, and an evaluation of it is a result). The selection of a run that has not
+    finished is the best set so far, refused unless ``interim`` asks for it.
 
-    :raises LibraryError: when DIR holds no readable library, or its learning has not finished (nothing selected
-        yet).
+    :raises LibraryError: when DIR holds no readable library, or its learning has not finished (and not
+        ``interim``).
     :raises RunDirError: when the learning run's state cannot be read.
     """
-    folder = path / RUN_LIBRARY if (path / RUN_LIBRARY).is_dir() else path
-    library = Library.open_existing(folder)
-    if not library.selected():
+    library = Library.open_existing(path)
+    folder = library.path
+    progress = library.learning()
+    if progress is None:  # a library that does not say: its run's state, else whether it was ever scored
         state = _read_state(folder.parent / STATE)
         finished = state.selected is not None if state is not None else library.score() is not None
-        if not finished:
-            raise LibraryError(
-                folder,
-                f"the library {folder} has no selected actions: its learning run has not finished",
-                "finish the learning run (rerun the same `learnact learn` command) or give another library",
-            )
+        where = "learning not finished"
+    else:
+        finished, where = progress.finished, progress.describe()
+    if not finished and not (interim and library.selected()):
+        raise LibraryError(
+            folder,
+            f"the library {folder} is not a result yet: {where}",
+            "finish the learning run (rerun the same `learnact learn` command), or give {interim} to evaluate the"
+            " set selected so far",
+        )
     train: tuple[str, ...] = ()
     config_path = folder.parent / CONFIG
-    if config_path.is_file():
-        try:
-            train = tuple(json.loads(config_path.read_text(encoding="utf-8")).get("train", ()))
-        except (OSError, ValueError, AttributeError):
-            log.warning("could not read the training tasks from %s", config_path)
+    try:
+        run_config = read_model(config_path, LearnactRunConfig, MAX_STATE_BYTES, root=folder.parent, what="a config")
+    except RunDirError as exc:
+        log.warning("could not read the training tasks: %s", exc)
+    else:
+        train = run_config.train if run_config is not None else ()
     return library, train

@@ -17,18 +17,18 @@ run (the next attempts depend on it); the same command retries it. The run direc
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import write_atomic
+from learnact.actions.files import read_bounded
 from learnact.engine.agents.prompts import domain_text, fill, primitives_text, template
 from learnact.engine.episode import run_episode
 from learnact.engine.executor import Worker, close_quietly
 from learnact.engine.llm import (
-    CALLS,
     Backbone,
     CallLog,
     ChatMessage,
@@ -40,7 +40,7 @@ from learnact.engine.llm import (
     Totals,
 )
 from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, Method, RunSettings, TokenUsage, episode_key
-from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error
+from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, ResetInfo
 from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Step, Trajectory, reflexion, shown_notes
@@ -137,19 +137,19 @@ def read_notes(run: Path) -> NotesFile:
 
     :raises NotesError: when there is none, or it cannot be read as one.
     """
-    path = run / NOTES if run.is_dir() else run
-    if not path.is_file():
-        raise NotesError(run, f"{run} holds no notes ({NOTES})", "give the run directory of a `learnact learn` run")
+    path, root = (run / NOTES, run) if run.is_dir() else (run, None)
     try:
-        if path.stat().st_size > MAX_NOTES_BYTES:
-            raise NotesError(run, f"{path} is too large to be a learning run's notes")
-        return NotesFile.model_validate_json(path.read_bytes())
+        return NotesFile.model_validate_json(read_bounded(path, MAX_NOTES_BYTES, root=root))
+    except FileNotFoundError:
+        raise NotesError(
+            run, f"{run} holds no notes ({NOTES})", "give the run directory of a `learnact learn` run"
+        ) from None
+    except OSError as exc:
+        raise NotesError(run, f"cannot read {path}: {exc.strerror or exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the file"
         raise NotesError(run, f"{path} is not a learning run's notes ({where}: {first['msg']})") from None
-    except OSError as exc:
-        raise NotesError(run, describe_os_error(exc, path, "read").message) from None
 
 
 def notes_for(run: Path, env: EnvSpec, method: Method) -> NotesFile:
@@ -209,7 +209,7 @@ def _previous_config(run_dir: RunDir) -> ReflexionConfig | None:
 
 
 def _written_notes(out: Path) -> tuple[Note, ...]:
-    if not (out / NOTES).exists():
+    if not os.path.lexists(out / NOTES):
         return ()
     try:
         return read_notes(out).notes
@@ -219,7 +219,7 @@ def _written_notes(out: Path) -> tuple[Note, ...]:
 
 def _usage(out: Path) -> TokenUsage:
     totals = Totals()
-    for record in CallLog(out / CALLS).read():
+    for record in CallLog(out).read():
         totals.add(record)
     return TokenUsage.model_validate(totals.model_dump(include=set(TokenUsage.model_fields)))
 
@@ -246,7 +246,7 @@ def run_reflexion(
     if not settings.method.reflects or settings.model is None:
         raise LearnactError(f"the method {settings.method.value} does not learn by reflection with a model")
     model = settings.model
-    run_dir = RunDir(out)
+    run_dir = RunDir(out, command="learn")
     run_dir.lock()
     try:
         try:
@@ -268,11 +268,11 @@ def run_reflexion(
                 )
             run_dir.write_config(config)
             if split is not None:
-                write_atomic(out / SPLIT, split.model_dump_json(indent=2) + "\n")
+                run_dir.write(SPLIT, split)
             written = _written_notes(out)
             _write_notes(out, config, written, complete=False)  # an unfinished run says so from the start
             types = {t.id: t.type for t in worker.env.tasks()}
-            calls = CallLog(out / CALLS)
+            calls = CallLog(out)
             attempts: dict[str, list[EpisodeRecord]] = {}
             for record in run_dir.finished():
                 if record.status not in RETRIED:
@@ -379,10 +379,7 @@ def _write_notes(out: Path, config: ReflexionConfig, notes: tuple[Note, ...], co
         notes=notes,
         complete=complete,
     )
-    try:
-        write_atomic(out / NOTES, record.model_dump_json(indent=2) + "\n")
-    except OSError as exc:
-        raise describe_os_error(exc, out / NOTES, "write") from None
+    RunDir(out).write(NOTES, record)
 
 
 __all__ = [

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import write_atomic
-from learnact.actions.library import MANIFEST, RUN_LIBRARY, VERSIONS, Library, LibraryError, RoundRecord
+from learnact.actions.files import read_bounded, write_atomic
+from learnact.actions.library import RUN_LIBRARY, LearningProgress, Library, LibraryError, RoundRecord
 from learnact.actions.text import visible
 from learnact.engine.evaluation import EvalConfig, RunSplits
 from learnact.engine.learnact_run import CONFIG as LEARN_CONFIG
@@ -133,6 +133,7 @@ class LearningCurve(BaseModel):
     env: str | None
     rounds: list[RoundRecord]
     usage: TokenUsage | None = None  # the learning run's model calls (learner and scoring agent); None: unknown
+    learning: LearningProgress | None = None  # where the learning run stood; None: the library does not say
 
 
 class Report(BaseModel):
@@ -163,9 +164,7 @@ def _read_json(path: Path, name: str, model: type[BaseModelT], remedy: str) -> B
     """``path / name`` validated as ``model``, refused when too large, unreadable or invalid."""
     file = path / name
     try:
-        if file.stat().st_size > MAX_SUMMARY_BYTES:
-            raise ReportError(path, f"{file} is larger than {MAX_SUMMARY_BYTES} bytes: not a run's {name}", remedy)
-        data = file.read_bytes()
+        data = read_bounded(file, MAX_SUMMARY_BYTES, root=path)
     except OSError as exc:
         raise ReportError(path, f"cannot read {file}: {exc.strerror or exc}") from None
     try:
@@ -257,19 +256,19 @@ def _close(stated: float, computed: float) -> bool:
 def _learning_curve(path: Path) -> LearningCurve | None:
     """The learning rounds of the library of a learning run folder (or of a library folder itself); None when
     ``path`` holds no library."""
-    places = (path / name for name in (".", RUN_LIBRARY))
-    if not any((place / MANIFEST).is_file() or (place / VERSIONS).is_file() for place in places):
+    if Library.found_at(path) is None:
         return None
     try:
         library = Library.open_existing(path)
-        rounds, env = library.rounds(), library.env()
+        rounds, env, learning = library.rounds(), library.env(), library.learning()
     except LibraryError as exc:
         raise ReportError(path, exc.message, exc.remedy or RUN_REMEDY) from None
     for record in rounds:
         scores = [record.best_score, *(c.score for c in record.candidates)]
         if not all(math.isfinite(score) for score in scores):
             raise ReportError(path, f"round {record.round} of the library {library.path} has a non-finite score")
-    return LearningCurve(library=str(library.path), env=env, rounds=rounds, usage=_learning_usage(library.path))
+    usage = _learning_usage(library.path)
+    return LearningCurve(library=str(library.path), env=env, rounds=rounds, usage=usage, learning=learning)
 
 
 def _learning_usage(library: Path) -> TokenUsage | None:
@@ -284,11 +283,9 @@ def _learning_usage(library: Path) -> TokenUsage | None:
     totals = Totals()
     for log in [run / CALLS, *sorted((run / SCORING).rglob(CALLS))]:
         try:
-            records = CallLog(log).read()
-        except OSError as exc:
-            raise ReportError(run, f"cannot read {log}: {exc.strerror or exc}") from None
-        except ValidationError as exc:
-            raise ReportError(run, f"{log} holds a line that is not a model call ({_first_error(exc)})") from None
+            records = CallLog(log.parent).read()
+        except RunDirError as exc:
+            raise ReportError(run, exc.message, exc.remedy) from None
         for record in records:
             totals.add(record)
     return TokenUsage(**totals.model_dump(include=set(TokenUsage.model_fields)))
@@ -470,7 +467,14 @@ def build_report(paths: Sequence[Path]) -> Report:
         if len(task_sets) > 1:
             warnings.append(f"{column}: the methods were run on different tasks (compare with care)")
     for curve in curves:
-        if not curve.rounds:
+        if curve.learning is not None and not curve.learning.finished:
+            warnings.append(f"{curve.library}: {curve.learning.describe()}; its selected set is the best so far")
+        elif not curve.rounds and curve.learning is not None:
+            warnings.append(
+                f"{curve.library}: learning finished without a scored round: no candidate action set passed"
+                " validation, so no action was kept (see `learnact audit` for why each was dropped)"
+            )
+        elif not curve.rounds:
             warnings.append(f"{curve.library}: no learning round recorded yet")
     return Report(
         benchmark=families[0] if families else None, columns=columns, rows=rows, learning=curves, warnings=warnings

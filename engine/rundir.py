@@ -18,13 +18,14 @@ import fcntl
 import json
 import logging
 import os
-import threading
+import re
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import append_synced, write_atomic
+from learnact.actions.files import AppendLog, open_regular, read_bounded, write_atomic
 from learnact.engine.records import EpisodeRecord
 
 CONFIG = "config.json"
@@ -33,8 +34,11 @@ SUMMARY = "summary.json"
 SPLITS = "splits.json"
 LOCK = ".lock"
 MAX_CONFIG_BYTES = 50_000_000
+MAX_EPISODES_BYTES = 1 << 30  # episodes.jsonl: every record of every episode of a run
+MAX_LOCK_BYTES = 64
 ANOTHER = "use another {out}"  # the remedy when a run directory is not this run's to use
 log = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class RunDirError(LearnactError):
@@ -46,14 +50,14 @@ class RunDirError(LearnactError):
 
 
 class RunDirBusy(RunDirError):
-    """Another process, ``pid`` (None when it did not say), holds the run directory's lock."""
+    """Another process, ``pid`` running ``command`` (None when it did not say), holds the run directory's lock."""
 
-    def __init__(self, path: Path, pid: int | None) -> None:
-        self.pid = pid
+    def __init__(self, path: Path, pid: int | None, command: str | None = None) -> None:
+        self.pid, self.command = pid, command
         holder = "unknown" if pid is None else str(pid)
         super().__init__(
             path,
-            f"{path} is in use by another learnact eval (pid {holder})",
+            f"{path} is in use by another learnact {command or 'process'} (pid {holder})",
             "wait for it to finish or " + ANOTHER,
         )
 
@@ -67,12 +71,30 @@ def describe_os_error(exc: OSError, path: Path, doing: str) -> RunDirError:
     return RunDirError(path, f"cannot {doing} {where}: {reason}")
 
 
+def read_model(path: Path, model: type[ModelT], max_bytes: int, *, root: Path, what: str) -> ModelT | None:
+    """The file ``path`` (below the run folder ``root``, read as :func:`read_bounded` does) validated as
+    ``model``; None when it does not exist. ``what`` names the record in errors ("a learning state").
+
+    :raises RunDirError: when it cannot be read, is refused, too large, or is not ``what``.
+    """
+    try:
+        data = read_bounded(path, max_bytes, root=root)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise describe_os_error(exc, path, "read") from None
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        raise RunDirError(root, f"{path} is not {what} ({exc.errors()[0]['msg']})", ANOTHER) from None
+
+
 class RunDir:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
+    def __init__(self, path: Path, command: str = "eval") -> None:
+        self.path, self.command = path, command
         self._lock_file: int | None = None
         self._created = False
+        self._episodes = AppendLog(path / EPISODES, root=path, max_bytes=MAX_EPISODES_BYTES)
 
     def check_usable(self) -> None:
         """Refuse, without writing anything, a path that cannot be a run directory.
@@ -92,35 +114,50 @@ class RunDir:
                 break
 
     def lock(self) -> None:
-        """Take the run directory for this process (creating it).
+        """Take the run directory for this process (creating it). ``.lock`` names the holder (pid and command);
+        an existing one is reused only when it is a regular file holding nothing but such a line, so the lock
+        never truncates a file it did not create.
 
-        :raises RunDirBusy: when another process holds it (naming the holder's pid).
+        :raises RunDirBusy: when another process holds it (naming the holder's pid and command).
         :raises RunDirError: when it cannot be used, created or locked.
         """
         self.check_usable()
+        path = self.path / LOCK
         try:
             if not self.path.is_dir():
                 self.path.mkdir(parents=True)
                 self._created = True
-            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._open_lock(path)
         except OSError as exc:
             raise describe_os_error(exc, self.path, "create the run directory") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 64).decode("ascii", "replace").strip()
+            pid, command = _holder(os.pread(fd, MAX_LOCK_BYTES, 0))
             os.close(fd)
-            raise RunDirBusy(self.path, int(holder) if holder.isdigit() else None) from None
+            raise RunDirBusy(self.path, pid, command) from None
         except OSError as exc:
             os.close(fd)
             raise describe_os_error(exc, self.path, "lock the run directory") from None
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {self.command}\n".encode(), 0)
         except OSError as exc:
             os.close(fd)
-            raise describe_os_error(exc, self.path / LOCK, "write") from None
+            raise describe_os_error(exc, path, "write") from None
         self._lock_file = fd
+
+    def _open_lock(self, path: Path) -> int:
+        try:
+            return open_regular(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, root=self.path)
+        except FileExistsError:
+            pass
+        fd = open_regular(path, os.O_RDWR, root=self.path)
+        content = os.pread(fd, MAX_LOCK_BYTES + 1, 0)
+        if content and _holder(content) == (None, None):
+            os.close(fd)
+            raise OSError(errno.EEXIST, "it is not a learnact lock file (remove it, or use another folder)", str(path))
+        return fd
 
     def unlock(self, discard_if_unused: bool = False) -> None:
         """Release the lock. With ``discard_if_unused``, a directory this process created and never
@@ -142,12 +179,10 @@ class RunDir:
         :raises RunDirError: when it cannot be read, is too large, or is not a JSON object.
         """
         config_path = self.path / CONFIG
-        if not config_path.exists():
-            return None
         try:
-            if config_path.stat().st_size > MAX_CONFIG_BYTES:
-                raise RunDirError(self.path, f"{config_path} is too large to be a run's config", ANOTHER)
-            previous = json.loads(config_path.read_text(encoding="utf-8"))
+            previous = json.loads(read_bounded(config_path, MAX_CONFIG_BYTES, root=self.path))
+        except FileNotFoundError:
+            return None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunDirError(self.path, f"{config_path} is not valid JSON ({exc})", ANOTHER) from None
         except OSError as exc:
@@ -156,37 +191,41 @@ class RunDir:
             raise RunDirError(self.path, f"{config_path} is not a run's config (not a JSON object)", ANOTHER)
         return previous
 
+    def write(self, name: str, record: BaseModel) -> None:
+        """Replace the file ``name`` of the run directory by ``record`` as JSON, atomically.
+
+        :raises RunDirError: when it cannot be written.
+        """
+        try:
+            write_atomic(self.path / name, record.model_dump_json(indent=2) + "\n", root=self.path)
+        except OSError as exc:
+            raise describe_os_error(exc, self.path / name, "write") from None
+
     def write_config(self, config: BaseModel) -> None:
         """Replace ``config.json`` atomically.
 
         :raises RunDirError: when it cannot be written.
         """
-        self._replace(CONFIG, config)
+        self.write(CONFIG, config)
 
     def finished(self) -> list[EpisodeRecord]:
         """Episodes already recorded, in file order (a task may appear more than once: the latest
-        record counts). A torn last line (a killed write) is cut off.
+        record counts). A torn last line (a killed write) is left out, and cut before the next append.
 
         :raises RunDirError: when the file cannot be read or a line is not an episode record.
         """
-        path = self.path / EPISODES
-        if not path.exists():
-            return []
         try:
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with path.open("r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
+            lines = self._episodes.lines()
         except OSError as exc:
-            raise describe_os_error(exc, path, "read") from None
+            raise describe_os_error(exc, self._episodes.path, "read") from None
         records = []
-        for number, line in enumerate(data.split(b"\n")[:-1], start=1):  # [-1]: empty or the torn line
+        for number, line in enumerate(lines, start=1):
             try:
                 records.append(EpisodeRecord.model_validate_json(line))
             except ValidationError as exc:
                 raise RunDirError(
                     self.path,
-                    f"{path}:{number} is not an episode record ({exc.errors()[0]['msg']})",
+                    f"{self._episodes.path}:{number} is not an episode record ({exc.errors()[0]['msg']})",
                     "remove that line to resume, or " + ANOTHER,
                 ) from None
         return records
@@ -206,35 +245,29 @@ class RunDir:
 
         :raises RunDirError: when it cannot be written.
         """
-        line = record.model_dump_json() + "\n"
-        path = self.path / EPISODES
-        with self._lock:
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-                try:
-                    end = os.lseek(fd, 0, os.SEEK_END)
-                    append_synced(fd, line.encode("utf-8"), end)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise describe_os_error(exc, path, "write") from None
+        try:
+            self._episodes.append((record.model_dump_json() + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise describe_os_error(exc, self._episodes.path, "write") from None
 
     def write_splits(self, splits: BaseModel) -> None:
         """Replace ``splits.json`` (each seed's training and test tasks) atomically.
 
         :raises RunDirError: when it cannot be written.
         """
-        self._replace(SPLITS, splits)
+        self.write(SPLITS, splits)
 
     def write_summary(self, summary: BaseModel) -> None:
         """Replace ``summary.json`` atomically.
 
         :raises RunDirError: when it cannot be written.
         """
-        self._replace(SUMMARY, summary)
+        self.write(SUMMARY, summary)
 
-    def _replace(self, name: str, record: BaseModel) -> None:
-        try:
-            write_atomic(self.path / name, record.model_dump_json(indent=2) + "\n")
-        except OSError as exc:
-            raise describe_os_error(exc, self.path / name, "write") from None
+
+def _holder(content: bytes) -> tuple[int | None, str | None]:
+    """The pid and command a lock file's content names; (None, None) when it is not a lock line."""
+    match = re.fullmatch(rb"(\d{1,10})(?: ([a-z_]{1,20}))?\n?", content)
+    if match is None:
+        return None, None
+    return int(match[1]), None if match[2] is None else match[2].decode()

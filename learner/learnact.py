@@ -32,6 +32,7 @@ from learnact.actions.library import (
     CallOutcome,
     CandidateScore,
     Feedback,
+    LearningProgress,
     Library,
     Origin,
     RoundRecord,
@@ -547,7 +548,7 @@ class LearnactLearner:
             self.save(state)
         if not state.candidates[0]:  # a result too (a weak model's): learning ends with no action kept
             self.progress(f"none of the {self.config.samples} candidate action sets passed validation")
-            self.library.select({}, None, self.env_name)
+            self.library.select({}, None, self.env_name, self._progress(state, finished=True))
             state.selected = {}
             self.save(state)
             return state.selected
@@ -713,10 +714,13 @@ class LearnactLearner:
             best_score=best.score.score if not rolled_back else state.best_score or 0.0, rolled_back=rolled_back,
         )  # fmt: skip
         self.library.record_round(record)
-        self.library.select(state.best, state.best_score, self.env_name)  # the best so far, until the end
         state.rounds.append(record)
+        self.library.select(state.best, state.best_score, self.env_name, self._progress(state, finished=False))
         self.save(state)
         self.progress(f"round {round_}: best candidate {best_index + 1}, score {record.best_score:.3f}")
+
+    def _progress(self, state: LearnState, finished: bool) -> LearningProgress:
+        return LearningProgress(finished=finished, round=max(len(state.rounds) - 1, 0), rounds=self.config.rounds)
 
     def _roll_back(self, best: Mapping[str, int], round_: int) -> dict[str, int]:
         restored = {}
@@ -822,7 +826,7 @@ class LearnactLearner:
                 dropped=f"never called while scoring the kept set on {tasks} training task(s)",
             )  # fmt: skip
             self.progress(f"dropped {name}: never called while scoring")
-        self.library.select(selected, state.best_score, self.env_name)
+        self.library.select(selected, state.best_score, self.env_name, self._progress(state, finished=True))
         state.selected = selected
         self.save(state)
         return selected

@@ -21,6 +21,7 @@ import codecs
 import fcntl
 import importlib
 import json
+import operator
 import os
 import resource
 import signal
@@ -322,18 +323,22 @@ def restricted_environment(policy: types.ModuleType) -> tuple[dict, dict]:
 
     # Exactly the checker's builtins (not RestrictedPython's safe_builtins, which also holds
     # setattr, delattr and __build_class__): code the checker refuses to name is absent here too.
+    # Every name RestrictedPython's output calls is a builtin, a RestrictedPython guard or a sealed object of
+    # this module, never a function or bound method of it (whose __globals__ would be this module's): `print`
+    # taken as a value is `_print._call_print`, so that is a sealed object too. `__metaclass__` is `type`,
+    # which only a class statement's compiled code names.
     names = {name: getattr(builtins, name) for name in policy.ALLOWED_BUILTINS}
     names["__import__"] = Importer(policy)
     guards = dict(
         _getattr_=AttributeGuard(policy),
-        _getitem_=lambda obj, key: obj[key],
+        _getitem_=operator.getitem,
         _getiter_=iter,
         _write_=full_write_guard,
-        _print_=lambda _getattr=None: _Print(),
-        _inplacevar_=_inplacevar,
+        _print_=PrintCollector(),
+        _inplacevar_=InplaceOperator(),
         _unpack_sequence_=guarded_unpack_sequence,
         _iter_unpack_sequence_=guarded_iter_unpack_sequence,
-        _apply_=lambda function, *args, **kwargs: function(*args, **kwargs),
+        _apply_=Apply(),
         __metaclass__=type,
     )
     return names, guards
@@ -427,29 +432,65 @@ class Primitive(_Sealed):
         return f"<primitive {self._name}>"
 
 
-class _Print:
-    """RestrictedPython's print target: print() in restricted code writes to the capture."""
+class PrintFunction(_Sealed):
+    """``print`` in restricted code, called or taken as a value: writes to the capture, never to a file."""
 
-    def _call_print(self, *objects, **kwargs):
+    __slots__ = ()
+
+    def __call__(self, *objects, **kwargs):
         if kwargs.pop("file", None) is not None:
             raise ValueError("print(file=...) is not available in the sandbox")
         print(*objects, **kwargs)
 
-    def __call__(self) -> str:
-        return ""
+    def __repr__(self) -> str:
+        return "<built-in function print>"
 
 
-def _inplacevar(op: str, x, y):
-    import operator
+class PrintCollector(_Sealed):
+    """``_print_`` of RestrictedPython: ``_print_(_getattr_)`` gives the print target of a scope, whose
+    ``_call_print`` is ``print`` and whose call is ``printed`` (always empty: output goes to the capture)."""
 
-    operators = {
+    __slots__ = ("_call_print",)
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_call_print", PrintFunction())
+
+    def __call__(self, _getattr=None):
+        return self
+
+    def __repr__(self) -> str:
+        return "<print collector>"
+
+
+class InplaceOperator(_Sealed):
+    """``_inplacevar_`` of RestrictedPython: ``x += y`` and the other augmented assignments."""
+
+    __slots__ = ()
+    _OPERATORS = {
         "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
         "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
         ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor,
     }  # fmt: skip
-    if op not in operators:
-        raise SyntaxError(f"operator {op} is not allowed")
-    return operators[op](x, y)
+
+    def __call__(self, op, x, y):
+        if op not in self._OPERATORS:
+            raise SyntaxError(f"operator {op} is not allowed")
+        return self._OPERATORS[op](x, y)
+
+    def __repr__(self) -> str:
+        return "<in-place operator>"
+
+
+class Apply(_Sealed):
+    """``_apply_`` of RestrictedPython: a call with ``*args`` or ``**kwargs``."""
+
+    __slots__ = ()
+
+    def __call__(self, function, *args, **kwargs):
+        return function(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return "<apply>"
 
 
 def _text(data: bytes, cap: int, cut: bool) -> str:

@@ -2,9 +2,10 @@
 
 ``ScriptedServer`` listens on 127.0.0.1 (a free port) in a thread and answers ``POST …/chat/completions``
 (OpenAI's and Azure's paths) with the next step of its script: an answer with usage, an HTTP status (429
-with ``Retry-After``, 500), a delay beyond the client's timeout, a raw body (malformed JSON, an empty
-choice list). When the script is spent it answers ``answer N`` (N counting the requests), or what its
-``responder`` says. Every request it received is kept, with the time it came.
+with ``Retry-After``, 500, one echoing the request's headers as proxies do), a delay beyond the client's
+timeout, a raw body (malformed JSON, an empty choice list, a gzip bomb), or a hostile stream (a body sent
+chunked without end, or dripped a byte at a time). When the script is spent it answers ``answer N`` (N
+counting the requests), or what its ``responder`` says. Every request it received is kept, with the time it came.
 """
 
 from __future__ import annotations
@@ -30,17 +31,30 @@ class Answer:
 @dataclass(frozen=True)
 class Status:
     code: int
-    message: str = "scripted error"
+    message: str = "scripted error"  # with echo_headers, "{authorization}" etc. become the request's headers
     headers: dict[str, str] = field(default_factory=dict)
+    echo_headers: bool = False
 
 
 @dataclass(frozen=True)
 class Raw:
     body: bytes
     content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Content-Encoding: gzip
 
 
-Step = Answer | Status | Raw
+@dataclass(frozen=True)
+class Stream:
+    """A 200 answer sent chunked: ``chunk`` ``count`` times, ``interval_s`` apart (a drip, or an endless body),
+    then ``then``."""
+
+    chunk: bytes
+    count: int
+    interval_s: float = 0.0
+    then: bytes = b""
+
+
+Step = Answer | Status | Raw | Stream
 
 
 @dataclass(frozen=True)
@@ -147,9 +161,30 @@ class ScriptedServer:
                         time.sleep(step.delay_s)
                     self._send(200, json.dumps(completion(step)).encode(), "application/json")
                 elif isinstance(step, Status):
-                    error = {"error": {"message": step.message, "type": "scripted", "code": None}}
+                    headers = {k.lower(): v for k, v in self.headers.items()}
+                    message = step.message.format_map(headers) if step.echo_headers else step.message
+                    error = {"error": {"message": message, "type": "scripted", "code": None}}
                     self._send(step.code, json.dumps(error).encode(), "application/json", step.headers)
+                elif isinstance(step, Stream):
+                    self._stream(step)
                 else:
-                    self._send(200, step.body, step.content_type)
+                    self._send(200, step.body, step.content_type, step.headers)
+
+            def _stream(self, step: Stream) -> None:
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for _ in range(step.count):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(step.chunk), step.chunk))
+                        self.wfile.flush()
+                        time.sleep(step.interval_s)
+                    if step.then:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(step.then), step.then))
+                    self.wfile.write(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                self.close_connection = True
 
         return Handler

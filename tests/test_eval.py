@@ -363,7 +363,7 @@ def test_a_killed_run_leaves_no_lock_behind_and_its_rerun_completes(tmp_path: Pa
         time.sleep(0.05)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert (out / ".lock").read_text().strip() == str(killed.pid)  # what a stale lock looks like
+    assert (out / ".lock").read_text() == f"{killed.pid} eval\n"  # what a stale lock looks like
     result = eval_cli("--env", "pddl/blockworld", "--tasks", "0-9", "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["episodes"] == 10

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from llm_server import Answer, ScriptedServer
 
-from learnact.actions.library import Library, Origin
+from learnact.actions.library import LearningProgress, Library, Origin
 from learnact.engine.audit import audit_html, build_audit
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.learnact_run import (
@@ -442,6 +442,45 @@ def test_an_interrupted_run_resumes_without_asking_the_model_again(tmp_path: Pat
     assert [r.round for r in library.rounds()] == [0, 1]
 
 
+def test_a_library_whose_learning_has_not_finished_is_not_taken_for_a_result(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.cli import app
+
+    out, cache, runner = tmp_path / "run", ResponseCache(tmp_path / "cache"), CliRunner()
+
+    def stop_at_the_second_round(line: str) -> None:
+        if line.startswith("round 1: scoring"):
+            raise KeyboardInterrupt
+
+    def cli(*args: str):
+        return runner.invoke(app, [*args], env={"COLUMNS": "300"})
+
+    with ScriptedServer(responder=StandIn()) as server:
+        with pytest.raises(KeyboardInterrupt):
+            learn(server, out, cache, progress=stop_at_the_second_round)
+        assert Library(out / "library").selected()  # round 0 chose a best set so far
+        use = ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--tasks", TASK, "--seeds", "1"]
+        use += ["--model", "m", "--base-url", server.base_url, "--library", str(out), "--out", str(tmp_path / "t")]
+        refused = cli(*use)
+        assert refused.exit_code == 2
+        assert "is not a result yet: learning not finished (round 0 of 2)" in refused.stderr
+        assert "--interim" in refused.stderr
+        interim = cli(*use, "--interim")
+        assert interim.exit_code == 0, interim.output
+        assert "evaluating the set selected so far: learning not finished (round 0 of 2)" in interim.stderr
+        assert "the set selected so far (learning not finished (round 0 of 2))" in cli("audit", str(out)).stdout
+        assert "learning not finished (round 0 of 2)" in cli("actions", "list", str(out)).stdout
+        assert (
+            "learning not finished (round 0 of 2); its selected set is the best so far"
+            in cli("report", str(out)).output
+        )
+        learn(server, out, cache)  # the same run, finished
+    assert Library(out / "library").learning() == LearningProgress(finished=True, round=1, rounds=2)
+    audit = cli("audit", str(out)).stdout
+    assert "the selected set's score" in audit and "not finished" not in audit
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
 def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> None:
@@ -499,9 +538,11 @@ def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_ke
     assert tested.exit_code == 0, tested.output
     assert "the library keeps no action" in " ".join(tested.stderr.split())  # the agent has the primitives only
 
-    state = out / "learn_state.json"  # the same library while its learning has not finished: refused
-    unfinished = json.loads(state.read_text())
-    unfinished["selected"] = None
-    state.write_text(json.dumps(unfinished))
-    refused = CliRunner().invoke(app, [*evaluate, "--base-url", "http://127.0.0.1:9"])
-    assert refused.exit_code == 2 and "its learning run has not finished" in " ".join(refused.stderr.split())
+    manifest = out / "library" / "library.json"  # the same library while its learning has not finished: refused
+    unfinished = json.loads(manifest.read_text())
+    assert unfinished["learning"] == {"finished": True, "round": 0, "rounds": 1}
+    unfinished["learning"]["finished"] = False
+    manifest.write_text(json.dumps(unfinished))
+    refused = CliRunner().invoke(app, [*evaluate[:-1], str(tmp_path / "eval2"), "--base-url", "http://127.0.0.1:9"])
+    assert refused.exit_code == 2
+    assert "is not a result yet: learning not finished (round 0 of 1)" in " ".join(refused.stderr.split())

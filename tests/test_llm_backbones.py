@@ -4,16 +4,19 @@ accounting of calls. Never the network."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
-from llm_server import Answer, Raw, ScriptedServer, Status
+from llm_server import Answer, Raw, ScriptedServer, Status, Stream, completion
 
 from learnact.engine.llm import (
     CALLS,
@@ -36,7 +39,7 @@ from learnact.engine.llm import (
     make_backbone,
 )
 from learnact.engine.llm.cache import DB_NAME
-from learnact.engine.llm.openai_backbone import MAX_ANSWER_BYTES
+from learnact.engine.llm.openai_backbone import MAX_ANSWER_BYTES, MAX_BODY_BYTES
 
 FAST = {"timeout_s": 2.0, "max_retries": 2}
 QUICK_RETRY = {"retry-after-ms": "10"}  # a server's short Retry-After keeps retry tests fast
@@ -135,7 +138,7 @@ def test_a_timeout_is_retried_then_reported() -> None:
     with ScriptedServer([Answer("late", delay_s=1.0), Answer("on time")]) as server:
         assert backbone(server, timeout_s=0.3, max_retries=1).complete(ask()).text == "on time"
     with ScriptedServer([Answer("late", delay_s=1.0)] * 2) as server:
-        with pytest.raises(LLMError, match=r"no answer within 0.3 s after 2 tries"):
+        with pytest.raises(LLMError, match=r"no complete answer within 0.3 s after 2 tries"):
             backbone(server, timeout_s=0.3, max_retries=1).complete(ask())
     assert len(server.received) == 2
 
@@ -165,6 +168,128 @@ def test_an_unusable_answer_is_an_llm_error(step: Answer | Raw, reason: str) -> 
             backbone(server).complete(ask())
     assert reason in caught.value.reason
     assert len(server.received) == 1
+
+
+# --- a hostile server: drips, endless and inflating bodies, echoed secrets, JSON bombs ------------------
+
+
+def test_a_server_dripping_bytes_meets_one_deadline_per_request() -> None:
+    # A byte every 0.2 s keeps every read under the 1 s timeout; the request still ends at its deadline.
+    drip = Stream(b" ", count=1_000, interval_s=0.2)
+    with ScriptedServer([drip, drip]) as server:
+        started = time.monotonic()
+        with pytest.raises(LLMError, match=r"no complete answer within 1 s after 2 tries"):
+            backbone(server, timeout_s=1.0, max_retries=1).complete(ask())
+    assert time.monotonic() - started < 6  # two deadlines of 1 s and the client's back-off, not 200 s
+
+
+def test_a_deadline_leaves_a_slow_but_complete_answer_alone() -> None:
+    body = json.dumps(completion(Answer("slow but whole"))).encode()
+    with ScriptedServer([Stream(b" ", count=5, interval_s=0.1, then=body)]) as server:  # whitespace, then JSON
+        assert backbone(server, timeout_s=2.0, max_retries=0).complete(ask()).text == "slow but whole"
+
+
+def _peak_memory_of(call: object) -> int:
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_an_endless_chunked_body_is_refused_at_the_cap_while_it_streams() -> None:
+    with ScriptedServer([Stream(b"x" * 65_536, count=24_000)]) as server:  # 1.5 GiB if read whole
+
+        def call() -> None:
+            with pytest.raises(LLMError, match="larger than 8,388,608 bytes"):
+                backbone(server, max_retries=0).complete(ask())
+
+        peak = _peak_memory_of(call)
+    assert peak < 4 * MAX_BODY_BYTES
+
+
+def test_a_gzip_bomb_is_refused_counting_inflated_bytes() -> None:
+    bomb = gzip.compress(b" " * (200 * 1024 * 1024))  # 200 KB that inflate to 200 MiB
+    assert len(bomb) < 1_000_000
+    with ScriptedServer([Raw(bomb, headers={"Content-Encoding": "gzip"})]) as server:
+
+        def call() -> None:
+            with pytest.raises(LLMError, match="larger than 8,388,608 bytes .counted after decompression"):
+                backbone(server, max_retries=0).complete(ask())
+
+        peak = _peak_memory_of(call)
+    assert peak < 4 * MAX_BODY_BYTES
+
+
+def test_a_gzip_answer_within_the_cap_is_read() -> None:
+    body = gzip.compress(json.dumps(completion(Answer("compressed"))).encode())
+    with ScriptedServer([Raw(body, headers={"Content-Encoding": "gzip"})]) as server:
+        assert backbone(server).complete(ask()).text == "compressed"
+
+
+def test_an_encoding_not_asked_for_is_refused() -> None:
+    with ScriptedServer([Raw(b"\x00\x01", headers={"Content-Encoding": "br"})]) as server:
+        with pytest.raises(LLMError, match="encoded as 'br'"):
+            backbone(server, max_retries=0).complete(ask())
+
+
+def test_a_server_echoing_the_key_never_puts_it_in_a_record(tmp_path: Path) -> None:
+    secret = "sk-proj-SECRET0123456789"
+    echo = Status(401, "bad key in header: {authorization}", echo_headers=True)
+    ledger = Ledger(sink=CallLog(tmp_path).append)
+    with ScriptedServer([echo, Status(502, "upstream said Bearer other-token-42", echo_headers=False)]) as server:
+        client = RecordingBackbone(backbone(server, api_key=secret, max_retries=0), ledger)
+        with pytest.raises(LLMError) as first:
+            client.complete(ask())
+        with pytest.raises(LLMError) as second:
+            client.complete(ask())
+    assert server.received[0].headers["authorization"] == f"Bearer {secret}"  # the server did get it
+    assert "HTTP 401 (not retried): Error code: 401 - bad key in header: Bearer [redacted]" in str(first.value)
+    assert "Bearer [redacted]" in str(second.value) and "other-token-42" not in str(second.value)
+    log = (tmp_path / CALLS).read_text()
+    assert secret not in log and "other-token-42" not in log and "[redacted]" in log
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://user:SECRET@127.0.0.1:1/v1",
+        "http://127.0.0.1:1/v1?api-key=SECRET",
+        "http://127.0.0.1:1/v1#SECRET",
+    ],
+)
+def test_credentials_in_the_base_url_are_refused(url: str) -> None:
+    with pytest.raises(BackboneConfigError, match="credentials, a query or a fragment") as caught:
+        OpenAIBackbone("m", base_url=url)
+    assert "SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/v1", "127.0.0.1:8080", "http:///v1", "http://h:port/v1"])
+def test_a_base_url_that_is_not_http_is_refused(url: str) -> None:
+    with pytest.raises(BackboneConfigError, match="base URL"):
+        OpenAIBackbone("m", base_url=url)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"choices": [], "usage": {"prompt_tokens": ' + b"9" * 5_000 + b"}}",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["a 5000-digit integer", "a 100000-deep array"],
+)
+def test_json_bombs_are_model_errors(body: bytes) -> None:
+    with ScriptedServer([Raw(body)]) as server:
+        with pytest.raises(LLMError, match="the answer is not JSON learnact reads"):
+            backbone(server).complete(ask())
+
+
+def test_absurd_token_counts_are_clamped() -> None:
+    with ScriptedServer([Answer("ok", prompt_tokens=10**30, completion_tokens=-5)]) as server:
+        usage = backbone(server).complete(ask()).usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (2**31 - 1, 0)
 
 
 def test_a_huge_answer_is_cut() -> None:
@@ -336,7 +461,7 @@ def test_the_default_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 
 def test_every_call_is_recorded_with_totals_and_cost(tmp_path: Path) -> None:
-    log = CallLog(tmp_path / CALLS)
+    log = CallLog(tmp_path)
     ledger = Ledger(sink=log.append)
     script = [Answer("a", prompt_tokens=1000, completion_tokens=500), Status(400, "refused")]
     with ScriptedServer(script) as server:

@@ -181,6 +181,8 @@ def forbidden(obj: object, namespace: dict, builtins: dict) -> str | None:
             return "a module's namespace"
     if isinstance(obj, types.FunctionType) and obj.__module__ == runner.__name__:
         return "a function of the runner"  # its __globals__ are the runner's module
+    if isinstance(obj, types.MethodType) and getattr(obj.__func__, "__module__", None) == runner.__name__:
+        return "a bound method of the runner"  # its __func__.__globals__ too
     return None
 
 
@@ -210,11 +212,20 @@ def walk(roots: dict[str, object], namespace: dict, builtins: dict, guard) -> tu
     return seen, problems
 
 
+# What restricted code gets from the names RestrictedPython's output calls, as values: `print` compiles to
+# `_print._call_print`, `printed` to `_print()`. (`__metaclass__` is `type`, named only by a class statement.)
+INJECTED_VALUES = "print_as_value = print\nprint_in_a_list = [print]\nprinted_value = printed\n"
+
+
 def roots_of(builtins: dict, namespace: dict) -> dict[str, object]:
     roots = {f"builtins.{name}": value for name, value in builtins.items() if name != "__import__"}
     importer = builtins["__import__"]
     roots.update({f"import {name}": importer(name) for name in sorted(policy.ALLOWED_MODULES)})
-    roots.update({name: value for name, value in namespace.items() if not name.startswith("_")})
+    roots.update({name: value for name, value in namespace.items() if name not in ("__metaclass__", "__builtins__")})
+    compiled = compile_restricted_exec(INJECTED_VALUES, "<injected>")
+    assert not compiled.errors, compiled.errors
+    exec(compiled.code, namespace)
+    roots.update({name: namespace[name] for name in ("print_as_value", "print_in_a_list", "printed_value")})
     return roots
 
 
@@ -222,10 +233,21 @@ def test_nothing_reachable_leads_to_modules_frames_globals_or_the_runner() -> No
     builtins, namespace = restricted_namespace()
     seen, problems = walk(roots_of(builtins, namespace), namespace, builtins, namespace["_getattr_"])
     assert problems == []
-    # The walk did walk: module members, methods of the values built, items of containers.
+    # The walk did walk: module members, methods of the values built, items of containers, every injected name.
     paths = set(seen.values())
     assert len(seen) > 2000
     assert {"import json.dumps", "import re.compile", "counter.most_common", "regression.slope"} <= paths
+    assert {"print_as_value", "_print_", "_apply_", "_inplacevar_", "_getitem_", "_write_"} <= paths
+
+
+def test_print_taken_as_a_value_still_prints_and_is_sealed(capsys: pytest.CaptureFixture[str]) -> None:
+    _, namespace = restricted_namespace()
+    compiled = compile_restricted_exec("say = print\nsay('through a value')\nx = 1\nx += 2\n", "<print>")
+    exec(compiled.code, namespace)
+    assert capsys.readouterr().out == "through a value\n" and namespace["x"] == 3
+    assert repr(namespace["say"]) == "<built-in function print>"
+    with pytest.raises(AttributeError):
+        namespace["say"].anything = 1
 
 
 def test_the_walk_finds_what_a_whole_module_would_give() -> None:

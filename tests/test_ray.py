@@ -301,7 +301,7 @@ def calls_of(out: Path) -> list[tuple]:
     """Every model call of the run, in order within each episode, less its start time and latency."""
     return sorted(
         (record.episode, index, record.model_dump_json(exclude={"started", "latency_s"}))
-        for index, record in enumerate(CallLog(out / CALLS).read())
+        for index, record in enumerate(CallLog(out).read())
     )
 
 
@@ -338,7 +338,7 @@ def test_act_on_ray_gives_the_records_and_calls_of_the_local_executor_and_a_reru
     assert again.usage is not None and again.usage.cached_calls == again.usage.calls == 6
     codes = {r.task: [step.code for step in r.steps] for r in recorded(tmp_path / "local")}
     assert {r.task: [step.code for step in r.steps] for r in recorded(tmp_path / "rerun")} == codes
-    assert all(call.cached for call in CallLog(tmp_path / "rerun" / CALLS).read())
+    assert all(call.cached for call in CallLog(tmp_path / "rerun").read())
 
 
 def test_code_as_policy_and_a_failing_model_on_ray_as_on_the_local_executor(tmp_path: Path) -> None:
@@ -424,7 +424,7 @@ def test_eval_act_on_ray_on_the_command_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["success_rate"] == 1.0 and summary["usage"]["calls"] == 2
-    assert [call.request.seed for call in CallLog(out / CALLS).read()] == [0, 0]
+    assert [call.request.seed for call in CallLog(out).read()] == [0, 0]
 
 
 def test_learnact_scores_its_candidates_on_ray(tmp_path: Path) -> None:
@@ -443,7 +443,7 @@ def test_learnact_scores_its_candidates_on_ray(tmp_path: Path) -> None:
     for folder in scoring:  # each candidate scored by the act agent on the nodes, its calls sent back here
         config = json.loads((folder / "config.json").read_text())
         assert config["workers"] == 2 and config["tasks"] == [TASK]
-        calls = CallLog(folder / CALLS).read()
+        calls = CallLog(folder).read()
         assert calls and all(call.request.model == "m" for call in calls)
     assert "round 1: best candidate 2, score 3.000" in learned.stderr  # as on the local executor (test_learnact)
 

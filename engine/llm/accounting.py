@@ -12,7 +12,6 @@ caller can override or extend from a JSON file; a cache hit costs nothing, its t
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import time
@@ -22,12 +21,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import append_synced
+from learnact.actions.files import AppendLog, read_bounded
 from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError
-from learnact.engine.rundir import describe_os_error
+from learnact.engine.rundir import RunDirError, describe_os_error
 
 CALLS = "calls.jsonl"  # the file of call records in a run directory
 MAX_PRICE_FILE_BYTES = 1_000_000
+MAX_CALLS_BYTES = 1 << 30  # calls.jsonl: every request and answer of a run
 
 
 class Price(BaseModel):
@@ -87,9 +87,7 @@ class PriceTable:
         :raises PriceFileError: when it cannot be read or is not a price table.
         """
         try:
-            if path.stat().st_size > MAX_PRICE_FILE_BYTES:
-                raise PriceFileError(path, "is too large")
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_bounded(path, MAX_PRICE_FILE_BYTES))
         except OSError as exc:
             raise PriceFileError(path, f"cannot be read ({exc.strerror or exc})") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -156,33 +154,38 @@ class Totals(BaseModel):
 
 
 class CallLog:
-    """Appends call records to ``path`` (e.g. ``run_dir / CALLS``) as JSON lines, each fsynced; a failed
-    write leaves no half line. Thread-safe."""
+    """Appends call records to ``run_dir / CALLS`` as JSON lines, each fsynced; a failed write leaves no half
+    line, and a torn last line left by a kill is cut before the next append (:class:`AppendLog`). Thread-safe."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
+    def __init__(self, run_dir: Path) -> None:
+        self._log = AppendLog(run_dir / CALLS, root=run_dir, max_bytes=MAX_CALLS_BYTES)
+        self.path = self._log.path
 
     def append(self, record: CallRecord) -> None:
         """:raises RunDirError: when the line cannot be written."""
-        data = (record.model_dump_json() + "\n").encode("utf-8")
-        with self._lock:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-                try:
-                    end = os.lseek(fd, 0, os.SEEK_END)
-                    append_synced(fd, data, end)
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                raise describe_os_error(exc, self.path, "write") from None
+        try:
+            self._log.append((record.model_dump_json() + "\n").encode("utf-8"))
+        except OSError as exc:
+            raise describe_os_error(exc, self.path, "write") from None
 
     def read(self) -> list[CallRecord]:
-        """The records written so far (a torn last line is skipped)."""
-        if not self.path.exists():
-            return []
-        lines = self.path.read_bytes().split(b"\n")
-        return [CallRecord.model_validate_json(line) for line in lines[:-1]]
+        """The records written so far (a torn last line is skipped).
+
+        :raises RunDirError: when the file cannot be read or a line is not a call record.
+        """
+        try:
+            lines = self._log.lines()
+        except OSError as exc:
+            raise describe_os_error(exc, self.path, "read") from None
+        records = []
+        for number, line in enumerate(lines, start=1):
+            try:
+                records.append(CallRecord.model_validate_json(line))
+            except ValidationError as exc:
+                raise RunDirError(
+                    self.path.parent, f"{self.path}:{number} is not a call record ({exc.errors()[0]['msg']})"
+                ) from None
+        return records
 
 
 class Ledger:

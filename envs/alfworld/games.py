@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.files import read_bounded
 
 # Short name (AgentBoard / LearnAct) -> prefix of the task folder.
 TASK_PREFIXES: dict[str, str] = {
@@ -28,6 +29,8 @@ TASK_TYPES: tuple[str, ...] = tuple(TASK_PREFIXES)
 GAME_FILE = "game.tw-pddl"
 GAME_KEYS = ("pddl_domain", "grammar", "pddl_problem", "solvable")
 _SKIPPED_MARKERS = ("movable", "Sliced")  # not among the six types (AlfredTWEnv skips them too)
+
+MAX_GAME_FILE_BYTES = 64_000_000  # a game.json or traj_data.json (the largest shipped are a few MB)
 
 
 class AlfworldDataError(LearnactError):
@@ -103,7 +106,7 @@ def read_game_file(path: Path) -> dict[str, object]:
     :raises AlfworldDataError: for a file that cannot be read, is not JSON or lacks a key.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bounded(path, MAX_GAME_FILE_BYTES))
     except (OSError, UnicodeDecodeError) as exc:
         raise AlfworldDataError(f"cannot read ALFWorld game file {path}: {exc}", path=path) from exc
     except json.JSONDecodeError as exc:

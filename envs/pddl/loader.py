@@ -28,6 +28,8 @@ from pddl.logic.terms import Variable
 from pddl.parser.domain import DomainParser
 from pddl.parser.problem import ProblemParser
 
+from learnact.actions.files import read_bounded
+
 from .model import ROOT_TYPE, Atom, Domain, PddlError, Problem, Schema
 
 # Building a parser compiles its grammar (~50 ms); parsing with a built one takes ~2 ms. The
@@ -38,12 +40,14 @@ _MAX_FILE_BYTES = 5_000_000
 
 
 def read_text(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise PddlError(f"{path}: {what} file not found")
-    if path.stat().st_size > _MAX_FILE_BYTES:
-        raise PddlError(f"{path}: {what} file is larger than {_MAX_FILE_BYTES} bytes")
+    """The text of a PDDL file: a regular file (never a FIFO or device), refused past the size limit.
+
+    :raises PddlError: when it is missing, unreadable, too large or not UTF-8.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        return read_bounded(path, _MAX_FILE_BYTES).decode("utf-8")
+    except FileNotFoundError:
+        raise PddlError(f"{path}: {what} file not found") from None
     except UnicodeDecodeError as exc:
         raise PddlError(f"{path}: {what} file is not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
