@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,23 @@ def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
 def failure(error: LearnactError) -> typer.Exit:
     """Print ``error`` as :func:`fail` does, with flags for parameters; the Exit (its status) to raise."""
     return fail(error.describe(flag), exit_code(error))
+
+
+@contextmanager
+def resumable(out: Path, kept: str) -> Iterator[None]:
+    """A stop signal in the block ends the command with its status, saying that ``kept`` (what is kept) is in
+    ``out`` and how to resume: Ctrl-C (KeyboardInterrupt) with 130, SIGTERM or SIGHUP (the SystemExit that
+    the signal handler raises) with 128 + its number."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print(f"interrupted: {kept} kept in {shown(str(out))}; run the same command to resume")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+    except SystemExit as exc:
+        if isinstance(exc.code, int) and exc.code - 128 in (signal.SIGTERM, signal.SIGHUP):
+            name = signal.Signals(exc.code - 128).name
+            err.print(f"stopped by {name}: {kept} kept in {shown(str(out))}; run the same command to resume")
+        raise
 
 
 @contextmanager

@@ -46,6 +46,7 @@ from learnact.engine.cli_common import (
     open_executor,
     open_model,
     reported,
+    resumable,
     shown,
 )
 from learnact.engine.cli_learn import learned_notes
@@ -249,14 +250,11 @@ def evaluate(
                 plain.advance(record)
 
         try:
-            with reported():
+            with resumable(out, "finished episodes are"), reported():
                 summary = run_evaluation(
                     config, out, on_episode=on_episode, on_start=on_start, backbone=backbone, prices=prices,
                     executor=runner,
                 )  # fmt: skip
-        except KeyboardInterrupt:
-            err.print(f"interrupted: finished episodes are kept in {shown(str(out))}; run the same command to resume")
-            raise typer.Exit(ExitCode.INTERRUPTED) from None
         finally:
             close_backbone(backbone)
             runner.close()

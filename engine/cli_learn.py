@@ -45,6 +45,7 @@ from learnact.engine.cli_common import (
     open_executor,
     open_model,
     reported,
+    resumable,
     shown,
 )
 from learnact.engine.cli_learnact import learn_actions
@@ -166,23 +167,21 @@ def learn(
             no_cache=no_cache,
         )
     try:
-        if method is Method.learnact and learner_model is not None and learner_model != model:
-            opened = open_model(
-                method, model=learner_model, base_url=base_url, api_key_env=api_key_env,
-                azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature, cache_dir=cache_dir,
-                no_cache=no_cache, price_file=price_file,
-            )  # fmt: skip
-            assert opened.backbone is not None and opened.settings is not None
-            learner = (opened.backbone, opened.settings)
-        if method.reflects:
-            _learn_notes(settings, chosen, rounds, out, backbone, prices, json_output)
-        elif method is Method.learnact:
-            learn_actions(
-                settings, chosen, out, backbone, learner, prices, samples, rounds, json_output, runner, workers
-            )
-    except KeyboardInterrupt:
-        err.print(f"interrupted: what was learned is kept in {shown(str(out))}; run the same command to resume")
-        raise typer.Exit(ExitCode.INTERRUPTED) from None
+        with resumable(out, "what was learned is"):
+            if method is Method.learnact and learner_model is not None and learner_model != model:
+                opened = open_model(
+                    method, model=learner_model, base_url=base_url, api_key_env=api_key_env,
+                    azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature,
+                    cache_dir=cache_dir, no_cache=no_cache, price_file=price_file,
+                )  # fmt: skip
+                assert opened.backbone is not None and opened.settings is not None
+                learner = (opened.backbone, opened.settings)
+            if method.reflects:
+                _learn_notes(settings, chosen, rounds, out, backbone, prices, json_output)
+            elif method is Method.learnact:
+                learn_actions(
+                    settings, chosen, out, backbone, learner, prices, samples, rounds, json_output, runner, workers
+                )
     finally:
         close_backbone(backbone)
         close_backbone(learner[0] if learner is not None else None)

@@ -270,8 +270,16 @@ class LocalExecutor(Executor):
         except BaseException:
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            if backbone is not None:
+                backbone.abort()  # a model call in flight ends now, not when a hung server answers
             with lock:
-                running = list(all_workers)
+                running = [worker for worker in all_workers if worker not in free_workers]
+            if running:
+                log.warning(
+                    "stopping: waiting for %d running episode(s) to end (their model calls were abandoned;"
+                    " a sandbox execution ends within its timeout)",
+                    len(running),
+                )
             for worker in running:
                 worker.env.interrupt()
             raise

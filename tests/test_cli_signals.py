@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from llm_server import Answer, ScriptedServer
 
 from learnact.sandbox.config import CONTAINER_LABEL
 from learnact.sandbox.docker_backend import connect
@@ -86,3 +87,40 @@ def test_stop_signals_during_an_eval_leave_no_container_folder_or_traceback(
         for container in api.containers(all=True, filters=mine):
             api.remove_container(container["Id"], force=True)
         api.close()
+
+
+@pytest.mark.usefixtures("sandbox_image")
+@pytest.mark.parametrize(
+    ("number", "says"),
+    [
+        (signal.SIGINT, "interrupted: finished episodes are kept in"),
+        (signal.SIGTERM, "stopped by SIGTERM: finished episodes are kept in"),
+    ],
+)
+def test_a_stop_signal_does_not_wait_for_a_model_that_never_answers(
+    tmp_path: Path, number: signal.Signals, says: str
+) -> None:
+    with ScriptedServer(responder=lambda body: Answer("too late", delay_s=600)) as server:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/blockworld", "--method", "act",
+             "--tasks", "0-1", "--seeds", "1", "--workers", "2", "--model", "m", "--base-url", server.base_url,
+             "--no-cache", "--out", str(tmp_path / "run")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while len(server.received) < 2:  # both episodes are waiting on the model
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "the episodes never asked the model"
+                time.sleep(0.05)
+            process.send_signal(number)
+            stopped = time.monotonic()
+            _, stderr = process.communicate(timeout=60)
+            took = time.monotonic() - stopped
+        finally:
+            process.kill()
+            process.wait()
+    assert process.returncode == (130 if number == signal.SIGINT else 128 + number), stderr
+    assert took < 15, f"{took:.1f} s after the signal: {stderr}"
+    assert says in stderr and "run the same command to resume" in stderr
+    assert "model calls were abandoned" in stderr and "Traceback" not in stderr

@@ -270,5 +270,8 @@ class RecordingBackbone(Backbone):
             )
         )
 
+    def abort(self) -> None:
+        self.backbone.abort()
+
     def close(self) -> None:
         self.backbone.close()

@@ -74,6 +74,10 @@ class Backbone(ABC):
         :raises LLMError: when no usable answer came (after the backbone's own retries).
         """
 
-    # Most backbones hold nothing to release.
+    # Most backbones hold nothing to release, and have nothing to abort.
+    def abort(self) -> None:  # noqa: B027
+        """Make the requests in flight end at once with an :class:`LLMError`, and every later one: a run that
+        is stopping (Ctrl-C, SIGTERM) must not wait for a model that does not answer. Thread-safe."""
+
     def close(self) -> None:  # noqa: B027
         """Release what the backbone holds (connections, a loaded model)."""

@@ -190,5 +190,8 @@ class CachedBackbone(Backbone):
         """:raises LLMError: from the backbone, on a miss."""
         return self.complete_and_tell(request)[0]
 
+    def abort(self) -> None:
+        self.backbone.abort()
+
     def close(self) -> None:
         self.backbone.close()

@@ -292,6 +292,10 @@ def _aligned_llama(llama_cpp: Any) -> type:
     return AlignedLlama
 
 
+class _Aborted(Exception):
+    """Raised inside llama.cpp's sampling loop to end a generation that was abandoned."""
+
+
 class LocalBackbone(Backbone):
     """A GGUF model run by llama.cpp in this process: the embedded model, or ``model_path``.
 
@@ -308,7 +312,7 @@ class LocalBackbone(Backbone):
         n_threads: int | None = None,
         progress: bool = True,
     ) -> None:
-        llama_cpp = _import_llama_cpp()
+        self._llama_cpp = llama_cpp = _import_llama_cpp()
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if model_path is None:
             path, sha = ensure_model(root, progress=progress), MODEL_SHA256
@@ -322,6 +326,7 @@ class LocalBackbone(Backbone):
         self.n_threads = n_threads or _cores()
         self.identity = f"llama.cpp:{path.name}:sha256={sha}"
         self._lock = threading.Lock()
+        self._aborted = threading.Event()
         started = time.monotonic()
         try:
             self._llm = _aligned_llama(llama_cpp)(
@@ -347,11 +352,18 @@ class LocalBackbone(Backbone):
             kwargs["stop"] = list(request.stop)
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        # Called before each token is sampled: an abort ends the generation there.
+        kwargs["logits_processor"] = self._llama_cpp.LogitsProcessorList([self._stop_if_aborted])
         with self._lock:
             if self._llm is None:
                 raise LLMError(NAME, "the model was closed")
+            if self._aborted.is_set():
+                raise LLMError(NAME, "the generation was abandoned: the run is stopping")
             try:
                 result = self._llm.create_chat_completion(**kwargs)
+            except _Aborted:
+                self._llm._clean = 0
+                raise LLMError(NAME, "the generation was abandoned: the run is stopping") from None
             except (ValueError, RuntimeError) as exc:
                 self._llm._clean = 0  # what the KV cache holds is unknown now: reuse none of it
                 # e.g. "Requested tokens (9000) exceed context window of 8192"
@@ -366,6 +378,16 @@ class LocalBackbone(Backbone):
                 completion_tokens=usage.get("completion_tokens", 0),
             ),
         )
+
+    def _stop_if_aborted(self, _tokens: Any, scores: Any) -> Any:
+        if self._aborted.is_set():
+            raise _Aborted
+        return scores
+
+    def abort(self) -> None:
+        """A generation in progress ends before its next token (the prompt being read is finished first);
+        every later request ends at once."""
+        self._aborted.set()
 
     def close(self) -> None:
         with self._lock:

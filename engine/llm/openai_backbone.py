@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from learnact.actions.errors import LearnactError
 from learnact.actions.text import encodable, truncated, visible
 from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError, Usage
-from learnact.engine.llm.http import BodyEncodingRefused, BodyTooLarge, GuardedClient
+from learnact.engine.llm.http import BodyEncodingRefused, BodyTooLarge, GuardedClient, RequestAborted
 
 MAX_ANSWER_BYTES = 64 * 1024  # the answer text kept (UTF-8 bytes); longer answers are cut and marked
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a response body beyond this is refused unparsed
@@ -140,7 +140,7 @@ class OpenAIBackbone(Backbone):
         self.timeout_s, self.max_retries, self.max_answer_bytes = timeout_s, max_retries, max_answer_bytes
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         azure_endpoint = azure_endpoint or (None if base_url else os.environ.get("AZURE_OPENAI_ENDPOINT")) or None
-        http = GuardedClient(deadline_s=timeout_s, max_body_bytes=MAX_BODY_BYTES)
+        self._http = http = GuardedClient(deadline_s=timeout_s, max_body_bytes=MAX_BODY_BYTES)
         options = {"timeout": timeout_s, "max_retries": max_retries, "http_client": http}
         try:
             if azure_endpoint:
@@ -205,7 +205,7 @@ class OpenAIBackbone(Backbone):
         try:
             raw = self._client.chat.completions.with_raw_response.create(**arguments)
             body = raw.http_response.content
-        except (BodyTooLarge, BodyEncodingRefused) as exc:
+        except (BodyTooLarge, BodyEncodingRefused, RequestAborted) as exc:
             raise self._fail(str(exc)) from None
         except openai.APIStatusError as exc:
             retried = exc.status_code in RETRIED_STATUSES or exc.status_code >= 500
@@ -216,7 +216,7 @@ class OpenAIBackbone(Backbone):
             raise self._fail(f"no complete answer within {self.timeout_s:g} s {tries}") from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
-            if isinstance(cause, (BodyTooLarge, BodyEncodingRefused)):
+            if isinstance(cause, (BodyTooLarge, BodyEncodingRefused, RequestAborted)):
                 raise self._fail(str(cause)) from None
             raise self._fail(f"cannot connect to {self.base_url} {tries}: {self._said(cause)}") from None
         except openai.OpenAIError as exc:
@@ -247,6 +247,10 @@ class OpenAIBackbone(Backbone):
             finish_reason=None if choice.finish_reason is None else truncated(encodable(choice.finish_reason), 64),
             usage=Usage(prompt_tokens=_count(usage.prompt_tokens), completion_tokens=_count(usage.completion_tokens)),
         )
+
+    def abort(self) -> None:
+        """Requests in flight end within a fraction of a second, and every later one at once (an LLMError)."""
+        self._http.abort()
 
     def close(self) -> None:
         self._client.close()
