@@ -30,6 +30,8 @@ from learnact.actions.text import visible
 from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
 from learnact.engine.executor import Executor, ExecutorName, ModelRecipe, make_executor
 from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, PriceTable, ResponseCache, make_backbone
+from learnact.engine.llm.base import ModelFailure
+from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import Method, ModelSettings
 from learnact.envs import EnvSpec, expand_problem_paths
 from learnact.images import ImageBuildError
@@ -43,7 +45,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # it ran and reports a failure: an error finding (check), a status other than ok
     # (sandbox exec), a failed build (images build)
     USAGE = 2  # an option, file, environment, task or run directory that cannot be used; nothing ran
-    EPISODE_ERRORS = 3  # eval: an episode recorded in the run directory ended by an error
+    EPISODE_ERRORS = 3  # an episode recorded in the run directory ended by an error, or the model failed
     UNAVAILABLE = 4  # the sandbox cannot run here: no Docker engine, image or runtime
     INTERRUPTED = 130  # Ctrl-C (SIGTERM and SIGHUP end a command with 128 + their number)
 
@@ -54,6 +56,8 @@ def exit_code(error: LearnactError) -> ExitCode:
         return ExitCode.UNAVAILABLE
     if isinstance(error, ImageBuildError):
         return ExitCode.FAILED
+    if isinstance(error, ModelFailure):
+        return ExitCode.EPISODE_ERRORS
     return ExitCode.USAGE
 
 
@@ -286,6 +290,25 @@ CacheDirOption = Annotated[
     typer.Option("--cache-dir", help="the response cache's folder (default: $XDG_CACHE_HOME/learnact)"),
 ]
 NoCacheOption = Annotated[bool, typer.Option("--no-cache", help="ask the model every time; store nothing")]
+ModelTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--model-timeout",
+        envvar="LEARNACT_MODEL_TIMEOUT",
+        min=1.0,
+        help="seconds one request to a model server may take in all (connect, send, the whole answer)",
+    ),
+]
+ModelRetriesOption = Annotated[
+    int,
+    typer.Option(
+        "--model-retries",
+        envvar="LEARNACT_MODEL_RETRIES",
+        min=0,
+        max=20,
+        help="retries of a request that timed out, could not connect, or got 408, 409, 429 or 5xx",
+    ),
+]
 PriceFileOption = Annotated[
     Optional[Path],
     typer.Option(
@@ -319,6 +342,8 @@ def open_model(
     cache_dir: Path | None = None,
     no_cache: bool = False,
     price_file: Path | None = None,
+    model_timeout: float = DEFAULT_TIMEOUT_S,
+    model_retries: int = DEFAULT_MAX_RETRIES,
 ) -> OpenedModel:
     """The language model the options of this section describe, for ``method`` (nothing for the expert).
 
@@ -373,6 +398,8 @@ def open_model(
             cache_dir=cache_dir,
             azure_endpoint=azure_endpoint,
             api_version=api_version,
+            timeout_s=model_timeout,
+            max_retries=model_retries,
         )
         settings = ModelSettings(
             model=model,
@@ -423,6 +450,8 @@ def open_executor(
     model_path: Path | None = None,
     cache_dir: Path | None = None,
     no_cache: bool = False,
+    model_timeout: float = DEFAULT_TIMEOUT_S,
+    model_retries: int = DEFAULT_MAX_RETRIES,
 ) -> Executor:
     """The executor the options name. On Ray, a model method's nodes build the model themselves from a
     :class:`ModelRecipe` (the key read from each node's environment, never shipped).
@@ -435,5 +464,6 @@ def open_executor(
             api_key_env=api_key_env, azure_endpoint=azure_endpoint, api_version=api_version,
             model_path=str(model_path.expanduser().resolve()) if model_path else None,
             cache_dir=str(cache_dir.expanduser().resolve()) if cache_dir else None, cache=not no_cache,
+            timeout_s=model_timeout, max_retries=model_retries,
         )  # fmt: skip
     return make_executor(executor, ray_address, ray_cpus_per_episode, recipe)

@@ -31,6 +31,8 @@ from learnact.engine.cli_common import (
     MaxTokensOption,
     ModelOption,
     ModelPathOption,
+    ModelRetriesOption,
+    ModelTimeoutOption,
     NoCacheOption,
     PddlDomainOption,
     PriceFileOption,
@@ -53,6 +55,7 @@ from learnact.engine.cli_learn import learned_notes
 from learnact.engine.cli_learnact import learned_actions
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import ExecutorName
+from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import (
     RETRIED,
     EpisodeRecord,
@@ -136,6 +139,8 @@ def evaluate(
     cache_dir: CacheDirOption = None,
     no_cache: NoCacheOption = False,
     price_file: PriceFileOption = None,
+    model_timeout: ModelTimeoutOption = DEFAULT_TIMEOUT_S,
+    model_retries: ModelRetriesOption = DEFAULT_MAX_RETRIES,
     notes: Annotated[
         Optional[Path], typer.Option(help="act_reflexion, react_reflexion: the `learnact learn` run whose notes to use")
     ] = None,
@@ -190,6 +195,8 @@ def evaluate(
             model_path=model_path,
             cache_dir=cache_dir,
             no_cache=no_cache,
+            model_timeout=model_timeout,
+            model_retries=model_retries,
         )
     learned = learned_notes(method, notes, spec)
     actions = learned_actions(method, library, spec, interim)
@@ -215,6 +222,8 @@ def evaluate(
         max_tokens=max_tokens,
         cache_dir=cache_dir,
         no_cache=no_cache,
+        model_timeout=model_timeout,
+        model_retries=model_retries,
         price_file=price_file,
     )
     settings = RunSettings(

@@ -29,6 +29,8 @@ from learnact.engine.cli_common import (
     MaxTokensOption,
     ModelOption,
     ModelPathOption,
+    ModelRetriesOption,
+    ModelTimeoutOption,
     NoCacheOption,
     PddlDomainOption,
     PddlProblemsOption,
@@ -60,6 +62,7 @@ from learnact.engine.learning import (
     run_reflexion,
 )
 from learnact.engine.llm import Backbone, PriceTable
+from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import RunDir
 from learnact.engine.splits import TRAIN_PER_TYPE, Split, split_tasks
@@ -110,6 +113,8 @@ def learn(
     cache_dir: CacheDirOption = None,
     no_cache: NoCacheOption = False,
     price_file: PriceFileOption = None,
+    model_timeout: ModelTimeoutOption = DEFAULT_TIMEOUT_S,
+    model_retries: ModelRetriesOption = DEFAULT_MAX_RETRIES,
     pddl_domain: PddlDomainOption = None,
     pddl_problems: PddlProblemsOption = None,
     alfworld_data: AlfworldDataOption = None,
@@ -136,7 +141,8 @@ def learn(
     backbone, model_settings, prices = open_model(
         method, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
         azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature, max_tokens=max_tokens,
-        cache_dir=cache_dir, no_cache=no_cache, price_file=price_file,
+        cache_dir=cache_dir, no_cache=no_cache, model_timeout=model_timeout, model_retries=model_retries,
+        price_file=price_file,
     )  # fmt: skip
     assert backbone is not None  # every learning method uses a model
     settings = RunSettings(
@@ -165,6 +171,8 @@ def learn(
             model_path=model_path,
             cache_dir=cache_dir,
             no_cache=no_cache,
+            model_timeout=model_timeout,
+            model_retries=model_retries,
         )
     try:
         with resumable(out, "what was learned is"):
@@ -172,7 +180,8 @@ def learn(
                 opened = open_model(
                     method, model=learner_model, base_url=base_url, api_key_env=api_key_env,
                     azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature,
-                    cache_dir=cache_dir, no_cache=no_cache, price_file=price_file,
+                    cache_dir=cache_dir, no_cache=no_cache, model_timeout=model_timeout,
+                    model_retries=model_retries, price_file=price_file,
                 )  # fmt: skip
                 assert opened.backbone is not None and opened.settings is not None
                 learner = (opened.backbone, opened.settings)

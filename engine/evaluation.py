@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from learnact.actions.errors import LearnactError
 from learnact.engine.executor import Executor, LocalExecutor
 from learnact.engine.llm import Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
+from learnact.engine.llm.base import ModelFailure
 from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, RunSettings, Summary, episode_key
 from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
 from learnact.engine.splits import Split, split_tasks
@@ -19,6 +20,7 @@ from learnact.envs import TaskInfo
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+STOP_AFTER_SAME_MODEL_FAILURES = 3  # episodes in a row ended by one model failure (same text): the run stops
 
 
 class EvalConfig(BaseModel):
@@ -194,6 +196,19 @@ def run_evaluation(
     return summary
 
 
+class ModelUnavailable(ModelFailure):
+    """``count`` episodes in a row ended by the same model failure ``reason``: the run stops there instead of
+    spending the same wait on every remaining episode."""
+
+    def __init__(self, reason: str, count: int) -> None:
+        self.reason, self.count = reason, count
+        super().__init__(
+            f"{count} episodes in a row ended by the same model failure, so the run stopped: {reason}",
+            "fix the model server or its options ({model_timeout}, {model_retries}), then run the same command"
+            " to resume",
+        )
+
+
 def _run_pending(
     config: EvalConfig,
     run_dir: RunDir,
@@ -206,9 +221,17 @@ def _run_pending(
     """Run ``pending`` on ``executor``; each record is written to ``run_dir`` as it comes back, before
     ``on_episode`` hears of it, so that an interrupted run keeps every episode it was told about."""
 
+    same_failure: list[str] = []  # the model failures of the latest episodes, while they are one reason
+
     def finished(record: EpisodeRecord) -> None:
         run_dir.append(record)
         records[record.task, record.seed] = record
+        if record.status == "llm_error" and record.error is not None:
+            same_failure[:] = [*same_failure, record.error] if record.error in same_failure else [record.error]
+            if len(same_failure) >= STOP_AFTER_SAME_MODEL_FAILURES:
+                raise ModelUnavailable(record.error, len(same_failure))
+        else:
+            same_failure.clear()
         outcome = f"ended by {record.error}" if record.status in RETRIED else f"success={record.success}"
         key = episode_key(record.task, record.seed)
         log.info("episode %s: %s, %d steps, %.1f s", key, outcome, len(record.steps), record.duration_s)

@@ -44,6 +44,7 @@ from learnact.engine.llm import (
     PriceTable,
     RecordingBackbone,
 )
+from learnact.engine.llm.base import ModelFailure
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error, read_model
 from learnact.envs import Environment, EnvSpec, ResetInfo, make_env
@@ -199,7 +200,7 @@ def trajectory(record: EpisodeRecord, reset: ResetInfo) -> Trajectory:
     return Trajectory(task=record.task, goal=reset.goal, initial=reset.observation, success=record.success, steps=steps)
 
 
-class ScoringFailed(RunDirError):
+class ScoringFailed(RunDirError, ModelFailure):
     """A scoring episode ended by a model failure: rerunning retries it."""
 
 

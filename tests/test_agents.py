@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,40 @@ def test_eval_act_through_the_cli(tmp_path: Path) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["run"]["model"]["model"] == "m" and config["run"]["max_steps"] == 30
     assert (out / CALLS).exists()
+
+
+def test_a_model_that_fails_the_same_way_three_times_in_a_row_stops_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with ScriptedServer(responder=lambda body: Status(503, "overloaded")) as server:
+        args = ["eval", "--env", "pddl/blockworld", "--tasks", "0-4", "--seeds", "1", "--method", "act"]
+        args += ["--model", "m", "--base-url", server.base_url, "--no-cache", "--workers", "1", "--out", str(out)]
+        result = CliRunner().invoke(app, args, env={"LEARNACT_MODEL_RETRIES": "0", "COLUMNS": "300"})
+    assert result.exit_code == 3, result.output
+    assert "3 episodes in a row ended by the same model failure, so the run stopped" in result.stderr
+    assert "HTTP 503 after 1 try" in result.stderr and "--model-retries" in result.stderr
+    # Not five: the run stopped (the next episode may have begun its request when it did), and none was retried.
+    assert len(server.received) <= 4
+    assert [r["status"] for r in records(out)] == ["llm_error"] * 3
+
+
+def test_the_model_timeout_is_one_flag(tmp_path: Path) -> None:
+    with ScriptedServer(responder=lambda body: Answer("late", delay_s=30)) as server:
+        args = ["eval", "--env", "pddl/blockworld", "--tasks", "0", "--seeds", "1", "--method", "act", "--model", "m"]
+        args += ["--base-url", server.base_url, "--no-cache", "--out", str(tmp_path / "run")]
+        args += ["--model-timeout", "1", "--model-retries", "0"]
+        started = time.monotonic()
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert time.monotonic() - started < 20
+    assert "no complete answer within 1 s after 1 try" in records(tmp_path / "run")[0]["error"]
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1/v1", "http://user:pw@127.0.0.1/v1", "localhost:8000"])
+def test_a_base_url_that_cannot_be_used_is_refused_before_anything_runs(tmp_path: Path, url: str) -> None:
+    args = ["eval", "--env", "pddl/blockworld", "--method", "act", "--model", "m", "--base-url", url]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "base URL" in result.stderr and "--base-url" in result.stderr
+    assert not (tmp_path / "run").exists()
 
 
 def test_eval_without_a_model_says_what_to_set(tmp_path: Path) -> None:

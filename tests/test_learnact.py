@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from llm_server import Answer, ScriptedServer
+from llm_server import Answer, ScriptedServer, Status
 
 from learnact.actions.library import LearningProgress, Library, Origin
 from learnact.engine.audit import audit_html, build_audit
@@ -546,3 +546,18 @@ def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_ke
     refused = CliRunner().invoke(app, [*evaluate[:-1], str(tmp_path / "eval2"), "--base-url", "http://127.0.0.1:9"])
     assert refused.exit_code == 2
     assert "is not a result yet: learning not finished (round 0 of 1)" in " ".join(refused.stderr.split())
+
+
+@pytest.mark.parametrize("method", ["learnact", "act_reflexion"])
+def test_a_model_failure_while_learning_exits_3(tmp_path: Path, method: str) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.cli import app
+
+    with ScriptedServer(responder=lambda body: Status(500, "down")) as server:
+        args = ["learn", "--method", method, "--env", "pddl/blockworld", "--model", "m", "--seed", "2"]
+        args += ["--train-per-type", "1", "--samples", "1", "--rounds", "1", "--out", str(tmp_path / "run")]
+        args += ["--base-url", server.base_url, "--no-cache", "--model-retries", "0"]
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "HTTP 500 after 1 try" in " ".join(result.stderr.split())

@@ -134,6 +134,22 @@ def test_a_client_error_is_not_retried() -> None:
     assert len(server.received) == 1
 
 
+def test_a_retry_after_longer_than_the_client_waits_says_so() -> None:
+    with ScriptedServer([Status(429, "slow down", {"Retry-After": "3600"})]) as server:
+        with pytest.raises(
+            LLMError, match=r"HTTP 429 \(not retried: the server asks to wait 3600 s, more than the 120 s"
+        ):
+            backbone(server).complete(ask())
+    assert len(server.received) == 1
+
+
+def test_a_client_error_says_it_was_not_retried() -> None:
+    with ScriptedServer([Status(401, "no such key")]) as server:
+        with pytest.raises(LLMError, match=r"HTTP 401 \(not retried\): .*no such key") as caught:
+            backbone(server).complete(ask())
+    assert "tries" not in str(caught.value)
+
+
 def test_a_timeout_is_retried_then_reported() -> None:
     with ScriptedServer([Answer("late", delay_s=1.0), Answer("on time")]) as server:
         assert backbone(server, timeout_s=0.3, max_retries=1).complete(ask()).text == "on time"

@@ -53,7 +53,11 @@ class ChatResponse(BaseModel):
     usage: Usage = Usage()
 
 
-class LLMError(LearnactError):
+class ModelFailure(LearnactError):
+    """The model gave no usable answer where a command needed one: every command ends with status 3."""
+
+
+class LLMError(ModelFailure):
     """The backbone gave no usable answer (after its retries): the episode records it and goes on."""
 
     def __init__(self, backbone: str, reason: str, remedy: str = "") -> None:

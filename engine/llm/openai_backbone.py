@@ -17,13 +17,17 @@ runs record.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import os
 import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import openai
+from openai._constants import MAX_RETRY_AFTER_DELAY  # the longest Retry-After the client waits (else no retry)
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.errors import LearnactError
@@ -208,10 +212,7 @@ class OpenAIBackbone(Backbone):
         except (BodyTooLarge, BodyEncodingRefused, RequestAborted) as exc:
             raise self._fail(str(exc)) from None
         except openai.APIStatusError as exc:
-            retried = exc.status_code in RETRIED_STATUSES or exc.status_code >= 500
-            raise self._fail(
-                f"HTTP {exc.status_code} {tries if retried else '(not retried)'}: {self._said(exc.message)}"
-            ) from None
+            raise self._fail(self._status_reason(exc, tries)) from None
         except openai.APITimeoutError:
             raise self._fail(f"no complete answer within {self.timeout_s:g} s {tries}") from None
         except openai.APIConnectionError as exc:
@@ -222,6 +223,20 @@ class OpenAIBackbone(Backbone):
         except openai.OpenAIError as exc:
             raise self._fail(f"the request failed: {self._said(exc)}") from None
         return self._parse(body)
+
+    def _status_reason(self, exc: openai.APIStatusError, tries: str) -> str:
+        """Why an HTTP error ended the request, with how often it was tried: a status the client retries was
+        tried ``tries``, unless the server asked to wait longer than the client waits (it says so)."""
+        said = f"HTTP {exc.status_code}"
+        if exc.status_code not in RETRIED_STATUSES and exc.status_code < 500:
+            return f"{said} (not retried): {self._said(exc.message)}"
+        wait = _retry_after_s(exc.response.headers)
+        if wait is not None and wait > MAX_RETRY_AFTER_DELAY:
+            return (
+                f"{said} (not retried: the server asks to wait {wait:.0f} s, more than the"
+                f" {MAX_RETRY_AFTER_DELAY:g} s a retry waits; try again later): {self._said(exc.message)}"
+            )
+        return f"{said} {tries}: {self._said(exc.message)}"
 
     def _parse(self, body: bytes) -> ChatResponse:
         try:
@@ -254,6 +269,23 @@ class OpenAIBackbone(Backbone):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """The wait a ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms`` header asks for, if any."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return float(value) * scale
+        except ValueError:
+            pass
+    try:
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after", ""))
+    except (TypeError, ValueError):
+        return None
+    return (when - datetime.now(timezone.utc)).total_seconds() if when.tzinfo else None
 
 
 def _count(tokens: int | None) -> int:
