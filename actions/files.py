@@ -34,6 +34,12 @@ _READ_CHUNK = 1 << 20
 _WRITING = os.O_WRONLY | os.O_RDWR
 
 
+def reason(exc: OSError) -> str:
+    """What went wrong, in words: the system's message, and "(the disk is full)" when it is."""
+    text = exc.strerror or str(exc)
+    return f"{text} (the disk is full)" if exc.errno == errno.ENOSPC else text
+
+
 def _link_error(path: Path) -> OSError:
     return OSError(
         errno.ELOOP,

@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import AppendLog, read_bounded, write_atomic
+from learnact.actions.files import AppendLog, read_bounded, reason, write_atomic
 from learnact.actions.models import ActionSet, Finding, LearnedAction
 from learnact.actions.text import encodable, truncated
 
@@ -632,12 +632,10 @@ class Library:
         try:
             write(path)
         except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise LibraryError(self.path, f"cannot write {path}: {reason}") from None
+            raise LibraryError(self.path, f"cannot write {path}: {reason(exc)}") from None
 
     def _unreadable(self, path: Path, exc: Exception) -> LibraryError:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        return LibraryError(self.path, f"cannot read {path}: {reason}")
+        return LibraryError(self.path, f"cannot read {path}: {reason(exc) if isinstance(exc, OSError) else exc}")
 
 
 _WHERE_REMEDY = "give a library folder, or the run folder of a learning run (it holds library/)"

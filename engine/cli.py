@@ -4,14 +4,50 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click since 0.29
+from typer.core import TyperGroup
 
-from learnact.engine.cli_common import configure_logging
+from learnact.engine.cli_common import configure_logging, err, shown
+
+
+class OneLineErrors(TyperGroup):
+    """The `learnact` group: a usage error that the option parser finds (a missing option, a value out of
+    range, an unknown flag) is one line ``error: ...`` naming the flag, exit 2, as every learnact error is,
+    instead of a usage box."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except typer.TyperException as exc:
+            context = getattr(exc, "ctx", None)
+            see = f" (see `{context.command_path} --help`)" if context is not None else ""
+            err.print(f"[red]error:[/red] {shown(' '.join(exc.format_message().split()))}{shown(see)}")
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            err.print("Aborted!")
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)  # an int: the status of a typer.Exit
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="learnact: a sandboxed action-code execution engine for LLM agents that learn their actions.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

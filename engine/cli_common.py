@@ -93,6 +93,7 @@ FLAGS = {
     "interim": "--interim",
     "model_timeout": "--model-timeout",
     "model_retries": "--model-retries",
+    "no_cache": "--no-cache",
     "executor": "--executor",
     "ray_address": "--ray-address",
     "ray_cpus_per_episode": "--ray-cpus-per-episode",

@@ -267,18 +267,20 @@ class LocalExecutor(Executor):
                 finished, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for future in finished:
                     on_record(future.result())
-        except BaseException:
+        except BaseException as exc:
             stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
             if backbone is not None:
                 backbone.abort()  # a model call in flight ends now, not when a hung server answers
             with lock:
                 running = [worker for worker in all_workers if worker not in free_workers]
-            if running:
-                log.warning(
-                    "stopping: waiting for %d running episode(s) to end (their model calls were abandoned;"
-                    " a sandbox execution ends within its timeout)",
+            if running:  # a person who stopped the run hears what it waits for; an error says it itself
+                log.log(
+                    logging.WARNING if isinstance(exc, (KeyboardInterrupt, SystemExit)) else logging.INFO,
+                    "stopping: waiting for %d running episode(s) to end (%sa sandbox execution ends within its"
+                    " timeout)",
                     len(running),
+                    "their model calls were abandoned; " if backbone is not None else "",
                 )
             for worker in running:
                 worker.env.interrupt()

@@ -46,7 +46,16 @@ from learnact.engine.llm import (
 )
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
-from learnact.engine.rundir import ANOTHER, RunDir, RunDirError, describe_os_error, read_model
+from learnact.engine.rundir import (
+    ANOTHER,
+    LEARN_STATE,
+    LEARNACT_CONFIG,
+    RunDir,
+    RunDirError,
+    RunKind,
+    describe_os_error,
+    read_model,
+)
 from learnact.envs import Environment, EnvSpec, ResetInfo, make_env
 from learnact.learner.learnact import (
     Ask,
@@ -65,8 +74,8 @@ from learnact.sandbox import Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG = "learnact.json"
-STATE = "learn_state.json"
+CONFIG = LEARNACT_CONFIG
+STATE = LEARN_STATE
 SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R
 SCORING_MAX_STEPS = 10  # the seed's step budget while scoring
 LEARNER_MAX_TOKENS = 2048  # an answer holds several functions
@@ -287,7 +296,7 @@ def run_learnact(
     :raises LLMError: when the learner model gives no answer (rerunning retries).
     :raises SandboxUnavailable: when the sandbox cannot start.
     """
-    run_dir = RunDir(out, command="learn")
+    run_dir = RunDir(out, RunKind.learnact)
     run_dir.lock()
     try:
         _check_identity(out, config)

@@ -40,13 +40,11 @@ from learnact.engine.llm import (
     Totals,
 )
 from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, Method, RunSettings, TokenUsage, episode_key
-from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
+from learnact.engine.rundir import ANOTHER, NOTES, SPLIT, RunDir, RunDirError, RunKind
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, ResetInfo
 from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Step, Trajectory, reflexion, shown_notes
 
-NOTES = "notes.json"
-SPLIT = "split.json"
 MAX_NOTES_BYTES = 5_000_000
 DEFAULT_LEARN_STEPS = 10  # steps per training attempt: the seed's budget while learning
 log = logging.getLogger(__name__)
@@ -246,7 +244,7 @@ def run_reflexion(
     if not settings.method.reflects or settings.model is None:
         raise LearnactError(f"the method {settings.method.value} does not learn by reflection with a model")
     model = settings.model
-    run_dir = RunDir(out, command="learn")
+    run_dir = RunDir(out, RunKind.reflexion)
     run_dir.lock()
     try:
         try:
@@ -379,7 +377,7 @@ def _write_notes(out: Path, config: ReflexionConfig, notes: tuple[Note, ...], co
         notes=notes,
         complete=complete,
     )
-    RunDir(out).write(NOTES, record)
+    RunDir(out, RunKind.reflexion).write(NOTES, record)
 
 
 __all__ = [

@@ -35,9 +35,9 @@ from learnact.actions.text import visible
 from learnact.engine.evaluation import EvalConfig, RunSplits
 from learnact.engine.learnact_run import CONFIG as LEARN_CONFIG
 from learnact.engine.learnact_run import SCORING
-from learnact.engine.llm import CALLS, CallLog, Totals
+from learnact.engine.llm import CallLog, Totals
 from learnact.engine.records import Method, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
-from learnact.engine.rundir import CONFIG, SPLITS, SUMMARY, RunDir, RunDirError
+from learnact.engine.rundir import CONFIG, EPISODES, SPLITS, SUMMARY, RunDir, RunDirError
 from learnact.envs.alfworld import TASK_TYPES
 
 if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn: it costs every command ~1 s otherwise
@@ -273,22 +273,26 @@ def _learning_curve(path: Path) -> LearningCurve | None:
 
 def _learning_usage(library: Path) -> TokenUsage | None:
     """The model calls of the learning run that holds ``library``: the learner's (the run's ``calls.jsonl``)
-    and the scoring agent's (those of each scoring run under ``score/``); None for a library outside a run.
+    and the scoring agent's, counted from the recorded episodes of each scoring run under ``score/`` (so the
+    calls of an episode that a kill dropped, and a resume ran again, are not counted twice); None for a
+    library outside a run.
 
-    :raises ReportError: when a call log cannot be read or holds a line that is not a call record.
+    :raises ReportError: when a call log or an episode log cannot be read or holds a line that is not a record.
     """
     run = library.parent
     if library.name != RUN_LIBRARY or not (run / LEARN_CONFIG).is_file():
         return None
-    totals = Totals()
-    for log in [run / CALLS, *sorted((run / SCORING).rglob(CALLS))]:
-        try:
-            records = CallLog(log.parent).read()
-        except RunDirError as exc:
-            raise ReportError(run, exc.message, exc.remedy) from None
-        for record in records:
+    try:
+        totals = Totals()
+        for record in CallLog(run).read():
             totals.add(record)
-    return TokenUsage(**totals.model_dump(include=set(TokenUsage.model_fields)))
+        usage = TokenUsage(**totals.model_dump(include=set(TokenUsage.model_fields)))
+        for episodes in sorted((run / SCORING).rglob(EPISODES)):
+            for episode in RunDir(episodes.parent).finished():
+                usage += episode.usage or TokenUsage()
+    except RunDirError as exc:
+        raise ReportError(run, exc.message, exc.remedy) from None
+    return usage
 
 
 def _load(paths: Sequence[Path]) -> tuple[list[_EvalRun], list[LearningCurve]]:

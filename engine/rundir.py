@@ -19,13 +19,14 @@ import json
 import logging
 import os
 import re
+from enum import Enum
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import AppendLog, open_regular, read_bounded, write_atomic
+from learnact.actions.files import AppendLog, open_regular, read_bounded, reason, write_atomic
 from learnact.engine.records import EpisodeRecord
 
 CONFIG = "config.json"
@@ -33,12 +34,45 @@ EPISODES = "episodes.jsonl"
 SUMMARY = "summary.json"
 SPLITS = "splits.json"
 LOCK = ".lock"
+KIND = "run.json"  # what kind of run the folder holds
+NOTES = "notes.json"  # a reflexion learning run's notes
+SPLIT = "split.json"  # a learning run's training tasks
+LEARNACT_CONFIG = "learnact.json"  # a LearnAct learning run's identity
+LEARN_STATE = "learn_state.json"  # where a LearnAct learning run stands
+LIBRARY = "library"  # a LearnAct learning run's action library
+MAX_KIND_BYTES = 10_000
 MAX_CONFIG_BYTES = 50_000_000
 MAX_EPISODES_BYTES = 1 << 30  # episodes.jsonl: every record of every episode of a run
 MAX_LOCK_BYTES = 64
 ANOTHER = "use another {out}"  # the remedy when a run directory is not this run's to use
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class RunKind(str, Enum):
+    """What a run folder holds; a command uses only a folder of its own kind (or a new one)."""
+
+    evaluation = "evaluation"
+    reflexion = "reflexion"
+    learnact = "learnact"
+
+    def describe(self) -> str:
+        return {
+            RunKind.evaluation: "an evaluation run (learnact eval)",
+            RunKind.reflexion: "a reflexion learning run (learnact learn --method act_reflexion|react_reflexion)",
+            RunKind.learnact: "a LearnAct learning run (learnact learn --method learnact)",
+        }[self]
+
+    @property
+    def command(self) -> str:
+        return "eval" if self is RunKind.evaluation else "learn"
+
+
+class _KindFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: RunKind
+    format: int = 1
 
 
 class RunDirError(LearnactError):
@@ -64,11 +98,8 @@ class RunDirBusy(RunDirError):
 
 def describe_os_error(exc: OSError, path: Path, doing: str) -> RunDirError:
     """The RunDirError for ``exc``, raised while doing ``doing`` (e.g. "write") on ``path``."""
-    reason = exc.strerror or str(exc)
-    if exc.errno == errno.ENOSPC:
-        reason += " (the disk is full)"
     where = exc.filename if isinstance(exc.filename, str) else str(path)
-    return RunDirError(path, f"cannot {doing} {where}: {reason}")
+    return RunDirError(path, f"cannot {doing} {where}: {reason(exc)}")
 
 
 def read_model(path: Path, model: type[ModelT], max_bytes: int, *, root: Path, what: str) -> ModelT | None:
@@ -90,8 +121,8 @@ def read_model(path: Path, model: type[ModelT], max_bytes: int, *, root: Path, w
 
 
 class RunDir:
-    def __init__(self, path: Path, command: str = "eval") -> None:
-        self.path, self.command = path, command
+    def __init__(self, path: Path, kind: RunKind = RunKind.evaluation) -> None:
+        self.path, self.kind = path, kind
         self._lock_file: int | None = None
         self._created = False
         self._episodes = AppendLog(path / EPISODES, root=path, max_bytes=MAX_EPISODES_BYTES)
@@ -141,11 +172,41 @@ class RunDir:
             raise describe_os_error(exc, self.path, "lock the run directory") from None
         try:
             os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {self.command}\n".encode(), 0)
+            os.pwrite(fd, f"{os.getpid()} {self.kind.command}\n".encode(), 0)
         except OSError as exc:
             os.close(fd)
             raise describe_os_error(exc, path, "write") from None
         self._lock_file = fd
+        try:
+            found = self.found_kind()
+            if found is not None and found is not self.kind:
+                raise RunDirError(
+                    self.path, f"{self.path} holds {found.describe()}, not {self.kind.describe()}", ANOTHER
+                )
+            if found is None:
+                self.write(KIND, _KindFile(kind=self.kind))
+        except BaseException:
+            self.unlock(discard_if_unused=True)
+            raise
+
+    def found_kind(self) -> RunKind | None:
+        """The kind of run the folder holds (``run.json``; for a folder written before it, the files only that
+        kind writes); None for a folder that holds no run.
+
+        :raises RunDirError: when ``run.json`` cannot be read or is not one.
+        """
+        marker = read_model(self.path / KIND, _KindFile, MAX_KIND_BYTES, root=self.path, what="a run's kind")
+        if marker is not None:
+            return marker.kind
+        present = {name for name in (LEARNACT_CONFIG, LEARN_STATE, LIBRARY, NOTES, SPLIT, CONFIG, EPISODES, SUMMARY)}
+        present = {name for name in present if os.path.lexists(self.path / name)}
+        if present & {LEARNACT_CONFIG, LEARN_STATE, LIBRARY}:
+            return RunKind.learnact
+        if present & {NOTES, SPLIT}:
+            return RunKind.reflexion
+        if present & {CONFIG, EPISODES, SUMMARY}:
+            return RunKind.evaluation
+        return None
 
     def _open_lock(self, path: Path) -> int:
         try:
@@ -167,7 +228,8 @@ class RunDir:
         fd, self._lock_file = self._lock_file, None
         if discard_if_unused and self._created and not (self.path / CONFIG).exists():
             try:
-                (self.path / LOCK).unlink()
+                for name in (KIND, LOCK):
+                    (self.path / name).unlink(missing_ok=True)
                 self.path.rmdir()
             except OSError as exc:
                 log.debug("kept the unused run directory %s: %s", self.path, exc)

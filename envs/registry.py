@@ -221,13 +221,13 @@ def primitive_specs(name: str) -> list[PrimitiveSpec]:
 
 def select_tasks(env: Environment, selection: str | None) -> list[str]:
     """Task ids chosen by ``selection``: indices and ranges (``0-4,7``) or task ids, comma-separated;
-    None or empty: every task.
+    None: every task. An empty or blank selection (an unset shell variable) chooses none and is refused.
 
     :raises UnknownTask: for a part that is neither an index, a range nor a task id.
     :raises TaskSelectionError: for a range outside the tasks, or a selection that chooses none.
     """
     ids = [t.id for t in env.tasks()]
-    if not selection:
+    if selection is None:
         chosen = ids
     else:
         chosen = []
@@ -251,5 +251,9 @@ def select_tasks(env: Environment, selection: str | None) -> list[str]:
             raise UnknownTask(part, env.name, ids, "give indices and ranges like 0-4,7 or task ids")
     chosen = list(dict.fromkeys(chosen))
     if not chosen:
-        raise TaskSelectionError(str(selection), env.name, f"the selection '{selection}' chooses no task of {env.name}")
+        raise TaskSelectionError(
+            str(selection),
+            env.name,
+            f"the selection '{selection}' chooses no task of {env.name}; leave out the option to run every task",
+        )
     return chosen

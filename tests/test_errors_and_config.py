@@ -281,3 +281,50 @@ def test_log_lines_show_untrusted_text_literally(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "WARNING learnact.test: runner said \\x1b]0;pwned\\x07\\u202e[bold]x[/bold]" in err
     assert "\x1b" not in err and "not shown" not in err
+
+
+# --- what the option parser refuses is one line too -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["learn", "--method", "learnact", "--env", "pddl/blockworld", "--samples", "0"], "--samples"),
+        (["eval", "--env", "pddl/blockworld", "--workers", "0"], "--workers"),
+        (["eval", "--env", "pddl/blockworld", "--max-steps", "0"], "--max-steps"),
+        (["eval", "--env", "pddl/blockworld", "--seeds", "0"], "--seeds"),
+        (["actions", "show", ".", "x", "--version", "0"], "--version"),
+        (["eval", "--env", "pddl/blockworld", "--model-timeout", "0"], "--model-timeout"),
+        (["eval", "--env", "pddl/blockworld", "--no-such-flag"], "--no-such-flag"),
+        (["eval"], "--env"),
+    ],
+)
+def test_a_value_the_option_parser_refuses_is_one_line_naming_the_flag(args: list[str], flag: str) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert flag in result.stderr and "╭" not in result.stderr
+
+
+@pytest.mark.parametrize("selection", ["", " ", ","])
+def test_an_empty_task_selection_is_refused_not_taken_for_every_task(tmp_path: Path, selection: str) -> None:
+    out = tmp_path / "run"
+    args = ["eval", "--env", "pddl/blockworld", "--method", "expert", "--tasks", selection, "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "chooses no task of pddl/blockworld" in result.stderr
+    assert not out.exists()
+
+
+def test_a_library_learned_on_another_environment_is_refused_up_front(tmp_path: Path) -> None:
+    from learnact.actions.library import Library, Origin
+
+    library = Library(tmp_path / "lib")
+    code = 'def two(a):\n    """Pick up and put down."""\n    pick(a)\n    drop(a)\n'
+    library.new_version("two", code, description="two", example="two('a')", origin=Origin.created)
+    library.select({"two": 1}, 1.0, "pddl/blockworld")
+    args = ["eval", "--env", "pddl/gripper", "--method", "learnact", "--library", str(tmp_path / "lib")]
+    args += ["--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "the library was learned on pddl/blockworld, not on pddl/gripper" in result.stderr
+    assert not (tmp_path / "run").exists()

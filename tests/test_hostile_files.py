@@ -17,7 +17,7 @@ import pytest
 from learnact.actions.files import AppendLog, make_folders, read_bounded, write_atomic
 from learnact.actions.library import Library, LibraryError, Origin
 from learnact.engine.llm import CallLog
-from learnact.engine.rundir import RunDir, RunDirError
+from learnact.engine.rundir import RunDir, RunDirError, RunKind
 
 PRECIOUS = "precious: not learnact's to touch\n"
 ACTION = '''def stack_on(block, target):
@@ -133,7 +133,7 @@ def test_a_lock_file_someone_else_wrote_is_neither_truncated_nor_used(tmp_path: 
 
 
 def test_a_busy_run_folder_names_the_command_that_holds_it(tmp_path: Path) -> None:
-    holder = RunDir(tmp_path, command="learn")
+    holder = RunDir(tmp_path, RunKind.learnact)
     holder.lock()
     try:
         with pytest.raises(RunDirError, match=r"in use by another learnact learn \(pid \d+\)"):
@@ -241,3 +241,28 @@ def test_the_library_api_refuses_an_edited_version(tmp_path: Path) -> None:
     edit_recorded_code(run)
     with pytest.raises(LibraryError, match="does not match its sha256"):
         Library.open_existing(run)
+
+
+# --- run folders of one kind refuse another kind ------------------------------------------------------------
+
+LEARN = ["learn", "--env", "pddl/blockworld", "--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--no-cache"]
+
+
+def test_a_run_folder_is_used_only_by_its_own_kind_of_command(tmp_path: Path) -> None:
+    evaluation = tmp_path / "eval"
+    made = learnact("eval", "--env", "pddl/blockworld", "--method", "expert", "--tasks", "0", "--out", str(evaluation))
+    assert made.returncode == 0, made.stderr
+    assert json.loads((evaluation / "run.json").read_text())["kind"] == "evaluation"
+    for method in ("learnact", "act_reflexion"):
+        refused = learnact(*LEARN, "--method", method, "--out", str(evaluation))
+        one_line_error(refused, "holds an evaluation run (learnact eval), not a")
+    assert sorted(p.name for p in evaluation.iterdir()) == sorted(
+        [".lock", "run.json", "config.json", "splits.json", "episodes.jsonl", "summary.json"]
+    )
+
+
+def test_a_learning_run_written_before_run_json_is_recognised_by_its_files(tmp_path: Path) -> None:
+    learning = library_run(tmp_path / "learning")  # library/ only a LearnAct run writes
+    refused = learnact("eval", "--env", "pddl/blockworld", "--method", "expert", "--tasks", "0", "--out", str(learning))
+    one_line_error(refused, "holds a LearnAct learning run (learnact learn --method learnact), not an evaluation run")
+    assert not (learning / "config.json").exists() and not (learning / "run.json").exists()

@@ -376,3 +376,23 @@ def test_action_version_records_refuse_unknown_fields() -> None:
                 "rogue": True,
             }
         )
+
+
+def test_a_full_disk_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    library = build(tmp_path / "lib")
+    real_fsync = os.fsync
+
+    def full(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("outcomes.jsonl"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full)
+    outcome = CallOutcome(name="clear_all", version=1, phase="score", task="t", step=0, code="x", ok=True, status="ok")
+    with pytest.raises(
+        LibraryError, match=r"cannot write .*outcomes.jsonl: No space left on device \(the disk is full\)"
+    ):
+        library.record_outcomes([outcome])
+    assert (tmp_path / "lib" / "outcomes.jsonl").read_bytes() == b""

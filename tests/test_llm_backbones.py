@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from learnact.engine.llm import (
     CallLog,
     ChatMessage,
     ChatRequest,
+    ChatResponse,
     Ledger,
     LLMError,
     OpenAIBackbone,
@@ -462,8 +464,37 @@ def test_a_corrupt_row_is_a_miss_and_is_replaced(tmp_path: Path) -> None:
 
 def test_a_cache_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     (tmp_path / DB_NAME).write_bytes(b"this is not an sqlite database" * 100)
-    with pytest.raises(CacheError, match="cannot be used"):
+    with pytest.raises(CacheError, match="cannot be used") as caught:
         ResponseCache(tmp_path)
+    assert f"delete {tmp_path / DB_NAME}" in caught.value.describe() and "{no_cache}" in caught.value.remedy
+
+
+READ_ONLY_USE = """
+import sys
+from learnact.engine.llm import ChatMessage, ChatRequest, ChatResponse, ResponseCache
+cache = ResponseCache(sys.argv[1])
+request = ChatRequest(model="m", messages=(ChatMessage(role="user", content="hi"),))
+print(cache.get("server", request).text, cache.read_only)
+cache.put("server", request, ChatResponse(text="not stored"))
+print(cache.get("server", request).text)
+"""
+
+
+def test_a_populated_read_only_cache_still_serves_its_answers(tmp_path: Path) -> None:
+    request = ChatRequest(model="m", messages=(ChatMessage(role="user", content="hi"),))
+    cache = ResponseCache(tmp_path)
+    cache.put("server", request, ChatResponse(text="stored before"))
+    cache.close()
+    # A read-only file system (what root cannot write either): the cache folder bound read-only, in a mount
+    # namespace of the child's own.
+    folder = shlex.quote(str(tmp_path))
+    script = f'mount --bind -o ro {folder} {folder} && exec {shlex.quote(sys.executable)} -c "$0" {folder}'
+    result = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", script, READ_ONLY_USE], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["stored before True", "stored before"]
+    assert "cannot be written" in result.stderr and "its answers are used" in result.stderr
 
 
 def test_the_default_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -543,3 +574,16 @@ def test_a_slow_answer_has_its_latency() -> None:
     with ScriptedServer([Answer("slow", delay_s=0.2)]) as server:
         RecordingBackbone(backbone(server), ledger).complete(ask())
     assert ledger.totals().latency_s >= 0.2
+
+
+def test_a_torn_last_line_of_the_call_log_is_cut_before_the_next_append(tmp_path: Path) -> None:
+    from learnact.engine.llm import CallRecord
+
+    (tmp_path / CALLS).write_bytes(b'{"episode": "killed while writi')  # a kill inside a write
+    log = CallLog(tmp_path)
+    assert log.read() == []
+    record = CallRecord(backbone="b", started=0.0, latency_s=0.1, request=ask(), response=None, error="x")
+    log.append(record)
+    log.append(record)
+    assert log.read() == [record, record]
+    assert (tmp_path / CALLS).read_bytes().count(b"\n") == 2

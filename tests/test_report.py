@@ -377,6 +377,15 @@ def test_learn_eval_and_report_end_to_end_through_the_cli(tmp_path: Path) -> Non
     assert len(logs) > 1 and learned_tokens > 0
     assert f"learning: {len(calls)} model calls, {learned_tokens:,} tokens" in text
 
+    # A kill drops a scoring episode after its calls were logged (a resume runs it again), and tears the
+    # log's last line: the cost counts the calls of recorded episodes, and the log stays readable.
+    scoring_log = logs[1]
+    with scoring_log.open("a") as f:
+        f.write(scoring_log.read_text().splitlines()[0] + "\n" + '{"episode": "torn')
+    again = CliRunner().invoke(app, ["report", str(tmp_path / "learn"), "--markdown", str(tmp_path / "again.md")])
+    assert again.exit_code == 0, again.output
+    assert f"learning: {len(calls)} model calls, {learned_tokens:,} tokens" in (tmp_path / "again.md").read_text()
+
 
 def test_an_interrupted_run_is_reported_with_a_warning(tmp_path: Path) -> None:
     gripper = EnvSpec(name="pddl/gripper")

@@ -7,7 +7,8 @@ JSON. One SQLite file holds one row per key; it is shared by all runs of the use
 learnact``, default ``~/.cache/learnact``). SQLite in WAL mode with a busy timeout makes it safe under
 threads (one connection per thread) and processes; a transaction is atomic, so a killed writer leaves no
 torn row. A row that does not read back as a valid answer (a corrupted value) is a miss and is replaced
-by the next answer; it never reaches an agent.
+by the next answer; it never reaches an agent. A cache that can be read but not written (a read-only folder
+or file system, a shared cache) still answers what it holds: new answers are then not stored (one warning).
 
 Within one process, workers that miss on the same request at the same moment send it once: the others
 wait for that answer (a per-key lock; different requests never wait on each other). Two *processes* that
@@ -38,11 +39,14 @@ log = logging.getLogger(__name__)
 
 
 class CacheError(LearnactError):
-    """The cache at ``path`` cannot be opened (not writable, not an SQLite file)."""
+    """The cache at ``path`` cannot be opened (not an SQLite file, neither readable nor creatable)."""
 
     def __init__(self, path: Path, problem: str) -> None:
         self.path = path
-        super().__init__(f"the response cache {path} cannot be used: {problem}", "give another {cache_dir}")
+        super().__init__(
+            f"the response cache {path} cannot be used: {problem}",
+            f"delete {path} (it only saves repeating requests), give another {{cache_dir}}, or run with {{no_cache}}",
+        )
 
 
 def default_cache_dir() -> Path:
@@ -74,6 +78,7 @@ class ResponseCache:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self.read_only = False  # set when the cache can be read but not written
         try:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -85,21 +90,48 @@ class ResponseCache:
         if connection is not None and self._local.pid == os.getpid():
             return connection
         try:
-            # Used by its own thread only; check_same_thread=False lets close() close every thread's connection.
-            connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+            connection = self._open_writable()
+        except sqlite3.Error as exc:
+            connection = self._open_read_only(exc)
+        self._local.connection, self._local.pid = connection, os.getpid()
+        with self._all_lock:
+            self._all.append(connection)
+        return connection
+
+    def _open_writable(self) -> sqlite3.Connection:
+        # Used by its own thread only; check_same_thread=False lets close() close every thread's connection.
+        connection = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+        try:
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute(
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, stored REAL NOT NULL)"
             )
+        except sqlite3.Error:
+            connection.close()
+            raise
+        return connection
+
+    def _open_read_only(self, why: sqlite3.Error) -> sqlite3.Connection:
+        """A cache that cannot be written: read what it holds (immutable: a read-only WAL database cannot make
+        its shared-memory file), or :class:`CacheError` with ``why`` when it cannot be read either."""
+        if not self.path.is_file():
+            raise CacheError(self.path, str(why))
+        try:
+            connection = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("SELECT key, value FROM responses LIMIT 1").fetchall()
         except sqlite3.Error as exc:
-            raise CacheError(self.path, str(exc)) from None
-        self._local.connection, self._local.pid = connection, os.getpid()
-        with self._all_lock:
-            self._all.append(connection)
+            raise CacheError(self.path, f"{why}; read-only: {exc}") from None
+        if not self.read_only:
+            self.read_only = True
+            log.warning(
+                "response cache %s cannot be written (%s): its answers are used, new ones not stored", self.path, why
+            )
         return connection
 
     def get(self, identity: str, request: ChatRequest) -> ChatResponse | None:
@@ -123,7 +155,10 @@ class ResponseCache:
             return None
 
     def put(self, identity: str, request: ChatRequest, response: ChatResponse) -> None:
-        """Store ``response`` as the answer to ``request`` (replacing any row); a failure is logged."""
+        """Store ``response`` as the answer to ``request`` (replacing any row); a failure is logged. A read-only
+        cache stores nothing."""
+        if self.read_only:
+            return
         key = cache_key(identity, request)
         try:
             self._connection().execute(
