@@ -387,9 +387,12 @@ def learned_library(path: Path, interim: bool = False) -> tuple[Library, tuple[s
     library = Library.open_existing(path)
     folder = library.path
     progress = library.learning()
-    if progress is None:  # a library that does not say: its run's state, else whether it was ever scored
+    if progress is None:  # a library that does not say: its run's state, else a selection someone made
         state = _read_state(folder.parent / STATE)
-        finished = state.selected is not None if state is not None else library.score() is not None
+        if state is not None:
+            finished = state.selected is not None
+        else:
+            finished = bool(library.selected()) or library.score() is not None
         where = "learning not finished"
     else:
         finished, where = progress.finished, progress.describe()

@@ -162,8 +162,8 @@ def test_library_messages_name_parameters_and_the_command_line_names_flags() -> 
 
 
 def test_typed_errors_build_their_messages_from_their_fields(tmp_path: Path) -> None:
-    busy = RunDirBusy(tmp_path, 1234)
-    assert busy.pid == 1234 and busy.path == tmp_path
+    busy = RunDirBusy(tmp_path, 1234, "eval")
+    assert busy.pid == 1234 and busy.path == tmp_path and busy.command == "eval"
     assert (
         str(busy)
         == f"{tmp_path} is in use by another learnact eval (pid 1234); wait for it to finish or use another `out`"

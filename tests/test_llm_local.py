@@ -163,7 +163,10 @@ class FakeLlama:
         FakeLlama.instances.append(self)
 
     def create_chat_completion(self, **kwargs: object) -> dict:
+        stop_if_aborted = kwargs.pop("logits_processor")
         self.calls.append(kwargs)
+        for _ in range(3):  # three tokens, each sampled after the processor saw the logits
+            assert stop_if_aborted([1, 2], [0.5]) == [0.5]
         if kwargs["max_tokens"] == 9999:
             raise ValueError("Requested tokens (9999) exceed context window of 8192")
         return {
@@ -220,6 +223,30 @@ def test_a_request_maps_onto_llama_cpp(fake_llama: type[FakeLlama], tmp_path: Pa
 def test_a_missing_model_path_is_a_clear_error(fake_llama: type[FakeLlama], tmp_path: Path) -> None:
     with pytest.raises(LLMError, match="no GGUF file"):
         local.LocalBackbone(tmp_path / "nope.gguf", cache_dir=tmp_path)
+
+
+def test_an_abort_ends_a_generation_before_its_next_token(fake_llama: type[FakeLlama], tmp_path: Path) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    backbone = local.LocalBackbone(gguf, cache_dir=tmp_path)
+    (llm,) = fake_llama.instances
+    tokens = []
+
+    def generating(**kwargs: object) -> dict:
+        for token in range(1000):
+            kwargs["logits_processor"]([token], [0.0])  # the processor runs before each token
+            tokens.append(token)
+            if token == 4:
+                backbone.abort()  # e.g. Ctrl-C in the main thread while this one generates
+        raise AssertionError("the generation was not stopped")
+
+    llm.create_chat_completion = generating  # type: ignore[method-assign]
+    request = ChatRequest(model="local", messages=(ChatMessage(role="user", content="hi"),))
+    with pytest.raises(LLMError, match="the generation was abandoned: the run is stopping"):
+        backbone.complete(request)
+    assert tokens == [0, 1, 2, 3, 4]
+    with pytest.raises(LLMError, match="abandoned"):  # and every later request at once
+        backbone.complete(request)
 
 
 def test_calls_are_serialised(fake_llama: type[FakeLlama], tmp_path: Path) -> None:

@@ -69,6 +69,16 @@ def test_host_files_are_invisible(unchecked: Sandbox, tmp_path: Path) -> None:
     assert "host-secret-4242" not in result.stdout
 
 
+def test_what_mountinfo_tells_of_the_host_differs_by_runtime(unchecked: Sandbox, runtime: str) -> None:
+    # The README's security table says so: under runc the kernel's mount table names the engine's storage
+    # folders on the host (names, not access); gVisor's own kernel shows none of the host's paths.
+    with unchecked.session() as session:
+        result = session.execute("print(open('/proc/self/mountinfo').read())")
+    assert result.status is ExecutionStatus.ok
+    host_paths = "/var/lib/docker" in result.stdout
+    assert host_paths is (runtime == "runc"), result.stdout
+
+
 def test_only_tmp_is_writable(unchecked: Sandbox) -> None:
     with unchecked.session() as session:
         root = session.execute("open('/etc/evil', 'w')")

@@ -31,18 +31,20 @@ from collections.abc import Iterator
 import httpcore2
 import httpx2
 
+from learnact.actions.errors import LearnactError
+
 _ACCEPTED_ENCODING = "gzip, deflate"
 ABORT_POLL_S = 0.2  # the longest a blocked read or write goes without looking whether the client was aborted
 
 
-class RequestAborted(Exception):
+class RequestAborted(LearnactError):
     """The client was aborted (the run is stopping): the request ended without an answer."""
 
     def __init__(self) -> None:
         super().__init__("the request was abandoned: the run is stopping")
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(LearnactError):
     """The server's body passed ``limit`` bytes (after decompression): it was not read further."""
 
     def __init__(self, limit: int) -> None:
@@ -50,7 +52,7 @@ class BodyTooLarge(Exception):
         super().__init__(f"the answer's body is larger than {limit:,} bytes (counted after decompression)")
 
 
-class BodyEncodingRefused(Exception):
+class BodyEncodingRefused(LearnactError):
     """The server compressed its body with an encoding that was not asked for."""
 
     def __init__(self, encoding: str) -> None:

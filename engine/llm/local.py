@@ -312,7 +312,7 @@ class LocalBackbone(Backbone):
         n_threads: int | None = None,
         progress: bool = True,
     ) -> None:
-        self._llama_cpp = llama_cpp = _import_llama_cpp()
+        llama_cpp = _import_llama_cpp()
         root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         if model_path is None:
             path, sha = ensure_model(root, progress=progress), MODEL_SHA256
@@ -352,8 +352,9 @@ class LocalBackbone(Backbone):
             kwargs["stop"] = list(request.stop)
         if request.seed is not None:
             kwargs["seed"] = request.seed
-        # Called before each token is sampled: an abort ends the generation there.
-        kwargs["logits_processor"] = self._llama_cpp.LogitsProcessorList([self._stop_if_aborted])
+        # Called before each token is sampled (llama.cpp calls it with the tokens so far and the logits):
+        # an abort ends the generation there.
+        kwargs["logits_processor"] = self._stop_if_aborted
         with self._lock:
             if self._llm is None:
                 raise LLMError(NAME, "the model was closed")
