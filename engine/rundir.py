@@ -120,6 +120,25 @@ def read_model(path: Path, model: type[ModelT], max_bytes: int, *, root: Path, w
         raise RunDirError(root, f"{path} is not {what} ({exc.errors()[0]['msg']})", ANOTHER) from None
 
 
+def read_records(log: AppendLog, model: type[ModelT], what: str, remedy: str = "") -> list[ModelT]:
+    """The complete lines of ``log`` (in a run folder) validated as ``model``; ``what`` names one in errors.
+
+    :raises RunDirError: when the log cannot be read, or a line is not ``what`` (its number named).
+    """
+    try:
+        lines = log.lines()
+    except OSError as exc:
+        raise describe_os_error(exc, log.path, "read") from None
+    records = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(model.model_validate_json(line))
+        except ValidationError as exc:
+            problem = f"{log.path}:{number} is not {what} ({exc.errors()[0]['msg']})"
+            raise RunDirError(log.root, problem, remedy) from None
+    return records
+
+
 class RunDir:
     def __init__(self, path: Path, kind: RunKind = RunKind.evaluation) -> None:
         self.path, self.kind = path, kind
@@ -276,21 +295,9 @@ class RunDir:
 
         :raises RunDirError: when the file cannot be read or a line is not an episode record.
         """
-        try:
-            lines = self._episodes.lines()
-        except OSError as exc:
-            raise describe_os_error(exc, self._episodes.path, "read") from None
-        records = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                records.append(EpisodeRecord.model_validate_json(line))
-            except ValidationError as exc:
-                raise RunDirError(
-                    self.path,
-                    f"{self._episodes.path}:{number} is not an episode record ({exc.errors()[0]['msg']})",
-                    "remove that line to resume, or " + ANOTHER,
-                ) from None
-        return records
+        return read_records(
+            self._episodes, EpisodeRecord, "an episode record", "remove that line to resume, or " + ANOTHER
+        )
 
     def latest(self) -> dict[tuple[str, int], EpisodeRecord]:
         """The latest record of every episode, keyed by (task, seed), in the order first recorded.

@@ -207,38 +207,27 @@ def test_a_deadline_leaves_a_slow_but_complete_answer_alone() -> None:
         assert backbone(server, timeout_s=2.0, max_retries=0).complete(ask()).text == "slow but whole"
 
 
-def _peak_memory_of(call: object) -> int:
-    tracemalloc.start()
-    try:
-        call()
-    finally:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
+def peak_memory_refusing(step: Raw | Stream) -> int:
+    """The peak of Python's allocations while a request answered by ``step`` is refused at the body cap."""
+    with ScriptedServer([step]) as server:
+        tracemalloc.start()
+        try:
+            with pytest.raises(LLMError, match=r"larger than 8,388,608 bytes \(counted after decompression"):
+                backbone(server, max_retries=0).complete(ask())
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
     return peak
 
 
 def test_an_endless_chunked_body_is_refused_at_the_cap_while_it_streams() -> None:
-    with ScriptedServer([Stream(b"x" * 65_536, count=24_000)]) as server:  # 1.5 GiB if read whole
-
-        def call() -> None:
-            with pytest.raises(LLMError, match="larger than 8,388,608 bytes"):
-                backbone(server, max_retries=0).complete(ask())
-
-        peak = _peak_memory_of(call)
-    assert peak < 4 * MAX_BODY_BYTES
+    assert peak_memory_refusing(Stream(b"x" * 65_536, count=24_000)) < 4 * MAX_BODY_BYTES  # 1.5 GiB if read whole
 
 
 def test_a_gzip_bomb_is_refused_counting_inflated_bytes() -> None:
     bomb = gzip.compress(b" " * (200 * 1024 * 1024))  # 200 KB that inflate to 200 MiB
     assert len(bomb) < 1_000_000
-    with ScriptedServer([Raw(bomb, headers={"Content-Encoding": "gzip"})]) as server:
-
-        def call() -> None:
-            with pytest.raises(LLMError, match="larger than 8,388,608 bytes .counted after decompression"):
-                backbone(server, max_retries=0).complete(ask())
-
-        peak = _peak_memory_of(call)
-    assert peak < 4 * MAX_BODY_BYTES
+    assert peak_memory_refusing(Raw(bomb, headers={"Content-Encoding": "gzip"})) < 4 * MAX_BODY_BYTES
 
 
 def test_a_gzip_answer_within_the_cap_is_read() -> None:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from learnact.actions.errors import LearnactError
 from learnact.actions.files import AppendLog, read_bounded
 from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError
-from learnact.engine.rundir import RunDirError, describe_os_error
+from learnact.engine.rundir import describe_os_error, read_records
 
 CALLS = "calls.jsonl"  # the file of call records in a run directory
 MAX_PRICE_FILE_BYTES = 1_000_000
@@ -173,19 +173,7 @@ class CallLog:
 
         :raises RunDirError: when the file cannot be read or a line is not a call record.
         """
-        try:
-            lines = self._log.lines()
-        except OSError as exc:
-            raise describe_os_error(exc, self.path, "read") from None
-        records = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                records.append(CallRecord.model_validate_json(line))
-            except ValidationError as exc:
-                raise RunDirError(
-                    self.path.parent, f"{self.path}:{number} is not a call record ({exc.errors()[0]['msg']})"
-                ) from None
-        return records
+        return read_records(self._log, CallRecord, "a call record")
 
 
 class Ledger:
