@@ -89,9 +89,7 @@ def exec_program(
     if environment is None:
         session_context = sandbox.session()
     else:
-        session_context = sandbox.session(
-            environment.primitives(), lambda name, args: environment.call(name, args).observation
-        )
+        session_context = sandbox.session(environment.primitives(), environment.call)
     with sandbox, session_context as session:
         result = session.execute(code)
     if json_output:
@@ -131,10 +129,11 @@ def _print(result: ExecutionResult, path: str) -> None:
     for finding in result.findings:
         console.print(shown(finding.render(path)), soft_wrap=True)
     if result.calls:
-        table = Table("#", "primitive call", "observation")
+        table = Table("#", "primitive call", "observation", "valid")
         for number, call in enumerate(result.calls, 1):
             args = ", ".join(repr(a) for a in call.args)
-            table.add_row(str(number), shown(f"{call.name}({args})"), shown(call.observation))
+            valid = "yes" if call.valid else "no"
+            table.add_row(str(number), shown(f"{call.name}({args})"), shown(call.observation), valid)
         console.print(table)
     if result.stdout:
         console.print(Panel(shown(result.stdout.rstrip("\n")), title="stdout", title_align="left"))

@@ -34,12 +34,12 @@ class OutcomeTracker:
         self.progress = 0.0
         self.invalid_calls = 0
 
-    def __call__(self, name: str, args: list[Any]) -> str:
+    def __call__(self, name: str, args: list[Any]) -> StepOutcome:
         outcome = self._env.call(name, args)
         self.last = outcome
         self.invalid_calls += not outcome.valid
         self.progress = max(self.progress, outcome.progress)
-        return outcome.observation
+        return outcome  # its observation for the program, its verdict for the result's call record
 
     @property
     def done(self) -> bool:

@@ -193,7 +193,7 @@ def trajectory(record: EpisodeRecord, reset: ResetInfo) -> Trajectory:
     for step in record.steps:
         result = step.result
         ran = result.calls if result is not None else []
-        calls = [CallView(name=c.name, args=c.args, observation=c.observation) for c in ran]
+        calls = [CallView(name=c.name, args=c.args, observation=c.observation, valid=c.valid) for c in ran]
         error = None
         if result is not None and result.error is not None:
             error = f"{result.error.type}: {result.error.message}"

@@ -38,15 +38,11 @@ from learnact.actions.library import (
     RoundRecord,
 )
 from learnact.actions.models import ActionSet, CodeKind, Finding, Severity
-from learnact.envs import INVALID_ACTION, Environment, PrimitiveSpec
+from learnact.envs import Environment, PrimitiveSpec
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 log = logging.getLogger(__name__)
 
-# ALFWorld's answer to a command that does not apply: envs.alfworld.commands.NOTHING_HAPPENS, not imported
-# from there because importing ALFWorld's package costs every command most of a second (a test holds them equal).
-NOTHING_HAPPENS = "Nothing happens."
-INVALID_OBSERVATIONS = frozenset({INVALID_ACTION, NOTHING_HAPPENS})
 MAX_ANSWER_CHARS = 40_000  # a longer answer is cut before it is parsed
 MAX_FUNCTION_CHARS = 6_000
 MAX_NOTE_CHARS = 600
@@ -137,6 +133,7 @@ class CallView(BaseModel):
     name: str
     args: list[Any]
     observation: str
+    valid: bool = True  # the environment's verdict on the call
 
     def line(self) -> str:
         """The call as a line of code with what was observed, bounded."""
@@ -448,7 +445,7 @@ class SandboxValidator:
 
     def _run_example(self, module: str, action: ParsedAction) -> Problem | None:
         self.env.reset(self.task)
-        with self.sandbox.session(self.primitives, lambda name, args: self.env.call(name, args).observation) as session:
+        with self.sandbox.session(self.primitives, self.env.call) as session:
             loaded = session.load_actions(module)
             if not loaded.ok:
                 return _problem_of(loaded, "loading the functions")
@@ -883,7 +880,7 @@ def score_trajectories(
     for trajectory in trajectories:
         for position, step in enumerate(trajectory.steps):
             steps += 1
-            invalid = next((c.observation for c in step.calls if c.observation in INVALID_OBSERVATIONS), None)
+            invalid = next((c.observation for c in step.calls if not c.valid), None)
             ok = step.status == ExecutionStatus.ok.value and invalid is None
             for name in called_names(step.code, actions):
                 calls[name] += 1

@@ -56,9 +56,12 @@ class ErrorInfo(BaseModel):
 
 
 class PrimitiveCall(BaseModel):
+    """A primitive call the program made, as the environment on the host answered it."""
+
     name: str
     args: list[Any]
     observation: str
+    valid: bool = True  # the environment's own verdict: False when the call did not apply (took no effect)
 
 
 class ExecutionResult(BaseModel):

@@ -18,7 +18,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from learnact.actions.models import CodeKind, Finding, Severity
 from learnact.actions.text import cut_utf8, truncated, truncation_mark
@@ -29,7 +29,17 @@ from learnact.sandbox.protocol import Call, CallError, Done, Exec, Load, Protoco
 from learnact.sandbox.result import ErrorInfo, ExecutionResult, ExecutionStatus
 from learnact.sandbox.transport import ExitInfo, Transport
 
-Handler = Callable[[str, list], str]
+
+class Reply(Protocol):
+    """What a handler may answer besides a plain observation: the observation and whether the call was valid
+    (the environment's verdict; :class:`learnact.envs.StepOutcome` is one)."""
+
+    observation: str
+    valid: bool
+
+
+# Performs a primitive call on the host: a str is the observation of a valid call; a Reply says whether it was.
+Handler = Callable[[str, list], "str | Reply"]
 MAX_KEPT_DEPTH = 32  # nesting of an argument kept in a result (deeper JSON breaks serializers)
 
 
@@ -174,13 +184,20 @@ class Session:
     def _perform(self, message: Call, calls: _CallLog) -> bytes:
         """Perform one call through the handler; the encoded reply."""
         try:
-            observation = self._handler(message.name, list(message.args))
+            reply = self._handler(message.name, list(message.args))
         except ArgumentError as exc:
-            calls.add(message.name, message.args, f"ValueError: {exc}")
+            calls.add(message.name, message.args, f"ValueError: {exc}", valid=False)
             return protocol.encode(CallError(id=message.id, message=str(exc)))
-        if not isinstance(observation, str):
-            raise TypeError(f"the primitive handler returned {type(observation).__name__}, not str, for {message.name}")
-        calls.add(message.name, message.args, observation)
+        if isinstance(reply, str):
+            observation, valid = reply, True
+        else:
+            observation, valid = getattr(reply, "observation", None), getattr(reply, "valid", None)
+            if not isinstance(observation, str) or not isinstance(valid, bool):
+                raise TypeError(
+                    f"the primitive handler returned {type(reply).__name__} for {message.name}: not a str, nor an"
+                    " object with observation (str) and valid (bool)"
+                )
+        calls.add(message.name, message.args, observation, valid)
         return protocol.encode_result(message.id, observation)  # the hot path: no record built
 
     def _send(self, transport: Transport, data: bytes) -> None:
@@ -313,12 +330,12 @@ class _CallLog:
     def __len__(self) -> int:
         return len(self.kept)
 
-    def add(self, name: str, args: list[Any], observation: str) -> None:
+    def add(self, name: str, args: list[Any], observation: str, valid: bool) -> None:
         args, size = _kept_args(args, min(self._per_call, self._left))
         self._left = max(self._left - size, 0)
         observation = truncated(observation, min(self._per_call, self._left))
         self._left = max(self._left - len(observation.encode()), 0)
-        self.kept.append({"name": name, "args": args, "observation": observation})
+        self.kept.append({"name": name, "args": args, "observation": observation, "valid": valid})
 
 
 def _kept_args(args: list[Any], limit: int) -> tuple[list[Any], int]:

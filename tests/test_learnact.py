@@ -26,7 +26,7 @@ from learnact.engine.learnact_run import (
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import ModelSettings
 from learnact.engine.rundir import RunDir
-from learnact.envs import INVALID_ACTION, EnvSpec
+from learnact.envs import EnvSpec
 from learnact.learner.learnact import (
     CallView,
     LearnactConfig,
@@ -198,7 +198,7 @@ def test_the_score_counts_successful_learned_action_calls_per_call_and_per_step(
     invalid = "The action is not valid and therefore takes no effect."
     steps = [
         StepView(index=0, code="pick_and_stack('b1', 'b3')", observation=invalid, status="ok",
-                 calls=[CallView(name="Pickup", args=["b1"], observation=invalid)]),
+                 calls=[CallView(name="Pickup", args=["b1"], observation=invalid, valid=False)]),
         StepView(index=1, code="Pickup('b3')", observation="held", status="ok"),
         StepView(index=2, code="pick_and_stack('b3', 'b2')", observation="done", status="ok",
                  calls=[CallView(name="Pickup", args=["b3"], observation="held")]),
@@ -216,11 +216,18 @@ def test_the_score_counts_successful_learned_action_calls_per_call_and_per_step(
     assert failure.history == "Observation: start\nAction: pick_and_stack('b1', 'b3')"
 
 
-def test_an_invalid_primitive_is_recognised_in_every_environment() -> None:
-    from learnact.envs.alfworld.commands import NOTHING_HAPPENS
-    from learnact.learner.learnact import INVALID_OBSERVATIONS
-
-    assert NOTHING_HAPPENS in INVALID_OBSERVATIONS and INVALID_ACTION in INVALID_OBSERVATIONS
+def test_a_call_is_scored_by_the_environments_own_verdict_whatever_its_text() -> None:
+    # A plugin environment's words for a call that did not apply are its own: the verdict travels with the call.
+    steps = [
+        StepView(index=0, code="press_twice('x')", observation="The machine hums politely.", status="ok",
+                 calls=[CallView(name="press", args=["x"], observation="The machine hums politely.", valid=False)]),
+        StepView(index=1, code="press_twice('y')", observation="The action is not valid", status="ok",
+                 calls=[CallView(name="press", args=["y"], observation="The action is not valid", valid=True)]),
+    ]  # fmt: skip
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, steps=steps)
+    _, outcomes = score_trajectories([trajectory], {"press_twice": 1}, ("step_correction",), 0, 0)
+    assert [o.ok for o in outcomes] == [False, True]
+    assert outcomes[0].error == "The machine hums politely."
 
 
 def test_the_defaults_follow_the_domain() -> None:

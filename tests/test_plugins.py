@@ -26,7 +26,7 @@ from learnact.envs.pddl import PddlEnv
 LAMPS_MODULE = '''
 from learnact.engine.llm import Backbone, ChatRequest, ChatResponse, LLMError
 from learnact.envs import (
-    INVALID_ACTION, Environment, EnvSpec, EnvSpecError, ParamSpec, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo,
+    Environment, EnvSpec, EnvSpecError, ParamSpec, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo,
     UnknownTask,
 )
 
@@ -64,8 +64,9 @@ class LampRoom(Environment):
 
     def _perform(self, name, args):
         (lamp,) = args
-        if lamp not in COLOURS:
-            return StepOutcome(observation=INVALID_ACTION, valid=False, done=False, success=False, progress=0.0)
+        if lamp not in COLOURS:  # its own words for a call that does not apply
+            return StepOutcome(observation=f"There is no {lamp} lamp here.", valid=False, done=False, success=False,
+                               progress=0.0)
         self.on.add(lamp)
         done = self.goal in self.on
         return StepOutcome(observation=f"The {lamp} lamp is on.", valid=True, done=done, success=done,
@@ -185,9 +186,22 @@ def test_a_plugin_environment_and_model_provider_run_an_episode_through_the_sand
         assert step["code"] == f"switch_on('{colour}')" and step["result"]["status"] == "ok"
         (call,) = step["result"]["calls"]
         assert call["name"] == "switch_on" and call["args"] == [colour]
-        assert call["observation"] == step["observation"] == f"The {colour} lamp is on."
+        assert call["observation"] == step["observation"] == f"The {colour} lamp is on." and call["valid"] is True
     config = json.loads((out / "config.json").read_text())["run"]
     assert config["model"]["model"] == "scripted:x" and config["model"]["backbone"] == "scripted:x"
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_plugin_environments_verdict_on_a_call_travels_with_the_call(lamps) -> None:
+    program = "switch_on('blue')\nswitch_on('red')\n"
+    result = CliRunner().invoke(app, ["sandbox", "exec", "-", "--env", "lamps", "--json"], input=program)
+    assert result.exit_code == 0, result.output + result.stderr
+    calls = json.loads(result.stdout)["calls"]
+    assert [(c["observation"], c["valid"]) for c in calls] == [
+        ("There is no blue lamp here.", False),
+        ("The red lamp is on.", True),
+    ]
 
 
 def test_envs_list_shows_a_plugin_environment_next_to_the_built_in_ones(lamps) -> None:

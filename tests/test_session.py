@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from learnact.envs.base import ArgumentError, ParamSpec, PrimitiveSpec
+from learnact.envs.base import ArgumentError, ParamSpec, PrimitiveSpec, StepOutcome
 from learnact.sandbox import ExecutionResult, ExecutionStatus, SandboxConfig, Session
 from learnact.sandbox.result import MAX_ERROR_MESSAGE_BYTES, MAX_ERROR_TYPE_BYTES, MAX_TRACEBACK_BYTES
 from learnact.sandbox.transport import ExitInfo, Transport
@@ -485,9 +485,21 @@ def test_a_handler_returning_no_text_is_a_type_error() -> None:
         yield call(request, "a")
 
     session, fleet = open_session(program, lambda name, args: None)
-    with pytest.raises(TypeError, match="returned NoneType, not str, for pickup"):
+    with pytest.raises(TypeError, match="returned NoneType for pickup: not a str, nor an object with observation"):
         session.execute("anything")
     assert fleet.runners[0].closed
+
+
+def test_a_handler_may_answer_the_environments_verdict_with_the_observation() -> None:
+    def program(request: dict) -> Iterator[dict]:
+        yield call(request, "a")
+        yield call(request, "b")
+        yield done(request)
+
+    verdicts = {"a": StepOutcome(observation="no effect", valid=False, done=False, success=False, progress=0.0)}
+    session, _ = open_session(program, lambda name, args: verdicts.get(args[0], "fine"))
+    result = session.execute("anything")
+    assert [(c.observation, c.valid) for c in result.calls] == [("no effect", False), ("fine", True)]
 
 
 def test_the_call_log_keeps_every_call_but_bounds_its_bytes() -> None:
