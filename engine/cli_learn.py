@@ -100,6 +100,14 @@ def learn(
         Optional[str],
         typer.Option(help="learnact: the model that writes the actions (same server options) [default: --model]"),
     ] = None,
+    drop_unused: Annotated[
+        bool,
+        typer.Option(
+            "--drop-unused",
+            help="learnact: drop the actions of the best set the agent never called while scoring (the paper, and"
+            " the default, keep the set whole)",
+        ),
+    ] = False,
     max_steps: Annotated[int, typer.Option(min=1, help="steps per training attempt")] = DEFAULT_LEARN_STEPS,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     model: ModelOption = None,
@@ -153,6 +161,9 @@ def learn(
         model=model_settings,
     )
     learner: tuple[Backbone, ModelSettings] | None = None
+    if method.reflects and drop_unused:
+        close_backbone(backbone)
+        raise fail("--drop-unused: reflexion learns notes, not actions (learnact learns actions)")
     if method.reflects and (executor is not ExecutorName.local or workers != 1):
         close_backbone(backbone)
         raise fail(
@@ -189,7 +200,18 @@ def learn(
                 _learn_notes(settings, chosen, rounds, out, backbone, prices, json_output)
             elif method is Method.learnact:
                 learn_actions(
-                    settings, chosen, out, backbone, learner, prices, samples, rounds, json_output, runner, workers
+                    settings,
+                    chosen,
+                    out,
+                    backbone,
+                    learner,
+                    prices,
+                    samples,
+                    rounds,
+                    json_output,
+                    runner,
+                    workers,
+                    drop_unused=drop_unused,
                 )
     finally:
         close_backbone(backbone)

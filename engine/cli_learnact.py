@@ -32,6 +32,7 @@ def learn_actions(
     json_output: bool,
     executor: Executor | None = None,
     workers: int = 1,
+    drop_unused: bool = False,
 ) -> None:
     """`learnact learn --method learnact`: create, validate, score and optimise actions on the training
     tasks of ``chosen`` (``settings``: the agent that scores them); the library at ``<out>/library``.
@@ -46,7 +47,7 @@ def learn_actions(
         chosen.train,
         chosen.seed,
         settings.sandbox,
-        LearnactConfig.for_env(settings.env.name, samples=samples, rounds=rounds),
+        LearnactConfig.for_env(settings.env.name, samples=samples, rounds=rounds, drop_unused=drop_unused),
         max_steps=settings.max_steps,
     )
     quiet = json_output

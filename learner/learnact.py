@@ -71,6 +71,9 @@ class LearnactConfig(BaseModel):
     score_terms: tuple[ScoreTerm, ...] = ("step_correction", "call_ratio", "success")
     history: HistoryView = "last"
     max_actions: int = Field(8, ge=1, le=32, description="functions kept from one answer")
+    drop_unused: bool = Field(
+        False, description="drop the actions of the best set never called while scoring (the paper keeps it whole)"
+    )
 
     @classmethod
     def for_env(cls, env_name: str, **overrides: Any) -> LearnactConfig:
@@ -812,7 +815,7 @@ class LearnactLearner:
         tasks = state.scored[state.best_key].score.tasks
         selected: dict[str, int] = {}
         for name, number in state.best.items():
-            if calls.get(name, 0) > 0:
+            if calls.get(name, 0) > 0 or not self.config.drop_unused:  # the best set is kept whole by default
                 selected[name] = number
                 continue
             kept = self.library.get(name, number)

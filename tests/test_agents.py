@@ -238,6 +238,24 @@ def test_a_base_url_that_cannot_be_used_is_refused_before_anything_runs(tmp_path
     assert not (tmp_path / "run").exists()
 
 
+def test_with_learned_actions_the_instruction_lists_them_first_and_asks_for_any_action() -> None:
+    from learnact.actions.models import ActionSet, LearnedAction
+    from learnact.engine.agents.prompts import instruction
+
+    env = make_env(BLOCKS)
+    code = 'def stack_on(block, target):\n    """Stack it."""\n    Pickup(block)\n    Stack(block, target)\n'
+    actions = ActionSet(
+        actions=(
+            LearnedAction(name="stack_on", code=code, description="Stack a block.", example="stack_on('b1', 'b2')"),
+        )
+    )
+    with_actions = instruction(False, env.name, "blockworld", env.primitives(), actions=actions)
+    assert with_actions.index("stack_on(block, target)") < with_actions.index("Pickup(")
+    assert "a single call of one action, learned or primitive, such as stack_on('b1', 'b2')" in with_actions
+    plain = instruction(False, env.name, "blockworld", env.primitives())
+    assert "a single call of one primitive action, such as" in plain and "learned" not in plain
+
+
 def test_eval_without_a_model_says_what_to_set(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "--env", "pddl/blockworld", "--method", "act", "--out", str(tmp_path)])
     assert result.exit_code == 2
@@ -370,7 +388,7 @@ def test_learned_actions_are_shown_loaded_and_called_in_one_step(tmp_path: Path)
     first = record["steps"][0]["result"]
     assert first["status"] == "ok" and [c["name"] for c in first["calls"]] == ["Pickup", "Stack"]
     system = server.received[0].body["messages"][0]["content"]
-    assert system.index("Pickup(block)") < system.index("move_onto(block, target)")  # next to the primitives
+    assert system.index("move_onto(block, target)") < system.index("Pickup(block)")  # learned actions first
     assert "Picks up a clear block from the table" in system and "Example: move_onto('b1', 'b3')" in system
     assert "Note: Only for a block that lies on the table." in system
 

@@ -315,13 +315,13 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         assert NOTE in library.diff("pick_and_stack", 2, 3)
         clear = library.versions("clear_block")
         assert clear[1].feedback is not None and clear[1].feedback.kind == "finding"
-        assert clear[-1].dropped is not None and "never called" in clear[-1].dropped
+        assert clear[-1].dropped is None  # never called while scoring, yet kept: the best set is kept whole
 
         # Selection by score: the Plan note made the agent call the action right (3.0 against 2.0); the
         # round after it had nothing failed, so learning stopped early.
         rounds = library.rounds()
         assert [r.best_score for r in rounds] == [2.0, 3.0] and rounds[1].best == 1 and not rounds[1].rolled_back
-        assert result.selected == {"pick_and_stack": 3} == library.selected()
+        assert result.selected == {"pick_and_stack": 3, "clear_block": clear[-1].version} == library.selected()
         outcomes = library.outcomes("pick_and_stack")
         assert [(o.round, o.candidate, o.ok) for o in outcomes][:2] == [(0, 0, False), (0, 0, True)]
         calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
@@ -419,8 +419,9 @@ def test_a_round_that_scores_lower_is_rolled_back(tmp_path: Path) -> None:
     assert max(c.score for c in rounds[1].candidates) < 2.0
     restored = library.versions("pick_and_stack")[-1]
     assert (restored.version, restored.origin, restored.parent, restored.call_id) == (4, Origin.rollback, 2, None)
-    assert library.get("clear_block", library.versions("clear_block")[-1].parent or 0).origin is Origin.rollback
-    assert result.selected == {"pick_and_stack": restored.version}
+    clear = library.versions("clear_block")[-1]
+    assert clear.origin is Origin.rollback
+    assert result.selected == {"pick_and_stack": restored.version, "clear_block": clear.version}
 
 
 @pytest.mark.docker
@@ -441,7 +442,7 @@ def test_an_interrupted_run_resumes_without_asking_the_model_again(tmp_path: Pat
         bodies = [json.dumps(r.body, sort_keys=True) for r in server.received]
     assert len(set(bodies)) == len(bodies), "a request was sent twice"
     assert len(server.received) > before  # the rest of the run was new work
-    assert result.selected == {"pick_and_stack": 3}
+    assert result.selected["pick_and_stack"] == 3 and set(result.selected) == {"pick_and_stack", "clear_block"}
     calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
     assert len(calls) == len(set(calls)) == 3
     library = Library(out / "library")
@@ -513,7 +514,11 @@ def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> Non
         assert tested.exit_code == 0, tested.output
         assert json.loads(tested.stdout)["success_rate"] == 1.0
         config = json.loads((tmp_path / "test" / "config.json").read_text())
-        assert [a["version"] for a in config["run"]["actions"]["actions"]] == [3]
+        # the best set whole: the action the agent called, fixed, and the one it never needed
+        assert [(a["name"], a["version"]) for a in config["run"]["actions"]["actions"]] == [
+            ("pick_and_stack", 3),
+            ("clear_block", 2),
+        ]
         assert config["run"]["trained_on"] == [TASK]
 
     missing = runner.invoke(app, ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--model", "m"])
@@ -522,7 +527,7 @@ def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> Non
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
-def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_kept(tmp_path: Path) -> None:
+def test_the_best_set_is_kept_whole_by_default_even_when_the_agent_never_called_it(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from learnact.engine.cli import app
@@ -531,6 +536,22 @@ def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_ke
     with ScriptedServer(responder=StandIn(primitives_only=True)) as server:
         args = ["learn", "--method", "learnact", "--env", "pddl/blockworld", "--model", "m", "--seed", "2"]
         args += ["--train-per-type", "1", "--samples", "1", "--rounds", "1", "--out", str(out)]
+        result = CliRunner().invoke(app, [*args, "--base-url", server.base_url, "--no-cache"])
+    assert result.exit_code == 0, result.output
+    library = Library.open_existing(out / "library")
+    assert set(library.selected()) == {"pick_and_stack", "clear_block"}  # as the paper keeps it
+    assert not any(library.versions(n)[-1].dropped for n in library.selected())
+
+
+def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_kept(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.cli import app
+
+    out = tmp_path / "run"
+    with ScriptedServer(responder=StandIn(primitives_only=True)) as server:
+        args = ["learn", "--method", "learnact", "--env", "pddl/blockworld", "--model", "m", "--seed", "2"]
+        args += ["--train-per-type", "1", "--samples", "1", "--rounds", "1", "--out", str(out), "--drop-unused"]
         result = CliRunner().invoke(app, [*args, "--base-url", server.base_url, "--no-cache"])
     assert result.exit_code == 0, result.output
     assert "round 0: no learned-action call failed; stopping early" in result.stderr

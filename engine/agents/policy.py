@@ -18,8 +18,8 @@ from learnact.actions.models import ActionSet
 from learnact.engine.agents.parsing import MAX_PROGRAM_CHARS, parse_answer, parse_program
 from learnact.engine.agents.prompts import (
     Turn,
+    call_example,
     demonstration,
-    example_call,
     fill,
     instruction,
     program_instruction,
@@ -118,7 +118,7 @@ class ModelPolicy(Policy):
         self.window = window if window is not None else window_of(env.name)
         self.system = instruction(react, env.name, task_type, primitives, actions=actions, notes=notes)
         self.demo = demonstration(task_type, react)
-        self.example = example_call(primitives)
+        self.example = call_example(primitives, actions)
         self.goal, self.initial = reset.goal, reset.observation
         self.turns: list[Turn] = []
         self._written: str | None = None  # the last step, waiting for its observation

@@ -127,6 +127,14 @@ def actions_text(actions: ActionSet) -> str:
     return "\n".join(parts)
 
 
+def call_example(primitives: list[PrimitiveSpec], actions: ActionSet | None = None) -> str:
+    """The call the agent is shown as an example of a step: a learned action's usage when it has any."""
+    if actions is not None and actions.actions:
+        usage = next((a.example.strip() for a in actions.actions if a.example.strip()), None)
+        return usage or action_signature(actions.actions[0])
+    return example_call(primitives)
+
+
 def instruction(
     react: bool,
     env_name: str,
@@ -137,17 +145,19 @@ def instruction(
 ) -> str:
     """The agent's instruction: the domain and the primitives, the learned ``actions`` next to them (learnact),
     and the ``notes`` of earlier reflections at the end (the reflexion methods)."""
-    shown_primitives = primitives_text(primitives)
-    if actions is not None and actions.actions:
-        example = next((a.example.strip() for a in actions.actions if a.example.strip()), None)
-        example = example or action_signature(actions.actions[0])
-        learned = fill("learned_actions", actions=actions_text(actions), example=example)
-        shown_primitives += "\n\n" + learned.strip()
+    example = call_example(primitives, actions)
+    if actions is not None and actions.actions:  # learned actions first, and the call asked for is one of any
+        shown = fill("learned_actions", actions=actions_text(actions), primitives=primitives_text(primitives),
+                     example=example)  # fmt: skip
+        one_action = "one action, learned or primitive"
+    else:
+        shown, one_action = fill("primitive_actions", primitives=primitives_text(primitives)), "one primitive action"
     text = fill(
         "react" if react else "act",
         domain=domain_text(env_name, task_type),
-        primitives=shown_primitives,
-        example=example_call(primitives),
+        actions=shown.strip(),
+        one_action=one_action,
+        example=example,
     ).strip()
     if notes:
         text += "\n\n" + fill("notes", notes="\n".join(f"- {' '.join(note.split())}" for note in notes)).strip()
