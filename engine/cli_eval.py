@@ -319,6 +319,8 @@ def show_summary(summary: Summary, out: Path) -> None:
             f"tokens: {u.prompt_tokens} prompt + {u.completion_tokens} completion, est. cost ${u.cost_usd:.4f}",
             soft_wrap=True,
         )
+    if summary.learned is not None:
+        console.print(summary.learned.describe(), soft_wrap=True)
     several_seeds = len(summary.per_seed) > 1
     failed = [r for r in summary.results if r.status in RETRIED]
     for row in failed[:SHOWN_ERRORS]:

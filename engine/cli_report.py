@@ -22,6 +22,7 @@ from learnact.engine.report import (
     caption,
     cell_text,
     cost_text,
+    learned_text,
     learning_cost_text,
     render_csv,
     render_markdown,
@@ -97,6 +98,7 @@ def show_report(result: Report) -> None:
             table.add_column(column, justify="right" if column == "seeds" else "left")
         for column in result.columns:
             table.add_column(shown(column), justify="right")
+        table.add_column("learned actions", justify="right")
         table.add_column("tokens", justify="right")
         table.add_column("cost (USD)", justify="right")
         for row in result.rows:
@@ -105,6 +107,7 @@ def show_report(result: Report) -> None:
                 shown(row.model) if row.model else "–",
                 row.seeds,
                 *(cell_text(row.cells.get(column), between="\n") for column in result.columns),
+                learned_text(row.learned),
                 tokens_text(row.usage),
                 cost_text(row.usage),
             )

@@ -12,12 +12,21 @@ from collections.abc import Callable
 from typing import Any
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.models import CodeKind
+from learnact.actions.models import ActionSet, CodeKind
 from learnact.engine.agents import THINK_ANSWER, ExpertPolicy, NoCode, Program, Think, call_code, make_policy
 from learnact.engine.agents.prompts import fill
 from learnact.engine.llm import Backbone, Ledger, LLMError, RecordingBackbone
-from learnact.engine.records import MAX_ERROR_CHARS, EndReason, EpisodeRecord, EpisodeSpec, StepRecord, TokenUsage
+from learnact.engine.records import (
+    MAX_ERROR_CHARS,
+    EndReason,
+    EpisodeRecord,
+    EpisodeSpec,
+    LearnedUse,
+    StepRecord,
+    TokenUsage,
+)
 from learnact.envs import Environment, StepOutcome, make_env
+from learnact.learner.learnact import called_names
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 # ExpertPolicy, call_code: kept where they were
@@ -229,7 +238,23 @@ def run_episode(
         duration_s=time.perf_counter() - started,
         ended=ended,
         usage=_usage(recording),
+        learned=learned_use(steps, settings.actions),
     )
+
+
+def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUse | None:
+    """How the steps used the learned ``actions`` (None without any): a step called one when its code does; it
+    worked when the code ran without an error and the environment found every primitive call inside valid."""
+    if actions is None or not actions.actions:
+        return None
+    names = [action.name for action in actions.actions]
+    ran = [step for step in steps if step.result is not None]
+    learned = [step for step in ran if called_names(step.code, names)]
+    worked = [
+        step for step in learned
+        if step.result is not None and step.result.ok and all(call.valid for call in step.result.calls)
+    ]  # fmt: skip
+    return LearnedUse(code_steps=len(ran), learned_steps=len(learned), learned_ok=len(worked))
 
 
 def _usage(recording: RecordingBackbone | None) -> TokenUsage | None:

@@ -163,6 +163,39 @@ EndReason = Literal["done", "max_steps", "policy_end", "repeated_failure", "erro
 MAX_ERROR_CHARS = 4000
 
 
+class LearnedUse(BaseModel):
+    """How an agent with learned actions used them (learnact at test time): of the steps that ran code, those
+    whose code called a learned action, and of those the ones that worked (the code ran without an error and
+    the environment found every primitive call inside valid)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code_steps: int = Field(0, ge=0)
+    learned_steps: int = Field(0, ge=0)
+    learned_ok: int = Field(0, ge=0)
+
+    @property
+    def share(self) -> float:
+        """The share of code steps that called a learned action (0 without code steps)."""
+        return self.learned_steps / self.code_steps if self.code_steps else 0.0
+
+    @property
+    def success(self) -> float:
+        """The share of those steps that worked (0 without such steps)."""
+        return self.learned_ok / self.learned_steps if self.learned_steps else 0.0
+
+    def describe(self) -> str:
+        if not self.learned_steps:
+            return f"learned actions: none of {self.code_steps} test steps called one"
+        return (
+            f"learned actions: {self.learned_steps} of {self.code_steps} test steps called one ({self.share:.0%});"
+            f" {self.learned_ok} of those worked ({self.success:.0%})"
+        )
+
+    def __add__(self, other: LearnedUse) -> LearnedUse:
+        return LearnedUse(**{name: getattr(self, name) + getattr(other, name) for name in type(self).model_fields})
+
+
 class EpisodeRecord(BaseModel):
     """``status`` says whether the episode ran to its end (``finished``: the task may still have failed)
     or was ended by an exception of the engine, planner, environment or sandbox (``error``, with
@@ -186,6 +219,7 @@ class EpisodeRecord(BaseModel):
     duration_s: float
     ended: EndReason | None = None
     usage: TokenUsage | None = None
+    learned: LearnedUse | None = None  # how the agent used its learned actions; None: it had none
 
 
 class TypeSummary(BaseModel):
@@ -248,6 +282,11 @@ def _usage(group: list[EpisodeRecord]) -> TokenUsage | None:
     return sum(used, TokenUsage()) if used else None
 
 
+def _learned(group: list[EpisodeRecord]) -> LearnedUse | None:
+    used = [r.learned for r in group if r.learned is not None]
+    return sum(used, LearnedUse()) if used else None
+
+
 class Summary(BaseModel):
     """Rates over every episode recorded in the run directory (the latest record of each task and seed);
     an episode that ended by an error counts as a failure and in ``errors`` (``llm_errors`` for a model
@@ -275,6 +314,7 @@ class Summary(BaseModel):
     per_seed: list[SeedSummary] = []
     results: list[ResultRow]
     usage: TokenUsage | None = None
+    learned: LearnedUse | None = None  # the learned actions' use over every episode; None: the agent had none
 
     @classmethod
     def of(cls, env: str, method: Method, records: list[EpisodeRecord]) -> Summary:
@@ -311,4 +351,5 @@ class Summary(BaseModel):
                 for r in records
             ],
             usage=_usage(records),
+            learned=_learned(records),
         )

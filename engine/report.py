@@ -36,7 +36,7 @@ from learnact.engine.evaluation import EvalConfig, RunSplits
 from learnact.engine.learnact_run import CONFIG as LEARN_CONFIG
 from learnact.engine.learnact_run import SCORING
 from learnact.engine.llm import CallLog, Totals
-from learnact.engine.records import Method, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
+from learnact.engine.records import LearnedUse, Method, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
 from learnact.engine.rundir import CONFIG, EPISODES, SPLITS, SUMMARY, RunDir, RunDirError
 from learnact.envs.alfworld import TASK_TYPES
 
@@ -112,6 +112,7 @@ class Row(BaseModel):
     cells: dict[str, Cell]
     usage: TokenUsage | None
     runs: list[str]
+    learned: LearnedUse | None = None  # how its agent used learned actions (learnact); None: it had none
 
     @property
     def label(self) -> str:
@@ -457,6 +458,7 @@ def build_report(paths: Sequence[Path]) -> Report:
     rows = []
     for key in sorted(cells, key=lambda k: (order.index(k[0]), k[1] or "")):
         usages = [run.summary.usage for run in row_runs[key] if run.summary.usage is not None]
+        learned = [run.summary.learned for run in row_runs[key] if run.summary.learned is not None]
         rows.append(
             Row(
                 method=key[0],
@@ -464,6 +466,7 @@ def build_report(paths: Sequence[Path]) -> Report:
                 cells=cells[key],
                 usage=sum(usages, TokenUsage()) if usages else None,
                 runs=[str(run.path) for run in row_runs[key]],
+                learned=sum(learned, LearnedUse()) if learned else None,
             )
         )
     for column in columns:
@@ -510,6 +513,13 @@ def cell_text(cell: Cell | None, between: str = " / ") -> str:
     return f"{percent(cell.success, cell.seeds)}{between}{percent(cell.progress, cell.seeds)}"
 
 
+def learned_text(learned: LearnedUse | None) -> str:
+    """The learned actions' use in a table cell: the share of test steps calling one, and how many worked."""
+    if learned is None:
+        return "–"
+    return f"{learned.share:.0%} of steps, {learned.success:.0%} worked"
+
+
 def tokens_text(usage: TokenUsage | None) -> str:
     return "–" if usage is None else f"{usage.prompt_tokens + usage.completion_tokens:,}"
 
@@ -545,13 +555,16 @@ def render_markdown(report: Report, images: Sequence[str] = ()) -> str:
     lines = ["# learnact report", ""]
     if report.rows:
         lines += [caption(report) + ".", ""]
-        header = ["method", "model", "seeds", *(_md(c) for c in report.columns), "tokens", "cost (USD)"]
+        header = ["method", "model", "seeds", *(_md(c) for c in report.columns), "learned actions", "tokens"]
+        header.append("cost (USD)")
         lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "|".join(["---", "---", "---:", *("---:" for _ in report.columns), "---:", "---:"]) + "|")
+        right = ["---:"] * (len(report.columns) + 3)
+        lines.append("|" + "|".join(["---", "---", "---:", *right]) + "|")
         for row in report.rows:
             cells = [cell_text(row.cells.get(c)) for c in report.columns]
             model = _md(row.model) if row.model else "–"
-            values = [row.method.value, model, row.seeds, *cells, tokens_text(row.usage), cost_text(row.usage)]
+            values = [row.method.value, model, row.seeds, *cells, learned_text(row.learned), tokens_text(row.usage)]
+            values.append(cost_text(row.usage))
             lines.append("| " + " | ".join(values) + " |")
         lines.append("")
     if report.learning:
@@ -595,6 +608,7 @@ def render_csv(report: Report) -> str:
     full precision), seeds and episodes, empty where the method was not run; then its model calls."""
     per_column = ("success_mean", "success_std", "progress_mean", "progress_std", "seeds", "episodes")
     header = ["method", "model", *(f"{c}_{field}" for c in report.columns for field in per_column)]
+    header += ["learned_steps", "learned_step_share", "learned_worked_share"]
     header += ["model_calls", "prompt_tokens", "completion_tokens", "cost_usd"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -608,6 +622,8 @@ def render_csv(report: Report) -> str:
             else:
                 values += [cell.success.mean, cell.success.std, cell.progress.mean, cell.progress.std]
                 values += [cell.seeds, cell.episodes]
+        learned = row.learned
+        values += ["", "", ""] if learned is None else [learned.learned_steps, learned.share, learned.success]
         usage = row.usage
         if usage is None:
             values += ["", "", "", ""]

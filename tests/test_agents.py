@@ -256,6 +256,32 @@ def test_with_learned_actions_the_instruction_lists_them_first_and_asks_for_any_
     assert "a single call of one primitive action, such as" in plain and "learned" not in plain
 
 
+def test_a_learned_action_call_works_only_when_every_primitive_call_inside_was_valid() -> None:
+    from learnact.actions.models import ActionSet, LearnedAction
+    from learnact.engine.episode import learned_use
+    from learnact.engine.records import StepRecord
+    from learnact.sandbox import ExecutionResult, ExecutionStatus
+    from learnact.sandbox.result import PrimitiveCall
+
+    def step(index: int, code: str, *valid: bool, status: str = "ok") -> StepRecord:
+        calls = [PrimitiveCall(name="Pickup", args=["b1"], observation="o", valid=v) for v in valid]
+        result = ExecutionResult(status=ExecutionStatus(status), calls=calls)
+        return StepRecord(index=index, code=code, result=result, observation="o", duration_s=0.0)
+
+    actions = ActionSet(actions=(LearnedAction(name="stack_on", code="def stack_on(a, b):\n    pass\n"),))
+    steps = [
+        step(0, "stack_on('b1', 'b2')", True, True),
+        step(1, "stack_on('b2', 'b3')", True, False),  # the environment refused the second primitive call
+        step(2, "stack_on('b2', 'b3')", status="error"),
+        step(3, "Pickup('b1')", True),
+        StepRecord(index=4, code="", result=None, observation="OK.", duration_s=0.0),  # a Think step
+    ]
+    use = learned_use(steps, actions)
+    assert use is not None and (use.code_steps, use.learned_steps, use.learned_ok) == (4, 3, 1)
+    assert use.describe() == "learned actions: 3 of 4 test steps called one (75%); 1 of those worked (33%)"
+    assert learned_use(steps, None) is None
+
+
 def test_eval_without_a_model_says_what_to_set(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", "--env", "pddl/blockworld", "--method", "act", "--out", str(tmp_path)])
     assert result.exit_code == 2

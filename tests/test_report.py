@@ -159,8 +159,8 @@ def test_markdown_csv_and_terminal_through_the_cli(runs: dict[str, Path], tmp_pa
     # Markdown: one table row per method, the model name escaped (no HTML, no extra cell)
     text = md.read_text()
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| method | model | seeds | blockworld | tokens | cost (USD) |"
-    assert lines[1].startswith("| expert | – | 2 | 100.0 ± 0.0 / 100.0 ± 0.0 | – | – |")
+    assert lines[0] == "| method | model | seeds | blockworld | learned actions | tokens | cost (USD) |"
+    assert lines[1].startswith("| expert | – | 2 | 100.0 ± 0.0 / 100.0 ± 0.0 | – | – | – |")
     act_line = lines[2]
     assert act_line.startswith(r"| act | m\\x1b\[31m\|\<b\>$x$ | 2 | " + act_cell + " | ")
     assert f"| {tokens(runs['act-blocks']):,} | 0.0000 |" in act_line
@@ -359,6 +359,11 @@ def test_learn_eval_and_report_end_to_end_through_the_cli(tmp_path: Path) -> Non
         assert int(row["prompt_tokens"]) == sum(r["usage"]["prompt_tokens"] for r in recorded(run))
     # the learned action solves it; act, without it, answers calls of an action it does not have
     assert (rows[0]["blockworld_success_mean"], rows[1]["blockworld_success_mean"]) == ("0.0", "1.0")
+    # the mechanism: learnact's steps called its learned action (from the records), act has none
+    learned = [r["learned"] for r in recorded(tmp_path / "learnact")]
+    steps, worked = sum(u["learned_steps"] for u in learned), sum(u["learned_ok"] for u in learned)
+    assert steps > 0 and rows[1]["learned_steps"] == str(steps) and rows[0]["learned_steps"] == ""
+    assert float(rows[1]["learned_worked_share"]) == pytest.approx(worked / steps)
 
     rounds = Library.open_existing(tmp_path / "learn").rounds()
     assert rounds
