@@ -163,10 +163,7 @@ class FakeLlama:
         FakeLlama.instances.append(self)
 
     def create_chat_completion(self, **kwargs: object) -> dict:
-        stop_if_aborted = kwargs.pop("logits_processor")
         self.calls.append(kwargs)
-        for _ in range(3):  # three tokens, each sampled after the processor saw the logits
-            assert stop_if_aborted([1, 2], [0.5]) == [0.5]
         if kwargs["max_tokens"] == 9999:
             raise ValueError("Requested tokens (9999) exceed context window of 8192")
         return {
@@ -225,27 +222,39 @@ def test_a_missing_model_path_is_a_clear_error(fake_llama: type[FakeLlama], tmp_
         local.LocalBackbone(tmp_path / "nope.gguf", cache_dir=tmp_path)
 
 
-def test_an_abort_ends_a_generation_before_its_next_token(fake_llama: type[FakeLlama], tmp_path: Path) -> None:
+def test_an_abort_ends_every_request_waiting_for_the_model_and_every_later_one(
+    fake_llama: type[FakeLlama], tmp_path: Path
+) -> None:
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
     backbone = local.LocalBackbone(gguf, cache_dir=tmp_path)
     (llm,) = fake_llama.instances
-    tokens = []
+    original, generating, waiting_error = llm.create_chat_completion, threading.Event(), []
 
-    def generating(**kwargs: object) -> dict:
-        for token in range(1000):
-            kwargs["logits_processor"]([token], [0.0])  # the processor runs before each token
-            tokens.append(token)
-            if token == 4:
-                backbone.abort()  # e.g. Ctrl-C in the main thread while this one generates
-        raise AssertionError("the generation was not stopped")
+    def slow(**kwargs: object) -> dict:
+        generating.set()
+        time.sleep(0.5)  # the generation in progress finishes
+        return original(**kwargs)
 
-    llm.create_chat_completion = generating  # type: ignore[method-assign]
+    llm.create_chat_completion = slow  # type: ignore[method-assign]
     request = ChatRequest(model="local", messages=(ChatMessage(role="user", content="hi"),))
-    with pytest.raises(LLMError, match="the generation was abandoned: the run is stopping"):
-        backbone.complete(request)
-    assert tokens == [0, 1, 2, 3, 4]
-    with pytest.raises(LLMError, match="abandoned"):  # and every later request at once
+
+    def wait_for_the_model() -> None:
+        try:
+            backbone.complete(request)
+        except LLMError as exc:
+            waiting_error.append(str(exc))
+
+    first = threading.Thread(target=backbone.complete, args=(request,))
+    first.start()
+    generating.wait(5)
+    second = threading.Thread(target=wait_for_the_model)  # e.g. the other worker's episode
+    second.start()
+    backbone.abort()  # e.g. Ctrl-C in the main thread
+    first.join()
+    second.join()
+    assert len(llm.calls) == 1 and waiting_error and "abandoned: the run is stopping" in waiting_error[0]
+    with pytest.raises(LLMError, match="abandoned"):
         backbone.complete(request)
 
 

@@ -292,10 +292,6 @@ def _aligned_llama(llama_cpp: Any) -> type:
     return AlignedLlama
 
 
-class _Aborted(Exception):
-    """Raised inside llama.cpp's sampling loop to end a generation that was abandoned."""
-
-
 class LocalBackbone(Backbone):
     """A GGUF model run by llama.cpp in this process: the embedded model, or ``model_path``.
 
@@ -352,9 +348,6 @@ class LocalBackbone(Backbone):
             kwargs["stop"] = list(request.stop)
         if request.seed is not None:
             kwargs["seed"] = request.seed
-        # Called before each token is sampled (llama.cpp calls it with the tokens so far and the logits):
-        # an abort ends the generation there.
-        kwargs["logits_processor"] = self._stop_if_aborted
         with self._lock:
             if self._llm is None:
                 raise LLMError(NAME, "the model was closed")
@@ -362,9 +355,6 @@ class LocalBackbone(Backbone):
                 raise LLMError(NAME, "the generation was abandoned: the run is stopping")
             try:
                 result = self._llm.create_chat_completion(**kwargs)
-            except _Aborted:
-                self._llm._clean = 0
-                raise LLMError(NAME, "the generation was abandoned: the run is stopping") from None
             except (ValueError, RuntimeError) as exc:
                 self._llm._clean = 0  # what the KV cache holds is unknown now: reuse none of it
                 # e.g. "Requested tokens (9000) exceed context window of 8192"
@@ -380,14 +370,10 @@ class LocalBackbone(Backbone):
             ),
         )
 
-    def _stop_if_aborted(self, _tokens: Any, scores: Any) -> Any:
-        if self._aborted.is_set():
-            raise _Aborted
-        return scores
-
     def abort(self) -> None:
-        """A generation in progress ends before its next token (the prompt being read is finished first);
-        every later request ends at once."""
+        """Every later request, and every one waiting for the model, ends at once. A generation in progress
+        finishes (at most ``max_tokens`` at this machine's speed: llama-cpp-python's chat API offers no abort
+        that is safe to use: an exception raised in its sampling callback is swallowed in C)."""
         self._aborted.set()
 
     def close(self) -> None:
