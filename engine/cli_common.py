@@ -94,6 +94,7 @@ FLAGS = {
     "model_timeout": "--model-timeout",
     "model_retries": "--model-retries",
     "no_cache": "--no-cache",
+    "learner_temperature": "--learner-temperature",
     "executor": "--executor",
     "ray_address": "--ray-address",
     "ray_cpus_per_episode": "--ray-cpus-per-episode",

@@ -100,6 +100,15 @@ def learn(
         Optional[str],
         typer.Option(help="learnact: the model that writes the actions (same server options) [default: --model]"),
     ] = None,
+    learner_temperature: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=2.0,
+            help="learnact: the learner's sampling temperature when it writes actions (fixes are asked at 0)"
+            " [default: 0.7; 0.2 for --model local]",
+        ),
+    ] = None,
     drop_unused: Annotated[
         bool,
         typer.Option(
@@ -161,9 +170,10 @@ def learn(
         model=model_settings,
     )
     learner: tuple[Backbone, ModelSettings] | None = None
-    if method.reflects and drop_unused:
+    if method.reflects and (drop_unused or learner_temperature is not None):
         close_backbone(backbone)
-        raise fail("--drop-unused: reflexion learns notes, not actions (learnact learns actions)")
+        flag = "--drop-unused" if drop_unused else "--learner-temperature"
+        raise fail(f"{flag}: reflexion learns notes, not actions (learnact learns actions)")
     if method.reflects and (executor is not ExecutorName.local or workers != 1):
         close_backbone(backbone)
         raise fail(
@@ -212,6 +222,7 @@ def learn(
                     runner,
                     workers,
                     drop_unused=drop_unused,
+                    learner_temperature=learner_temperature,
                 )
     finally:
         close_backbone(backbone)

@@ -33,6 +33,7 @@ def learn_actions(
     executor: Executor | None = None,
     workers: int = 1,
     drop_unused: bool = False,
+    learner_temperature: float | None = None,
 ) -> None:
     """`learnact learn --method learnact`: create, validate, score and optimise actions on the training
     tasks of ``chosen`` (``settings``: the agent that scores them); the library at ``<out>/library``.
@@ -49,6 +50,7 @@ def learn_actions(
         settings.sandbox,
         LearnactConfig.for_env(settings.env.name, samples=samples, rounds=rounds, drop_unused=drop_unused),
         max_steps=settings.max_steps,
+        learner_temperature=learner_temperature,
     )
     quiet = json_output
 

@@ -36,6 +36,7 @@ from learnact.engine.agents.prompts import (
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import Executor
 from learnact.engine.llm import (
+    LOCAL,
     Backbone,
     CallLog,
     ChatMessage,
@@ -79,7 +80,10 @@ STATE = LEARN_STATE
 SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R
 SCORING_MAX_STEPS = 10  # the seed's step budget while scoring
 LEARNER_MAX_TOKENS = 2048  # an answer holds several functions
-LEARNER_TEMPERATURE = 0.7  # samples must differ, also when the agent runs at temperature 0
+# The learner's sampling temperature, unless --learner-temperature: a server model's samples differ by it and
+# by what each sample's prompt asks to look for; a small local model writes worse code when it samples hot.
+LEARNER_TEMPERATURE = 0.7
+LOCAL_LEARNER_TEMPERATURE = 0.2
 MAX_DEMO_STEPS = 60
 MAX_STATE_BYTES = 50_000_000
 
@@ -123,9 +127,13 @@ class LearnactPrompts:
         ).strip()
         self.demo = demo
 
-    def create(self) -> list[Message]:
+    def create(self, sample: int) -> list[Message]:
         style = fill(f"learnact_style_{self.config.style}").strip()
-        user = fill("learnact_create", demonstration=self.demo, style=style, max_actions=self.config.max_actions)
+        focuses = [line for line in fill("learnact_focus").splitlines() if line.strip()]
+        user = fill(
+            "learnact_create", demonstration=self.demo, style=style, max_actions=self.config.max_actions,
+            focus=focuses[sample % len(focuses)],
+        )  # fmt: skip
         return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
 
     def fix(self, problems: str) -> str:
@@ -172,13 +180,13 @@ def demonstration_text(env: Environment, task_type: str, avoid: Sequence[str]) -
 
 def asker(backbone: RecordingBackbone, settings: ModelSettings, seed: int) -> Ask:
     """Ask the learner model: each call recorded under ``learn:<call id>``, sample ``s`` sent with the seed
-    ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache)."""
+    ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache); a fix at temperature 0."""
 
-    def ask(call_id: str, messages: Sequence[Message], sample: int) -> str:
+    def ask(call_id: str, messages: Sequence[Message], sample: int, fixing: bool) -> str:
         request = ChatRequest(
             model=settings.model,
             messages=tuple(ChatMessage(role=m.role, content=m.content) for m in messages),
-            temperature=settings.temperature,
+            temperature=0.0 if fixing else settings.temperature,
             max_tokens=settings.max_tokens,
             seed=seed * 1000 + sample,
         )
@@ -348,16 +356,16 @@ def learnact_run_config(
     sandbox: SandboxConfig,
     learnact: LearnactConfig | None = None,
     max_steps: int = SCORING_MAX_STEPS,
+    learner_temperature: float | None = None,
 ) -> LearnactRunConfig:
     """The run's config: the agent (method learnact, ``max_steps`` while scoring), the learner model (the
-    agent's when not given, sampling at LEARNER_TEMPERATURE with room for several functions) and the
+    agent's when not given, sampling at ``learner_temperature``, by default LEARNER_TEMPERATURE, or
+    LOCAL_LEARNER_TEMPERATURE for the local model, with room for several functions; fixes at 0) and the
     learner's settings (the domain's defaults when not given)."""
-    learner_settings = (learner or agent).model_copy(
-        update={
-            "temperature": max((learner or agent).temperature, LEARNER_TEMPERATURE),
-            "max_tokens": LEARNER_MAX_TOKENS,
-        }
-    )
+    model = learner or agent
+    if learner_temperature is None:
+        learner_temperature = LOCAL_LEARNER_TEMPERATURE if model.model == LOCAL else LEARNER_TEMPERATURE
+    learner_settings = model.model_copy(update={"temperature": learner_temperature, "max_tokens": LEARNER_MAX_TOKENS})
     run = RunSettings(
         env=spec, method=Method.learnact, max_steps=max_steps, sandbox=sandbox, model=agent, trained_on=tuple(train)
     )

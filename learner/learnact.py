@@ -114,8 +114,9 @@ class FailureCase(BaseModel):
 class PromptBook(Protocol):
     """The learner's prompts (text templates live with the engine's other prompts)."""
 
-    def create(self) -> list[Message]:
-        """The Create request: the primitive API, one demonstration and what to write."""
+    def create(self, sample: int) -> list[Message]:
+        """The Create request of ``sample``: the primitive API, one demonstration, what to write, and which kind
+        of step to look for first (samples differ by it, not by temperature alone)."""
 
     def fix(self, problems: str) -> str:
         """The user message sending ``problems`` (findings, tracebacks) back: fix and rewrite the whole answer."""
@@ -124,8 +125,10 @@ class PromptBook(Protocol):
         """The Optimise request for ``case``, showing the whole current set ``actions_code``."""
 
 
-# (call id, messages, sample) -> the answer's text. The call id names the call in the run's call log.
-Ask = Callable[[str, Sequence[Message], int], str]
+# Ask the learner model: (call id, messages, sample, fixing) -> the answer's text. The call id names the call in
+# the run's call log; ``fixing`` marks an answer to a problem found in the previous one, which is asked for
+# without sampling (temperature 0): a fix should follow the feedback.
+Ask = Callable[[str, Sequence[Message], int, bool], str]
 
 
 class CallView(BaseModel):
@@ -571,7 +574,7 @@ class LearnactLearner:
     # ---- Create and Validate -------------------------------------------------------------------------
 
     def _create(self, sample: int) -> dict[str, int]:
-        messages = list(self.prompts.create())
+        messages = list(self.prompts.create(sample))
         return self._write_validated(f"create/s{sample}", messages, sample, Origin.created, 0, {}, None)
 
     def _write_validated(
@@ -588,9 +591,13 @@ class LearnactLearner:
         """Ask (or take ``first_answer``), validate, send the problems back up to ``fix_tries`` times; record
         every attempt's functions as versions; the valid functions of the last attempt by name."""
         attempts: list[tuple[str, ParsedAnswer]] = []
+        asked = messages
         for attempt in range(self.config.fix_tries + 1):
             call_id = f"{call_base}/t{attempt}"
-            answer = first_answer if attempt == 0 and first_answer is not None else self.ask(call_id, messages, sample)
+            if attempt == 0 and first_answer is not None:
+                answer = first_answer
+            else:
+                answer = self.ask(call_id, asked, sample, attempt > 0)
             parsed = parse_actions(answer, self.primitive_names, self.config.max_actions)
             if "" not in parsed.problems:
                 parsed.problems = self.validator.problems(parsed.actions, parsed.problems)
@@ -600,8 +607,13 @@ class LearnactLearner:
             if attempt < self.config.fix_tries:
                 shown = _problems_text(parsed.problems)
                 self.progress(f"{call_base}: {len(parsed.problems)} problem(s) sent back to the model")
-                messages = [*messages, Message(role="assistant", content=answer[:MAX_ANSWER_CHARS])]
-                messages.append(Message(role="user", content=self.prompts.fix(shown)))
+                # Rebuilt from the first prompt, the last answer and its problems: earlier answers are not
+                # appended, so a small model does not copy its own mistake over and over.
+                asked = [
+                    *messages,
+                    Message(role="assistant", content=answer[:MAX_ANSWER_CHARS]),
+                    Message(role="user", content=self.prompts.fix(shown)),
+                ]
         return self._record_attempts(attempts, origin, round_, parents, feedback)
 
     def _record_attempts(
@@ -780,7 +792,7 @@ class LearnactLearner:
     ) -> dict[str, int] | None:
         messages = list(self.prompts.optimise(failure, actions_code))
         call_base = f"r{round_}/optimise/s{sample}"
-        answer = self.ask(f"{call_base}/t0", messages, sample)
+        answer = self.ask(f"{call_base}/t0", messages, sample, False)
         improvement = parse_improvement(answer)
         if improvement is None:
             log.info("%s: the answer says neither Update nor Plan; no candidate", call_base)

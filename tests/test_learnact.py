@@ -246,7 +246,7 @@ def test_alfworld_create_prompt_decomposes_the_demonstrated_plan(alfworld_data: 
     env = make_env(EnvSpec(name="alfworld/clean", alfworld_data=str(alfworld_data), split="valid_seen"))
     train = [t.id for t in env.tasks()][:3]
     prompts = LearnactPrompts(env, "clean", LearnactConfig.for_env(env.name), demonstration_text(env, "clean", train))
-    system, user = (m.content for m in prompts.create())
+    system, user = (m.content for m in prompts.create(0))
     assert "goto(" in system and "clean(" in system  # the primitive API
     assert "Split the solution above into its high-level steps" in user  # ALFWorld's default style
     stored = demonstration("clean", False)
@@ -298,6 +298,8 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         assert "Traceback" in fix_prompt and "line" in fix_prompt
         assert "In clear_block:" in fix_prompt and "os" in fix_prompt
         assert asked[1]["messages"][-2] == {"role": "assistant", "content": BUGGY}
+        # the create request samples; the fix follows the feedback at temperature 0
+        assert (asked[0]["temperature"], asked[1]["temperature"]) == (0.7, 0.0)
         optimise_prompt = asked[2]["messages"][-1]["content"]
         assert "That call of pick_and_stack failed: The action is not valid" in optimise_prompt
         assert "Pickup('b1') -> The action is not valid" in optimise_prompt
@@ -448,6 +450,51 @@ def test_an_interrupted_run_resumes_without_asking_the_model_again(tmp_path: Pat
     library = Library(out / "library")
     assert len(library.versions("pick_and_stack")) == written == 3  # nothing written twice
     assert [r.round for r in library.rounds()] == [0, 1]
+
+
+def test_a_retry_is_rebuilt_from_the_first_prompt_the_last_answer_and_its_problems(tmp_path: Path) -> None:
+    still_buggy = BUGGY.replace("int(top)", "int(bottom)")  # a second answer that fails again
+    answers = iter([BUGGY, still_buggy])
+
+    def stand_in(body: dict) -> Answer:
+        if body["messages"][0]["content"].startswith("You design reusable actions"):
+            return Answer(next(answers, FIXED))
+        return StandIn()(body)
+
+    with ScriptedServer(responder=stand_in) as server:
+        learn(server, tmp_path / "run", None, rounds=0)
+        asked = learner_requests(server)
+    create, first_fix, second_fix = asked[:3]
+    assert len(first_fix["messages"]) == len(second_fix["messages"]) == len(create["messages"]) + 2
+    assert second_fix["messages"][:2] == create["messages"]  # the create prompt, not every answer so far
+    assert second_fix["messages"][2] == {"role": "assistant", "content": still_buggy}
+    assert all(message["content"] != BUGGY for message in second_fix["messages"])  # the first answer is gone
+    assert second_fix["temperature"] == first_fix["temperature"] == 0.0
+
+
+def test_samples_differ_by_what_their_prompt_asks_to_look_for_first() -> None:
+    from learnact.engine.learnact_run import LearnactPrompts
+    from learnact.envs import make_env
+
+    env = make_env(BLOCKS)
+    prompts = LearnactPrompts(env, "blockworld", LearnactConfig.for_env(env.name), "DEMO")
+    users = [prompts.create(sample)[1].content for sample in range(4)]
+    assert len(set(users)) == 4 and all("Look first for" in user for user in users)
+
+
+def test_the_learner_temperature_is_a_setting_with_a_low_default_for_the_local_model() -> None:
+    server = ModelSettings(model="m", base_url="http://x/v1")
+    local = ModelSettings(model="local")
+    config = LearnactConfig.for_env(BLOCKS.name)
+    temperature = {
+        (agent.model, given): learnact_run_config(
+            BLOCKS, agent, None, (TASK,), seed=0, sandbox=SandboxConfig(), learnact=config,
+            learner_temperature=given,
+        ).learner.temperature
+        for agent in (server, local)
+        for given in (None, 0.0)
+    }  # fmt: skip
+    assert temperature == {("m", None): 0.7, ("m", 0.0): 0.0, ("local", None): 0.2, ("local", 0.0): 0.0}
 
 
 def test_a_library_whose_learning_has_not_finished_is_not_taken_for_a_result(tmp_path: Path) -> None:
