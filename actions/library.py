@@ -88,6 +88,7 @@ class Origin(str, Enum):
     update = "update"  # an Update answer of the Optimise phase
     plan_note = "plan_note"  # a Plan answer: same code, a usage note added
     rollback = "rollback"  # the best set of an earlier round restored (a round lowered the score)
+    human = "human"  # written by a person and imported (`learnact actions import`), checked and validated alike
 
 
 def _bounded(limit: int) -> Any:

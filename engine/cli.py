@@ -127,8 +127,9 @@ app.command("check")(cli_check.check)
 from learnact.engine import cli_report  # noqa: E402
 
 app.command("report")(cli_report.report)
-from learnact.engine import cli_actions  # noqa: E402
+from learnact.engine import cli_actions, cli_import  # noqa: E402
 
+cli_actions.app.command("import")(cli_import.import_actions)
 app.add_typer(cli_actions.app, name="actions")
 app.command("audit")(cli_actions.audit)
 from learnact.engine import cli_learn  # noqa: E402

@@ -644,3 +644,45 @@ def test_a_model_failure_while_learning_exits_3(tmp_path: Path, method: str) -> 
         result = CliRunner().invoke(app, args)
     assert result.exit_code == 3, result.output
     assert "HTTP 500 after 1 try" in " ".join(result.stderr.split())
+
+
+HAND_WRITTEN = '''def move_onto(block, target):
+    """Pick up a clear block from the table and stack it on target.
+
+    Example: move_onto('b3', 'b2')
+    """
+    Pickup(block)
+    Stack(block, target)
+'''
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_hand_written_actions_are_imported_checked_validated_and_evaluated_like_learned_ones(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.cli import app
+
+    runner, source, library = CliRunner(), tmp_path / "hand.py", tmp_path / "library"
+    source.write_text(HAND_WRITTEN.replace("    Stack(block, target)\n", "    import os\n"))
+    broken = runner.invoke(app, ["actions", "import", str(source), "--env", "pddl/blockworld", "--out", str(library)])
+    assert broken.exit_code == 1 and "nothing imported" in broken.stderr and "os" in broken.stderr
+    assert not library.exists()
+
+    source.write_text(HAND_WRITTEN)
+    made = runner.invoke(app, ["actions", "import", str(source), "--env", "pddl/blockworld", "--out", str(library)])
+    assert made.exit_code == 0, made.output
+    imported = Library.open_existing(library)
+    (version,) = imported.versions("move_onto")
+    assert version.origin is Origin.human and version.example == "move_onto('b3', 'b2')" and not version.verdict
+    assert imported.selected() == {"move_onto": 1} and imported.env() == "pddl/blockworld"
+
+    with ScriptedServer(responder=lambda body: Answer("move_onto('b3', 'b2')")) as server:
+        args = ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--tasks", TASK, "--seeds", "1"]
+        args += ["--model", "m", "--base-url", server.base_url, "--no-cache", "--library", str(library)]
+        tested = runner.invoke(app, [*args, "--out", str(tmp_path / "eval"), "--json"])
+    assert tested.exit_code == 0, tested.output
+    summary = json.loads(tested.stdout)
+    assert summary["success_rate"] == 1.0 and summary["learned"]["learned_steps"] >= 1
+    again = runner.invoke(app, ["actions", "import", str(source), "--env", "pddl/blockworld", "--out", str(library)])
+    assert again.exit_code == 2 and "is not an empty folder" in again.stderr
