@@ -117,7 +117,7 @@ def test_the_prompt_holds_the_instruction_demo_goal_and_a_window_of_history(tmp_
     env = make_env(BLOCKS)
     reset = env.reset(TASK)
     first, last = prompts(server)[0], prompts(server)[-1]
-    assert "Here is an example" in first and "Action: Pickup('b1')" in first  # the demonstration
+    assert "Here is an example" in first and "Action: Unstack('b2', 'b1')" in first  # the demonstration
     assert reset.goal in first and f"Observation: {reset.observation}" in first
     mine = last.split("Now it is your turn.")[1]
     assert mine.count("Action: Pickup('n") == 20  # the window: the last 20 of 24 steps
@@ -309,7 +309,7 @@ def test_code_as_policy_runs_one_program_that_solves_the_task(tmp_path: Path) ->
     assert [c["name"] for c in step["result"]["calls"]] == [line.split("(")[0] for line in plan]
     system, prompt = (m["content"] for m in server.received[0].body["messages"])
     assert "one complete Python program" in system and "Pickup(block)" in system
-    assert "Program:\nPickup('b1')\nStack('b1', 'b3')" in prompt  # the demonstration as a program
+    assert "Program:\nUnstack('b2', 'b1')\nPutdown('b2')" in prompt  # the demonstration as a program
     reset = make_env(BLOCKS).reset(TASK)
     assert reset.goal in prompt and f"Initial state: {reset.observation}" in prompt
     assert "stop" not in server.received[0].body or not server.received[0].body["stop"]

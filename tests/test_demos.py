@@ -30,6 +30,8 @@ from learnact.engine.llm import OpenAIBackbone
 from learnact.engine.records import Method, ModelSettings
 from learnact.envs import EnvSpec, make_env
 from learnact.envs.alfworld import TASK_TYPES
+from learnact.envs.pddl import PddlEnv
+from learnact.envs.pddl.generate import DEMOS_DIR, demo_problem
 
 EVERY_TYPE = (*PDDL_DOMAINS, *TASK_TYPES)
 
@@ -51,7 +53,7 @@ def demo_env(demo: dict[str, Any], request: pytest.FixtureRequest):
         data = request.getfixturevalue("alfworld_data")
         split = demo["task"].split("/", 1)[0]
         return make_env(EnvSpec(name=demo["env"], alfworld_data=str(data), split=split))
-    return make_env(EnvSpec(name=demo["env"]))
+    return PddlEnv.demonstration(demo["env"].removeprefix("pddl/"))
 
 
 @pytest.mark.parametrize("task_type", EVERY_TYPE)
@@ -115,6 +117,32 @@ def test_an_alfworld_demonstration_is_regenerated_identically_from_its_game(
 def test_the_demonstration_game_is_the_first_of_its_type_the_expert_solves_briefly(alfworld_data: Path) -> None:
     # examine's first training game qualifies: the whole choice runs in a few seconds
     assert demo_text(alfworld_demo(alfworld_data, "examine")) == (DEMOS / "examine.json").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("task_type", EVERY_TYPE)
+def test_no_evaluated_task_is_shown_solved_in_a_demonstration(task_type: str, request: pytest.FixtureRequest) -> None:
+    demo = stored(task_type)
+    if task_type in TASK_TYPES:  # ALFWorld evaluates the other splits; the demonstrations are training games
+        data = request.getfixturevalue("alfworld_data")
+        splits = [p.name for p in (data / "json_2.1.1").iterdir() if p.is_dir() and p.name != ALFWORLD_SPLIT]
+        evaluated = {
+            task.id
+            for split in splits
+            for task in make_env(EnvSpec(name=f"alfworld/{task_type}", alfworld_data=str(data), split=split)).tasks()
+        }
+        assert evaluated and demo["task"] not in evaluated
+    else:
+        env = make_env(EnvSpec(name=demo["env"]))
+        assert demo["task"] == f"{task_type}-demo" and demo["task"] not in {t.id for t in env.tasks()}
+        shown = PddlEnv.demonstration(task_type).reset(demo["task"])
+        for task in env.tasks():  # no task is the demonstration's problem under another name
+            reset = env.reset(task.id)
+            assert (reset.goal, reset.observation) != (shown.goal, shown.observation)
+
+
+def test_the_demonstration_problems_are_exactly_what_the_seeded_generator_writes() -> None:
+    for domain in PDDL_DOMAINS:
+        assert (DEMOS_DIR / f"{domain}-demo.pddl").read_text() == demo_problem(domain)
 
 
 @pytest.mark.parametrize("domain", PDDL_DOMAINS)

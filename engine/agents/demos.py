@@ -4,7 +4,8 @@ stored as ``data/demos/<type>.json``. Run ``python -m learnact.engine.agents.dem
 after changing an environment; the output is deterministic (the planner's plans, and ALFWorld's expert
 seeded per game), so an unchanged environment rewrites the same files.
 
-- PDDL: the first task of its domain whose expert plan has at least MIN_STEPS steps.
+- PDDL: the domain's demonstration problem (``envs/pddl/demos/``, no task of the domain), whose expert plan
+  has at least MIN_STEPS steps.
 - ALFWorld: a game of ALFWorld's training games (the split ALFWORLD_SPLIT; evaluation reads valid_unseen by
   default, so no test task is shown as an example): the first game of the type, by id, on which the handcoded
   expert succeeds in MIN_STEPS to ALFWORLD_MAX_STEPS steps, all valid: a trajectory short enough to be read
@@ -24,10 +25,11 @@ from pathlib import Path
 from learnact.actions.errors import LearnactError
 from learnact.actions.files import write_atomic
 from learnact.engine.agents.policy import call_code
-from learnact.envs import Environment, EnvSpec, make_env
+from learnact.envs import Environment
 from learnact.envs.alfworld import TASK_TYPES, AlfworldEnv
 from learnact.envs.alfworld.expert import task_params
 from learnact.envs.alfworld.games import discover_games
+from learnact.envs.pddl import PddlEnv
 
 DEMOS = Path(__file__).parent / "data" / "demos"
 PDDL_DOMAINS = ("blockworld", "barman", "gripper", "tyreworld")
@@ -79,13 +81,14 @@ def expert_steps(env: Environment, max_steps: int) -> list[dict[str, str]] | Non
 
 
 def pddl_demo(domain: str, min_steps: int = MIN_STEPS) -> dict:
-    """The demonstration of a built-in PDDL domain: the expert's trajectory on its first task with at least
+    """The demonstration of a built-in PDDL domain: the expert's trajectory on the domain's demonstration
+    problem (``envs/pddl/demos/<domain>-demo.pddl``, which is no task of the domain), when it has at least
     ``min_steps`` steps.
 
-    :raises NoDemonstration: when no task has such a plan.
+    :raises NoDemonstration: when its plan is shorter.
     :raises LearnactError: when the environment or the planner fails.
     """
-    env = make_env(EnvSpec(name=f"pddl/{domain}"))
+    env = PddlEnv.demonstration(domain)
     for task in env.tasks():
         reset = env.reset(task.id)
         calls = list(env.expert_calls())
@@ -105,7 +108,8 @@ def pddl_demo(domain: str, min_steps: int = MIN_STEPS) -> dict:
             "steps": steps,
         }
     raise NoDemonstration(
-        f"pddl/{domain}: no task with an expert plan of {min_steps} or more steps", "lower {min_steps}"
+        f"pddl/{domain}: the demonstration problem's expert plan is shorter than {min_steps} steps",
+        "draw another demonstration problem (envs/pddl/generate.py) or lower {min_steps}",
     )
 
 

@@ -65,6 +65,21 @@ class PddlEnv(Environment):
         return env
 
     @classmethod
+    def demonstration(cls, domain: str) -> PddlEnv:
+        """The demonstration problem of ``domain`` alone (task ``<domain>-demo``, no task of the built-in set:
+        ``generate.py`` draws it apart), named like the built-in environment.
+
+        :raises UnknownEnvironment: for another domain.
+        """
+        if domain not in DOMAINS:
+            raise UnknownEnvironment(f"pddl/{domain}", [f"pddl/{d}" for d in DOMAINS])
+        env = cls.from_files(
+            PACKAGE_DIR / "domains" / f"{domain}.pddl", [PACKAGE_DIR / "demos" / f"{domain}-demo.pddl"]
+        )
+        env.name = f"pddl/{domain}"
+        return env
+
+    @classmethod
     def from_files(cls, domain_file: Path, problem_files: Sequence[Path]) -> PddlEnv:
         """Load a domain and its problems; task ids are the problem file names without suffix.
 

@@ -7,6 +7,10 @@ checks that the committed files are exactly what this module writes).
 Sizes: blockworld 10 problems of 3-7 blocks; gripper 20 problems of 2-12 balls in 2-3 rooms;
 tyreworld 10 problems of 1-3 hubs; barman 20 problems of 4-9 shot glasses, 3-8 cocktails,
 3 ingredients and 1-3 drinks to serve.
+
+Each domain also has one *demonstration problem*, ``demos/<domain>-demo.pddl``, drawn from its
+own seed and different from every task: the agents' and the learner's demonstrations are solved on it, so no
+evaluated task is ever shown solved in a prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 PROBLEMS_DIR = Path(__file__).parent / "problems"
+DEMOS_DIR = Path(__file__).parent / "demos"
+DEMO_SIZE = {"blockworld": 1, "gripper": 2, "tyreworld": 0, "barman": 0}  # the generator's index: small problems
+DEMO_SKIP = {"blockworld": 1}  # draws skipped: the first blockworld draw is solved in 2 steps, too few to show
+# Every one-hub tyreworld problem is the same; its demonstration starts with the spare wheel inflated.
+DEMO_CHANGE = {"tyreworld": ("(not-inflated r1)", "(inflated r1)")}
 SEED = 2024
 
 
@@ -152,12 +161,32 @@ def generate(domain: str) -> dict[str, str]:
     return {f"{domain}-{i + 1:02d}.pddl": make(i, rng) for i in range(count)}
 
 
+def demo_problem(domain: str) -> str:
+    """The demonstration problem of ``domain``: the generator's problem of size DEMO_SIZE drawn from the seed
+    ``<SEED>-<domain>-demo``, redrawn until it differs from every task (its name aside)."""
+    make, _ = GENERATORS[domain]
+    index = DEMO_SIZE[domain]
+    rng = random.Random(f"{SEED}-{domain}-demo")
+    tasks = {text.split("\n", 1)[1] for text in generate(domain).values()}
+    for _ in range(DEMO_SKIP.get(domain, 0)):
+        make(index, rng)
+    for _ in range(100):
+        text = make(index, rng).replace(f"(problem {domain}-{index + 1:02d})", f"(problem {domain}-demo)", 1)
+        if domain in DEMO_CHANGE:
+            text = text.replace(*DEMO_CHANGE[domain])
+        if text.split("\n", 1)[1] not in tasks:
+            return text
+    raise ValueError(f"{domain}: 100 draws of size {index} were all tasks; give DEMO_SIZE another size")
+
+
 def main() -> None:
     for domain in GENERATORS:
         folder = PROBLEMS_DIR / domain
         folder.mkdir(parents=True, exist_ok=True)
         for name, text in generate(domain).items():
             (folder / name).write_text(text)
+        DEMOS_DIR.mkdir(exist_ok=True)
+        (DEMOS_DIR / f"{domain}-demo.pddl").write_text(demo_problem(domain))
 
 
 if __name__ == "__main__":
