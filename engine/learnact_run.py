@@ -32,6 +32,7 @@ from learnact.engine.agents.prompts import (
     fill,
     history_text,
     primitives_text,
+    worked_example,
 )
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import Executor
@@ -121,7 +122,7 @@ class LearnactPrompts:
     """The learner's prompts from the ``learnact_*`` templates (a :class:`~learnact.learner.learnact.PromptBook`)."""
 
     def __init__(self, env: Environment, task_type: str, config: LearnactConfig, demo: str) -> None:
-        self.config = config
+        self.config, self.env_name, self.task_type = config, env.name, task_type
         self.system = fill(
             "learnact_system", domain=domain_text(env.name, task_type), primitives=primitives_text(env.primitives())
         ).strip()
@@ -130,9 +131,11 @@ class LearnactPrompts:
     def create(self, sample: int) -> list[Message]:
         style = fill(f"learnact_style_{self.config.style}").strip()
         focuses = [line for line in fill("learnact_focus").splitlines() if line.strip()]
+        example = worked_example(self.env_name, self.task_type)
         user = fill(
             "learnact_create", demonstration=self.demo, style=style, max_actions=self.config.max_actions,
             focus=focuses[sample % len(focuses)],
+            worked_example=fill("learnact_worked_example", code=example).strip() if example else "",
         )  # fmt: skip
         return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
 

@@ -686,3 +686,33 @@ def test_hand_written_actions_are_imported_checked_validated_and_evaluated_like_
     assert summary["success_rate"] == 1.0 and summary["learned"]["learned_steps"] >= 1
     again = runner.invoke(app, ["actions", "import", str(source), "--env", "pddl/blockworld", "--out", str(library)])
     assert again.exit_code == 2 and "is not an empty folder" in again.stderr
+
+
+@pytest.mark.parametrize("domain", ["blockworld", "gripper", "tyreworld", "barman", "alfworld"])
+def test_each_domains_worked_example_is_an_action_the_learner_would_accept(domain: str) -> None:
+    from learnact.actions import check
+    from learnact.actions.models import CodeKind, Severity
+    from learnact.engine.agents.prompts import worked_example
+    from learnact.envs import primitive_specs
+    from learnact.learner.learnact import combines_actions, parse_actions
+
+    env_name = "alfworld/put" if domain == "alfworld" else f"pddl/{domain}"
+    primitives = primitive_specs(env_name)
+    code = worked_example(env_name, domain)
+    parsed = parse_actions(code, [p.name for p in primitives], 8)
+    (action,) = parsed.actions
+    assert not parsed.problems and action.description and action.example.startswith(f"{action.name}(")
+    findings = check(action.code, CodeKind.action_module, primitives)
+    assert [f for f in findings if f.severity is Severity.error] == []
+    assert combines_actions(action, {p.name for p in primitives})
+
+
+def test_the_create_prompt_shows_the_domains_worked_example() -> None:
+    from learnact.engine.agents.prompts import worked_example
+    from learnact.engine.learnact_run import LearnactPrompts
+    from learnact.envs import make_env
+
+    env = make_env(BLOCKS)
+    user = LearnactPrompts(env, "blockworld", LearnactConfig.for_env(env.name), "DEMO").create(0)[1].content
+    assert worked_example(env.name, "blockworld") in user and "def clear_tower(blocks):" in user
+    assert worked_example("pddl", "towers") == ""  # an external domain without one

@@ -35,6 +35,15 @@ def domain_text(env_name: str, task_type: str) -> str:
     return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
 
 
+@cache
+def worked_example(env_name: str, task_type: str) -> str:
+    """One action written by us for the domain (``data/examples/``: the form the learner is asked for, never a
+    task's solution), shown when the learner creates actions; empty for a domain without one."""
+    key = "alfworld" if env_name.startswith("alfworld") else task_type
+    path = resources.files(DATA).joinpath("data", "examples", f"{key}.txt")
+    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+
+
 @dataclass(frozen=True)
 class Turn:
     """One step of a history: what was written (``Action: …`` or ``Think: …``) and what came back."""
