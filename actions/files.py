@@ -177,11 +177,7 @@ def write_atomic(path: Path, text: str | bytes, *, root: Path | None = None) -> 
 
     :raises OSError: when it cannot be written (nothing of it is left behind).
     """
-    if root is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    else:
-        folder = _folder_fd(root, path.parent, create=True)
+    folder = _folder_fd(path.parent if root is None else root, path.parent, create=True)
     temporary = f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
         fd = os.open(

@@ -248,12 +248,9 @@ def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUs
     if actions is None or not actions.actions:
         return None
     names = [action.name for action in actions.actions]
-    ran = [step for step in steps if step.result is not None]
-    learned = [step for step in ran if called_names(step.code, names)]
-    worked = [
-        step for step in learned
-        if step.result is not None and step.result.ok and all(call.valid for call in step.result.calls)
-    ]  # fmt: skip
+    ran = [(step.code, step.result) for step in steps if step.result is not None]
+    learned = [result for code, result in ran if called_names(code, names)]
+    worked = [result for result in learned if result.ok and all(call.valid for call in result.calls)]
     return LearnedUse(code_steps=len(ran), learned_steps=len(learned), learned_ok=len(worked))
 
 

@@ -221,17 +221,18 @@ def _run_pending(
     """Run ``pending`` on ``executor``; each record is written to ``run_dir`` as it comes back, before
     ``on_episode`` hears of it, so that an interrupted run keeps every episode it was told about."""
 
-    same_failure: list[str] = []  # the model failures of the latest episodes, while they are one reason
+    failing: tuple[str | None, int] = (None, 0)  # the model failure of the latest episodes, and how many in a row
 
     def finished(record: EpisodeRecord) -> None:
+        nonlocal failing
         run_dir.append(record)
         records[record.task, record.seed] = record
         if record.status == "llm_error" and record.error is not None:
-            same_failure[:] = [*same_failure, record.error] if record.error in same_failure else [record.error]
-            if len(same_failure) >= STOP_AFTER_SAME_MODEL_FAILURES:
-                raise ModelUnavailable(record.error, len(same_failure))
+            failing = (record.error, failing[1] + 1 if failing[0] == record.error else 1)
+            if failing[1] >= STOP_AFTER_SAME_MODEL_FAILURES:
+                raise ModelUnavailable(record.error, failing[1])
         else:
-            same_failure.clear()
+            failing = (None, 0)
         outcome = f"ended by {record.error}" if record.status in RETRIED else f"success={record.success}"
         key = episode_key(record.task, record.seed)
         log.info("episode %s: %s, %d steps, %.1f s", key, outcome, len(record.steps), record.duration_s)

@@ -76,8 +76,6 @@ from learnact.sandbox import Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)
 
-CONFIG = LEARNACT_CONFIG
-STATE = LEARN_STATE
 SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R
 SCORING_MAX_STEPS = 10  # the seed's step budget while scoring
 LEARNER_MAX_TOKENS = 2048  # an answer holds several functions
@@ -266,7 +264,7 @@ def _read_state(path: Path) -> LearnState | None:
 
 
 def _check_identity(out: Path, config: LearnactRunConfig) -> None:
-    path = out / CONFIG
+    path = out / LEARNACT_CONFIG
     previous = read_model(path, LearnactRunConfig, MAX_STATE_BYTES, root=out, what="a LearnAct run's config")
     if previous is not None:
         if previous != config:
@@ -277,9 +275,9 @@ def _check_identity(out: Path, config: LearnactRunConfig) -> None:
                 ANOTHER + " or the same settings",
             )
     else:
-        for name in (STATE, RUN_LIBRARY):
+        for name in (LEARN_STATE, RUN_LIBRARY):
             if os.path.lexists(out / name):
-                raise RunDirError(out, f"{out} holds {name} of a run without {CONFIG}", ANOTHER)
+                raise RunDirError(out, f"{out} holds {name} of a run without {LEARNACT_CONFIG}", ANOTHER)
         try:
             write_atomic(path, config.model_dump_json(indent=1) + "\n", root=out)
         except OSError as exc:
@@ -318,7 +316,7 @@ def run_learnact(
         prompts = LearnactPrompts(env, task_type, config.learnact, demonstration_text(env, task_type, config.train))
         library = Library(out / RUN_LIBRARY, root=out)
         recording = RecordingBackbone(learner or agent, Ledger(prices, sink=CallLog(out).append))
-        state_path = out / STATE
+        state_path = out / LEARN_STATE
 
         def save(state: LearnState) -> None:
             try:
@@ -399,7 +397,7 @@ def learned_library(path: Path, interim: bool = False) -> tuple[Library, tuple[s
     folder = library.path
     progress = library.learning()
     if progress is None:  # a library that does not say: its run's state, else a selection someone made
-        state = _read_state(folder.parent / STATE)
+        state = _read_state(folder.parent / LEARN_STATE)
         if state is not None:
             finished = state.selected is not None
         else:
@@ -415,7 +413,7 @@ def learned_library(path: Path, interim: bool = False) -> tuple[Library, tuple[s
             " set selected so far",
         )
     train: tuple[str, ...] = ()
-    config_path = folder.parent / CONFIG
+    config_path = folder.parent / LEARNACT_CONFIG
     try:
         run_config = read_model(config_path, LearnactRunConfig, MAX_STATE_BYTES, root=folder.parent, what="a config")
     except RunDirError as exc:

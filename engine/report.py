@@ -33,11 +33,10 @@ from learnact.actions.files import read_bounded, write_atomic
 from learnact.actions.library import RUN_LIBRARY, LearningProgress, Library, LibraryError, RoundRecord
 from learnact.actions.text import visible
 from learnact.engine.evaluation import EvalConfig, RunSplits
-from learnact.engine.learnact_run import CONFIG as LEARN_CONFIG
 from learnact.engine.learnact_run import SCORING
 from learnact.engine.llm import CallLog, Totals
 from learnact.engine.records import LearnedUse, Method, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
-from learnact.engine.rundir import CONFIG, EPISODES, SPLITS, SUMMARY, RunDir, RunDirError
+from learnact.engine.rundir import CONFIG, EPISODES, LEARNACT_CONFIG, SPLITS, SUMMARY, RunDir, RunDirError
 from learnact.envs.alfworld import TASK_TYPES
 
 if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn: it costs every command ~1 s otherwise
@@ -281,7 +280,7 @@ def _learning_usage(library: Path) -> TokenUsage | None:
     :raises ReportError: when a call log or an episode log cannot be read or holds a line that is not a record.
     """
     run = library.parent
-    if library.name != RUN_LIBRARY or not (run / LEARN_CONFIG).is_file():
+    if library.name != RUN_LIBRARY or not (run / LEARNACT_CONFIG).is_file():
         return None
     try:
         totals = Totals()

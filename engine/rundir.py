@@ -217,14 +217,14 @@ class RunDir:
         marker = read_model(self.path / KIND, _KindFile, MAX_KIND_BYTES, root=self.path, what="a run's kind")
         if marker is not None:
             return marker.kind
-        present = {name for name in (LEARNACT_CONFIG, LEARN_STATE, LIBRARY, NOTES, SPLIT, CONFIG, EPISODES, SUMMARY)}
-        present = {name for name in present if os.path.lexists(self.path / name)}
-        if present & {LEARNACT_CONFIG, LEARN_STATE, LIBRARY}:
-            return RunKind.learnact
-        if present & {NOTES, SPLIT}:
-            return RunKind.reflexion
-        if present & {CONFIG, EPISODES, SUMMARY}:
-            return RunKind.evaluation
+        signs = (
+            (RunKind.learnact, (LEARNACT_CONFIG, LEARN_STATE, LIBRARY)),
+            (RunKind.reflexion, (NOTES, SPLIT)),
+            (RunKind.evaluation, (CONFIG, EPISODES, SUMMARY)),
+        )  # the first kind any of whose files is there: a reflexion run has a config.json too
+        for kind, names in signs:
+            if any(os.path.lexists(self.path / name) for name in names):
+                return kind
         return None
 
     def _open_lock(self, path: Path) -> int:

@@ -18,14 +18,13 @@ from learnact.actions.library import LearningProgress, Library, Origin
 from learnact.engine.audit import audit_html, build_audit
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.learnact_run import (
-    CONFIG,
     learnact_run_config,
     learned_library,
     run_learnact,
 )
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import ModelSettings
-from learnact.engine.rundir import RunDir
+from learnact.engine.rundir import LEARNACT_CONFIG, RunDir
 from learnact.envs import EnvSpec
 from learnact.learner.learnact import (
     CallView,
@@ -332,7 +331,7 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         # At test time the selected set is loaded and shown, the fixed code runs.
         library, trained_on = learned_library(out)
         assert trained_on == (TASK,)
-        config = json.loads((out / CONFIG).read_text())
+        config = json.loads((out / LEARNACT_CONFIG).read_text())
         settings = config["run"] | {"method": "learnact", "max_steps": 5}
         test_run = EvalConfig.model_validate({"run": settings, "tasks": [TASK]})
         test_run = test_run.model_copy(update={"run": test_run.run.model_copy(update={"actions": library.current()})})
@@ -553,7 +552,7 @@ def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> Non
         assert "create: sample 1 of 1" in learned.stderr and "round 1: best candidate 2, score 3.000" in learned.stderr
         models = {r.body["model"] for r in server.received if r.body["messages"][0]["content"].startswith("You design")}
         assert models == {"w"}
-        assert json.loads((out / CONFIG).read_text())["train"] == [TASK]
+        assert json.loads((out / LEARNACT_CONFIG).read_text())["train"] == [TASK]
 
         args = ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--tasks", TASK, "--seeds", "1"]
         args += ["--model", "m", "--library", str(out), "--out", str(tmp_path / "test"), "--json", *common]

@@ -85,19 +85,16 @@ def pddl_demo(domain: str, min_steps: int = MIN_STEPS) -> dict:
     problem (``envs/pddl/demos/<domain>-demo.pddl``, which is no task of the domain), when it has at least
     ``min_steps`` steps.
 
-    :raises NoDemonstration: when its plan is shorter.
+    :raises NoDemonstration: when its plan is shorter, or the expert's calls do not solve it.
     :raises LearnactError: when the environment or the planner fails.
     """
     env = PddlEnv.demonstration(domain)
-    for task in env.tasks():
-        reset = env.reset(task.id)
-        calls = list(env.expert_calls())
-        if len(calls) < min_steps:
-            continue
-        env.reset(task.id)
-        steps = expert_steps(env, len(calls))
-        if steps is None:
-            continue
+    (task,) = env.tasks()
+    reset = env.reset(task.id)
+    calls = list(env.expert_calls())
+    env.reset(task.id)
+    steps = expert_steps(env, len(calls)) if len(calls) >= min_steps else None
+    if steps is not None:
         return {
             "env": env.name,
             "task": task.id,
@@ -108,7 +105,7 @@ def pddl_demo(domain: str, min_steps: int = MIN_STEPS) -> dict:
             "steps": steps,
         }
     raise NoDemonstration(
-        f"pddl/{domain}: the demonstration problem's expert plan is shorter than {min_steps} steps",
+        f"pddl/{domain}: the demonstration problem's expert plan is shorter than {min_steps} steps or fails",
         "draw another demonstration problem (envs/pddl/generate.py) or lower {min_steps}",
     )
 
