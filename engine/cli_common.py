@@ -365,26 +365,7 @@ def open_model(
         return OpenedModel(None, None, None)
     with reported():
         prices = PriceTable.from_file(price_file) if price_file is not None else None
-    if model_path is not None and model not in (None, LOCAL):
-        raise fail(f"--model-path is a GGUF file for --model {LOCAL}, not for --model {model}")
-    model = LOCAL if model_path is not None and model is None else model
-    if model == LOCAL:
-        server_flags = {"--base-url": base_url, "--azure-endpoint": azure_endpoint, "--api-key-env": api_key_env}
-        given = [name for name, value in server_flags.items() if value]
-        if given:
-            raise fail(f"{', '.join(given)}: for a model on a server; --model {LOCAL} runs in this process")
-    api_key = os.environ.get(api_key_env) if api_key_env else None
-    if api_key_env and not api_key:
-        raise fail(f"the variable {api_key_env} (--api-key-env) is not set")
-    if model is None:
-        azure = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
-        if not (api_key or os.environ.get("OPENAI_API_KEY") or (azure and os.environ.get("AZURE_OPENAI_API_KEY"))):
-            raise fail(
-                f"the method {method.value} needs a language model: give --model with OPENAI_API_KEY set "
-                f"(or --base-url of an OpenAI-compatible server, or --azure-endpoint), or --model {LOCAL} for a "
-                "small model run in process"
-            )
-        model = DEFAULT_SERVER_MODEL
+    model, api_key = _chosen_model(method, model, model_path, base_url, api_key_env, azure_endpoint)
     if model != LOCAL and not azure_endpoint:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     if max_tokens is None:
@@ -417,6 +398,42 @@ def open_model(
                 close_backbone(backbone)
                 raise
     return OpenedModel(backbone, settings, prices)
+
+
+def _chosen_model(
+    method: Method,
+    model: str | None,
+    model_path: Path | None,
+    base_url: str | None,
+    api_key_env: str | None,
+    azure_endpoint: str | None,
+) -> tuple[str, str | None]:
+    """The model the options name (see :func:`open_model`) and the key ``api_key_env`` holds.
+
+    :raises typer.Exit: (the error printed, status USAGE) for options that do not fit together, an unset key
+        variable, or no model at all.
+    """
+    if model_path is not None and model not in (None, LOCAL):
+        raise fail(f"--model-path is a GGUF file for --model {LOCAL}, not for --model {model}")
+    model = LOCAL if model_path is not None and model is None else model
+    if model == LOCAL:
+        server_flags = {"--base-url": base_url, "--azure-endpoint": azure_endpoint, "--api-key-env": api_key_env}
+        given = [name for name, value in server_flags.items() if value]
+        if given:
+            raise fail(f"{', '.join(given)}: for a model on a server; --model {LOCAL} runs in this process")
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not api_key:
+        raise fail(f"the variable {api_key_env} (--api-key-env) is not set")
+    if model is None:
+        azure = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
+        if not (api_key or os.environ.get("OPENAI_API_KEY") or (azure and os.environ.get("AZURE_OPENAI_API_KEY"))):
+            raise fail(
+                f"the method {method.value} needs a language model: give --model with OPENAI_API_KEY set "
+                f"(or --base-url of an OpenAI-compatible server, or --azure-endpoint), or --model {LOCAL} for a "
+                "small model run in process"
+            )
+        model = DEFAULT_SERVER_MODEL
+    return model, api_key
 
 
 def close_backbone(backbone: Backbone | None) -> None:

@@ -54,7 +54,8 @@ from learnact.engine.cli_common import (
 from learnact.engine.cli_learn import learned_notes
 from learnact.engine.cli_learnact import learned_actions
 from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.executor import ExecutorName
+from learnact.engine.executor import Executor, ExecutorName
+from learnact.engine.llm import Backbone, PriceTable
 from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import (
     RETRIED,
@@ -236,17 +237,31 @@ def evaluate(
     if seeds is None:
         seeds = DEFAULT_SEEDS if method.uses_model else 1
     config = EvalConfig(run=settings, tasks=chosen, seeds=tuple(range(seeds)), workers=workers)
-    label = f"{env} · {method.value}"
-    plain = PlainProgress(label) if not json_output and not err.is_terminal else None
+    summary = _run_with_progress(config, out, f"{env} · {method.value}", json_output, backbone, prices, runner)
+    _tell_outcome(summary, out, json_output)
+
+
+def _run_with_progress(
+    config: EvalConfig,
+    out: Path,
+    label: str,
+    quiet: bool,
+    backbone: Backbone | None,
+    prices: PriceTable | None,
+    runner: Executor,
+) -> Summary:
+    """Run the evaluation with a progress bar on a terminal (plain lines otherwise, nothing when ``quiet``);
+    the backbone and the executor are closed at the end, however it ends."""
+    plain = PlainProgress(label) if not quiet and not err.is_terminal else None
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err,
-        disable=json_output or not err.is_terminal,
+        disable=quiet or not err.is_terminal,
     ) as progress:
-        bar = progress.add_task(shown(label), total=len(chosen) * seeds)
+        bar = progress.add_task(shown(label), total=len(config.tasks) * len(config.seeds))
 
         def on_start(finished: int, total: int) -> None:
             progress.update(bar, completed=finished, total=total)
@@ -260,7 +275,7 @@ def evaluate(
 
         try:
             with resumable(out, "finished episodes are"), reported():
-                summary = run_evaluation(
+                return run_evaluation(
                     config, out, on_episode=on_episode, on_start=on_start, backbone=backbone, prices=prices,
                     executor=runner,
                 )  # fmt: skip
@@ -268,6 +283,12 @@ def evaluate(
             close_backbone(backbone)
             runner.close()
 
+
+def _tell_outcome(summary: Summary, out: Path, json_output: bool) -> None:
+    """Print the summary (JSON, or tables) and the episodes to retry.
+
+    :raises typer.Exit: with EPISODE_ERRORS when an episode ended by an error or a model failure.
+    """
     if json_output:
         sys.stdout.write(summary.model_dump_json() + "\n")
     else:

@@ -14,6 +14,7 @@ from typing import Any
 from learnact.actions.errors import LearnactError
 from learnact.actions.models import ActionSet, CodeKind
 from learnact.engine.agents import THINK_ANSWER, ExpertPolicy, NoCode, Program, Think, call_code, make_policy
+from learnact.engine.agents.policy import Decision, Policy
 from learnact.engine.agents.prompts import fill
 from learnact.engine.llm import Backbone, Ledger, LLMError, RecordingBackbone
 from learnact.engine.records import (
@@ -27,7 +28,7 @@ from learnact.engine.records import (
 )
 from learnact.envs import Environment, StepOutcome, make_env
 from learnact.learner.learnact import called_names
-from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
+from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox, Session
 
 # ExpertPolicy, call_code: kept where they were
 __all__ = ["ActionsNotLoaded", "ExpertPolicy", "call_code", "run_episode"]
@@ -119,11 +120,8 @@ def run_episode(
     module the check rejects or that fails to load ends the episode as an ``error`` naming the findings or
     the traceback.
 
-    Each step the policy proposes a line of code, which is checked and run in the sandbox (code_as_policy:
-    one whole program, checked as a program and run once, its only step), or a thought
-    (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
-    step REPEATED_FAILURES times in a row ends the episode (``ended="repeated_failure"``). A backbone that
-    gives no answer ends it with ``status="llm_error"``.
+    The steps are :func:`_play`'s. A backbone that gives no answer ends the episode with
+    ``status="llm_error"``.
 
     An exception while the episode runs (the planner finds no plan or times out, the environment or
     the sandbox fails, an unknown task) does not propagate: the episode is recorded with
@@ -138,13 +136,8 @@ def run_episode(
     tracker: OutcomeTracker | None = None
     settings = spec.run
     env_name = env.name if env is not None else settings.env.name
-    own_sandbox = False
-    ended: EndReason | None = None
-    status: str = "finished"
-    recording: RecordingBackbone | None = None
-    if backbone is not None:
-        recording = backbone if isinstance(backbone, RecordingBackbone) else RecordingBackbone(backbone, Ledger())
-        recording = recording.for_episode(spec.key)
+    own_sandbox, status, ended = False, "finished", None
+    recording = _recording(backbone, spec.key)
     try:
         env = env or make_env(settings.env)
         env_name = env.name
@@ -158,58 +151,9 @@ def run_episode(
         )  # fmt: skip
         tracker = OutcomeTracker(env)
         observation = f"{reset.observation}\n{reset.goal}"
-        failing: tuple[str, int] | None = None  # the last failing step and how often in a row
-        ended = "max_steps"
         with sandbox.session(env.primitives(), tracker) as session:
-            if settings.actions is not None and settings.actions.actions:
-                loaded = session.load_actions(settings.actions.module)
-                if not loaded.ok:
-                    raise ActionsNotLoaded(loaded)
-            for index in range(settings.max_steps):
-                if should_stop():
-                    raise EpisodeInterrupted(spec.task)
-                step_started = time.perf_counter()
-                decision = policy.decide(observation)
-                if decision is None:
-                    ended = "policy_end"
-                    break
-                result: ExecutionResult | None = None
-                code, thought, failed_as = "", None, None
-                if isinstance(decision, Think):
-                    thought, observation = decision.thought, THINK_ANSWER
-                elif isinstance(decision, NoCode):
-                    observation, failed_as = decision.message, "no code: " + decision.answer.strip()
-                else:
-                    code, invalid_before = decision.code, tracker.invalid_calls
-                    kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
-                    result = session.execute(code, kind=kind)
-                    observation = observation_of(result)
-                    if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
-                        failed_as = code
-                if failed_as is not None:
-                    times = failing[1] + 1 if failing is not None and failing[0] == failed_as else 1
-                    failing = (failed_as, times)
-                    if times >= REPEATED_FAILURES:
-                        observation += "\n" + fill("repeated", count=times).strip()
-                        ended = "repeated_failure"
-                elif not isinstance(decision, Think):
-                    failing = None
-                steps.append(
-                    StepRecord(
-                        index=index,
-                        code=code,
-                        result=result,
-                        observation=observation,
-                        duration_s=time.perf_counter() - step_started,
-                        thought=thought,
-                        answer=decision.answer,
-                    )
-                )
-                if tracker.done:
-                    ended = "done"
-                    break
-                if ended == "repeated_failure":
-                    break
+            _load(session, settings.actions)
+            ended = _play(policy, session, tracker, observation, settings.max_steps, should_stop, spec.task, steps)
         error = None
     except EpisodeInterrupted:
         raise
@@ -240,6 +184,89 @@ def run_episode(
         usage=_usage(recording),
         learned=learned_use(steps, settings.actions),
     )
+
+
+def _load(session: Session, actions: ActionSet | None) -> None:
+    """Load the learned ``actions`` into the session (none: nothing).
+
+    :raises ActionsNotLoaded: when the check rejects them or they fail to load.
+    """
+    if actions is not None and actions.actions:
+        loaded = session.load_actions(actions.module)
+        if not loaded.ok:
+            raise ActionsNotLoaded(loaded)
+
+
+def _recording(backbone: Backbone | None, episode: str) -> RecordingBackbone | None:
+    """``backbone`` recording its calls under ``episode`` (into its own ledger when it records nowhere yet)."""
+    if backbone is None:
+        return None
+    recording = backbone if isinstance(backbone, RecordingBackbone) else RecordingBackbone(backbone, Ledger())
+    return recording.for_episode(episode)
+
+
+def _play(
+    policy: Policy,
+    session: Session,
+    tracker: OutcomeTracker,
+    observation: str,
+    max_steps: int,
+    should_stop: Callable[[], bool],
+    task: str,
+    steps: list[StepRecord],
+) -> EndReason:
+    """Play the episode's steps (each appended to ``steps`` as it ends) from the first ``observation``; why
+    it stopped. Each step the policy proposes a line of code, which is checked and run in the sandbox
+    (code_as_policy: one whole program, checked as a program and run once, its only step), or a thought
+    (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
+    step REPEATED_FAILURES times in a row ends the episode (``"repeated_failure"``).
+
+    :raises EpisodeInterrupted: when ``should_stop`` says so before a step.
+    """
+    failing: tuple[str, int] | None = None  # the last failing step and how often in a row
+    for index in range(max_steps):
+        if should_stop():
+            raise EpisodeInterrupted(task)
+        step_started = time.perf_counter()
+        decision = policy.decide(observation)
+        if decision is None:
+            return "policy_end"
+        code, thought, result, observation, failed_as = _take_step(decision, session, tracker)
+        repeated = False
+        if failed_as is not None:
+            times = failing[1] + 1 if failing is not None and failing[0] == failed_as else 1
+            failing = (failed_as, times)
+            if times >= REPEATED_FAILURES:
+                observation += "\n" + fill("repeated", count=times).strip()
+                repeated = True
+        elif not isinstance(decision, Think):
+            failing = None
+        steps.append(
+            StepRecord(
+                index=index, code=code, result=result, observation=observation,
+                duration_s=time.perf_counter() - step_started, thought=thought, answer=decision.answer,
+            )
+        )  # fmt: skip
+        if tracker.done:
+            return "done"
+        if repeated:
+            return "repeated_failure"
+    return "max_steps"
+
+
+def _take_step(
+    decision: Decision, session: Session, tracker: OutcomeTracker
+) -> tuple[str, str | None, ExecutionResult | None, str, str | None]:
+    """Carry ``decision`` out: its code, thought, result and observation, and what failed (None: nothing)."""
+    if isinstance(decision, Think):
+        return "", decision.thought, None, THINK_ANSWER, None
+    if isinstance(decision, NoCode):
+        return "", None, None, decision.message, "no code: " + decision.answer.strip()
+    invalid_before = tracker.invalid_calls
+    kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
+    result = session.execute(decision.code, kind=kind)
+    failed = result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before
+    return decision.code, None, result, observation_of(result), decision.code if failed else None
 
 
 def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUse | None:

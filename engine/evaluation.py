@@ -156,17 +156,8 @@ def run_evaluation(
         except BaseException:
             run_dir.unlock(discard_if_unused=True)
             raise
-        previous = _previous_run(run_dir)
-        if previous is not None and previous.run != config.run:
-            raise RunDirError(
-                out,
-                f"{out} holds a run with a different {', '.join(previous.run.differences(config.run))}",
-                ANOTHER + " or the same settings to resume it",
-            )
-        all_tasks = _merged(previous.tasks if previous is not None else (), config.tasks)
-        all_seeds = _merged(previous.seeds if previous is not None else (), config.seeds)
-        run_dir.write_config(config.model_copy(update={"tasks": all_tasks, "seeds": all_seeds}))
-        env_tasks = executor.tasks
+        merged = _merged_config(run_dir, config)
+        all_tasks, all_seeds, env_tasks = merged.tasks, merged.seeds, executor.tasks
         run_dir.write_splits(_splits(config.run, env_tasks, all_tasks, all_seeds))
         selected = _splits(config.run, env_tasks, config.tasks, config.seeds)
         wanted = [(task, split.seed) for split in selected.splits for task in split.test]
@@ -184,16 +175,43 @@ def run_evaluation(
             else None
         )
         _run_pending(config, run_dir, pending, executor, records, on_episode, recording)
-        order = [(task, seed) for seed in all_seeds for task in all_tasks]
-        listed = set(order)
-        order += [key for key in records if key not in listed]
-        summary = Summary.of(config.run.env.name, config.run.method, [records[k] for k in order if k in records])
+        summary = _summary(merged, records)
         run_dir.write_summary(summary)  # still under the lock: no other run writes it meanwhile
     finally:
         if own_executor:
             executor.close()
         run_dir.unlock()
     return summary
+
+
+def _merged_config(run_dir: RunDir, config: EvalConfig) -> EvalConfig:
+    """``config`` with the tasks and seeds of the run already in the folder merged in, written as its config.
+
+    :raises RunDirError: when the folder holds a run with other settings, or the config cannot be written.
+    """
+    previous = _previous_run(run_dir)
+    if previous is not None and previous.run != config.run:
+        raise RunDirError(
+            run_dir.path,
+            f"{run_dir.path} holds a run with a different {', '.join(previous.run.differences(config.run))}",
+            ANOTHER + " or the same settings to resume it",
+        )
+    merged = config.model_copy(
+        update={
+            "tasks": _merged(previous.tasks if previous is not None else (), config.tasks),
+            "seeds": _merged(previous.seeds if previous is not None else (), config.seeds),
+        }
+    )
+    run_dir.write_config(merged)
+    return merged
+
+
+def _summary(merged: EvalConfig, records: dict[tuple[str, int], EpisodeRecord]) -> Summary:
+    """The summary of every episode recorded: the config's tasks and seeds in order, then any other."""
+    order = [(task, seed) for seed in merged.seeds for task in merged.tasks]
+    listed = set(order)
+    order += [key for key in records if key not in listed]
+    return Summary.of(merged.run.env.name, merged.run.method, [records[k] for k in order if k in records])
 
 
 class ModelUnavailable(ModelFailure):
