@@ -162,8 +162,16 @@ class FakeLlama:
         self.kwargs, self.calls, self.closed = kwargs, [], False
         FakeLlama.instances.append(self)
 
+    n_batch = 64
+
+    def eval(self, tokens: list[int]) -> None:  # one block of llama.cpp's work
+        time.sleep(0.01)
+
     def create_chat_completion(self, **kwargs: object) -> dict:
         self.calls.append(kwargs)
+        if kwargs["max_tokens"] == 5000:  # a long generation: one eval per token, as llama.cpp's loop does
+            for token in range(5000):
+                self.eval([token])
         if kwargs["max_tokens"] == 9999:
             raise ValueError("Requested tokens (9999) exceed context window of 8192")
         return {
@@ -258,6 +266,52 @@ def test_an_abort_ends_every_request_waiting_for_the_model_and_every_later_one(
         backbone.complete(request)
 
 
+def test_an_abort_ends_the_generation_in_progress_before_its_next_token(
+    fake_llama: type[FakeLlama], tmp_path: Path
+) -> None:
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    backbone = local.LocalBackbone(gguf, cache_dir=tmp_path)
+    request = ChatRequest(model="local", messages=(ChatMessage(role="user", content="hi"),), max_tokens=5000)
+    errors: list[str] = []
+
+    def generate() -> None:
+        try:
+            backbone.complete(request)
+        except LLMError as exc:
+            errors.append(str(exc))
+
+    generation = threading.Thread(target=generate)
+    generation.start()
+    time.sleep(0.2)
+    aborted_at = time.monotonic()
+    backbone.abort()
+    generation.join(10)
+    assert not generation.is_alive() and time.monotonic() - aborted_at < 1.0  # 5000 tokens would take 50 s
+    assert errors and "abandoned: the run is stopping" in errors[0]
+
+
+class BlockLlama:
+    """Stands for llama_cpp.Llama's ``eval``: records the blocks it is given."""
+
+    def __init__(self) -> None:
+        self.n_batch, self.blocks = 4, []
+
+    def eval(self, tokens: list[int]) -> None:
+        self.blocks.append(list(tokens))
+
+
+def test_the_abortable_evaluation_keeps_llama_cpps_blocks_and_stops_between_them() -> None:
+    llm = local._aligned_llama(types.SimpleNamespace(Llama=BlockLlama))()
+    llm.eval(list(range(10)))
+    assert llm.blocks == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # as llama.cpp splits a prompt itself
+    llm.aborted = threading.Event()
+    llm.aborted.set()
+    with pytest.raises(local.GenerationAbandoned):
+        llm.eval([10])
+    assert len(llm.blocks) == 3
+
+
 def test_calls_are_serialised(fake_llama: type[FakeLlama], tmp_path: Path) -> None:
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
@@ -339,5 +393,18 @@ def test_the_real_model_answers_deterministically() -> None:
         assert backbone.complete(request) == first
         assert 0 < first.usage.completion_tokens <= 16 and first.usage.prompt_tokens > 10
         assert backbone.identity.endswith(local.MODEL_SHA256)
+        # A long generation ends within a second of an abort (400 tokens take ~16 s here).
+        story = request.model_copy(
+            update={
+                "messages": (ChatMessage(role="user", content="Write a long story about blocks."),),
+                "max_tokens": 400,
+            }
+        )
+        timer = threading.Timer(0.5, backbone.abort)
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(LLMError, match="abandoned"):
+            backbone.complete(story)
+        assert time.monotonic() - started < 2.5
     finally:
         backbone.close()

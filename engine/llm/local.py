@@ -260,6 +260,11 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+class GenerationAbandoned(Exception):
+    """Raised inside llama-cpp-python's Python generation loop (between two blocks), so that it unwinds the
+    whole call; never raised in a C callback, where llama-cpp-python swallows exceptions."""
+
+
 def _aligned_llama(llama_cpp: Any) -> type:
     """``Llama`` with a KV-cache reuse that does not change the answer.
 
@@ -275,6 +280,18 @@ def _aligned_llama(llama_cpp: Any) -> type:
 
     class AlignedLlama(llama_cpp.Llama):
         _clean = 0  # tokens [0, _clean) of the KV cache are whole blocks of a prompt
+        aborted: threading.Event | None = None  # set: the evaluation stops before its next block
+
+        def eval(self, tokens: Sequence[int]) -> None:
+            """Evaluates in the same blocks of ``n_batch`` as llama.cpp's own loop, looking before each block
+            (and each generated token, which is one block) whether the backbone was aborted.
+
+            :raises GenerationAbandoned: when it was; what the KV cache holds past ``n_tokens`` is then stale.
+            """
+            for start in range(0, len(tokens), self.n_batch):
+                if self.aborted is not None and self.aborted.is_set():
+                    raise GenerationAbandoned()
+                super().eval(tokens[start : start + self.n_batch])
 
         def generate(self, tokens: Sequence[int], *args: Any, **kwargs: Any):
             tokens = list(tokens)
@@ -335,6 +352,7 @@ class LocalBackbone(Backbone):
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMError(NAME, f"llama.cpp cannot load {path}: {exc}", "give {model_path} of a valid GGUF") from None
+        self._llm.aborted = self._aborted
         self.load_s = time.monotonic() - started
 
     def complete(self, request: ChatRequest) -> ChatResponse:
@@ -355,6 +373,9 @@ class LocalBackbone(Backbone):
                 raise LLMError(NAME, "the generation was abandoned: the run is stopping")
             try:
                 result = self._llm.create_chat_completion(**kwargs)
+            except GenerationAbandoned:
+                self._llm._clean = 0
+                raise LLMError(NAME, "the generation was abandoned: the run is stopping") from None
             except (ValueError, RuntimeError) as exc:
                 self._llm._clean = 0  # what the KV cache holds is unknown now: reuse none of it
                 # e.g. "Requested tokens (9000) exceed context window of 8192"
@@ -371,9 +392,8 @@ class LocalBackbone(Backbone):
         )
 
     def abort(self) -> None:
-        """Every later request, and every one waiting for the model, ends at once. A generation in progress
-        finishes (at most ``max_tokens`` at this machine's speed: llama-cpp-python's chat API offers no abort
-        that is safe to use: an exception raised in its sampling callback is swallowed in C)."""
+        """Every later request, and every one waiting for the model, ends at once; a generation in progress
+        ends before its next block of prompt or its next token (one block: under a second on 2 cores)."""
         self._aborted.set()
 
     def close(self) -> None:
