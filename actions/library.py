@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.files import AppendLog, read_bounded, reason, write_atomic
-from learnact.actions.models import ActionSet, Finding, LearnedAction
+from learnact.actions.models import ActionSet, Finding, LearnedAction, UsageDemonstration
 from learnact.actions.text import encodable, truncated
 
 __all__ = [
@@ -238,6 +238,7 @@ class _Manifest(BaseModel):
     selected: dict[str, int]
     score: float | None = None
     learning: LearningProgress | None = None  # None: written by hand, or by a learnact before it was kept
+    usage: UsageDemonstration | None = None  # the selected set solving a task, grounded in the sandbox
 
 
 Record = TypeVar("Record", bound=BaseModel)
@@ -467,17 +468,22 @@ class Library:
     # --- the selected set --------------------------------------------------------------------------------
 
     def select(
-        self, actions: Mapping[str, int], score: float | None, env: str, learning: LearningProgress | None = None
+        self,
+        actions: Mapping[str, int],
+        score: float | None,
+        env: str,
+        learning: LearningProgress | None = None,
+        usage: UsageDemonstration | None = None,
     ) -> None:
         """Make ``{name: version}`` the selected set (scored ``score`` on ``env``, at the point ``learning``
-        of its learning run): ``library.json``, atomic.
+        of its learning run, shown at work by ``usage``): ``library.json``, atomic.
 
         :raises LibraryError: for a name or version the library does not have, or when it cannot be written.
         """
         with self._lock:
             for name, version in actions.items():
                 self.get(name, version)
-            manifest = _Manifest(env=env, selected=dict(actions), score=score, learning=learning)
+            manifest = _Manifest(env=env, selected=dict(actions), score=score, learning=learning, usage=usage)
             text = manifest.model_dump_json(indent=2) + "\n"
             self._write(self.path / MANIFEST, lambda target: write_atomic(target, text, root=self.root))
 
@@ -514,12 +520,16 @@ class Library:
         return manifest.score if manifest else None
 
     def current(self) -> ActionSet:
-        """The selected versions as the action set an agent gets, in the order they were selected.
+        """The selected versions as the action set an agent gets, in the order they were selected, with the
+        usage demonstration learning grounded for them.
 
         :raises LibraryError: when the library cannot be read or names a version it does not have.
         """
+        manifest = self._manifest()
+        selected = manifest.selected if manifest else {}
         return ActionSet(
-            actions=tuple(self.get(name, version).as_learned() for name, version in self.selected().items())
+            actions=tuple(self.get(name, version).as_learned() for name, version in selected.items()),
+            usage=manifest.usage if manifest else None,
         )
 
     # --- files ---------------------------------------------------------------------------------------------

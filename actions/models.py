@@ -55,13 +55,37 @@ class LearnedAction(BaseModel):
     version: int = Field(1, ge=1)
 
 
+class UsageStep(BaseModel):
+    """One line of a usage demonstration and what the environment answered when it ran."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    observation: str
+
+
+class UsageDemonstration(BaseModel):
+    """A task solved with the learned actions: the demonstration's solution rewritten by the learner model to
+    call them, kept only after its lines ran in the sandbox on the demonstration's task and reached its goal;
+    the observations are the environment's own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: str
+    goal: str
+    initial: str
+    steps: tuple[UsageStep, ...]
+
+
 class ActionSet(BaseModel):
-    """The learned actions an agent gets next to the primitives; ``module`` is what is loaded into its
-    sandbox (checked as an *action module* first, like any other code)."""
+    """The learned actions an agent gets next to the primitives, and how they solved a task (``usage``, when
+    learning could ground one); ``module`` is what is loaded into its sandbox (checked as an *action module*
+    first, like any other code)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     actions: tuple[LearnedAction, ...] = ()
+    usage: UsageDemonstration | None = None
 
     @property
     def module(self) -> str:

@@ -1,6 +1,6 @@
 """Third-party extensions found by name: entry points of installed distributions, loaded only when asked for.
 
-A distribution adds an environment, a model provider or (later) a method without a fork by declaring an
+A distribution adds an environment, a model provider or a method without a fork by declaring an
 entry point in one of the groups below (``[project.entry-points."learnact.envs"]`` in its
 ``pyproject.toml``). Discovery reads the installed metadata only; a plugin's module is imported when its
 name is used, so a broken plugin never breaks a built-in name or an unrelated command. Whatever a plugin
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ENV_GROUP = "learnact.envs"
 BACKBONE_GROUP = "learnact.backbones"
+METHOD_GROUP = "learnact.methods"
 
 # A plugin's name: what follows ``--env`` (before any ``/variant``) or comes before ``:`` in ``--model``.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")

@@ -19,7 +19,7 @@ import typer
 
 from learnact.actions import RULES, CodeKind, Finding, Severity, infer_kind
 from learnact.actions import check as check_code
-from learnact.actions.library import Library
+from learnact.actions.library import ActionVersion, Library
 from learnact.actions.text import visible
 from learnact.engine.cli_common import ExitCode, fail, reported
 from learnact.engine.inputs import read_code
@@ -179,8 +179,6 @@ def check(
     if path is None:
         raise fail("missing argument PATH (a Python file, or '-' for standard input)")
     if path != STDIN and Library.found_at(Path(path)):  # an action library: the selected version of each action
-        from learnact.engine.cli_actions import check_library  # (cli_actions imports this module)
-
         return check_library(Path(path), env, output_format)
     code = _read(path)
     primitives = []
@@ -201,4 +199,56 @@ def check(
             sys.stdout.write(visible(finding.render(shown)) + "\n")
         typer.echo(visible(_summary(findings, shown, code_kind)), err=True)
     if any(f.severity is Severity.error for f in findings):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def check_library(directory: Path, env: str | None, output_format: OutputFormat) -> None:
+    """`learnact check DIR` for a library: the selected version of every action (the latest of each when
+    nothing is selected yet), each checked as an action module against the environment's primitives
+    (``env``, else the library's), the other actions callable."""
+    with reported():
+        library = Library.open_existing(directory)
+    with reported():
+        selected = library.selected()
+        chosen = [library.get(name, number) for name, number in selected.items()] or [
+            library.versions(name)[-1] for name in library.names()
+        ]
+        for version in chosen:  # what a reviewer opens must be what runs
+            library.verify_code_file(version.name, version.version)
+        env = env or library.env()
+        primitives = primitive_specs(env) if env else []
+    names = [version.name for version in chosen]
+    results: list[tuple[ActionVersion, Path, list[Finding]]] = []
+    for version in chosen:
+        others = [name for name in names if name != version.name]
+        findings = check_code(version.code, CodeKind.action_module, primitives, others)
+        results.append((version, library.code_path(version.name, version.version), findings))
+    every = [finding for _, _, findings in results for finding in findings]
+    if output_format is OutputFormat.json:
+        found = [
+            {"action": v.name, "version": v.version, "path": str(path), **f.model_dump(mode="json")}
+            for v, path, findings in results
+            for f in findings
+        ]
+        sys.stdout.write(json.dumps(found) + "\n")  # ASCII: every control or bidi character escaped
+    elif output_format is OutputFormat.sarif:
+        runs = [to_sarif(findings, str(path))["runs"][0] for _, path, findings in results]
+        log = to_sarif([], str(library.path))
+        log["runs"][0]["results"] = [result for run in runs for result in run["results"]]
+        sys.stdout.write(json.dumps(log, indent=2) + "\n")
+    else:
+        for _, path, findings in results:
+            for finding in findings:
+                sys.stdout.write(visible(finding.render(str(path))) + "\n")
+        errors = sum(f.severity is Severity.error for f in every)
+        which = "selected" if selected else "latest (nothing selected yet)"
+        primitives_of = f"the primitives of {env}" if env else "no primitives (give --env)"
+        typer.echo(
+            visible(
+                f"{library.path}: {len(chosen)} actions ({which} versions) checked as action modules against "
+                f"{primitives_of}: {errors} errors, {len(every) - errors} warnings"
+            ),
+            err=True,
+        )
+    if any(f.severity is Severity.error for f in every):
         raise typer.Exit(ExitCode.FAILED)

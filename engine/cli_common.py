@@ -27,13 +27,14 @@ from rich.markup import escape
 from learnact.actions import LearnactError
 from learnact.actions.errors import parameter
 from learnact.actions.text import visible
-from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
-from learnact.engine.executor import Executor, ExecutorName, ModelRecipe, make_executor
+from learnact.engine.agents import method_names, method_spec
+from learnact.engine.executor import Executor, ExecutorName, LocalExecutor, ModelRecipe
 from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, PriceTable, ResponseCache, make_backbone
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import Method, ModelSettings
-from learnact.envs import EnvSpec, expand_problem_paths
+from learnact.envs import EnvSpec
+from learnact.envs.pddl.family import expand_problem_paths
 from learnact.images import ImageBuildError
 from learnact.sandbox import BackendName, RuntimeName, SandboxConfig, SandboxUnavailable
 
@@ -284,7 +285,7 @@ MaxTokensOption = Annotated[
         "--max-tokens",
         min=1,
         help=f"longest answer in tokens (default: {ModelSettings.model_fields['max_tokens'].default}; "
-        f"{PROGRAM_MAX_TOKENS} code_as_policy)",
+        f"{method_spec(Method.code_as_policy).max_tokens} code_as_policy)",
     ),
 ]
 CacheDirOption = Annotated[
@@ -331,7 +332,7 @@ class OpenedModel(NamedTuple):
 
 
 def open_model(
-    method: Method,
+    method: str,
     *,
     model: str | None = None,
     model_path: Path | None = None,
@@ -361,7 +362,7 @@ def open_model(
         key variable, no model at all, an unreadable price file, a local backend that is not installed or
         has no model file, or a response cache that cannot be opened.
     """
-    if not method.uses_model:
+    if not method_spec(method).uses_model:
         return OpenedModel(None, None, None)
     with reported():
         prices = PriceTable.from_file(price_file) if price_file is not None else None
@@ -369,9 +370,7 @@ def open_model(
     if model != LOCAL and not azure_endpoint:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
     if max_tokens is None:
-        max_tokens = (
-            PROGRAM_MAX_TOKENS if method is Method.code_as_policy else ModelSettings.model_fields["max_tokens"].default
-        )
+        max_tokens = method_spec(method).max_tokens or ModelSettings.model_fields["max_tokens"].default
     with reported():
         backbone = make_backbone(
             model,
@@ -401,7 +400,7 @@ def open_model(
 
 
 def _chosen_model(
-    method: Method,
+    method: str,
     model: str | None,
     model_path: Path | None,
     base_url: str | None,
@@ -428,7 +427,7 @@ def _chosen_model(
         azure = azure_endpoint or os.environ.get("AZURE_OPENAI_ENDPOINT")
         if not (api_key or os.environ.get("OPENAI_API_KEY") or (azure and os.environ.get("AZURE_OPENAI_API_KEY"))):
             raise fail(
-                f"the method {method.value} needs a language model: give --model with OPENAI_API_KEY set "
+                f"the method {method} needs a language model: give --model with OPENAI_API_KEY set "
                 f"(or --base-url of an OpenAI-compatible server, or --azure-endpoint), or --model {LOCAL} for a "
                 "small model run in process"
             )
@@ -446,6 +445,15 @@ def close_backbone(backbone: Backbone | None) -> None:
         err.print(f"[yellow]warning:[/yellow] closing the model backbone: {shown(str(exc))}")
 
 
+MethodOption = Annotated[
+    str,
+    typer.Option(
+        help="how actions are chosen: expert, act, react, act_reflexion, react_reflexion, code_as_policy, "
+        "learnact, or a plugin's method",
+        autocompletion=lambda: method_names(),
+    ),
+]
+
 ExecutorOption = Annotated[
     ExecutorName, typer.Option(help="where episodes run: threads here, or a Ray cluster (the ray extra)")
 ]
@@ -461,7 +469,7 @@ def open_executor(
     executor: ExecutorName,
     ray_address: str | None,
     ray_cpus_per_episode: float,
-    method: Method,
+    method: str,
     *,
     api_key_env: str | None = None,
     azure_endpoint: str | None = None,
@@ -473,16 +481,24 @@ def open_executor(
     model_retries: int = DEFAULT_MAX_RETRIES,
 ) -> Executor:
     """The executor the options name. On Ray, a model method's nodes build the model themselves from a
-    :class:`ModelRecipe` (the key read from each node's environment, never shipped).
+    :class:`ModelRecipe` (the key read from each node's environment, never shipped); the local executor uses
+    the backbone it is given.
 
-    :raises LearnactError: for Ray options without the ray executor, or Ray not installed.
+    :raises LearnactError: for Ray options without the ray executor.
+    :raises RayUnavailable: for the ray executor when Ray is not installed.
     """
+    if executor is ExecutorName.local:
+        if ray_address is not None:
+            raise LearnactError("a Ray address is for the ray executor", "give {executor} ray or no {ray_address}")
+        return LocalExecutor()
     recipe = None
-    if executor is ExecutorName.ray and method.uses_model:
+    if method_spec(method).uses_model:
         recipe = ModelRecipe(
             api_key_env=api_key_env, azure_endpoint=azure_endpoint, api_version=api_version,
             model_path=str(model_path.expanduser().resolve()) if model_path else None,
             cache_dir=str(cache_dir.expanduser().resolve()) if cache_dir else None, cache=not no_cache,
             timeout_s=model_timeout, max_retries=model_retries,
         )  # fmt: skip
-    return make_executor(executor, ray_address, ray_cpus_per_episode, recipe)
+    from learnact.engine.ray_executor import RayExecutor  # imports Ray (seconds): only when asked for
+
+    return RayExecutor(ray_address, ray_cpus_per_episode, model=recipe)

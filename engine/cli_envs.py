@@ -14,7 +14,16 @@ from rich.table import Table
 from learnact.actions import LearnactError
 from learnact.actions.plugins import PluginError
 from learnact.engine.cli_common import ExitCode, failure, shown
-from learnact.envs import EnvSpec, PrimitiveSpec, env_names, env_plugins, make_env, primitive_specs
+from learnact.envs import (
+    EnvSpec,
+    PrimitiveSpec,
+    UnknownEnvironment,
+    env_names,
+    env_plugins,
+    env_profile,
+    make_env,
+    primitive_specs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +38,16 @@ def listing() -> tuple[list[dict], list[LearnactError]]:
     each as the error saying why."""
     rows = []
     for name in env_names():
-        if name == "pddl":
-            continue  # external files only: no tasks until given some
+        try:
+            primitives = primitive_specs(name)
+        except UnknownEnvironment:  # a name for external files only (pddl): nothing to list until given some
+            continue
         try:
             tasks: int | None = len(make_env(EnvSpec(name=name)).tasks())
         except LearnactError as exc:  # ALFWorld without a data folder: primitives are known, games are not
             log.info("cannot count the tasks of %s: %s", name, exc)
             tasks = None
-        rows.append(
-            {"name": name, "tasks": tasks, "primitives": _primitive_rows(primitive_specs(name)), "distribution": None}
-        )
+        rows.append({"name": name, "tasks": tasks, "primitives": _primitive_rows(primitives), "distribution": None})
     plugins = env_plugins()
     problems: list[LearnactError] = list(plugins.refused)
     for plugin in plugins.plugins.values():
@@ -97,5 +106,6 @@ def show_table(rows: list[dict]) -> None:
             *([shown(row["distribution"] or "built in")] if plugged else []),
         )
     Console().print(table)
-    if any(row["tasks"] is None and row["name"].startswith("alfworld") for row in rows):
-        Console(stderr=True).print("?: set $ALFWORLD_DATA to count the ALFWorld games")
+    hints = dict.fromkeys(env_profile(row["name"]).data_hint for row in rows if row["tasks"] is None)
+    for hint in filter(None, hints):
+        Console(stderr=True).print(f"?: {shown(hint)}")

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from learnact.engine.agents import method_spec
 from learnact.engine.cli_common import (
     DEFAULT_BACKEND,
     DEFAULT_RUNTIME,
@@ -29,6 +30,7 @@ from learnact.engine.cli_common import (
     ExecutorOption,
     ExitCode,
     MaxTokensOption,
+    MethodOption,
     ModelOption,
     ModelPathOption,
     ModelRetriesOption,
@@ -68,10 +70,10 @@ from learnact.engine.records import (
     episode_key,
 )
 from learnact.engine.rundir import SPLITS, RunDir
-from learnact.envs import make_env, select_tasks
+from learnact.envs import env_profile, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
 
-DEFAULT_MAX_STEPS = {"expert": 100, "pddl": 30, "alfworld": 20}  # model methods: the paper's budgets
+EXPERT_MAX_STEPS = 100  # the expert's budget; a model method's is its environment profile's
 DEFAULT_SEEDS = 3  # repetitions of a model method (the paper's); the expert is deterministic: one
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
 PROGRESS_EVERY_S = 10.0  # plain progress lines (stderr not a terminal): at most one per interval
@@ -107,7 +109,7 @@ def evaluate(
     env: Annotated[
         str, typer.Option(help="pddl/<domain>, pddl (with --pddl-domain/--pddl-problems), alfworld or alfworld/<type>")
     ],
-    method: Annotated[Method, typer.Option(help="how actions are chosen")] = Method.expert,
+    method: MethodOption = Method.expert.value,
     tasks: Annotated[Optional[str], typer.Option(help="indices and ranges (0-4,7) or task ids; default: all")] = None,
     workers: Annotated[int, typer.Option(min=1, help="episodes run in parallel, each with its own sandbox")] = 1,
     seeds: Annotated[
@@ -183,7 +185,8 @@ def evaluate(
     with reported():
         spec = env_spec(env, pddl_domain, [*(pddl_problems or ()), *(more_problems or ())], alfworld_data, split)
         chosen = select_tasks(make_env(spec), tasks)
-        out = out or Path("runs") / f"{env.replace('/', '-')}-{method.value}"
+        uses_model = method_spec(method).uses_model
+        out = out or Path("runs") / f"{env.replace('/', '-')}-{method}"
         RunDir(out).check_usable()
         runner = open_executor(
             executor,
@@ -209,8 +212,7 @@ def evaluate(
         )
     sandbox = SandboxConfig(backend=backend, runtime=runtime)
     if max_steps is None:
-        kind = "expert" if not method.uses_model else "alfworld" if spec.name.startswith("alfworld") else "pddl"
-        max_steps = DEFAULT_MAX_STEPS[kind]
+        max_steps = env_profile(spec.name).max_steps if uses_model else EXPERT_MAX_STEPS
     backbone, model_settings, prices = open_model(
         method,
         model=model,
@@ -235,9 +237,9 @@ def evaluate(
     if actions is not None:  # the selected actions and what they were learned on, the same way
         settings = settings.model_copy(update={"actions": actions[0], "trained_on": actions[1]})
     if seeds is None:
-        seeds = DEFAULT_SEEDS if method.uses_model else 1
+        seeds = DEFAULT_SEEDS if uses_model else 1
     config = EvalConfig(run=settings, tasks=chosen, seeds=tuple(range(seeds)), workers=workers)
-    summary = _run_with_progress(config, out, f"{env} · {method.value}", json_output, backbone, prices, runner)
+    summary = _run_with_progress(config, out, f"{env} · {method}", json_output, backbone, prices, runner)
     _tell_outcome(summary, out, json_output)
 
 

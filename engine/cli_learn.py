@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from learnact.engine.agents import BUILTIN_METHODS, Learns, method_spec
 from learnact.engine.cli_common import (
     DEFAULT_BACKEND,
     DEFAULT_RUNTIME,
@@ -53,7 +54,6 @@ from learnact.engine.cli_common import (
 from learnact.engine.cli_learnact import learn_actions
 from learnact.engine.executor import ExecutorName
 from learnact.engine.learning import (
-    DEFAULT_LEARN_STEPS,
     NOTES,
     NotesFile,
     ReflexionConfig,
@@ -63,15 +63,12 @@ from learnact.engine.learning import (
 )
 from learnact.engine.llm import Backbone, PriceTable
 from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
-from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
+from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
 from learnact.engine.rundir import RunDir
 from learnact.engine.splits import TRAIN_PER_TYPE, Split, split_tasks
-from learnact.envs import EnvSpec, make_env
+from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.learner.reflexion import ROUNDS, Note
 from learnact.sandbox import SandboxConfig
-
-# the methods `learn` has a branch for
-LEARNING_METHODS = (Method.act_reflexion, Method.react_reflexion, Method.learnact)
 
 
 def learn(
@@ -79,7 +76,7 @@ def learn(
         str, typer.Option(help="pddl/<domain>, pddl (with --pddl-domain/--pddl-problems), alfworld or alfworld/<type>")
     ],
     method: Annotated[
-        Method, typer.Option(help="what to learn: act_reflexion or react_reflexion (notes), learnact (actions)")
+        str, typer.Option(help="what to learn: act_reflexion or react_reflexion (notes), learnact (actions)")
     ],
     seed: Annotated[int, typer.Option(min=0, help="chooses the training tasks; sent with every model request")] = 0,
     train_per_type: Annotated[
@@ -117,7 +114,10 @@ def learn(
             " the default, keep the set whole)",
         ),
     ] = False,
-    max_steps: Annotated[int, typer.Option(min=1, help="steps per training attempt")] = DEFAULT_LEARN_STEPS,
+    max_steps: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="steps per training attempt and per scoring episode (default: the environment's)"),
+    ] = None,
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     model: ModelOption = None,
     model_path: ModelPathOption = None,
@@ -147,13 +147,15 @@ def learn(
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
 ) -> None:
     """Learn from the training tasks of ENV (chosen by --seed) what `learnact eval` uses at test time."""
-    if method not in LEARNING_METHODS:
-        names = ", ".join(m.value for m in LEARNING_METHODS)
-        raise fail(f"learnact learn takes --method {names}; {method.value} learns nothing")
+    with reported():
+        learns = method_spec(method).learns
+    if learns is None:
+        names = ", ".join(name for name, spec in BUILTIN_METHODS.items() if spec.learns is not None)
+        raise fail(f"learnact learn takes --method {names}; {method} learns nothing")
     with reported():
         spec = env_spec(env, pddl_domain, pddl_problems, alfworld_data, split)
         chosen = split_tasks(make_env(spec).tasks(), seed, per_type=train_per_type)
-        out = out or Path("runs") / f"{env.replace('/', '-')}-{method.value}-learn-seed{seed}"
+        out = out or Path("runs") / f"{env.replace('/', '-')}-{method}-learn-seed{seed}"
         RunDir(out).check_usable()
     backbone, model_settings, prices = open_model(
         method, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
@@ -165,16 +167,16 @@ def learn(
     settings = RunSettings(
         env=spec,
         method=method,
-        max_steps=max_steps,
+        max_steps=max_steps or env_profile(spec.name).learn_steps,
         sandbox=SandboxConfig(backend=backend, runtime=runtime),
         model=model_settings,
     )
     learner: tuple[Backbone, ModelSettings] | None = None
-    if method.reflects and (drop_unused or learner_temperature is not None):
+    if learns is Learns.notes and (drop_unused or learner_temperature is not None):
         close_backbone(backbone)
         flag = "--drop-unused" if drop_unused else "--learner-temperature"
         raise fail(f"{flag}: reflexion learns notes, not actions (learnact learns actions)")
-    if method.reflects and (executor is not ExecutorName.local or workers != 1):
+    if learns is Learns.notes and (executor is not ExecutorName.local or workers != 1):
         close_backbone(backbone)
         raise fail(
             "--executor and --workers spread learnact's scoring episodes; a reflexion attempt waits on the "
@@ -197,7 +199,7 @@ def learn(
         )
     try:
         with resumable(out, "what was learned is"):
-            if method is Method.learnact and learner_model is not None and learner_model != model:
+            if learns is Learns.library and learner_model is not None and learner_model != model:
                 opened = open_model(
                     method, model=learner_model, base_url=base_url, api_key_env=api_key_env,
                     azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature,
@@ -206,9 +208,9 @@ def learn(
                 )  # fmt: skip
                 assert opened.backbone is not None and opened.settings is not None
                 learner = (opened.backbone, opened.settings)
-            if method.reflects:
+            if learns is Learns.notes:
                 _learn_notes(settings, chosen, rounds, out, backbone, prices, json_output)
-            elif method is Method.learnact:
+            else:
                 learn_actions(
                     settings,
                     chosen,
@@ -257,7 +259,7 @@ def _learn_notes(
 
     if not quiet:
         err.print(
-            f"{shown(settings.env.name)} · {settings.method.value}: {len(chosen.train)} training tasks "
+            f"{shown(settings.env.name)} · {settings.method}: {len(chosen.train)} training tasks "
             f"(seed {chosen.seed}), up to {rounds} reflection{'s' * (rounds != 1)} each"
         )
     with reported():
@@ -301,21 +303,21 @@ def show_notes_summary(summary: ReflexionSummary, out: Path) -> None:
     )
 
 
-def learned_notes(method: Method, notes: Path | None, env: EnvSpec) -> NotesFile | None:
+def learned_notes(method: str, notes: Path | None, env: EnvSpec) -> NotesFile | None:
     """`learnact eval --notes RUN`: the notes of the learning run RUN for ``method`` on ``env`` (None for a
     method that uses none).
 
     :raises typer.Exit: (the error printed, status USAGE) for a reflexion method without notes, notes given
         to another method, or notes that do not fit (another environment or method, an unfinished run).
     """
-    if not method.reflects:
+    if method_spec(method).learns is not Learns.notes:
         if notes is not None:
-            raise fail(f"--notes: the method {method.value} uses no notes (act_reflexion and react_reflexion do)")
+            raise fail(f"--notes: the method {method} uses no notes (act_reflexion and react_reflexion do)")
         return None
     if notes is None:
         raise fail(
-            f"the method {method.value} needs the notes of a learning run: run `learnact learn --method "
-            f"{method.value} --env {env.name} ...` first, then give its run directory as --notes RUN"
+            f"the method {method} needs the notes of a learning run: run `learnact learn --method "
+            f"{method} --env {env.name} ...` first, then give its run directory as --notes RUN"
         )
     with reported():
         return notes_for(notes, env, method)

@@ -10,11 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from learnact.actions.models import ActionSet
+from learnact.engine.agents import Learns, method_spec
 from learnact.engine.cli_common import err, fail, reported, shown
 from learnact.engine.executor import Executor
 from learnact.engine.learnact_run import LearnactResult, learnact_run_config, learned_library, run_learnact
 from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
+from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec
 from learnact.learner.learnact import LearnactConfig
@@ -109,7 +110,7 @@ def show_library(result: LearnactResult, out: Path) -> None:
 
 
 def learned_actions(
-    method: Method, library: Path | None, env: EnvSpec, interim: bool = False
+    method: str, library: Path | None, env: EnvSpec, interim: bool = False
 ) -> tuple[ActionSet, tuple[str, ...]] | None:
     """`learnact eval --library DIR`: the selected actions of the library in DIR (a library folder or the
     learning run holding one) and the training tasks of the run that learned them; None for another method.
@@ -118,9 +119,9 @@ def learned_actions(
     :raises typer.Exit: (the error printed, status USAGE) for learnact without a library, a library given to
         another method, a library learned on another environment, or a library that cannot be used.
     """
-    if method is not Method.learnact:
+    if method_spec(method).learns is not Learns.library:
         if library is not None:
-            raise fail(f"--library: the method {method.value} uses no learned actions (learnact does)")
+            raise fail(f"--library: the method {method} uses no learned actions (learnact does)")
         return None
     if library is None:
         raise fail(

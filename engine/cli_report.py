@@ -103,7 +103,7 @@ def show_report(result: Report) -> None:
         table.add_column("cost (USD)", justify="right")
         for row in result.rows:
             table.add_row(
-                row.method.value,
+                row.method,
                 shown(row.model) if row.model else "–",
                 row.seeds,
                 *(cell_text(row.cells.get(column), between="\n") for column in result.columns),

@@ -13,7 +13,16 @@ from typing import Any
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.models import ActionSet, CodeKind
-from learnact.engine.agents import THINK_ANSWER, ExpertPolicy, NoCode, Program, Think, call_code, make_policy
+from learnact.engine.agents import (
+    THINK_ANSWER,
+    ExpertPolicy,
+    NoCode,
+    PolicyContext,
+    Program,
+    Think,
+    call_code,
+    make_policy,
+)
 from learnact.engine.agents.policy import Decision, Policy
 from learnact.engine.agents.prompts import fill
 from learnact.engine.llm import Backbone, Ledger, LLMError, RecordingBackbone
@@ -145,10 +154,11 @@ def run_episode(
         own_sandbox = sandbox is None
         sandbox = sandbox or Sandbox(settings.sandbox)
         reset = env.reset(spec.task)
-        policy = make_policy(
-            settings.method, env, task_type, reset, recording, settings.model, seed=spec.seed,
-            notes=settings.notes, actions=settings.actions,
+        context = PolicyContext(
+            env, task_type, reset, recording, settings.model, seed=spec.seed, notes=settings.notes,
+            actions=settings.actions,
         )  # fmt: skip
+        policy = make_policy(settings.method, context)
         tracker = OutcomeTracker(env)
         observation = f"{reset.observation}\n{reset.goal}"
         with sandbox.session(env.primitives(), tracker) as session:

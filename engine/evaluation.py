@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.errors import LearnactError
+from learnact.engine.agents import method_spec
 from learnact.engine.executor import Executor, LocalExecutor
 from learnact.engine.llm import Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, RunSettings, Summary, episode_key
-from learnact.engine.rundir import ANOTHER, RunDir, RunDirError
+from learnact.engine.rundir import RunDir
 from learnact.engine.splits import Split, split_tasks
 from learnact.envs import TaskInfo
 
@@ -24,8 +25,8 @@ STOP_AFTER_SAME_MODEL_FAILURES = 3  # episodes in a row ended by one model failu
 
 
 class EvalConfig(BaseModel):
-    """An evaluation: the run's settings, the tasks selected, the seeds each task runs with (``--seeds N``:
-    0..N-1) and the number of workers (``config.json``; a config written before seeds existed ran seed 0).
+    """An evaluation: the run's settings (its identity), the tasks selected, the seeds each task runs with
+    (``--seeds N``: 0..N-1) and the number of workers (``config.json``).
 
     :raises pydantic.ValidationError: for an unknown field or a value out of range (it names the field).
     """
@@ -37,37 +38,8 @@ class EvalConfig(BaseModel):
     seeds: tuple[Annotated[int, Field(ge=0)], ...] = Field((0,), min_length=1, description="repetitions")
     workers: int = Field(1, gt=0, description="episodes run in parallel, each with its own sandbox")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _settings_at_the_top(cls, data: Any) -> Any:
-        """``config.json`` of learnact 0.1 held the run's settings beside the tasks: they are lifted."""
-        if isinstance(data, dict) and "run" not in data and "env" in data:
-            data = dict(data)
-            data["run"] = {name: data.pop(name) for name in RunSettings.model_fields if name in data}
-        return data
-
     def episode(self, task: str, seed: int = 0) -> EpisodeSpec:
         return EpisodeSpec(run=self.run, task=task, seed=seed)
-
-
-def _previous_run(run_dir: RunDir) -> EvalConfig | None:
-    """The evaluation already in the run directory, None when there is none.
-
-    :raises RunDirError: when its config cannot be read as one.
-    """
-    previous = run_dir.previous_config()
-    if previous is None:
-        return None
-    try:
-        return EvalConfig.model_validate(previous)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the config"
-        raise RunDirError(
-            run_dir.path,
-            f"{run_dir.path / 'config.json'} is not a config this version of learnact reads ({where}: {first['msg']})",
-            ANOTHER,
-        ) from None
 
 
 def _merged(earlier: Sequence[T], now: Sequence[T]) -> tuple[T, ...]:
@@ -144,66 +116,64 @@ def run_evaluation(
         for a model method without ``backbone`` or ``config.run.model``, or when ``executor`` cannot run
         these episodes (see its ``open``).
     """
-    if config.run.method.uses_model and (backbone is None or config.run.model is None):
-        raise LearnactError(f"the method {config.run.method.value} needs a language model", "give a {model}")
+    if method_spec(config.run.method).uses_model and (backbone is None or config.run.model is None):
+        raise LearnactError(f"the method {config.run.method} needs a language model", "give a {model}")
     run_dir = RunDir(out)
-    run_dir.lock()
     own_executor = executor is None
     executor = executor or LocalExecutor()
     try:
-        try:
+        with run_dir.opened(config, identity=lambda c: c.run, merge=_merged_selections) as merged:
             executor.open(config.run)
-        except BaseException:
-            run_dir.unlock(discard_if_unused=True)
-            raise
-        merged = _merged_config(run_dir, config)
-        all_tasks, all_seeds, env_tasks = merged.tasks, merged.seeds, executor.tasks
-        run_dir.write_splits(_splits(config.run, env_tasks, all_tasks, all_seeds))
-        selected = _splits(config.run, env_tasks, config.tasks, config.seeds)
-        wanted = [(task, split.seed) for split in selected.splits for task in split.test]
-        records = run_dir.latest()
-        pending = [
-            config.episode(task, seed)
-            for task, seed in wanted
-            if (task, seed) not in records or records[task, seed].status in RETRIED
-        ]
-        on_start(len(wanted) - len(pending), len(wanted))
-        log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(wanted), config.workers)
-        recording = (
-            RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out).append))
-            if backbone is not None and config.run.method.uses_model
-            else None
-        )
-        _run_pending(config, run_dir, pending, executor, records, on_episode, recording)
-        summary = _summary(merged, records)
-        run_dir.write_summary(summary)  # still under the lock: no other run writes it meanwhile
+            summary = _evaluate(config, merged, run_dir, executor, on_start, on_episode, backbone, prices)
     finally:
         if own_executor:
             executor.close()
-        run_dir.unlock()
     return summary
 
 
-def _merged_config(run_dir: RunDir, config: EvalConfig) -> EvalConfig:
-    """``config`` with the tasks and seeds of the run already in the folder merged in, written as its config.
+def _evaluate(
+    config: EvalConfig,
+    merged: EvalConfig,
+    run_dir: RunDir,
+    executor: Executor,
+    on_start: Callable[[int, int], None],
+    on_episode: Callable[[EpisodeRecord], None],
+    backbone: Backbone | None,
+    prices: PriceTable | None,
+) -> Summary:
+    """The episodes of ``config`` not yet in the folder, run; the summary of every selection (``merged``).
 
-    :raises RunDirError: when the folder holds a run with other settings, or the config cannot be written.
+    :raises RunDirError: when a write fails.
     """
-    previous = _previous_run(run_dir)
-    if previous is not None and previous.run != config.run:
-        raise RunDirError(
-            run_dir.path,
-            f"{run_dir.path} holds a run with a different {', '.join(previous.run.differences(config.run))}",
-            ANOTHER + " or the same settings to resume it",
-        )
-    merged = config.model_copy(
-        update={
-            "tasks": _merged(previous.tasks if previous is not None else (), config.tasks),
-            "seeds": _merged(previous.seeds if previous is not None else (), config.seeds),
-        }
+    out = run_dir.path
+    all_tasks, all_seeds, env_tasks = merged.tasks, merged.seeds, executor.tasks
+    run_dir.write_splits(_splits(config.run, env_tasks, all_tasks, all_seeds))
+    selected = _splits(config.run, env_tasks, config.tasks, config.seeds)
+    wanted = [(task, split.seed) for split in selected.splits for task in split.test]
+    records = run_dir.latest()
+    pending = [
+        config.episode(task, seed)
+        for task, seed in wanted
+        if (task, seed) not in records or records[task, seed].status in RETRIED
+    ]
+    on_start(len(wanted) - len(pending), len(wanted))
+    log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(wanted), config.workers)
+    recording = (
+        RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out).append))
+        if backbone is not None and method_spec(config.run.method).uses_model
+        else None
     )
-    run_dir.write_config(merged)
-    return merged
+    _run_pending(config, run_dir, pending, executor, records, on_episode, recording)
+    summary = _summary(merged, records)
+    run_dir.write_summary(summary)  # still under the lock: no other run writes it meanwhile
+    return summary
+
+
+def _merged_selections(previous: EvalConfig, config: EvalConfig) -> EvalConfig:
+    """``config`` with the tasks and seeds of the same run already in the folder merged in."""
+    return config.model_copy(
+        update={"tasks": _merged(previous.tasks, config.tasks), "seeds": _merged(previous.seeds, config.seeds)}
+    )
 
 
 def _summary(merged: EvalConfig, records: dict[tuple[str, int], EpisodeRecord]) -> Summary:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from learnact.actions.errors import LearnactError
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.engine.llm import Backbone, BackboneConfigError, CachedBackbone, ResponseCache, make_backbone
 from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
@@ -287,24 +286,3 @@ class LocalExecutor(Executor):
             raise
         finally:
             pool.shutdown(wait=True)
-
-
-def make_executor(
-    name: ExecutorName,
-    ray_address: str | None = None,
-    ray_cpus_per_episode: float = 1.0,
-    model: ModelRecipe | None = None,
-) -> Executor:
-    """The executor called ``name``; the Ray settings are for ``ray`` only, and so is ``model``: how each
-    node builds the language model of a model method (the local executor uses the backbone it is given).
-
-    :raises RayUnavailable: for ``ray`` when Ray is not installed.
-    :raises LearnactError: for Ray settings given to the local executor.
-    """
-    if name is ExecutorName.local:
-        if ray_address is not None:
-            raise LearnactError("a Ray address is for the ray executor", "give {executor} ray or no {ray_address}")
-        return LocalExecutor()
-    from learnact.engine.ray_executor import RayExecutor
-
-    return RayExecutor(ray_address, ray_cpus_per_episode, model=model)

@@ -6,7 +6,7 @@ call a line of ``calls.jsonl``, named by the learner's call id), and the scoring
 agent with the candidate actions on the training tasks, through :func:`run_evaluation`, one resumable run
 directory per candidate under ``score/``. The library is kept at ``<RUN>/library/``.
 
-A run folder holds ``learnact.json`` (the run's identity: a rerun resumes only the same run),
+A run folder holds ``config.json`` (the run's identity: a rerun resumes only the same run),
 ``learn_state.json`` (where learning stands, replaced atomically after every step), ``calls.jsonl`` and
 ``library/``. A killed run rerun with the same command continues from its last finished step; the calls it
 had made are not made again (the state, and the response cache for a step cut short).
@@ -15,7 +15,6 @@ had made are not made again (the state, and the response cache for a step cut sh
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,11 +27,9 @@ from learnact.engine.agents import call_code
 from learnact.engine.agents.prompts import (
     Turn,
     demonstration,
-    domain_text,
     fill,
     history_text,
     primitives_text,
-    worked_example,
 )
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import Executor
@@ -49,16 +46,16 @@ from learnact.engine.llm import (
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import (
-    ANOTHER,
+    CONFIG,
     LEARN_STATE,
-    LEARNACT_CONFIG,
     RunDir,
     RunDirError,
     RunKind,
     describe_os_error,
     read_model,
 )
-from learnact.envs import Environment, EnvSpec, ResetInfo, make_env
+from learnact.engine.usage import DemoTask, UsageDemonstrator
+from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
 from learnact.learner.learnact import (
     Ask,
     CallView,
@@ -77,7 +74,6 @@ from learnact.sandbox import Sandbox, SandboxConfig
 log = logging.getLogger(__name__)
 
 SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R
-SCORING_MAX_STEPS = 10  # the seed's step budget while scoring
 LEARNER_MAX_TOKENS = 2048  # an answer holds several functions
 # The learner's sampling temperature, unless --learner-temperature: a server model's samples differ by it and
 # by what each sample's prompt asks to look for; a small local model writes worse code when it samples hot.
@@ -88,7 +84,7 @@ MAX_STATE_BYTES = 50_000_000
 
 
 class LearnactRunConfig(BaseModel):
-    """A LearnAct learning run (``learnact.json``): what makes it, so that a rerun resumes only the same one.
+    """A LearnAct learning run (its ``config.json``): what makes it, so that a rerun resumes only the same one.
 
     :raises pydantic.ValidationError: for an unknown field or a value out of range.
     """
@@ -122,14 +118,16 @@ class LearnactPrompts:
     def __init__(self, env: Environment, task_type: str, config: LearnactConfig, demo: str) -> None:
         self.config, self.env_name, self.task_type = config, env.name, task_type
         self.system = fill(
-            "learnact_system", domain=domain_text(env.name, task_type), primitives=primitives_text(env.primitives())
+            "learnact_system",
+            domain=env_profile(env.name).domain_text(task_type),
+            primitives=primitives_text(env.primitives()),
         ).strip()
         self.demo = demo
 
     def create(self, sample: int) -> list[Message]:
         style = fill(f"learnact_style_{self.config.style}").strip()
         focuses = [line for line in fill("learnact_focus").splitlines() if line.strip()]
-        example = worked_example(self.env_name, self.task_type)
+        example = env_profile(self.env_name).worked_example(self.task_type)
         user = fill(
             "learnact_create", demonstration=self.demo, style=style, max_actions=self.config.max_actions,
             focus=focuses[sample % len(focuses)],
@@ -154,16 +152,23 @@ class LearnactPrompts:
         return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
 
 
-def demonstration_text(env: Environment, task_type: str, avoid: Sequence[str]) -> str:
-    """The demonstration shown when creating actions: the stored one of ``task_type``, else the environment's
-    expert on a task of that type outside the training tasks ``avoid`` (the training goals stay unseen).
+def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[str]) -> DemoTask:
+    """The demonstration shown when creating actions, and on which the selected ones are tried out: the stored
+    one of ``task_type`` (opened through the family), else the environment's expert on a task of that type
+    outside the training tasks ``avoid`` (the training goals stay unseen).
 
     :raises LearnactError: when the expert cannot solve the task (from the environment).
     """
-    demo = demonstration(task_type, False)
-    if demo is not None:
-        history = history_text(list(demo.turns), 10**6)
-        return fill("demonstration", goal=demo.goal, initial=demo.initial, history=history).strip()
+    stored = demonstration(env.name, task_type, False)
+    if stored is not None:
+        text = fill(
+            "demonstration", goal=stored.goal, initial=stored.initial, history=history_text(list(stored.turns), 10**6)
+        )
+        data = env_profile(env.name).demonstration(task_type) or {}
+        return DemoTask(
+            text.strip(), stored.goal, stored.initial, len(stored.turns), stored.task,
+            lambda: demonstration_env(spec, data),
+        )  # fmt: skip
     tasks = [t.id for t in env.tasks() if t.type == task_type]
     task = next((t for t in tasks if t not in avoid), tasks[0])
     reset = env.reset(task)
@@ -173,7 +178,8 @@ def demonstration_text(env: Environment, task_type: str, avoid: Sequence[str]) -
         turns.append(Turn(f"Action: {call_code(name, args)}", outcome.observation))
         if outcome.done or len(turns) >= MAX_DEMO_STEPS:
             break
-    return fill("demonstration", goal=reset.goal, initial=reset.observation, history=history_text(turns, 10**6)).strip()
+    text = fill("demonstration", goal=reset.goal, initial=reset.observation, history=history_text(turns, 10**6))
+    return DemoTask(text.strip(), reset.goal, reset.observation, len(turns), task, lambda: make_env(spec))
 
 
 # --- the model and the scoring, as the learner asks for them ----------------------------------------------
@@ -263,27 +269,6 @@ def _read_state(path: Path) -> LearnState | None:
     return read_model(path, LearnState, MAX_STATE_BYTES, root=path.parent, what="a learning state")
 
 
-def _check_identity(out: Path, config: LearnactRunConfig) -> None:
-    path = out / LEARNACT_CONFIG
-    previous = read_model(path, LearnactRunConfig, MAX_STATE_BYTES, root=out, what="a LearnAct run's config")
-    if previous is not None:
-        if previous != config:
-            changed = [n for n in LearnactRunConfig.model_fields if getattr(previous, n) != getattr(config, n)]
-            raise RunDirError(
-                out,
-                f"{out} holds a LearnAct run with a different {', '.join(changed)}",
-                ANOTHER + " or the same settings",
-            )
-    else:
-        for name in (LEARN_STATE, RUN_LIBRARY):
-            if os.path.lexists(out / name):
-                raise RunDirError(out, f"{out} holds {name} of a run without {LEARNACT_CONFIG}", ANOTHER)
-        try:
-            write_atomic(path, config.model_dump_json(indent=1) + "\n", root=out)
-        except OSError as exc:
-            raise describe_os_error(exc, path, "write") from None
-
-
 def run_learnact(
     config: LearnactRunConfig,
     out: Path,
@@ -305,15 +290,13 @@ def run_learnact(
     :raises LLMError: when the learner model gives no answer (rerunning retries).
     :raises SandboxUnavailable: when the sandbox cannot start.
     """
-    run_dir = RunDir(out, RunKind.learnact)
-    run_dir.lock()
-    try:
-        _check_identity(out, config)
+    with RunDir(out, RunKind.learnact).opened(config):
         env = make_env(config.run.env)
         resets = {task: env.reset(task) for task in config.train}
         types = {t.id: t.type for t in env.tasks()}
         task_type = types[config.train[0]]
-        prompts = LearnactPrompts(env, task_type, config.learnact, demonstration_text(env, task_type, config.train))
+        demo = demo_task(env, config.run.env, task_type, config.train)
+        prompts = LearnactPrompts(env, task_type, config.learnact, demo.text)
         library = Library(out / RUN_LIBRARY, root=out)
         recording = RecordingBackbone(learner or agent, Ledger(prices, sink=CallLog(out).append))
         state_path = out / LEARN_STATE
@@ -324,18 +307,22 @@ def run_learnact(
             except OSError as exc:
                 raise describe_os_error(exc, state_path, "write") from None
 
+        ask = asker(recording, config.learner, config.seed)
+        tries = config.learnact.fix_tries + 1
+        demonstrate = UsageDemonstrator(demo, prompts.system, ask, config.run.sandbox, tries, progress)
         with Sandbox(config.run.sandbox) as sandbox:
             learner_run = LearnactLearner(
                 config.learnact,
                 library,
                 prompts,
-                asker(recording, config.learner, config.seed),
+                ask,
                 scorer(config, out, agent, prices, resets, on_episode, executor, workers),
                 SandboxValidator(sandbox, make_env(config.run.env), config.train[0]),
                 config.run.env.name,
                 state=_read_state(state_path),
                 save=save,
                 progress=progress,
+                demonstrate=demonstrate,
             )
             selected = learner_run.run()
         return LearnactResult(
@@ -344,8 +331,6 @@ def run_learnact(
             score=learner_run.state.best_score,
             rounds=len(learner_run.state.rounds),
         )
-    finally:
-        run_dir.unlock()
 
 
 def learnact_run_config(
@@ -356,10 +341,11 @@ def learnact_run_config(
     seed: int,
     sandbox: SandboxConfig,
     learnact: LearnactConfig | None = None,
-    max_steps: int = SCORING_MAX_STEPS,
+    max_steps: int | None = None,
     learner_temperature: float | None = None,
 ) -> LearnactRunConfig:
-    """The run's config: the agent (method learnact, ``max_steps`` while scoring), the learner model (the
+    """The run's config: the agent (method learnact, ``max_steps`` while scoring, by default the environment
+    profile's ``learn_steps``), the learner model (the
     agent's when not given, sampling at ``learner_temperature``, by default LEARNER_TEMPERATURE, or
     LOCAL_LEARNER_TEMPERATURE for the local model, with room for several functions; fixes at 0) and the
     learner's settings (the domain's defaults when not given)."""
@@ -368,7 +354,12 @@ def learnact_run_config(
         learner_temperature = LOCAL_LEARNER_TEMPERATURE if model.model == LOCAL else LEARNER_TEMPERATURE
     learner_settings = model.model_copy(update={"temperature": learner_temperature, "max_tokens": LEARNER_MAX_TOKENS})
     run = RunSettings(
-        env=spec, method=Method.learnact, max_steps=max_steps, sandbox=sandbox, model=agent, trained_on=tuple(train)
+        env=spec,
+        method=Method.learnact,
+        max_steps=max_steps or env_profile(spec.name).learn_steps,
+        sandbox=sandbox,
+        model=agent,
+        trained_on=tuple(train),
     )
     return LearnactRunConfig(
         run=run,
@@ -413,7 +404,7 @@ def learned_library(path: Path, interim: bool = False) -> tuple[Library, tuple[s
             " set selected so far",
         )
     train: tuple[str, ...] = ()
-    config_path = folder.parent / LEARNACT_CONFIG
+    config_path = folder.parent / CONFIG
     try:
         run_config = read_model(config_path, LearnactRunConfig, MAX_STATE_BYTES, root=folder.parent, what="a config")
     except RunDirError as exc:

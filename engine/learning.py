@@ -5,7 +5,7 @@ it wrote are what ``learnact eval --notes RUN`` shows the agent at test time.
 The method (when to reflect, the reflection prompt, cleaning the answer) is :mod:`learnact.learner.reflexion`;
 this module runs it: attempts as episodes through the sandbox, reflections through the backbone, and
 everything in a run directory a reader can open. ``config.json`` (the settings, seed, training tasks and
-rounds), ``split.json``, ``episodes.jsonl`` (every attempt, in order), ``calls.jsonl`` (every model call,
+rounds), ``splits.json``, ``episodes.jsonl`` (every attempt, in order), ``calls.jsonl`` (every model call,
 reflections included), ``notes.json`` (replaced atomically after each reflection) and ``summary.json``.
 
 A killed run resumes where it stopped: the n-th finished record of a task in ``episodes.jsonl`` is its
@@ -21,12 +21,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import read_bounded
-from learnact.engine.agents.prompts import domain_text, fill, primitives_text, template
+from learnact.engine.agents import Learns, method_spec
+from learnact.engine.agents.prompts import fill, primitives_text, template
 from learnact.engine.episode import run_episode
+from learnact.engine.evaluation import RunSplits
 from learnact.engine.executor import Worker, close_quietly
 from learnact.engine.llm import (
     Backbone,
@@ -39,14 +40,21 @@ from learnact.engine.llm import (
     RecordingBackbone,
     Totals,
 )
-from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, Method, RunSettings, TokenUsage, episode_key
-from learnact.engine.rundir import ANOTHER, NOTES, SPLIT, RunDir, RunDirError, RunKind
+from learnact.engine.records import (
+    RETRIED,
+    EpisodeRecord,
+    EpisodeSpec,
+    MethodName,
+    RunSettings,
+    TokenUsage,
+    episode_key,
+)
+from learnact.engine.rundir import ANOTHER, NOTES, RunDir, RunDirError, RunKind, read_model
 from learnact.engine.splits import Split
-from learnact.envs import EnvSpec, ResetInfo
+from learnact.envs import EnvSpec, ResetInfo, env_profile
 from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Step, Trajectory, reflexion, shown_notes
 
 MAX_NOTES_BYTES = 5_000_000
-DEFAULT_LEARN_STEPS = 10  # steps per training attempt: the seed's budget while learning
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +79,7 @@ class NotesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     env: EnvSpec
-    method: Method
+    method: MethodName
     seed: int
     train: tuple[str, ...]
     rounds: int
@@ -104,7 +112,7 @@ class ReflexionSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     env: str
-    method: Method
+    method: MethodName
     seed: int
     train: tuple[str, ...]
     attempts: list[AttemptRow]
@@ -137,32 +145,26 @@ def read_notes(run: Path) -> NotesFile:
     """
     path, root = (run / NOTES, run) if run.is_dir() else (run, None)
     try:
-        return NotesFile.model_validate_json(read_bounded(path, MAX_NOTES_BYTES, root=root))
-    except FileNotFoundError:
-        raise NotesError(
-            run, f"{run} holds no notes ({NOTES})", "give the run directory of a `learnact learn` run"
-        ) from None
-    except OSError as exc:
-        raise NotesError(run, f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the file"
-        raise NotesError(run, f"{path} is not a learning run's notes ({where}: {first['msg']})") from None
+        notes = read_model(path, NotesFile, MAX_NOTES_BYTES, root=root, what="a learning run's notes", remedy="")
+    except RunDirError as exc:
+        raise NotesError(run, exc.message, exc.remedy) from None
+    if notes is None:
+        raise NotesError(run, f"{run} holds no notes ({NOTES})", "give the run directory of a `learnact learn` run")
+    return notes
 
 
-def notes_for(run: Path, env: EnvSpec, method: Method) -> NotesFile:
+def notes_for(run: Path, env: EnvSpec, method: str) -> NotesFile:
     """The notes of the learning run ``run``, checked to fit an evaluation of ``method`` on ``env``: learned by
     the same method on the same environment (the same PDDL domain file), and finished.
 
     :raises NotesError: when they cannot be read or do not fit.
     """
     notes = read_notes(run)
-    if notes.method is not method:
+    if notes.method != method:
         raise NotesError(
             run,
-            f"the notes in {run} were learned by {notes.method.value}, not {method.value}",
-            f"evaluate with --method {notes.method.value}, or learn notes with `learnact learn --method "
-            f"{method.value}`",
+            f"the notes in {run} were learned by {notes.method}, not {method}",
+            f"evaluate with --method {notes.method}, or learn notes with `learnact learn --method {method}`",
         )
     if (notes.env.name, notes.env.pddl_domain) != (env.name, env.pddl_domain):
         learned_on = notes.env.name + (f" ({notes.env.pddl_domain})" if notes.env.pddl_domain else "")
@@ -194,18 +196,6 @@ def _trajectory(reset: ResetInfo, record: EpisodeRecord) -> Trajectory:
     return Trajectory(reset.goal, reset.observation, tuple(steps), fill(f"ending_{ending}", steps=len(steps)).strip())
 
 
-def _previous_config(run_dir: RunDir) -> ReflexionConfig | None:
-    previous = run_dir.previous_config()
-    if previous is None:
-        return None
-    try:
-        return ReflexionConfig.model_validate(previous)
-    except ValidationError:
-        raise RunDirError(
-            run_dir.path, f"{run_dir.path} holds another kind of run than a reflexion learning run", ANOTHER
-        ) from None
-
-
 def _written_notes(out: Path) -> tuple[Note, ...]:
     if not os.path.lexists(out / NOTES):
         return ()
@@ -232,7 +222,7 @@ def run_reflexion(
     on_note: Callable[[Note], None] = lambda note: None,
 ) -> ReflexionSummary:
     """Learn notes by reflection on ``config.train`` (see :func:`learnact.learner.reflexion.reflexion`), with
-    the run directory ``out``; resume the run already there. ``split`` is stored beside (``split.json``).
+    the run directory ``out``; resume the run already there. ``split`` is stored beside (``splits.json``).
     ``on_attempt(index, record, notes shown)`` is told of each new attempt, ``on_note`` of each new note.
 
     :raises RunDirBusy: when another process holds ``out``.
@@ -241,32 +231,15 @@ def run_reflexion(
     :raises LearnactError: when the environment cannot be built, or the method is not a reflexion method.
     """
     settings = config.run
-    if not settings.method.reflects or settings.model is None:
-        raise LearnactError(f"the method {settings.method.value} does not learn by reflection with a model")
+    if method_spec(settings.method).learns is not Learns.notes or settings.model is None:
+        raise LearnactError(f"the method {settings.method} does not learn by reflection with a model")
     model = settings.model
     run_dir = RunDir(out, RunKind.reflexion)
-    run_dir.lock()
-    try:
+    with run_dir.opened(config):
+        worker = Worker(settings)
         try:
-            worker = Worker(settings)
-        except BaseException:
-            run_dir.unlock(discard_if_unused=True)
-            raise
-        try:
-            previous = _previous_config(run_dir)
-            if previous is not None and previous != config:
-                differ = [
-                    n for n in type(config).model_fields if n != "run" and getattr(previous, n) != getattr(config, n)
-                ]
-                differ = [*previous.run.differences(config.run), *differ]
-                raise RunDirError(
-                    out,
-                    f"{out} holds a learning run with a different {', '.join(differ)}",
-                    ANOTHER + " or the same settings to resume it",
-                )
-            run_dir.write_config(config)
             if split is not None:
-                run_dir.write(SPLIT, split)
+                run_dir.write_splits(RunSplits(test_on_rest=False, train_from="seed", splits=(split,)))
             written = _written_notes(out)
             _write_notes(out, config, written, complete=False)  # an unfinished run says so from the start
             types = {t.id: t.type for t in worker.env.tasks()}
@@ -336,7 +309,9 @@ def run_reflexion(
                     rounds=config.rounds,
                     written=written,
                     on_note=store,
-                    domain=domain_text(settings.env.name, types.get(config.train[0], "") if config.train else ""),
+                    domain=env_profile(settings.env.name).domain_text(
+                        types.get(config.train[0], "") if config.train else ""
+                    ),
                     primitives=primitives_text(worker.env.primitives()),
                 )
             except _Stop as stop:
@@ -358,8 +333,6 @@ def run_reflexion(
             run_dir.write_summary(summary)
         finally:
             close_quietly(worker)
-    finally:
-        run_dir.unlock()
     return summary
 
 
@@ -381,9 +354,7 @@ def _write_notes(out: Path, config: ReflexionConfig, notes: tuple[Note, ...], co
 
 
 __all__ = [
-    "DEFAULT_LEARN_STEPS",
     "NOTES",
-    "SPLIT",
     "NotesError",
     "NotesFile",
     "ReflexionConfig",

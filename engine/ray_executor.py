@@ -47,11 +47,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.errors import LearnactError
+from learnact.engine.agents import method_spec
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.engine.executor import Executor, ModelRecipe, OnRecord, Worker, close_quietly, failed_record
 from learnact.engine.llm import Backbone, CallRecord, Ledger, Price, PriceTable, RecordingBackbone
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
-from learnact.envs import EnvSpec, expand_problem_paths, make_env
+from learnact.envs import EnvSpec, make_env
+from learnact.envs.pddl.family import expand_problem_paths
 
 try:
     import ray
@@ -112,7 +114,7 @@ def shipped_files(env: EnvSpec) -> dict[str, str]:
 
     :raises RayUnavailable: when one cannot be read, or they are larger than MAX_SHIPPED_BYTES together.
     """
-    if env.name != "pddl" or env.pddl_domain is None:
+    if env.pddl_domain is None:
         return {}
     files: dict[str, str] = {}
     for path in [env.pddl_domain, *expand_problem_paths(env.pddl_problems, env.pddl_domain)]:
@@ -242,7 +244,7 @@ class EpisodeRunner:
                 self._worker = worker
         calls: list[CallRecord] = []
         recording: RecordingBackbone | None = None
-        if spec.run.method.uses_model and spec.run.model is not None:
+        if method_spec(spec.run.method).uses_model and spec.run.model is not None:
             node_model = NodeModel.model_validate_json(model_json)
             try:
                 backbone = self._model(spec.run.model, node_model)
@@ -374,10 +376,9 @@ class RayExecutor(Executor):
             large to ship.
         :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`).
         """
-        if settings.method.uses_model and (self.model is None or settings.model is None):
+        if method_spec(settings.method).uses_model and (self.model is None or settings.model is None):
             raise RayUnavailable(
-                f"the method {settings.method.value} on Ray needs the run's model settings and how the nodes "
-                "build the model",
+                f"the method {settings.method} on Ray needs the run's model settings and how the nodes build the model",
                 "give the RayExecutor a ModelRecipe (the CLI does) and the run a ModelSettings",
             )
         self.tasks = make_env(settings.env).tasks()
@@ -417,7 +418,7 @@ class RayExecutor(Executor):
             raise RuntimeError("open the executor before running episodes")
         ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
         node_model = ""
-        if self._settings.method.uses_model and self.model is not None:
+        if method_spec(self._settings.method).uses_model and self.model is not None:
             node_model = NodeModel(recipe=self.model, prices=ledger.prices.prices).model_dump_json()
         if specs:
             _Dispatch(self, specs, workers, ledger, node_model).run(on_record)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.models import ActionSet
 from learnact.envs import EnvSpec
@@ -14,7 +14,9 @@ from learnact.sandbox import ExecutionResult, SandboxConfig
 
 
 class Method(str, Enum):
-    """How an episode's actions are chosen (compares equal to, prints and serialises as its value)."""
+    """The built-in methods' names (compare equal to, print and serialise as their value). Records keep a method
+    as its name, which may be a plugin's; what a method is and does is its registration
+    (``learnact.engine.agents.methods``)."""
 
     expert = "expert"  # the environment's expert (a planner, ALFWorld's handcoded expert), as code
     act = "act"  # a language model writes one line of code a step
@@ -24,22 +26,12 @@ class Method(str, Enum):
     code_as_policy = "code_as_policy"  # a language model writes one program per task, run once
     learnact = "learnact"  # act, with the actions learned by `learnact learn` next to the primitives
 
-    @property
-    def uses_model(self) -> bool:
-        return self is not Method.expert
-
-    @property
-    def thinks(self) -> bool:
-        """Whether the agent may write ``Think:`` steps (the react family)."""
-        return self in (Method.react, Method.react_reflexion)
-
-    @property
-    def reflects(self) -> bool:
-        """Whether the method learns notes by reflection (``learnact learn``) and evaluates with them."""
-        return self in (Method.act_reflexion, Method.react_reflexion)
-
     def __str__(self) -> str:
         return self.value
+
+
+MethodName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+"""A method as records keep it: its name (a built-in :class:`Method` or a plugin's)."""
 
 
 class ModelSettings(BaseModel):
@@ -47,8 +39,7 @@ class ModelSettings(BaseModel):
     models. The API key is not part of it (it is never written to a run directory). The request's seed is
     not either: it is the episode's (:attr:`EpisodeSpec.seed`).
 
-    :raises pydantic.ValidationError: for an unknown field (a ``seed`` other than the null that configs
-        written before per-episode seeds hold) or a value out of range.
+    :raises pydantic.ValidationError: for an unknown field or a value out of range.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,14 +51,6 @@ class ModelSettings(BaseModel):
     backbone: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, gt=0)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_run_wide_seed(cls, data: Any) -> Any:
-        """A config written before per-episode seeds held ``seed: null`` here: dropped."""
-        if isinstance(data, dict) and "seed" in data and data["seed"] is None:
-            data = {name: value for name, value in data.items() if name != "seed"}
-        return data
 
 
 class RunSettings(BaseModel):
@@ -82,7 +65,7 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     env: EnvSpec
-    method: Method = Method.expert
+    method: MethodName = Method.expert.value
     max_steps: int = Field(100, gt=0, description="steps per episode")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
     model: ModelSettings | None = None  # the language model of a model method
@@ -97,10 +80,6 @@ class RunSettings(BaseModel):
     # Evaluate each seed on the tasks outside its training tasks (``trained_on``, else the seed's split) rather
     # than on all (the paper's setting).
     test_on_rest: bool = False
-
-    def differences(self, other: RunSettings) -> list[str]:
-        """The names of the settings in which ``other`` differs, in field order."""
-        return [name for name in type(self).model_fields if getattr(self, name) != getattr(other, name)]
 
 
 class EpisodeSpec(BaseModel):
@@ -210,7 +189,7 @@ class EpisodeRecord(BaseModel):
     seed: int = 0
     type: str
     env: str
-    method: Method
+    method: MethodName
     status: EpisodeStatus = "finished"
     error: str | None = None
     success: bool
@@ -300,7 +279,7 @@ class Summary(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     env: str
-    method: Method
+    method: MethodName
     episodes: int
     errors: int = 0
     llm_errors: int = 0
@@ -317,7 +296,7 @@ class Summary(BaseModel):
     learned: LearnedUse | None = None  # the learned actions' use over every episode; None: the agent had none
 
     @classmethod
-    def of(cls, env: str, method: Method, records: list[EpisodeRecord]) -> Summary:
+    def of(cls, env: str, method: str, records: list[EpisodeRecord]) -> Summary:
         """The summary of ``records`` (one per episode), seeds in the order they first appear."""
         by_seed: dict[int, list[EpisodeRecord]] = {}
         for record in records:

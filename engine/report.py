@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
+import os
 from collections.abc import Iterable, Sequence
 from enum import Enum
 from pathlib import Path
@@ -29,15 +31,18 @@ from typing import TYPE_CHECKING, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.files import read_bounded, write_atomic
+from learnact.actions.files import write_atomic
 from learnact.actions.library import RUN_LIBRARY, LearningProgress, Library, LibraryError, RoundRecord
 from learnact.actions.text import visible
+from learnact.engine.agents import method_names
 from learnact.engine.evaluation import EvalConfig, RunSplits
 from learnact.engine.learnact_run import SCORING
 from learnact.engine.llm import CallLog, Totals
-from learnact.engine.records import LearnedUse, Method, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
-from learnact.engine.rundir import CONFIG, EPISODES, LEARNACT_CONFIG, SPLITS, SUMMARY, RunDir, RunDirError
-from learnact.envs.alfworld import TASK_TYPES
+from learnact.engine.records import LearnedUse, MethodName, ModelSettings, ResultRow, Summary, TokenUsage, mean_and_std
+from learnact.engine.rundir import CONFIG, EPISODES, SPLITS, SUMMARY, RunDir, RunDirError, RunKind, read_model
+from learnact.envs import NEUTRAL_PROFILE, EnvProfile, env_profile
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn: it costs every command ~1 s otherwise
     from matplotlib.figure import Figure
@@ -46,7 +51,6 @@ ALL = "all"  # the column of every task type of an ALFWorld run together
 MAX_SUMMARY_BYTES = 50_000_000
 MAX_LABEL_CHARS = 80  # an untrusted name (task type, model) is cut to this in tables and plots
 RATE_TOLERANCE = 1e-9  # a summary's stated rate and the one recomputed from its rows must agree within it
-BENCHMARKS = {"pddl": "robotic planning (PDDL)", "alfworld": "ALFWorld"}
 MARKDOWN = "report.md"
 CSV = "report.csv"
 SUCCESS_PLOT = "success"
@@ -106,7 +110,7 @@ class Row(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Method
+    method: MethodName
     model: str | None
     cells: dict[str, Cell]
     usage: TokenUsage | None
@@ -141,7 +145,7 @@ class Report(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    benchmark: str | None  # "pddl", "alfworld"; None when only learning runs were given
+    benchmark: str | None  # the environments' family ("pddl", "alfworld"); None when only learning runs were given
     columns: list[str]
     rows: list[Row]
     learning: list[LearningCurve]
@@ -164,28 +168,28 @@ def _read_json(path: Path, name: str, model: type[BaseModelT], remedy: str) -> B
     """``path / name`` validated as ``model``, refused when too large, unreadable or invalid."""
     file = path / name
     try:
-        data = read_bounded(file, MAX_SUMMARY_BYTES, root=path)
-    except OSError as exc:
-        raise ReportError(path, f"cannot read {file}: {exc.strerror or exc}") from None
-    try:
-        return model.model_validate_json(data)
-    except ValidationError as exc:
-        raise ReportError(path, f"{file} is not a run's {name} ({_first_error(exc)})", remedy) from None
+        found = read_model(file, model, MAX_SUMMARY_BYTES, root=path, what=f"a run's {name}", remedy=remedy)
+    except RunDirError as exc:
+        raise ReportError(path, exc.message, exc.remedy) from None
+    if found is None:
+        raise ReportError(path, f"cannot read {file}: it does not exist", remedy)
+    return found
 
 
 def _read_config(path: Path) -> EvalConfig:
+    """The evaluation's config in the run folder ``path``.
+
+    :raises ReportError: for a folder of another kind or format, or a config that is missing or not one.
+    """
     try:
-        raw = RunDir(path).previous_config()
+        kind = RunDir(path).found_kind()
     except RunDirError as exc:
-        raise ReportError(path, exc.message, RUN_REMEDY) from None
-    if raw is None:
+        raise ReportError(path, exc.message, exc.remedy) from None
+    if kind not in (None, RunKind.evaluation):
+        raise ReportError(path, f"{path} holds {kind.describe()}, not an evaluation run", RUN_REMEDY)
+    if not os.path.lexists(path / CONFIG):
         raise ReportError(path, f"{path} has {SUMMARY} but no {CONFIG}: it is not a run directory", RUN_REMEDY)
-    try:
-        return EvalConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ReportError(
-            path, f"{path / CONFIG} is not an evaluation's config ({_first_error(exc)})", RUN_REMEDY
-        ) from None
+    return _read_json(path, CONFIG, EvalConfig, RUN_REMEDY)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -280,7 +284,10 @@ def _learning_usage(library: Path) -> TokenUsage | None:
     :raises ReportError: when a call log or an episode log cannot be read or holds a line that is not a record.
     """
     run = library.parent
-    if library.name != RUN_LIBRARY or not (run / LEARNACT_CONFIG).is_file():
+    try:
+        if library.name != RUN_LIBRARY or RunDir(run).found_kind() is not RunKind.learnact:
+            return None
+    except RunDirError:  # not a run folder this learnact reads: the library alone
         return None
     try:
         totals = Totals()
@@ -336,12 +343,26 @@ def _family(env: str) -> str:
     return env.split("/", 1)[0]
 
 
+def _profile(env: str) -> EnvProfile:
+    """The profile of a recorded run's environment; the neutral one for a family no longer installed."""
+    try:
+        return env_profile(env)
+    except LearnactError as exc:
+        log.info("reporting %s with neutral defaults: %s", env, exc)
+        return NEUTRAL_PROFILE
+
+
+def _benchmark_label(family: str | None) -> str:
+    """How the report names the benchmark: its family's profile's name, else the family's."""
+    return (_profile(family).benchmark or family) if family else ""
+
+
 def _columns_of(run: _EvalRun) -> dict[str, list[ResultRow]]:
     """The run's rows per column: one per task type, and for an ALFWorld run of several types, all of them."""
     by_type: dict[str, list[ResultRow]] = {}
     for row in run.summary.results:
         by_type.setdefault(row.type, []).append(row)
-    if _family(run.summary.env) == "alfworld" and len(by_type) > 1:
+    if _profile(run.summary.env).report_by_type and len(by_type) > 1:
         if ALL in by_type:
             raise ReportError(run.path, f"{run.path / SUMMARY} has a task type named {ALL!r}, which names its total")
         by_type[ALL] = list(run.summary.results)
@@ -378,19 +399,20 @@ def _missing_episodes(run: _EvalRun) -> int:
     return len(selected - {(row.task, row.seed) for row in run.summary.results})
 
 
-def _label(method: Method, model: str | None) -> str:
-    return f"{method.value} · {model}" if model else method.value
+def _label(method: str, model: str | None) -> str:
+    return f"{method} · {model}" if model else method
 
 
-def _row_key(run: _EvalRun) -> tuple[Method, str | None]:
+def _row_key(run: _EvalRun) -> tuple[str, str | None]:
     model = run.config.run.model
     return run.config.run.method, model.model if model is not None else None
 
 
-def _ordered_columns(found: Iterable[str]) -> list[str]:
-    """ALFWorld's types in the paper's order, others as first found, the total last."""
+def _ordered_columns(found: Iterable[str], order: Sequence[str]) -> list[str]:
+    """The task types in the family's ``order`` (ALFWorld's: the paper's), others as first found, the total
+    last."""
     found = list(dict.fromkeys(found))
-    known = [t for t in TASK_TYPES if t in found]
+    known = [t for t in order if t in found]
     return [*known, *(c for c in found if c not in known and c != ALL), *([ALL] if ALL in found else [])]
 
 
@@ -414,9 +436,9 @@ def build_report(paths: Sequence[Path]) -> Report:
             None, f"the runs are of different benchmarks, {listed}", "report each benchmark's runs separately"
         )
     warnings: list[str] = []
-    cells: dict[tuple[Method, str | None], dict[str, Cell]] = {}
-    models: dict[tuple[Method, str | None], set[ModelSettings]] = {}
-    row_runs: dict[tuple[Method, str | None], list[_EvalRun]] = {}
+    cells: dict[tuple[str, str | None], dict[str, Cell]] = {}
+    models: dict[tuple[str, str | None], set[ModelSettings]] = {}
+    row_runs: dict[tuple[str, str | None], list[_EvalRun]] = {}
     found: list[str] = []
     for run in runs:
         key = _row_key(run)
@@ -452,10 +474,10 @@ def build_report(paths: Sequence[Path]) -> Report:
                 f"{_label(*key)}: its runs used different model settings (temperature, max tokens or server); "
                 "the row mixes them"
             )
-    columns = _ordered_columns(found)
-    order = list(Method)
+    columns = _ordered_columns(found, _profile(families[0]).type_order if families else ())
+    order = method_names()
     rows = []
-    for key in sorted(cells, key=lambda k: (order.index(k[0]), k[1] or "")):
+    for key in sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0], k[1] or "")):
         usages = [run.summary.usage for run in row_runs[key] if run.summary.usage is not None]
         learned = [run.summary.learned for run in row_runs[key] if run.summary.learned is not None]
         rows.append(
@@ -534,7 +556,7 @@ def learning_cost_text(usage: TokenUsage) -> str:
 
 
 def caption(report: Report) -> str:
-    benchmark = BENCHMARKS.get(report.benchmark or "", report.benchmark or "")
+    benchmark = _benchmark_label(report.benchmark)
     return (
         f"{benchmark}: success rate / progress rate in %, mean ± sample standard deviation over seeds "
         "(the mean alone for one seed); the tokens of the runs' model calls and their estimated cost (USD; calls to a "
@@ -562,7 +584,7 @@ def render_markdown(report: Report, images: Sequence[str] = ()) -> str:
         for row in report.rows:
             cells = [cell_text(row.cells.get(c)) for c in report.columns]
             model = _md(row.model) if row.model else "–"
-            values = [row.method.value, model, row.seeds, *cells, learned_text(row.learned), tokens_text(row.usage)]
+            values = [row.method, model, row.seeds, *cells, learned_text(row.learned), tokens_text(row.usage)]
             values.append(cost_text(row.usage))
             lines.append("| " + " | ".join(values) + " |")
         lines.append("")
@@ -613,7 +635,7 @@ def render_csv(report: Report) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([_csv_text(name) for name in header])
     for row in report.rows:
-        values: list[object] = [row.method.value, _csv_text(row.model or "")]
+        values: list[object] = [row.method, _csv_text(row.model or "")]
         for column in report.columns:
             cell = row.cells.get(column)
             if cell is None:
@@ -681,7 +703,7 @@ def plot_success(report: Report, fmt: PlotFormat = PlotFormat.png) -> bytes | No
     axes.set_xticks(range(len(columns)), [_plot_text(c) for c in columns])
     axes.set_ylim(0, 105)
     axes.set_ylabel("success rate (%)")
-    axes.set_title(f"Success per method, {BENCHMARKS.get(report.benchmark or '', report.benchmark or '')}")
+    axes.set_title(f"Success per method, {_benchmark_label(report.benchmark)}")
     axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return _image(figure, fmt)
 

@@ -9,16 +9,23 @@ retry): the latest one counts. ``splits.json`` (atomic too) says which tasks eac
 One process at a time owns a run directory: ``.lock`` is held with ``flock`` for the whole run and names
 the holder's pid. The kernel releases the lock when its holder dies, however it dies, so a lock left by
 a killed run is never in the way.
+
+Every kind of run (an evaluation, a reflexion or a LearnAct learning run) follows one protocol,
+:meth:`RunDir.opened`: lock, check the folder's kind and format (``run.json``), check that the run already
+there is this one (``config.json``: its identity, naming the settings that differ), write the identity,
+run, unlock. One vocabulary of file names serves every kind (below); a folder of another format is
+refused with a remedy, never read through a compatibility shim.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import logging
 import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import TypeVar
@@ -29,17 +36,18 @@ from learnact.actions.errors import LearnactError
 from learnact.actions.files import AppendLog, open_regular, read_bounded, reason, write_atomic
 from learnact.engine.records import EpisodeRecord
 
-CONFIG = "config.json"
-EPISODES = "episodes.jsonl"
+CONFIG = "config.json"  # every run's identity: a rerun resumes only the same run
+EPISODES = "episodes.jsonl"  # every episode of the run (evaluation, training attempts, scoring)
 SUMMARY = "summary.json"
-SPLITS = "splits.json"
+SPLITS = "splits.json"  # per seed, the training and test tasks
 LOCK = ".lock"
-KIND = "run.json"  # what kind of run the folder holds
+KIND = "run.json"  # what kind of run the folder holds, and its format
 NOTES = "notes.json"  # a reflexion learning run's notes
-SPLIT = "split.json"  # a learning run's training tasks
-LEARNACT_CONFIG = "learnact.json"  # a LearnAct learning run's identity
 LEARN_STATE = "learn_state.json"  # where a LearnAct learning run stands
 LIBRARY = "library"  # a LearnAct learning run's action library
+FORMAT = 2  # the format of the run folders this learnact writes and reads (1: before one protocol)
+# The files a run folder of any format may hold: with no run.json beside them, an earlier learnact wrote them.
+RUN_FILES = (CONFIG, EPISODES, SUMMARY, SPLITS, NOTES, LEARN_STATE, LIBRARY, "learnact.json", "split.json")
 MAX_KIND_BYTES = 10_000
 MAX_CONFIG_BYTES = 50_000_000
 MAX_EPISODES_BYTES = 1 << 30  # episodes.jsonl: every record of every episode of a run
@@ -47,6 +55,7 @@ MAX_LOCK_BYTES = 64
 ANOTHER = "use another {out}"  # the remedy when a run directory is not this run's to use
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class RunKind(str, Enum):
@@ -72,7 +81,7 @@ class _KindFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: RunKind
-    format: int = 1
+    format: int
 
 
 class RunDirError(LearnactError):
@@ -102,11 +111,14 @@ def describe_os_error(exc: OSError, path: Path, doing: str) -> RunDirError:
     return RunDirError(path, f"cannot {doing} {where}: {reason(exc)}")
 
 
-def read_model(path: Path, model: type[ModelT], max_bytes: int, *, root: Path, what: str) -> ModelT | None:
-    """The file ``path`` (below the run folder ``root``, read as :func:`read_bounded` does) validated as
-    ``model``; None when it does not exist. ``what`` names the record in errors ("a learning state").
+def read_model(
+    path: Path, model: type[ModelT], max_bytes: int, *, root: Path | None, what: str, remedy: str = ANOTHER
+) -> ModelT | None:
+    """The file ``path`` (below the folder ``root`` when given, read as :func:`read_bounded` does) validated as
+    ``model``; None when it does not exist. ``what`` names the record in errors ("a learning state"), ``remedy``
+    what to do about one that is not.
 
-    :raises RunDirError: when it cannot be read, is refused, too large, or is not ``what``.
+    :raises RunDirError: when it cannot be read, is refused, too large, or is not ``what`` (naming the field).
     """
     try:
         data = read_bounded(path, max_bytes, root=root)
@@ -117,7 +129,10 @@ def read_model(path: Path, model: type[ModelT], max_bytes: int, *, root: Path, w
     try:
         return model.model_validate_json(data)
     except ValidationError as exc:
-        raise RunDirError(root, f"{path} is not {what} ({exc.errors()[0]['msg']})", ANOTHER) from None
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        problem = f"{path} is not {what} ({f'{where}: ' if where else ''}{first['msg']})"
+        raise RunDirError(root or path, problem, remedy) from None
 
 
 def read_records(log: AppendLog, model: type[ModelT], what: str, remedy: str = "") -> list[ModelT]:
@@ -139,11 +154,30 @@ def read_records(log: AppendLog, model: type[ModelT], what: str, remedy: str = "
     return records
 
 
+def differences(previous: BaseModel, now: BaseModel) -> list[str]:
+    """The settings in which two identities of a run differ, in field order. A setting that groups other
+    groups (the run's settings inside a learning run's) is named by its own settings that differ; a group of
+    plain values (the environment, the sandbox, the model) by its own name."""
+    found: list[str] = []
+    for name in type(now).model_fields:
+        before, after = getattr(previous, name, None), getattr(now, name)
+        if before == after:
+            continue
+        grouping = isinstance(after, BaseModel) and type(before) is type(after) and _groups(after)
+        found += differences(before, after) if grouping else [name]
+    return found
+
+
+def _groups(model: BaseModel) -> bool:
+    return any(isinstance(getattr(model, name), BaseModel) for name in type(model).model_fields)
+
+
 class RunDir:
     def __init__(self, path: Path, kind: RunKind = RunKind.evaluation) -> None:
         self.path, self.kind = path, kind
         self._lock_file: int | None = None
         self._created = False
+        self._found: set[str] = set()  # the folder's files when this process took it
         self._episodes = AppendLog(path / EPISODES, root=path, max_bytes=MAX_EPISODES_BYTES)
 
     def check_usable(self) -> None:
@@ -177,6 +211,7 @@ class RunDir:
             if not self.path.is_dir():
                 self.path.mkdir(parents=True)
                 self._created = True
+            self._found = {p.name for p in self.path.iterdir()}
             fd = self._open_lock(path)
         except OSError as exc:
             raise describe_os_error(exc, self.path, "create the run directory") from None
@@ -203,29 +238,31 @@ class RunDir:
                     self.path, f"{self.path} holds {found.describe()}, not {self.kind.describe()}", ANOTHER
                 )
             if found is None:
-                self.write(KIND, _KindFile(kind=self.kind))
+                self.write(KIND, _KindFile(kind=self.kind, format=FORMAT))
         except BaseException:
             self.unlock(discard_if_unused=True)
             raise
 
     def found_kind(self) -> RunKind | None:
-        """The kind of run the folder holds (``run.json``; for a folder written before it, the files only that
-        kind writes); None for a folder that holds no run.
+        """The kind of run the folder holds (``run.json``); None for a folder that holds no run.
 
-        :raises RunDirError: when ``run.json`` cannot be read or is not one.
+        :raises RunDirError: when ``run.json`` cannot be read or is not one, names another format, or is
+            missing beside the files of a run (an earlier learnact wrote them).
         """
         marker = read_model(self.path / KIND, _KindFile, MAX_KIND_BYTES, root=self.path, what="a run's kind")
-        if marker is not None:
-            return marker.kind
-        signs = (
-            (RunKind.learnact, (LEARNACT_CONFIG, LEARN_STATE, LIBRARY)),
-            (RunKind.reflexion, (NOTES, SPLIT)),
-            (RunKind.evaluation, (CONFIG, EPISODES, SUMMARY)),
-        )  # the first kind any of whose files is there: a reflexion run has a config.json too
-        for kind, names in signs:
-            if any(os.path.lexists(self.path / name) for name in names):
-                return kind
-        return None
+        remedy = (
+            f"this learnact reads run folders of format {FORMAT}: rerun the command with another {{out}} (the old "
+            "folder's files stay readable as they are)"
+        )
+        if marker is None:
+            found = [name for name in RUN_FILES if os.path.lexists(self.path / name)]
+            if found:
+                problem = f"{self.path} holds {found[0]} of a run written by an earlier learnact (no {KIND})"
+                raise RunDirError(self.path, problem, remedy)
+            return None
+        if marker.format != FORMAT:
+            raise RunDirError(self.path, f"{self.path} holds a run folder of format {marker.format}", remedy)
+        return marker.kind
 
     def _open_lock(self, path: Path) -> int:
         try:
@@ -240,37 +277,59 @@ class RunDir:
         return fd
 
     def unlock(self, discard_if_unused: bool = False) -> None:
-        """Release the lock. With ``discard_if_unused``, a directory this process created and never
-        wrote a run to is removed again (a run that could not start leaves nothing behind)."""
+        """Release the lock. With ``discard_if_unused``, what this process added to the folder is removed
+        again when it is no more than the protocol's files (the lock, the kind, the identity), and the folder
+        too when this process created it: a run that could not start, or a folder refused, is left as found."""
         if self._lock_file is None:
             return
         fd, self._lock_file = self._lock_file, None
-        if discard_if_unused and self._created and not (self.path / CONFIG).exists():
+        added = {p.name for p in self.path.iterdir()} - self._found if discard_if_unused else set()
+        if added and added <= {KIND, LOCK, CONFIG}:
             try:
-                for name in (KIND, LOCK):
-                    (self.path / name).unlink(missing_ok=True)
-                self.path.rmdir()
+                for name in added:
+                    (self.path / name).unlink()
+                if self._created:
+                    self.path.rmdir()
             except OSError as exc:
-                log.debug("kept the unused run directory %s: %s", self.path, exc)
+                log.debug("kept what this run added to %s: %s", self.path, exc)
         os.close(fd)  # closing the last descriptor releases the flock
 
-    def previous_config(self) -> dict | None:
-        """The config of the run already in the folder (a JSON object), None when there is none.
+    @contextmanager
+    def opened(
+        self,
+        config: ConfigT,
+        identity: Callable[[ConfigT], BaseModel] = lambda config: config,
+        merge: Callable[[ConfigT, ConfigT], ConfigT] = lambda previous, config: config,
+    ) -> Iterator[ConfigT]:
+        """The protocol of every run: take the folder (:meth:`lock`: its kind and format checked), check that the
+        run already there (``config.json``) has the same ``identity`` as ``config`` (the whole config unless
+        given), write ``merge(previous, config)`` (``config`` unless given; an evaluation merges its task
+        selections) as the folder's config, and hand it to the body; release the folder when the body ends,
+        however it ends. A folder created here that never held more than its identity is removed again.
 
-        :raises RunDirError: when it cannot be read, is too large, or is not a JSON object.
+        :raises RunDirBusy: when another process holds the folder.
+        :raises RunDirError: when it cannot be used, holds another kind of run or another run (naming the
+            settings that differ), or its config cannot be read or written.
         """
-        config_path = self.path / CONFIG
+        self.lock()
         try:
-            previous = json.loads(read_bounded(config_path, MAX_CONFIG_BYTES, root=self.path))
-        except FileNotFoundError:
-            return None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunDirError(self.path, f"{config_path} is not valid JSON ({exc})", ANOTHER) from None
-        except OSError as exc:
-            raise describe_os_error(exc, config_path, "read") from None
-        if not isinstance(previous, dict):
-            raise RunDirError(self.path, f"{config_path} is not a run's config (not a JSON object)", ANOTHER)
-        return previous
+            kind = type(config)
+            what = f"a config this version of learnact reads as {self.kind.describe()}"
+            previous = read_model(self.path / CONFIG, kind, MAX_CONFIG_BYTES, root=self.path, what=what)
+            if previous is not None and identity(previous) != identity(config):
+                differ = ", ".join(differences(identity(previous), identity(config)))
+                raise RunDirError(
+                    self.path,
+                    f"{self.path} holds {self.kind.describe()} with a different {differ}",
+                    ANOTHER + " or the same settings to resume it",
+                )
+            current = config if previous is None else merge(previous, config)
+            self.write(CONFIG, current)
+            yield current
+        except BaseException:
+            self.unlock(discard_if_unused=True)
+            raise
+        self.unlock()
 
     def write(self, name: str, record: BaseModel) -> None:
         """Replace the file ``name`` of the run directory by ``record`` as JSON, atomically.
@@ -281,13 +340,6 @@ class RunDir:
             write_atomic(self.path / name, record.model_dump_json(indent=2) + "\n", root=self.path)
         except OSError as exc:
             raise describe_os_error(exc, self.path / name, "write") from None
-
-    def write_config(self, config: BaseModel) -> None:
-        """Replace ``config.json`` atomically.
-
-        :raises RunDirError: when it cannot be written.
-        """
-        self.write(CONFIG, config)
 
     def finished(self) -> list[EpisodeRecord]:
         """Episodes already recorded, in file order (a task may appear more than once: the latest

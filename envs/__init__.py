@@ -1,7 +1,7 @@
 """learnact.envs: environments (tasks, primitives, one validated call at a time) and their registry.
 
-The families live in ``learnact.envs.pddl`` and ``learnact.envs.alfworld`` (imported when an
-environment of theirs is built: their libraries are slow to import).
+The families live in ``learnact.envs.pddl`` and ``learnact.envs.alfworld``, each registered with its profile
+by its ``family`` module (``learnact.envs.family``: what a family registers).
 """
 
 from learnact.envs.base import (
@@ -16,15 +16,21 @@ from learnact.envs.base import (
     UnknownTask,
     validate_arguments,
 )
-from learnact.envs.registry import (
+from learnact.envs.family import (
+    NEUTRAL_PROFILE,
     EnvFactory,
+    EnvFamily,
+    EnvProfile,
     EnvSpec,
     EnvSpecError,
-    TaskSelectionError,
     UnknownEnvironment,
+)
+from learnact.envs.registry import (
+    TaskSelectionError,
+    demonstration_env,
     env_names,
     env_plugins,
-    expand_problem_paths,
+    env_profile,
     make_env,
     primitive_specs,
     select_tasks,
@@ -33,7 +39,10 @@ from learnact.envs.registry import (
 __all__ = [
     "INVALID_ACTION",
     "ArgumentError",
+    "NEUTRAL_PROFILE",
     "EnvFactory",
+    "EnvFamily",
+    "EnvProfile",
     "EnvSpec",
     "EnvSpecError",
     "Environment",
@@ -47,7 +56,8 @@ __all__ = [
     "UnknownTask",
     "env_names",
     "env_plugins",
-    "expand_problem_paths",
+    "demonstration_env",
+    "env_profile",
     "make_env",
     "primitive_specs",
     "select_tasks",

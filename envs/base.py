@@ -130,6 +130,9 @@ class Environment(ABC):
         """Called from another thread when the run stops: end a long computation (an expert's
         planner) now; the call it interrupts raises. Nothing to do by default."""
 
+    def close(self) -> None:  # noqa: B027
+        """Release what the environment holds (a game engine). Nothing to do by default."""
+
     @abstractmethod
     def _perform(self, name: str, args: list[Any]) -> StepOutcome:
         """Perform a validated primitive call."""

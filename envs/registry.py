@@ -1,55 +1,34 @@
-"""Environment names → environment instances.
+"""Environment names → environment instances and profiles, through the registered families.
 
-Names: ``pddl/<domain>`` (built-in problems of tyreworld, blockworld, barman, gripper), ``pddl`` (external
-files: a domain file and problem files), ``alfworld`` or ``alfworld/<type>`` (game files from a data folder).
+Names are ``<family>`` or ``<family>/<variant>``. The built-in families: ``pddl/<domain>`` (built-in problems
+of tyreworld, blockworld, barman, gripper), ``pddl`` (external files: a domain file and problem files),
+``alfworld`` or ``alfworld/<type>`` (game files from a data folder). Each is registered as an
+:class:`EnvFamily` named in :data:`BUILTIN_FAMILIES` as an entry point names a plugin's.
 
 Any other family comes from a plugin: an installed distribution whose entry point in the group
-``learnact.envs`` is named after the family and names an :data:`EnvFactory`. It is looked up only for a name
-that is not built in, so a broken plugin never breaks a built-in name, and it can never replace one.
+``learnact.envs`` is named after the family and names an :class:`EnvFamily` (or an :data:`EnvFactory`
+alone). It is looked up only for a name that is not built in, so a broken plugin never breaks a built-in
+name, and it can never replace one.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict
+import logging
+from importlib.metadata import EntryPoint
+from typing import Any
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.plugins import ENV_GROUP, Discovery, discover
+from learnact.actions.plugins import ENV_GROUP, Discovery, Plugin, discover
 from learnact.envs.base import Environment, PrimitiveSpec, UnknownTask
+from learnact.envs.family import (
+    NEUTRAL_PROFILE,
+    EnvFamily,
+    EnvProfile,
+    EnvSpec,
+    UnknownEnvironment,
+)
 
-
-class EnvSpec(BaseModel):
-    """Everything needed to build an environment: serialisable, so an episode can run anywhere.
-
-    :raises pydantic.ValidationError: for an unknown field or a value of the wrong type.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    pddl_domain: str | None = None
-    pddl_problems: tuple[str, ...] = ()
-    alfworld_data: str | None = None
-    split: str = "valid_unseen"
-
-
-class EnvSpecError(LearnactError):
-    """Settings of an EnvSpec that cannot build the environment ``env``; the remedy names the settings."""
-
-    def __init__(self, env: str, problem: str, remedy: str = "") -> None:
-        self.env = env
-        super().__init__(problem, remedy)
-
-
-class UnknownEnvironment(EnvSpecError):
-    """``env`` names no environment; ``known`` lists those that exist."""
-
-    def __init__(self, env: str, known: Sequence[str]) -> None:
-        self.known = tuple(known)
-        super().__init__(env, f"unknown environment '{env}'; known: {', '.join(self.known)}")
+log = logging.getLogger(__name__)
 
 
 class TaskSelectionError(LearnactError):
@@ -61,21 +40,13 @@ class TaskSelectionError(LearnactError):
         super().__init__(problem, "give indices and ranges like 0-4,7 or task ids")
 
 
-BUILTIN_FAMILIES = ("pddl", "alfworld")
+BUILTIN_FAMILIES = {
+    "pddl": "learnact.envs.pddl.family:FAMILY",
+    "alfworld": "learnact.envs.alfworld.family:FAMILY",
+}
+"""The built-in families, named as entry points name a plugin's (``module:attribute``)."""
 
-EnvFactory = Callable[[EnvSpec], Environment]
-"""What an entry point of the group ``learnact.envs`` names: given the spec of ``<family>`` or
-``<family>/<variant>`` (the entry point's name is the family), the environment, or a :class:`LearnactError`
-(:class:`UnknownEnvironment` for a variant it does not have, :class:`EnvSpecError` for settings it cannot
-use) that the user sees as it is. An :class:`Environment` subclass whose constructor takes the spec fits."""
-
-
-def env_names() -> list[str]:
-    """The built-in environments (plugins: :func:`env_plugins`)."""
-    from learnact.envs.alfworld import TASK_TYPES
-    from learnact.envs.pddl import DOMAINS
-
-    return [f"pddl/{d}" for d in DOMAINS] + ["pddl", "alfworld"] + [f"alfworld/{t}" for t in TASK_TYPES]
+_warned: set[str] = set()  # plugin families already warned about for having no profile
 
 
 def env_plugins() -> Discovery:
@@ -84,75 +55,54 @@ def env_plugins() -> Discovery:
     return discover(ENV_GROUP, BUILTIN_FAMILIES)
 
 
+def env_names() -> list[str]:
+    """The built-in environments (plugins: :func:`env_plugins`)."""
+    return [name for family in BUILTIN_FAMILIES for name in _builtin(family).names or (family,)]
+
+
+def _builtin(family: str) -> EnvFamily:
+    return EntryPoint(family, BUILTIN_FAMILIES[family], ENV_GROUP).load()  # type: ignore[no-any-return]
+
+
 def _unknown(name: str) -> UnknownEnvironment:
     return UnknownEnvironment(name, env_names() + sorted(env_plugins().plugins))
 
 
-def _plugin_env(spec: EnvSpec) -> Environment:
-    """The environment of a plugin's family.
+def _registered(name: str) -> tuple[EnvFamily, Plugin | None]:
+    """The family of the environment ``name`` (``<family>`` or ``<family>/<variant>``), and the plugin that
+    registers it (None for a built-in one). A plugin's entry point names an :class:`EnvFamily`, or an
+    :data:`EnvFactory` alone (its ``profile`` attribute, when it has one, is its profile).
 
-    :raises UnknownEnvironment: when no plugin has the family.
-    :raises PluginError: when the plugin is refused or broken: it cannot be imported, names no callable,
-        fails, or builds something else than an environment.
+    :raises UnknownEnvironment: for a family that is neither built in nor a plugin's.
+    :raises PluginError: for a plugin that is refused, cannot be loaded or names something else.
     """
-    plugin = env_plugins().find(spec.name.partition("/")[0])
+    family = name.partition("/")[0]
+    if family in BUILTIN_FAMILIES:
+        return _builtin(family), None
+    plugin = env_plugins().find(family)
     if plugin is None:
-        raise _unknown(spec.name)
-    factory = plugin.load()
-    if not callable(factory):
+        raise _unknown(name)
+    target = plugin.load()
+    if isinstance(target, EnvFamily):
+        registered = target
+    elif callable(target):
+        registered = EnvFamily(build=target, profile=getattr(target, "profile", None))
+    else:
         raise plugin.error(
-            f"names a {type(factory).__name__}, not a callable that builds an Environment from an EnvSpec"
+            f"names a {type(target).__name__}, not an EnvFamily or a callable that builds an Environment from an "
+            "EnvSpec"
         )
-    env = plugin.call(f"building the environment '{spec.name}'", factory, spec)
-    if not isinstance(env, Environment):
-        raise plugin.error(f"returned {type(env).__name__} for '{spec.name}', not an Environment (learnact.envs)")
-    if not isinstance(getattr(env, "name", None), str):
-        raise plugin.error(f"built an environment for '{spec.name}' without a name (its attribute `name`)")
-    return env
-
-
-def alfworld_data_dir(given: str | None) -> Path:
-    """The ALFWorld data folder: the given one, else $ALFWORLD_DATA.
-
-    :raises EnvSpecError: when neither names one.
-    """
-    value = given or os.environ.get("ALFWORLD_DATA")
-    if not value:
-        raise EnvSpecError(
-            "alfworld",
-            "no ALFWorld data folder",
-            "give {alfworld_data} or set $ALFWORLD_DATA (the folder that holds json_2.1.1/)",
-        )
-    return Path(value)
-
-
-def expand_problem_paths(paths: Sequence[str | Path], domain: str | Path | None = None) -> tuple[str, ...]:
-    """Problem files from files and folders: a folder stands for its ``*.pddl`` files, sorted by name.
-    The domain file is left out (``--pddl-problems probs/*.pddl`` may match it); duplicates once.
-
-    :raises EnvSpecError: for a folder without ``.pddl`` files.
-    """
-    skip = Path(domain).resolve() if domain else None
-    files: list[str] = []
-    for given in map(Path, paths):
-        if given.is_dir():
-            found = sorted(p for p in given.glob("*.pddl") if p.is_file())
-            if not found:
-                raise EnvSpecError(
-                    "pddl", f"{given} is a folder without .pddl files", "give problem files or their folder"
-                )
-            files += [str(p) for p in found if p.resolve() != skip]
-        elif skip is None or not given.exists() or given.resolve() != skip:
-            files.append(str(given))
-    return tuple(dict.fromkeys(files))
+    if registered.profile is not None and not isinstance(registered.profile, EnvProfile):
+        raise plugin.error(f"gives a profile of type {type(registered.profile).__name__}, not an EnvProfile")
+    return registered, plugin
 
 
 def make_env(spec: EnvSpec | str) -> Environment:
-    """Build the environment named by ``spec`` (a name alone: its default settings); a family that is not
-    built in comes from a plugin (:data:`EnvFactory`).
+    """Build the environment named by ``spec`` (a name alone: its default settings) with its family's factory.
 
     :raises UnknownEnvironment: for a name that is not an environment.
-    :raises PluginError: for a plugin that is refused or broken (``learnact.actions.plugins``).
+    :raises PluginError: for a plugin that is refused or broken: it cannot be imported, names no callable,
+        fails, or builds something else than an environment.
     :raises LearnactError: that a plugin's factory raised (its own :class:`EnvSpecError`, ...).
     :raises EnvSpecError: for settings that do not fit it (files for a built-in set, none for ``pddl``,
         no ALFWorld data folder).
@@ -161,62 +111,71 @@ def make_env(spec: EnvSpec | str) -> Environment:
     """
     if isinstance(spec, str):
         spec = EnvSpec(name=spec)
-    family, _, variant = spec.name.partition("/")
-    if family == "pddl":
-        from learnact.envs.pddl import DOMAINS, PddlEnv
-
-        if variant:
-            if variant not in DOMAINS:
-                raise _unknown(spec.name)
-            if spec.pddl_domain or spec.pddl_problems:
-                raise EnvSpecError(
-                    spec.name,
-                    f"'{spec.name}' has built-in problems",
-                    "{pddl_domain} and {pddl_problems} are for the environment 'pddl' (external files)",
-                )
-            return PddlEnv.builtin(variant)
-        if not spec.pddl_domain or not spec.pddl_problems:
-            raise EnvSpecError(
-                spec.name,
-                "the environment 'pddl' needs external files",
-                "give {pddl_domain} and {pddl_problems} (files or folders), "
-                "or use a built-in set such as pddl/blockworld",
-            )
-        problems = expand_problem_paths(spec.pddl_problems, spec.pddl_domain)
-        return PddlEnv.from_files(Path(spec.pddl_domain), [Path(p) for p in problems])
-    if family == "alfworld":
-        from learnact.envs.alfworld import TASK_TYPES, AlfworldEnv
-
-        if variant and variant not in TASK_TYPES:
-            raise _unknown(spec.name)
-        return AlfworldEnv(
-            alfworld_data_dir(spec.alfworld_data),
-            split=spec.split,
-            task_types=[variant] if variant else None,
-        )
-    return _plugin_env(spec)
+    family, plugin = _registered(spec.name)
+    if plugin is None:
+        return family.build(spec)
+    env = plugin.call(f"building the environment '{spec.name}'", family.build, spec)
+    if not isinstance(env, Environment):
+        raise plugin.error(f"returned {type(env).__name__} for '{spec.name}', not an Environment (learnact.envs)")
+    if not isinstance(getattr(env, "name", None), str):
+        raise plugin.error(f"built an environment for '{spec.name}' without a name (its attribute `name`)")
+    return env
 
 
 def primitive_specs(name: str) -> list[PrimitiveSpec]:
-    """The primitives of an environment by name, without needing its data files (a plugin's environment is
-    built for them).
+    """The primitives of an environment by name, without needing its data files where its family can say
+    them (otherwise the environment is built for them).
 
     :raises UnknownEnvironment: for a name that is not an environment with built-in primitives.
     :raises PluginError: for a plugin that is refused or broken.
     :raises LearnactError: that a plugin raised building its environment.
     """
-    family, _, variant = name.partition("/")
-    if family == "alfworld":
-        from learnact.envs.alfworld import PRIMITIVES, TASK_TYPES
+    family, plugin = _registered(name)
+    if family.primitives is None:
+        return make_env(EnvSpec(name=name)).primitives()
+    if plugin is None:
+        return family.primitives(name)
+    return plugin.call(f"listing the primitives of '{name}'", family.primitives, name)
 
-        if variant and variant not in TASK_TYPES:
-            raise _unknown(name)
-        return list(PRIMITIVES)
-    if family == "pddl" and variant:
-        return make_env(name).primitives()
-    if family in BUILTIN_FAMILIES:
-        raise _unknown(name)
-    return _plugin_env(EnvSpec(name=name)).primitives()
+
+def demonstration_env(spec: EnvSpec, demo: dict[str, Any]) -> Environment | None:
+    """An environment holding the task of ``demo`` (a stored demonstration of ``spec``'s family), None when the
+    family opens none.
+
+    :raises UnknownEnvironment: for a name that is not an environment.
+    :raises PluginError: for a plugin that is refused or broken.
+    :raises LearnactError: when the family cannot open it (its data missing).
+    """
+    family, plugin = _registered(spec.name)
+    if family.demonstration is None:
+        return None
+    if plugin is None:
+        return family.demonstration(spec, demo)
+    return plugin.call("opening its demonstration's task", family.demonstration, spec, demo)
+
+
+def env_profile(name: str) -> EnvProfile:
+    """The profile of the environment ``name``'s family; for a plugin family that gives none, the neutral
+    profile, with a warning (once per family and process).
+
+    :raises UnknownEnvironment: for a name that is not an environment.
+    :raises PluginError: for a plugin that is refused or broken.
+    """
+    family, plugin = _registered(name)
+    if family.profile is not None:
+        return family.profile
+    if plugin is not None and plugin.name not in _warned:
+        _warned.add(plugin.name)
+        log.warning(
+            "the environment family '%s' (%s) gives no profile: neutral defaults are used (a history of %d steps, "
+            "%d steps per episode, no domain text or demonstration); its author can register an EnvFamily with an "
+            "EnvProfile",
+            plugin.name,
+            plugin.distribution,
+            NEUTRAL_PROFILE.window,
+            NEUTRAL_PROFILE.max_steps,
+        )
+    return NEUTRAL_PROFILE
 
 
 def select_tasks(env: Environment, selection: str | None) -> list[str]:

@@ -21,6 +21,7 @@ INPUTS_LABEL = "org.learnact.inputs-sha256"
 # computed from the installed files alone: a Sandbox compares it at start to catch an outdated image.
 SOURCES_LABEL = "org.learnact.sources-sha256"
 BASE_LABEL = "org.learnact.base"
+SANDBOX_IMAGE = "learnact-sandbox:latest"  # the image every Docker sandbox runs unless configured otherwise
 
 
 class ImageBuildError(LearnactError):

@@ -22,6 +22,7 @@ from docker.errors import APIError
 
 from learnact.images.common import (
     INPUTS_LABEL,
+    SANDBOX_IMAGE,
     SOURCES_LABEL,
     ImageBuildError,
     ImageInfo,
@@ -30,7 +31,6 @@ from learnact.images.common import (
     image_info,
     remove_replaced,
 )
-from learnact.sandbox.config import SANDBOX_IMAGE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO_ROOT / "Dockerfile.sandbox"

@@ -37,8 +37,8 @@ from learnact.actions.library import (
     Origin,
     RoundRecord,
 )
-from learnact.actions.models import ActionSet, CodeKind, Finding, Severity
-from learnact.envs import Environment, PrimitiveSpec
+from learnact.actions.models import ActionSet, CodeKind, Finding, Severity, UsageDemonstration
+from learnact.envs import Environment, PrimitiveSpec, env_profile
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ HistoryView = Literal["last", "full"]
 
 
 class LearnactConfig(BaseModel):
-    """The learner's settings; :meth:`for_env` gives the paper's defaults of a domain: free composition,
-    score ``step_correction + call_ratio + success`` and the last step as history for robotic planning;
-    decomposition of the demonstrated plan, ``call_ratio + success`` and the whole trajectory for ALFWorld.
+    """The learner's settings. The defaults are the paper's for robotic planning (free composition, score
+    ``step_correction + call_ratio + success``, the last step as history); a family's profile may change them
+    (ALFWorld's: decomposition of the demonstrated plan, ``call_ratio + success``, the whole trajectory),
+    which :meth:`for_env` applies.
 
     :raises pydantic.ValidationError: for an unknown field or a value out of range.
     """
@@ -77,11 +78,13 @@ class LearnactConfig(BaseModel):
 
     @classmethod
     def for_env(cls, env_name: str, **overrides: Any) -> LearnactConfig:
-        """The defaults of ``env_name``'s domain with ``overrides`` (None values ignored)."""
-        alfworld = env_name.startswith("alfworld")
-        defaults: dict[str, Any] = (
-            {"style": "decompose", "score_terms": ("call_ratio", "success"), "history": "full"} if alfworld else {}
-        )
+        """The defaults of ``env_name``'s family (its profile's ``learnact``) with ``overrides`` (None values
+        ignored).
+
+        :raises pydantic.ValidationError: when the profile or an override gives a field that does not fit.
+        :raises UnknownEnvironment: for a name that is not an environment.
+        """
+        defaults: dict[str, Any] = dict(env_profile(env_name).learnact)
         defaults.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**defaults)
 
@@ -174,6 +177,9 @@ class Trajectory(BaseModel):
 
 # (actions, round, candidate) -> one trajectory per training task.
 RunTasks = Callable[[ActionSet, int, int], list[Trajectory]]
+"""Score a candidate set: (actions, round, candidate index) -> the trajectories of the training tasks."""
+Demonstrate = Callable[[ActionSet], UsageDemonstration | None]
+"""The selected set at work on the demonstration's task, grounded in the sandbox (None: none reached its goal)."""
 
 
 # --- reading answers ------------------------------------------------------------------------------
@@ -522,11 +528,12 @@ class LearnactLearner:
         state: LearnState | None = None,
         save: Callable[[LearnState], None] = lambda state: None,
         progress: Callable[[str], None] = lambda line: None,
+        demonstrate: Demonstrate = lambda actions: None,
     ) -> None:
         self.config, self.library, self.prompts, self.ask = config, library, prompts, ask
         self.run_tasks, self.validator, self.env_name = run_tasks, validator, env_name
         self.state = state or LearnState()
-        self.save, self.progress = save, progress
+        self.save, self.progress, self.demonstrate = save, progress, demonstrate
         self.primitive_names = [p.name for p in validator.primitives]
 
     # ---- the whole run -------------------------------------------------------------------------------
@@ -838,7 +845,8 @@ class LearnactLearner:
                 dropped=f"never called while scoring the kept set on {tasks} training task(s)",
             )  # fmt: skip
             self.progress(f"dropped {name}: never called while scoring")
-        self.library.select(selected, state.best_score, self.env_name, self._progress(state, finished=True))
+        usage = self.demonstrate(self.action_set(selected)) if selected else None
+        self.library.select(selected, state.best_score, self.env_name, self._progress(state, finished=True), usage)
         state.selected = selected
         self.save(state)
         return selected

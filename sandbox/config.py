@@ -6,7 +6,8 @@ from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SANDBOX_IMAGE = "learnact-sandbox:latest"
+from learnact.images.common import SANDBOX_IMAGE
+
 CONTAINER_LABEL = "learnact.sandbox"
 
 

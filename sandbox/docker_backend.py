@@ -24,6 +24,8 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound, cr
 from docker.types import LogConfig, Ulimit
 
 from learnact.actions.processes import process_alive
+from learnact.images.common import INPUTS_LABEL, SOURCES_LABEL, ImageBuildError
+from learnact.images.sandbox_image import sources_sha256
 from learnact.sandbox.backend import Backend
 from learnact.sandbox.config import CONTAINER_LABEL, SandboxConfig
 from learnact.sandbox.transport import ExitInfo, SandboxUnavailable, Transport
@@ -203,9 +205,6 @@ def attach(api: docker.APIClient, container: str) -> requests.Response:
 def _installed_sources() -> str | None:
     """The sources hash of the installed runner, policy and RestrictedPython; None without a source
     checkout (the image cannot be built from one either, so there is nothing to compare)."""
-    from learnact.images.common import ImageBuildError
-    from learnact.images.sandbox_image import sources_sha256
-
     try:
         return sources_sha256()
     except (ImageBuildError, OSError):
@@ -216,8 +215,6 @@ def check_image_current(api: docker.APIClient, image: str) -> None:
     """Refuse a sandbox image built from another runner, policy or RestrictedPython than the installed
     ones (after an upgrade the old runner would run silently). Images that learnact did not build
     (no inputs label) are the user's own choice and are not judged."""
-    from learnact.images.common import INPUTS_LABEL, SOURCES_LABEL
-
     labels = (api.inspect_image(image).get("Config") or {}).get("Labels") or {}
     if INPUTS_LABEL not in labels:
         return

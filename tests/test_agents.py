@@ -20,7 +20,7 @@ from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
 from learnact.engine.cli import app
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import Method, ModelSettings
-from learnact.engine.rundir import EPISODES
+from learnact.engine.rundir import EPISODES, differences
 from learnact.envs import EnvSpec, make_env
 from learnact.sandbox import SandboxConfig
 
@@ -184,7 +184,7 @@ def test_a_run_directory_never_mixes_models(tmp_path: Path) -> None:
     with ScriptedServer([Answer(line) for line in expert_lines()]) as server:
         run(server, tmp_path)
     settings = RunSettings(env=BLOCKS, method=Method.act, max_steps=30, model=ModelSettings(model="other"))
-    assert "model" in settings.differences(settings.model_copy(update={"model": ModelSettings(model="m")}))
+    assert "model" in differences(settings, settings.model_copy(update={"model": ModelSettings(model="m")}))
 
 
 # --- the CLI ----------------------------------------------------------------------------------------
@@ -431,7 +431,7 @@ def test_a_rejected_action_module_ends_the_episode_as_a_recorded_error(tmp_path:
 
 
 def test_act_and_react_are_not_shown_learned_actions_nor_notes(tmp_path: Path) -> None:
-    from learnact.engine.agents import make_policy
+    from learnact.engine.agents import PolicyContext, make_policy
 
     env = make_env(BLOCKS)
     reset = env.reset(TASK)
@@ -440,6 +440,7 @@ def test_act_and_react_are_not_shown_learned_actions_nor_notes(tmp_path: Path) -
     for method, shown_actions, shown_notes in [
         (Method.act, False, False), (Method.react_reflexion, False, True), (Method.learnact, True, False)
     ]:  # fmt: skip
-        policy = make_policy(method, env, "blockworld", reset, object(), model, notes=notes, actions=actions)  # type: ignore[arg-type]
+        context = PolicyContext(env, "blockworld", reset, object(), model, notes=notes, actions=actions)  # type: ignore[arg-type]
+        policy = make_policy(method, context)
         assert ("move_onto(block, target)" in policy.system) is shown_actions  # type: ignore[attr-defined]
         assert ("- a lesson" in policy.system) is shown_notes  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The agents' demonstrations (engine/agents/data/demos/): one per PDDL domain and per ALFWorld task type, each
+"""The agents' demonstrations (envs/<family>/profile/demos/): one per PDDL domain and per ALFWorld task type, each
 the expert's real trajectory on a training task, replayable step by step in the real environment, found by the
 prompts of an episode of that type, and regenerated identically by ``python -m learnact.engine.agents.demos``."""
 
@@ -14,21 +14,21 @@ from typing import Any
 
 import pytest
 
-from learnact.engine.agents import make_policy
+from learnact.engine.agents import PolicyContext, make_policy
 from learnact.engine.agents.demos import (
     ALFWORLD_MAX_STEPS,
     ALFWORLD_SPLIT,
-    DEMOS,
     MIN_STEPS,
     PDDL_DOMAINS,
     alfworld_demo,
     demo_text,
     pddl_demo,
+    stored_folder,
 )
-from learnact.engine.agents.prompts import demonstration, domain_text
+from learnact.engine.agents.prompts import demonstration
 from learnact.engine.llm import OpenAIBackbone
 from learnact.engine.records import Method, ModelSettings
-from learnact.envs import EnvSpec, make_env
+from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.envs.alfworld import TASK_TYPES
 from learnact.envs.pddl import PddlEnv
 from learnact.envs.pddl.generate import DEMOS_DIR, demo_problem
@@ -36,8 +36,16 @@ from learnact.envs.pddl.generate import DEMOS_DIR, demo_problem
 EVERY_TYPE = (*PDDL_DOMAINS, *TASK_TYPES)
 
 
+def env_of(task_type: str) -> str:
+    return f"pddl/{task_type}" if task_type in PDDL_DOMAINS else f"alfworld/{task_type}"
+
+
+def stored_file(task_type: str) -> Path:
+    return stored_folder(env_of(task_type)) / f"{task_type}.json"
+
+
 def stored(task_type: str) -> dict[str, Any]:
-    return json.loads((DEMOS / f"{task_type}.json").read_text(encoding="utf-8"))
+    return json.loads(stored_file(task_type).read_text(encoding="utf-8"))
 
 
 def parsed_call(code: str) -> tuple[str, list[Any]]:
@@ -58,7 +66,7 @@ def demo_env(demo: dict[str, Any], request: pytest.FixtureRequest):
 
 @pytest.mark.parametrize("task_type", EVERY_TYPE)
 def test_every_domain_and_task_type_has_a_demonstration_with_a_plan_for_react(task_type: str) -> None:
-    act, react = demonstration(task_type, False), demonstration(task_type, True)
+    act, react = demonstration(env_of(task_type), task_type, False), demonstration(env_of(task_type), task_type, True)
     assert act is not None and react is not None and act.type == task_type
     assert all(t.written.startswith("Action: ") for t in act.turns) and len(act.turns) >= MIN_STEPS
     assert react.turns[0].written.startswith("Think: ") and react.turns[0].observation == "OK."
@@ -78,10 +86,10 @@ def test_an_alfworld_episode_of_each_type_is_shown_its_types_demonstration(alfwo
     backbone = OpenAIBackbone("m", base_url="http://127.0.0.1:9/v1", api_key="unused")  # never asked here
     for task_type, task in first_of_type.items():
         reset = env.reset(task.id)
-        policy = make_policy(Method.react, env, task.type, reset, backbone, ModelSettings(model="m"))
+        policy = make_policy(Method.react, PolicyContext(env, task.type, reset, backbone, ModelSettings(model="m")))
         system, prompt = (m.content for m in policy.request().messages)
         demo = stored(task_type)
-        assert domain_text(env.name, task_type) in system and "household (ALFWorld)" in system
+        assert env_profile(env.name).domain_text(task_type) in system and "household (ALFWorld)" in system
         assert f"{demo['goal']}\nObservation: {demo['initial']}\nThink: {demo['thought']}" in prompt
         assert f"Action: {demo['steps'][-1]['action']}\nObservation: {demo['steps'][-1]['observation']}" in prompt
         assert reset.goal in prompt.split("Now it is your turn.")[1]
@@ -111,12 +119,12 @@ def test_an_alfworld_demonstration_is_regenerated_identically_from_its_game(
 ) -> None:
     demo = stored(task_type)
     regenerated = alfworld_demo(alfworld_data, task_type, only_task=demo["task"])
-    assert demo_text(regenerated) == (DEMOS / f"{task_type}.json").read_text(encoding="utf-8")
+    assert demo_text(regenerated) == stored_file(task_type).read_text(encoding="utf-8")
 
 
 def test_the_demonstration_game_is_the_first_of_its_type_the_expert_solves_briefly(alfworld_data: Path) -> None:
     # examine's first training game qualifies: the whole choice runs in a few seconds
-    assert demo_text(alfworld_demo(alfworld_data, "examine")) == (DEMOS / "examine.json").read_text(encoding="utf-8")
+    assert demo_text(alfworld_demo(alfworld_data, "examine")) == stored_file("examine").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("task_type", EVERY_TYPE)
@@ -147,7 +155,7 @@ def test_the_demonstration_problems_are_exactly_what_the_seeded_generator_writes
 
 @pytest.mark.parametrize("domain", PDDL_DOMAINS)
 def test_a_pddl_demonstration_is_regenerated_identically(domain: str) -> None:
-    assert demo_text(pddl_demo(domain)) == (DEMOS / f"{domain}.json").read_text(encoding="utf-8")
+    assert demo_text(pddl_demo(domain)) == stored_file(domain).read_text(encoding="utf-8")
 
 
 def test_the_script_writes_the_same_files_and_needs_the_alfworld_data_for_alfworld(
@@ -162,6 +170,6 @@ def test_the_script_writes_the_same_files_and_needs_the_alfworld_data_for_alfwor
     assert made.returncode == 0, made.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gripper.json", "put.json"]
     for name in ("gripper.json", "put.json"):
-        assert (tmp_path / name).read_bytes() == (DEMOS / name).read_bytes()
+        assert (tmp_path / name).read_bytes() == stored_file(name.removesuffix(".json")).read_bytes()
     refused = subprocess.run([*script, "--only", "heat"], capture_output=True, text=True, env=environ, timeout=120)
     assert refused.returncode == 2 and "--alfworld-data or $ALFWORLD_DATA" in refused.stderr

@@ -37,6 +37,7 @@ from learnact.engine import (
     cli_sandbox,
 )
 from learnact.engine.cli import app
+from learnact.engine.rundir import differences
 from learnact.envs import EnvSpec, EnvSpecError, UnknownTask, make_env
 from learnact.sandbox import BackendName, RuntimeName, SandboxConfig, SandboxUnavailable
 
@@ -94,19 +95,21 @@ def test_a_run_is_identified_by_its_settings_as_a_whole() -> None:
     assert config.episode("blockworld-02") == EpisodeSpec(run=run, task="blockworld-02")
     assert RunSettings(env=EnvSpec(name="pddl/blockworld"), max_steps=5) == run
     other = RunSettings(env=BLOCKS, max_steps=5, sandbox=SandboxConfig(memory_mb=512))
-    assert other != run and run.differences(other) == ["sandbox"]
-    # learnact 0.1's config.json held the settings beside the tasks: it still reads as the same run
-    flat = {"env": {"name": "pddl/blockworld"}, "method": "expert", "tasks": [], "max_steps": 5, "workers": 1}
-    assert EvalConfig.model_validate({**flat, "sandbox": {}}).run == run
+    assert other != run and differences(run, other) == ["sandbox"]
+    # a run's identity names what differs inside its settings
+    learning = EvalConfig(run=other.model_copy(update={"max_steps": 6}), tasks=[])
+    assert differences(config, learning) == ["max_steps", "sandbox", "tasks", "workers"]
 
 
-def test_the_method_of_a_record_is_typed() -> None:
+def test_the_method_of_a_record_is_kept_as_its_name_which_a_plugin_may_give() -> None:
     record = EpisodeRecord(
         task="t", type="x", env="pddl", method="expert", success=True, progress=1.0, steps=[], duration_s=0.0
     )
-    assert record.method is Method.expert and record.model_dump(mode="json")["method"] == "expert"
-    with pytest.raises(ValidationError, match="method"):
-        EpisodeRecord.model_validate({**record.model_dump(), "method": "oracle"})
+    assert record.method == Method.expert and record.model_dump(mode="json")["method"] == "expert"
+    assert EpisodeRecord.model_validate({**record.model_dump(), "method": "oracle"}).method == "oracle"
+    for bad in ("", "../oracle", "a b", "x" * 101):
+        with pytest.raises(ValidationError, match="method"):
+            EpisodeRecord.model_validate({**record.model_dump(), "method": bad})
 
 
 # --- one error root, typed errors ------------------------------------------------------------------------

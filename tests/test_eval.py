@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from learnact.engine import EvalConfig, RunDirError, RunSettings, run_evaluation
 from learnact.engine.cli import app
-from learnact.engine.rundir import EPISODES
+from learnact.engine.rundir import EPISODES, FORMAT
 from learnact.envs import EnvSpec, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
 
@@ -295,7 +295,9 @@ def test_the_summary_counts_recorded_episodes_only_after_an_interrupted_shard(tm
 def test_a_run_directory_refuses_another_run_clearly(tmp_path: Path, change: dict, field: str) -> None:
     run_evaluation(config(blockworld_tasks("0")), tmp_path)
     other = EvalConfig(run=settings(**{"env": BLOCKS, **change}), tasks=blockworld_tasks("0"))
-    with pytest.raises(RunDirError, match=f"holds a run with a different {field}; use another `out`") as caught:
+    with pytest.raises(
+        RunDirError, match=f"holds an evaluation run \\(learnact eval\\) with a different {field}; use another `out`"
+    ) as caught:
         run_evaluation(other, tmp_path)
     assert caught.value.path == tmp_path
     result = eval_cli("--env", "pddl/blockworld", "--tasks", "0", "--max-steps", "5", "--out", str(tmp_path))
@@ -393,9 +395,14 @@ def test_an_unwritable_out_is_a_one_line_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(b"{not json", "is not valid JSON"), (b"[1, 2]", "not a JSON object"), (b"\xff\xfe\x00", "is not valid JSON")],
+    [
+        (b"{not json", "(Invalid JSON: key must"),
+        (b"[1, 2]", "(Input should be an object)"),
+        (b"\xff\xfe\x00", "(Invalid JSON"),
+    ],
 )
 def test_a_corrupt_config_is_a_one_line_error(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "evaluation", "format": FORMAT}))
     (tmp_path / "config.json").write_bytes(content)
     result = eval_cli("--env", "pddl/blockworld", "--tasks", "0", "--out", str(tmp_path))
     assert result.exit_code == 2 and message in result.stderr, result.output
@@ -471,29 +478,18 @@ def test_workers_far_above_the_cores_warn(tmp_path: Path) -> None:
     assert f"warning: --workers {workers} is far above the" in result.stderr
 
 
-# --- run identity and old run directories ------------------------------------------------------------
-
-
-def test_a_run_directory_of_the_previous_version_resumes(tmp_path: Path) -> None:
-    """learnact 0.1 wrote the run's settings beside the tasks in config.json: they still identify the run."""
-    run_evaluation(config(blockworld_tasks("0")), tmp_path)
-    current = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**current.pop("run"), **current}))
-    ran: list[str] = []
-    summary = run_evaluation(config(blockworld_tasks("0-1")), tmp_path, on_episode=lambda r: ran.append(r.task))
-    assert ran == blockworld_tasks("1") and summary.episodes == 2
-    written = json.loads((tmp_path / "config.json").read_text())
-    assert EvalConfig.model_validate(written).run == settings()
-    assert list(written) == ["run", "tasks", "seeds", "workers"]
+# --- run identity ------------------------------------------------------------
 
 
 def test_a_config_this_version_cannot_read_is_a_one_line_error(tmp_path: Path) -> None:
     unknown = {"run": {"env": {"name": "pddl/blockworld"}, "temperature": 0.7}, "tasks": []}
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "evaluation", "format": FORMAT}))
     (tmp_path / "config.json").write_text(json.dumps(unknown))
     result = eval_cli("--env", "pddl/blockworld", "--tasks", "0", "--out", str(tmp_path))
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
-    assert "is not a config this version of learnact reads (run.temperature: Extra inputs" in line
+    assert "is not a config this version of learnact reads as an evaluation run" in line
+    assert "(run.temperature: Extra inputs" in line
     assert line.endswith("use another --out") and "Traceback" not in result.output
 
 

@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 
 from learnact.actions.library import Library, Origin
 from learnact.engine.agents import call_code
-from learnact.engine.agents.prompts import demonstration, domain_text
+from learnact.engine.agents.prompts import demonstration
 from learnact.engine.cli import app
 from learnact.engine.learning import NOTES
 from learnact.engine.records import Method
 from learnact.engine.rundir import EPISODES, SUMMARY
-from learnact.envs import EnvSpec, PrimitiveSpec, make_env, select_tasks
+from learnact.envs import EnvSpec, PrimitiveSpec, env_profile, make_env, select_tasks
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("sandbox_image")]
 
@@ -118,13 +118,17 @@ def learned_action(domain: Domain) -> tuple[str, str, str]:
     return name, code, call
 
 
+THINKING = (Method.react, Method.react_reflexion)  # the methods that may write Think: steps
+REFLECTING = (Method.act_reflexion, Method.react_reflexion)  # the methods shown notes of reflection
+
+
 def answers(method: Method, domain: Domain) -> list[str]:
     """What the stand-in answers an evaluation of ``method``, request by request."""
     lines = list(domain.lines)
     if method is Method.code_as_policy:
         body = "\n".join(f"    {line}" for line in lines[:-1])
         return [f"```python\ndef opening():\n{body}\n\n\nopening()\n{lines[-1]}\n```"]
-    if method.thinks:
+    if method in THINKING:
         return [f"Think: {THOUGHT}", *lines[: STEPS - 1]]
     if method is Method.learnact:
         return [learned_action(domain)[2], *lines[1:]]
@@ -174,7 +178,7 @@ def test_the_method_runs_on_the_domain_against_an_openai_compatible_server(
     method: Method, domain: Domain, tmp_path: Path
 ) -> None:
     more: list[str] = []
-    if method.reflects:
+    if method in REFLECTING:
         more = ["--notes", str(notes_run(method, domain, tmp_path / "learn"))]
     if method is Method.learnact:
         more = ["--library", str(library_of(domain, tmp_path / "library"))]
@@ -194,10 +198,12 @@ def test_the_method_runs_on_the_domain_against_an_openai_compatible_server(
     requests = [r.body for r in server.received]
     system, prompt = requests[0]["messages"][0]["content"], requests[0]["messages"][-1]["content"]
     assert all(r["model"] == "m" for r in requests)
-    assert domain_text(domain.env, domain.type) in system
+    assert env_profile(domain.env).domain_text(domain.type) in system
     assert all(p.signature() in system and p.doc.strip().splitlines()[0] in system for p in domain.primitives)
-    assert domain.goal in prompt and demonstration(domain.type, False).goal in prompt  # the type's own example
-    assert (LESSON in system) == method.reflects
+    assert (
+        domain.goal in prompt and demonstration(domain.env, domain.type, False).goal in prompt
+    )  # the type's own example
+    assert (LESSON in system) == (method in REFLECTING)
     assert (learned_action(domain)[0] in system) == (method is Method.learnact)
 
     # what ran: every step's code checked and run in the sandbox, its primitive calls answered by the environment
@@ -211,7 +217,7 @@ def test_the_method_runs_on_the_domain_against_an_openai_compatible_server(
         assert len(requests) == len(steps) == 1 and len(performed) == len(domain.calls)
     else:
         assert len(requests) == len(steps) and len(performed) >= 2
-        assert [s["thought"] for s in steps if s["thought"] is not None] == ([THOUGHT] if method.thinks else [])
+        assert [s["thought"] for s in steps if s["thought"] is not None] == ([THOUGHT] if method in THINKING else [])
     if method is Method.learnact:
         assert ran[0]["code"] == learned_action(domain)[2] and len(ran[0]["result"]["calls"]) == 1
     assert record["success"] == (domain.solved and len(performed) == len(domain.calls))

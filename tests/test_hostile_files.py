@@ -17,7 +17,7 @@ import pytest
 from learnact.actions.files import AppendLog, make_folders, read_bounded, write_atomic
 from learnact.actions.library import Library, LibraryError, Origin
 from learnact.engine.llm import CallLog
-from learnact.engine.rundir import RunDir, RunDirError, RunKind
+from learnact.engine.rundir import FORMAT, RunDir, RunDirError, RunKind
 
 PRECIOUS = "precious: not learnact's to touch\n"
 ACTION = '''def stack_on(block, target):
@@ -149,6 +149,7 @@ def test_a_busy_run_folder_names_the_command_that_holds_it(tmp_path: Path) -> No
 def test_eval_refuses_a_run_folder_with_a_planted_link(tmp_path: Path, victim: Path, name: str) -> None:
     out = tmp_path / "out"
     out.mkdir()
+    (out / "run.json").write_text(json.dumps({"kind": "evaluation", "format": FORMAT}))  # a run of this version
     (out / name).symlink_to(victim)
     result = learnact("eval", "--env", "pddl/blockworld", "--method", "expert", "--tasks", "0", "--out", str(out))
     one_line_error(result, name, "symbolic link")
@@ -261,8 +262,18 @@ def test_a_run_folder_is_used_only_by_its_own_kind_of_command(tmp_path: Path) ->
     )
 
 
-def test_a_learning_run_written_before_run_json_is_recognised_by_its_files(tmp_path: Path) -> None:
-    learning = library_run(tmp_path / "learning")  # library/ only a LearnAct run writes
+def test_a_run_folder_of_an_earlier_format_is_refused_with_a_remedy_and_left_as_it_is(tmp_path: Path) -> None:
+    learning = library_run(tmp_path / "learning")  # library/ with no run.json: an earlier learnact's run
+    before = sorted(p.name for p in learning.iterdir())
     refused = learnact("eval", "--env", "pddl/blockworld", "--method", "expert", "--tasks", "0", "--out", str(learning))
-    one_line_error(refused, "holds a LearnAct learning run (learnact learn --method learnact), not an evaluation run")
-    assert not (learning / "config.json").exists() and not (learning / "run.json").exists()
+    one_line_error(refused, "holds library of a run written by an earlier learnact (no run.json)")
+    assert "rerun the command with another --out" in refused.stderr
+    assert sorted(p.name for p in learning.iterdir()) == before
+    evaluation = tmp_path / "eval"
+    made = learnact("eval", "--env", "pddl/blockworld", "--method", "expert", "--tasks", "0", "--out", str(evaluation))
+    assert made.returncode == 0, made.stderr
+    (evaluation / "run.json").write_text(json.dumps({"kind": "evaluation", "format": 1}))
+    refused = learnact(
+        "eval", "--env", "pddl/blockworld", "--method", "expert", "--tasks", "0", "--out", str(evaluation)
+    )
+    one_line_error(refused, "holds a run folder of format 1")

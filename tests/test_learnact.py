@@ -24,7 +24,7 @@ from learnact.engine.learnact_run import (
 )
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import ModelSettings
-from learnact.engine.rundir import LEARNACT_CONFIG, RunDir
+from learnact.engine.rundir import CONFIG, RunDir
 from learnact.envs import EnvSpec
 from learnact.learner.learnact import (
     CallView,
@@ -73,6 +73,10 @@ CHECKED = """def pick_and_stack(top, bottom):
         return seen
     return Stack(top, bottom)
 """
+# The blockworld demonstration (b2 on b1 on b3; the goal: b2 on b3) rewritten with the learned actions: first
+# with a line that fails (b2 is not on the table), then right.
+USAGE_WRONG = "```python\npick_and_stack('b2', 'b3')\n```"
+USAGE = "```python\nclear_block('b2', 'b1')\nclear_block('b1', 'b3')\npick_and_stack('b2', 'b3')\n```"
 UPDATE = f"Failed reason: b1 was covered.\nImprove: Update\nContent:\n```python\n{CHECKED}```\n"
 
 
@@ -91,6 +95,10 @@ class StandIn:
     def __call__(self, body: dict) -> Answer:
         system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
         if system.startswith("You design reusable actions"):
+            if "Rewrite that solution" in user:
+                return Answer(USAGE_WRONG)
+            if "did not reach its goal" in user:
+                return Answer(USAGE)
             if "could not be used" in user:
                 return Answer(self.fix)
             if "Improve: <Update or Plan>" in user:
@@ -239,21 +247,26 @@ def test_the_defaults_follow_the_domain() -> None:
 
 def test_alfworld_create_prompt_decomposes_the_demonstrated_plan(alfworld_data: Path) -> None:
     from learnact.engine.agents.prompts import demonstration
-    from learnact.engine.learnact_run import LearnactPrompts, demonstration_text
+    from learnact.engine.learnact_run import LearnactPrompts, demo_task
     from learnact.envs import make_env
 
-    env = make_env(EnvSpec(name="alfworld/clean", alfworld_data=str(alfworld_data), split="valid_seen"))
+    spec = EnvSpec(name="alfworld/clean", alfworld_data=str(alfworld_data), split="valid_seen")
+    env = make_env(spec)
     train = [t.id for t in env.tasks()][:3]
-    prompts = LearnactPrompts(env, "clean", LearnactConfig.for_env(env.name), demonstration_text(env, "clean", train))
+    demo = demo_task(env, spec, "clean", train)
+    prompts = LearnactPrompts(env, "clean", LearnactConfig.for_env(env.name), demo.text)
     system, user = (m.content for m in prompts.create(0))
     assert "goto(" in system and "clean(" in system  # the primitive API
     assert "Split the solution above into its high-level steps" in user  # ALFWorld's default style
-    stored = demonstration("clean", False)
+    stored = demonstration(env.name, "clean", False)
     assert stored is not None and f"{stored.goal}\nObservation: {stored.initial}\nAction: " in user
+    # the demonstration's own game opens, from the training games, to try learned actions on
+    opened = demo.open_env()
+    assert opened is not None and demo.task == stored.task and opened.reset(demo.task).goal == stored.goal
 
 
 def test_a_domain_without_a_stored_demonstration_is_shown_the_expert_on_an_unseen_task(tmp_path: Path) -> None:
-    from learnact.engine.learnact_run import demonstration_text
+    from learnact.engine.learnact_run import demo_task
     from learnact.envs import make_env
 
     builtin = Path(__file__).resolve().parents[1] / "envs" / "pddl"
@@ -265,9 +278,12 @@ def test_a_domain_without_a_stored_demonstration_is_shown_the_expert_on_an_unsee
         text = (builtin / "problems" / "blockworld" / f"blockworld-0{number}.pddl").read_text()
         problem.write_text(text.replace("blocksworld-4ops", "towers").replace("blockworld-0", "towers-0"))
         problems.append(str(problem))
-    env = make_env(EnvSpec(name="pddl", pddl_domain=str(domain), pddl_problems=tuple(problems)))
+    spec = EnvSpec(name="pddl", pddl_domain=str(domain), pddl_problems=tuple(problems))
+    env = make_env(spec)
     task_type = env.tasks()[0].type
-    shown = demonstration_text(env, task_type, ["towers-01"])
+    demo = demo_task(env, spec, task_type, ["towers-01"])
+    shown = demo.text
+    assert demo.task == "towers-02" and demo.open_env().reset("towers-02").goal in shown  # tried on the same task
     unseen = env.reset("towers-02")
     assert f"{unseen.goal}\nObservation: {unseen.observation}\nAction: " in shown
     assert env.reset("towers-01").goal not in shown
@@ -326,12 +342,23 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         outcomes = library.outcomes("pick_and_stack")
         assert [(o.round, o.candidate, o.ok) for o in outcomes][:2] == [(0, 0, False), (0, 0, True)]
         calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
-        assert calls == ["learn:create/s0/t0", "learn:create/s0/t1", "learn:r1/optimise/s0/t0"]
+        assert calls == [
+            "learn:create/s0/t0", "learn:create/s0/t1", "learn:r1/optimise/s0/t0", "learn:usage", "learn:usage-fix-1",
+        ]  # fmt: skip
+
+        # The selected set at work: its first rewrite failed in the sandbox, and the failure went back to the
+        # model; the second reached the demonstration's goal, with the environment's own observations.
+        usage_fix = asked[-1]["messages"][-1]["content"]
+        assert "line 1, `pick_and_stack('b2', 'b3')`, failed; observed: The action is not valid" in usage_fix
+        usage = library.current().usage
+        assert usage is not None and usage.task == "blockworld-demo"
+        assert [step.code for step in usage.steps] == USAGE.split("\n")[1:-1]
+        assert "b2 is on b3" in usage.steps[-1].observation and usage.goal.endswith("b2 is on b3.")
 
         # At test time the selected set is loaded and shown, the fixed code runs.
         library, trained_on = learned_library(out)
         assert trained_on == (TASK,)
-        config = json.loads((out / LEARNACT_CONFIG).read_text())
+        config = json.loads((out / CONFIG).read_text())
         settings = config["run"] | {"method": "learnact", "max_steps": 5}
         test_run = EvalConfig.model_validate({"run": settings, "tasks": [TASK]})
         test_run = test_run.model_copy(update={"run": test_run.run.model_copy(update={"actions": library.current()})})
@@ -341,6 +368,11 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         record = next(iter(RunDir(tmp_path / "test").latest().values()))
         assert [s.code for s in record.steps] == ["pick_and_stack('b3', 'b2')"]
         assert server.received[-1].body["messages"][0]["content"].count(NOTE) == 1
+        # the agent saw the usage demonstration before the primitive one
+        prompt = server.received[-1].body["messages"][-1]["content"]
+        shown_usage = prompt.index("Here is a task solved with the learned actions")
+        assert shown_usage < prompt.index("Here is an example of a task solved this way")
+        assert f"Action: clear_block('b1', 'b3')\nObservation: {usage.steps[1].observation}" in prompt
 
     # The audit page of this run shows it all: the versions and their origins, the traceback behind the fix,
     # the diff, the Plan note, the dropped action and why, the rounds.
@@ -445,7 +477,7 @@ def test_an_interrupted_run_resumes_without_asking_the_model_again(tmp_path: Pat
     assert len(server.received) > before  # the rest of the run was new work
     assert result.selected["pick_and_stack"] == 3 and set(result.selected) == {"pick_and_stack", "clear_block"}
     calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
-    assert len(calls) == len(set(calls)) == 3
+    assert len(calls) == len(set(calls)) == 5  # create, its fix, optimise, the usage and its fix
     library = Library(out / "library")
     assert len(library.versions("pick_and_stack")) == written == 3  # nothing written twice
     assert [r.round for r in library.rounds()] == [0, 1]
@@ -552,7 +584,7 @@ def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> Non
         assert "create: sample 1 of 1" in learned.stderr and "round 1: best candidate 2, score 3.000" in learned.stderr
         models = {r.body["model"] for r in server.received if r.body["messages"][0]["content"].startswith("You design")}
         assert models == {"w"}
-        assert json.loads((out / LEARNACT_CONFIG).read_text())["train"] == [TASK]
+        assert json.loads((out / CONFIG).read_text())["train"] == [TASK]
 
         args = ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--tasks", TASK, "--seeds", "1"]
         args += ["--model", "m", "--library", str(out), "--out", str(tmp_path / "test"), "--json", *common]
@@ -691,13 +723,12 @@ def test_hand_written_actions_are_imported_checked_validated_and_evaluated_like_
 def test_each_domains_worked_example_is_an_action_the_learner_would_accept(domain: str) -> None:
     from learnact.actions import check
     from learnact.actions.models import CodeKind, Severity
-    from learnact.engine.agents.prompts import worked_example
-    from learnact.envs import primitive_specs
+    from learnact.envs import env_profile, primitive_specs
     from learnact.learner.learnact import combines_actions, parse_actions
 
     env_name = "alfworld/put" if domain == "alfworld" else f"pddl/{domain}"
     primitives = primitive_specs(env_name)
-    code = worked_example(env_name, domain)
+    code = env_profile(env_name).worked_example(domain)
     parsed = parse_actions(code, [p.name for p in primitives], 8)
     (action,) = parsed.actions
     assert not parsed.problems and action.description and action.example.startswith(f"{action.name}(")
@@ -707,11 +738,10 @@ def test_each_domains_worked_example_is_an_action_the_learner_would_accept(domai
 
 
 def test_the_create_prompt_shows_the_domains_worked_example() -> None:
-    from learnact.engine.agents.prompts import worked_example
     from learnact.engine.learnact_run import LearnactPrompts
-    from learnact.envs import make_env
+    from learnact.envs import env_profile, make_env
 
     env = make_env(BLOCKS)
     user = LearnactPrompts(env, "blockworld", LearnactConfig.for_env(env.name), "DEMO").create(0)[1].content
-    assert worked_example(env.name, "blockworld") in user and "def clear_tower(blocks):" in user
-    assert worked_example("pddl", "towers") == ""  # an external domain without one
+    assert env_profile(env.name).worked_example("blockworld") in user and "def clear_tower(blocks):" in user
+    assert env_profile("pddl").worked_example("towers") == ""  # an external domain without one

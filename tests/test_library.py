@@ -268,6 +268,7 @@ def test_writes_are_atomic_replacements_leaving_no_temporary_files(tmp_path: Pat
         "selected": {"stack_on": 2},
         "score": 1.0,
         "learning": None,
+        "usage": None,
     }
     leftovers = [p.name for p in (tmp_path / "lib").rglob(".*")]
     assert leftovers == []

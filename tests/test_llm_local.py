@@ -307,7 +307,7 @@ def test_the_abortable_evaluation_keeps_llama_cpps_blocks_and_stops_between_them
     assert llm.blocks == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # as llama.cpp splits a prompt itself
     llm.aborted = threading.Event()
     llm.aborted.set()
-    with pytest.raises(local.GenerationAbandoned):
+    with pytest.raises(local._GenerationAbandoned):
         llm.eval([10])
     assert len(llm.blocks) == 3
 

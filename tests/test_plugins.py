@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,20 +15,32 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from learnact.actions.plugins import BACKBONE_GROUP, ENV_GROUP, PluginError
+from learnact.actions.plugins import BACKBONE_GROUP, ENV_GROUP, METHOD_GROUP, PluginError
+from learnact.engine.agents import method_spec
 from learnact.engine.cli import app
 from learnact.engine.llm import OpenAIBackbone, make_backbone
 from learnact.engine.rundir import EPISODES
-from learnact.envs import EnvSpecError, UnknownEnvironment, make_env, primitive_specs
+from learnact.envs import (
+    NEUTRAL_PROFILE,
+    EnvFamily,
+    EnvSpecError,
+    UnknownEnvironment,
+    env_profile,
+    make_env,
+    primitive_specs,
+    registry,
+)
 from learnact.envs.pddl import PddlEnv
+from learnact.learner.learnact import LearnactConfig
 
 # A real environment and a backbone answering from a script, as a third party would write them against
 # learnact's public API.
 LAMPS_MODULE = '''
-from learnact.engine.llm import Backbone, ChatRequest, ChatResponse, LLMError
+from learnact.engine.agents import Act, Learns, MethodSpec, Policy
+from learnact.engine.llm import Backbone, ChatMessage, ChatRequest, ChatResponse, LLMError
 from learnact.envs import (
-    Environment, EnvSpec, EnvSpecError, ParamSpec, PrimitiveSpec, ResetInfo, StepOutcome, TaskInfo,
-    UnknownTask,
+    EnvFamily, EnvProfile, Environment, EnvSpec, EnvSpecError, ParamSpec, PrimitiveSpec, ResetInfo, StepOutcome,
+    TaskInfo, UnknownTask,
 )
 
 COLOURS = ("red", "green")
@@ -79,6 +92,15 @@ def make_lamps(spec: EnvSpec) -> Environment:
     return LampRoom(spec.name)
 
 
+# The same room registered as a family with its profile: budgets, LearnAct's defaults and its texts (in the
+# package lamp_texts: profile/domains/any.txt).
+LIT = EnvFamily(
+    build=lambda spec: LampRoom(spec.name),
+    profile=EnvProfile(benchmark="lamp rooms", window=3, max_steps=4, learn_steps=2,
+                       learnact={"style": "decompose", "history": "full"}, texts="lamp_texts"),
+)
+
+
 class ScriptedBackbone(Backbone):
     """Answers with SCRIPT, one line after the other."""
 
@@ -97,6 +119,22 @@ class ScriptedBackbone(Backbone):
 def make_backbone(model, settings):
     BUILT.append(model)
     return ScriptedBackbone(model)
+
+
+class GoalEcho(Policy):
+    """A third party's method: shows the model the goal alone and runs what it answers, minus an 'Action:'."""
+
+    def __init__(self, context):
+        self.context = context
+
+    def decide(self, observation):
+        request = ChatRequest(model=self.context.model.model, max_tokens=self.context.model.max_tokens,
+                              messages=(ChatMessage(role="user", content=self.context.reset.goal),))
+        return Act(self.context.backbone.complete(request).text.removeprefix("Action: "))
+
+
+GOAL_ECHO = MethodSpec(GoalEcho, uses_model=True, max_tokens=64, description="the goal alone, to the model")
+LEARNING = MethodSpec(GoalEcho, learns=Learns.notes)
 
 
 def not_an_environment(spec):
@@ -151,6 +189,20 @@ def lamps(install: Install):
     return importlib.import_module("lamp_plugin")
 
 
+LAMP_DOMAIN = "The environment is a room of coloured lamps, each switched on by its colour."
+
+
+@pytest.fixture
+def lit(lamps, install: Install, tmp_path: Path):
+    """The distribution ``lit-plugin``: the lamp room as the family ``lit``, with a profile and its texts."""
+    texts = tmp_path / "site" / "lamp_texts"
+    (texts / "profile" / "domains").mkdir(parents=True)
+    (texts / "__init__.py").write_text("")
+    (texts / "profile" / "domains" / "any.txt").write_text(LAMP_DOMAIN + "\n")
+    install("lit-plugin", {ENV_GROUP: {"lit": "lamp_plugin:LIT"}})
+    return lamps
+
+
 @pytest.fixture(autouse=True)
 def no_openai_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
@@ -189,6 +241,61 @@ def test_a_plugin_environment_and_model_provider_run_an_episode_through_the_sand
         assert call["observation"] == step["observation"] == f"The {colour} lamp is on." and call["valid"] is True
     config = json.loads((out / "config.json").read_text())["run"]
     assert config["model"]["model"] == "scripted:x" and config["model"]["backbone"] == "scripted:x"
+    # It gave no profile: the neutral defaults, said once, never PDDL's texts.
+    assert config["max_steps"] == NEUTRAL_PROFILE.max_steps
+    assert "gives no profile: neutral defaults are used" in result.stderr
+    assert "Here is an example" not in lamps.REQUESTS[0].messages[1].content  # no demonstration to show
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_plugin_family_brings_its_profile_to_eval_prompts_and_learning(tmp_path: Path, lit) -> None:
+    profile = env_profile("lit")
+    assert profile.benchmark == "lamp rooms" and profile.domain_text("lamps") == LAMP_DOMAIN
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--env", "lit", "--method", "act", "--model", "scripted:x", "--tasks", "0", "--seeds", "1",
+         "--no-cache", "--out", str(out), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "gives no profile" not in result.stderr
+    assert json.loads((out / "config.json").read_text())["run"]["max_steps"] == 4  # its evaluation budget
+    assert LAMP_DOMAIN in lit.REQUESTS[0].messages[0].content  # its domain text in the instruction
+    config = LearnactConfig.for_env("lit", samples=1)
+    assert (config.style, config.history, config.samples) == ("decompose", "full", 1)
+
+
+def test_a_plugin_without_a_profile_is_warned_about_once(lamps, caplog: pytest.LogCaptureFixture) -> None:
+    registry._warned.clear()
+    with caplog.at_level("WARNING", logger="learnact"):
+        assert env_profile("lamps") is NEUTRAL_PROFILE and env_profile("lamps") is NEUTRAL_PROFILE
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "'lamps' (lamp-plugin) gives no profile" in warning and "EnvProfile" in warning
+
+
+def test_a_plugin_profile_of_the_wrong_type_is_named(lamps, install: Install) -> None:
+    lamps.BAD = EnvFamily(build=lamps.make_lamps, profile={"window": 3})
+    install("bad-profile", {ENV_GROUP: {"badly": "lamp_plugin:BAD"}})
+    with pytest.raises(PluginError, match="bad-profile gives a profile of type dict, not an EnvProfile"):
+        env_profile("badly")
+
+
+def test_no_code_outside_a_family_compares_environment_names() -> None:
+    """Family knowledge lives in the family's profile: nothing else tests a name for 'alfworld' or 'pddl'."""
+    root = Path(__file__).parent.parent
+    compared = re.compile(
+        r"""startswith\(\s*["'](alfworld|pddl)|[=!]=\s*["'](alfworld|pddl)["']|["'](alfworld|pddl)["']\s*[=!]="""
+    )
+    found = [
+        f"{path.relative_to(root)}:{number}"
+        for room in ("engine", "learner", "actions", "sandbox", "envs", "images")
+        for path in sorted((root / room).rglob("*.py"))
+        if path.parent.name not in ("alfworld", "pddl")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if compared.search(line)
+    ]
+    assert found == []
 
 
 @pytest.mark.docker
@@ -202,6 +309,44 @@ def test_a_plugin_environments_verdict_on_a_call_travels_with_the_call(lamps) ->
         ("There is no blue lamp here.", False),
         ("The red lamp is on.", True),
     ]
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_plugin_method_runs_an_evaluation_through_the_sandbox(tmp_path: Path, lamps, install: Install) -> None:
+    install("echo-method", {METHOD_GROUP: {"goal_echo": "lamp_plugin:GOAL_ECHO"}})
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--env", "lamps", "--method", "goal_echo", "--model", "scripted:x", "--tasks", "0", "--seeds", "1",
+         "--no-cache", "--out", str(out), "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output + result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["method"] == "goal_echo" and summary["success_rate"] == 1.0
+    (record,) = [json.loads(line) for line in (out / EPISODES).read_text().splitlines()]
+    assert record["method"] == "goal_echo" and [s["code"] for s in record["steps"]] == [
+        "switch_on('green')",
+        "switch_on('red')",
+    ]
+    assert all(step["result"]["calls"][0]["valid"] for step in record["steps"])  # each line ran in the sandbox
+    assert [r.messages[0].content for r in lamps.REQUESTS] == ["Your task is to: switch on the red lamp."] * 2
+    config = json.loads((out / "config.json").read_text())["run"]
+    assert config["method"] == "goal_echo" and config["model"]["max_tokens"] == 64  # the method's default
+    report = CliRunner().invoke(app, ["report", str(out)])
+    assert report.exit_code == 0 and "goal_echo" in report.stdout, report.output
+
+
+def test_an_unknown_method_is_a_one_line_error_listing_the_plugins_methods(tmp_path: Path, lamps, install: Install):
+    install("echo-method", {METHOD_GROUP: {"goal_echo": "lamp_plugin:GOAL_ECHO", "learning": "lamp_plugin:LEARNING"}})
+    result = CliRunner().invoke(app, ["eval", "--env", "lamps", "--method", "goal-echo", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    line = one_line_error(result)
+    assert "unknown method 'goal-echo'" in line and "learnact, goal_echo, learning" in line
+    with pytest.raises(PluginError, match="a plugin's method cannot learn yet"):
+        method_spec("learning")
+    learned = CliRunner().invoke(app, ["learn", "--env", "lamps", "--method", "goal_echo", "--out", str(tmp_path)])
+    assert learned.exit_code == 2 and "goal_echo learns nothing" in one_line_error(learned)
 
 
 def test_envs_list_shows_a_plugin_environment_next_to_the_built_in_ones(lamps) -> None:
@@ -275,7 +420,7 @@ def test_a_plugin_that_breaks_its_contract_is_named(lamps, install: Install) -> 
     )  # fmt: skip
     with pytest.raises(PluginError, match="odd-plugin returned str for 'odd', not an Environment"):
         make_env("odd")
-    with pytest.raises(PluginError, match="names a tuple, not a callable"):
+    with pytest.raises(PluginError, match="names a tuple, not an EnvFamily or a callable"):
         make_env("box")
     with pytest.raises(PluginError, match="RuntimeError: the provider's client is not configured"):
         make_backbone("failing:x")

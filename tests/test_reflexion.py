@@ -14,10 +14,10 @@ from typer.testing import CliRunner
 
 from learnact.engine.agents import call_code
 from learnact.engine.cli import app
-from learnact.engine.learning import NOTES, SPLIT, ReflexionConfig, run_reflexion
+from learnact.engine.learning import NOTES, ReflexionConfig, run_reflexion
 from learnact.engine.llm import CALLS, OpenAIBackbone
 from learnact.engine.records import Method, ModelSettings, RunSettings
-from learnact.engine.rundir import EPISODES
+from learnact.engine.rundir import EPISODES, SPLITS
 from learnact.engine.splits import split_tasks
 from learnact.envs import EnvSpec, make_env
 from learnact.learner.reflexion import (
@@ -211,7 +211,7 @@ def test_learn_reflects_on_each_failure_and_retries_with_the_notes(tmp_path: Pat
     assert [e["task"] for e in episodes] == [task] * 3 and not any(e["success"] for e in episodes)
     calls = [json.loads(line) for line in (out / CALLS).read_text().splitlines()]
     assert len(calls) == len(server.received) == 11
-    assert json.loads((out / SPLIT).read_text())["train"] == [task]
+    assert json.loads((out / SPLITS).read_text())["splits"][0]["train"] == [task]
     assert json.loads((out / "config.json").read_text())["rounds"] == 2
 
 

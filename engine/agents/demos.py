@@ -1,8 +1,9 @@
 """Make the agents' demonstrations: the expert's trajectory on one task per PDDL domain and per ALFWorld task
 type, written as the agents' history (``Action:`` code lines and the observations the environment gave),
-stored as ``data/demos/<type>.json``. Run ``python -m learnact.engine.agents.demos [--alfworld-data DIR]``
-after changing an environment; the output is deterministic (the planner's plans, and ALFWorld's expert
-seeded per game), so an unchanged environment rewrites the same files.
+stored with the family's profile (``envs/<family>/profile/demos/<type>.json``). Run ``python -m
+learnact.engine.agents.demos [--alfworld-data DIR]`` after changing an environment; the output is
+deterministic (the planner's plans, and ALFWorld's expert seeded per game), so an unchanged environment
+rewrites the same files.
 
 - PDDL: the domain's demonstration problem (``envs/pddl/demos/``, no task of the domain), whose expert plan
   has at least MIN_STEPS steps.
@@ -20,18 +21,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from importlib import resources
 from pathlib import Path
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.files import write_atomic
 from learnact.engine.agents.policy import call_code
-from learnact.envs import Environment
+from learnact.envs import Environment, env_profile
 from learnact.envs.alfworld import TASK_TYPES, AlfworldEnv
 from learnact.envs.alfworld.expert import task_params
 from learnact.envs.alfworld.games import discover_games
+from learnact.envs.family import PROFILE_FOLDER
 from learnact.envs.pddl import PddlEnv
 
-DEMOS = Path(__file__).parent / "data" / "demos"
 PDDL_DOMAINS = ("blockworld", "barman", "gripper", "tyreworld")
 MIN_STEPS = 3
 THOUGHT = "To reach the goal I will do, in order: {plan}."  # the PDDL react demonstration's Think step
@@ -54,6 +56,18 @@ PLANS = {
     "take it and put it in/on the {recep} too. I will look in the likely places one by one, opening the closed "
     "ones.",
 }
+
+
+def stored_folder(env_name: str) -> Path:
+    """Where the demonstrations of ``env_name``'s family are stored: its profile's ``demos/`` (in the source
+    tree of an editable install).
+
+    :raises NoDemonstration: for a family whose profile has no texts.
+    """
+    texts = env_profile(env_name).texts
+    if texts is None:
+        raise NoDemonstration(f"{env_name}: its family's profile has no texts", "give --out")
+    return Path(str(resources.files(texts).joinpath(PROFILE_FOLDER, "demos")))
 
 
 class NoDemonstration(LearnactError):
@@ -154,7 +168,9 @@ def demo_text(demo: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEMOS, help="folder of the demonstrations")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="folder of the demonstrations (default: each family's profile)"
+    )
     parser.add_argument(
         "--alfworld-data",
         type=Path,
@@ -173,7 +189,7 @@ def main() -> None:
             demo = pddl_demo(name) if name in PDDL_DOMAINS else alfworld_demo(args.alfworld_data, name)
         except LearnactError as exc:
             raise SystemExit(f"{exc}") from exc
-        path = args.out / f"{demo['type']}.json"
+        path = (args.out or stored_folder(demo["env"])) / f"{demo['type']}.json"
         write_atomic(path, demo_text(demo))
         print(f"{path}: {demo['task']}, {len(demo['steps'])} steps")
 

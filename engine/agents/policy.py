@@ -27,10 +27,9 @@ from learnact.engine.agents.prompts import (
     task_prompt,
 )
 from learnact.engine.llm import Backbone, ChatMessage, ChatRequest
-from learnact.engine.records import Method, ModelSettings
-from learnact.envs import Environment, ResetInfo
+from learnact.engine.records import ModelSettings
+from learnact.envs import Environment, ResetInfo, env_profile
 
-WINDOWS = {"pddl": 20, "alfworld": 50}  # steps of history shown to the model (the seed's windows)
 THINK_ANSWER = "OK."
 STOP = ("\nObservation:",)
 PROGRAM_MAX_TOKENS = 1024  # code_as_policy's default answer length: a whole program
@@ -90,10 +89,6 @@ class ExpertPolicy(Policy):
         return None if call is None else Act(call_code(*call))
 
 
-def window_of(env_name: str) -> int:
-    return WINDOWS["alfworld" if env_name.startswith("alfworld") else "pddl"]
-
-
 class ModelPolicy(Policy):
     """``act`` (and with ``react``, ``Think:`` steps): the instruction, one demonstration, the goal and the
     recent history go to the model, whose answer is parsed into one step. The instruction shows the learned
@@ -115,16 +110,17 @@ class ModelPolicy(Policy):
     ) -> None:
         primitives = env.primitives()
         self.backbone, self.model, self.react, self.seed = backbone, model, react, seed
-        self.window = window if window is not None else window_of(env.name)
+        self.window = window if window is not None else env_profile(env.name).window
         self.system = instruction(react, env.name, task_type, primitives, actions=actions, notes=notes)
-        self.demo = demonstration(task_type, react)
+        self.demo = demonstration(env.name, task_type, react)
         self.example = call_example(primitives, actions)
         self.goal, self.initial = reset.goal, reset.observation
+        self.usage = actions.usage if actions is not None and actions.actions else None
         self.turns: list[Turn] = []
         self._written: str | None = None  # the last step, waiting for its observation
 
     def request(self) -> ChatRequest:
-        prompt = task_prompt(self.demo, self.goal, self.initial, self.turns, self.window).rstrip()
+        prompt = task_prompt(self.demo, self.goal, self.initial, self.turns, self.window, self.usage).rstrip()
         return ChatRequest(
             model=self.model.model,
             messages=(ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=prompt)),
@@ -168,7 +164,9 @@ class ProgramPolicy(Policy):
     ) -> None:
         self.backbone, self.model, self.seed = backbone, model, seed
         self.system = program_instruction(env.name, task_type, env.primitives())
-        self.prompt = program_task_prompt(demonstration(task_type, False), reset.goal, reset.observation).rstrip()
+        self.prompt = program_task_prompt(
+            demonstration(env.name, task_type, False), reset.goal, reset.observation
+        ).rstrip()
         self._asked = False
 
     def request(self) -> ChatRequest:
@@ -189,33 +187,3 @@ class ProgramPolicy(Policy):
         if program is None:
             return NoCode(fill("no_program", limit=MAX_PROGRAM_CHARS).strip(), answer)
         return Program(program, answer)
-
-
-def make_policy(
-    method: Method,
-    env: Environment,
-    task_type: str,
-    reset: ResetInfo,
-    backbone: Backbone | None = None,
-    model: ModelSettings | None = None,
-    seed: int = 0,
-    notes: tuple[str, ...] = (),
-    actions: ActionSet | None = None,
-) -> Policy:
-    """The policy of ``method`` for the task ``env`` was just reset to; ``seed`` is the episode's, sent
-    with every model request. act_reflexion and react_reflexion are act and react shown the ``notes`` of their
-    reflections; learnact is act shown the learned ``actions`` (the episode loads them into the sandbox); the
-    other methods use neither.
-
-    :raises ValueError: for a model method without a backbone or model settings.
-    """
-    if method is Method.expert:
-        return ExpertPolicy(env)
-    if backbone is None or model is None:
-        raise ValueError(f"the method {method.value} needs a model backbone and model settings")
-    if method is Method.code_as_policy:
-        return ProgramPolicy(env, task_type, reset, backbone, model, seed=seed)
-    return ModelPolicy(
-        env, task_type, reset, backbone, model, react=method.thinks, seed=seed,
-        notes=notes if method.reflects else (), actions=actions if method is Method.learnact else None,
-    )  # fmt: skip

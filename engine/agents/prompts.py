@@ -1,17 +1,17 @@
-"""The agents' prompts, built from the text templates and demonstrations under ``data/`` (the templates
-are ``string.Template`` files: ``$name`` fields filled here; no prompt text lives in code)."""
+"""The agents' prompts, built from the text templates under ``data/prompts/`` (``string.Template`` files:
+``$name`` fields filled here; no prompt text lives in code) and from the environment family's profile (its
+domain text and demonstrations)."""
 
 from __future__ import annotations
 
 import ast
-import json
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from string import Template
 
-from learnact.actions.models import ActionSet, LearnedAction
-from learnact.envs import PrimitiveSpec
+from learnact.actions.models import ActionSet, LearnedAction, UsageDemonstration
+from learnact.envs import PrimitiveSpec, env_profile
 
 DATA = "learnact.engine.agents"
 
@@ -24,24 +24,6 @@ def template(name: str) -> Template:
 
 def fill(name: str, **fields: object) -> str:
     return template(name).substitute({k: str(v) for k, v in fields.items()})
-
-
-@cache
-def domain_text(env_name: str, task_type: str) -> str:
-    """What the environment is, from ``data/domains/``: by task type for PDDL, one text for ALFWorld;
-    empty for a domain without a description (an external PDDL domain)."""
-    key = "alfworld" if env_name.startswith("alfworld") else task_type
-    path = resources.files(DATA).joinpath("data", "domains", f"{key}.txt")
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
-
-
-@cache
-def worked_example(env_name: str, task_type: str) -> str:
-    """One action written by us for the domain (``data/examples/``: the form the learner is asked for, never a
-    task's solution), shown when the learner creates actions; empty for a domain without one."""
-    key = "alfworld" if env_name.startswith("alfworld") else task_type
-    path = resources.files(DATA).joinpath("data", "examples", f"{key}.txt")
-    return path.read_text(encoding="utf-8").strip() if path.is_file() else ""
 
 
 @dataclass(frozen=True)
@@ -62,18 +44,13 @@ class Demonstration:
     turns: tuple[Turn, ...]
 
 
-def demo_path(task_type: str) -> str:
-    return f"{task_type}.json"
-
-
-@cache
-def demonstration(task_type: str, thoughts: bool) -> Demonstration | None:
-    """The demonstration of ``task_type`` (``data/demos/<type>.json``, made by ``python -m
-    learnact.engine.agents.demos``); with ``thoughts`` its plan is stated first as a Think step."""
-    path = resources.files(DATA).joinpath("data", "demos", demo_path(task_type))
-    if not path.is_file():
+def demonstration(env_name: str, task_type: str, thoughts: bool) -> Demonstration | None:
+    """The demonstration of ``task_type`` from the profile of ``env_name``'s family (made by ``python -m
+    learnact.engine.agents.demos`` for the built-in families); with ``thoughts`` its plan is stated first as a
+    Think step; None when the profile has none."""
+    data = env_profile(env_name).demonstration(task_type)
+    if data is None:
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
     turns = [Turn(f"Action: {s['action']}", s["observation"]) for s in data["steps"]]
     if thoughts and data.get("thought"):
         turns.insert(0, Turn(f"Think: {data['thought']}", "OK."))
@@ -163,7 +140,7 @@ def instruction(
         shown, one_action = fill("primitive_actions", primitives=primitives_text(primitives)), "one primitive action"
     text = fill(
         "react" if react else "act",
-        domain=domain_text(env_name, task_type),
+        domain=env_profile(env_name).domain_text(task_type),
         actions=shown.strip(),
         one_action=one_action,
         example=example,
@@ -173,18 +150,33 @@ def instruction(
     return text
 
 
-def task_prompt(demo: Demonstration | None, goal: str, initial: str, turns: list[Turn], window: int) -> str:
-    shown_demo = (
-        fill("demonstration", goal=demo.goal, initial=demo.initial, history=history_text(list(demo.turns), 10**6))
-        if demo is not None
-        else ""
-    )
+def task_prompt(
+    demo: Demonstration | None,
+    goal: str,
+    initial: str,
+    turns: list[Turn],
+    window: int,
+    usage: UsageDemonstration | None = None,
+) -> str:
+    """The agent's request: the learned actions' ``usage`` demonstration (learnact), the primitive
+    demonstration, the goal, the first observation and the last ``window`` steps."""
+    shown_demo = ""
+    if usage is not None:
+        steps = [Turn(f"Action: {step.code}", step.observation) for step in usage.steps]
+        shown_demo += fill(
+            "usage_demonstration", goal=usage.goal, initial=usage.initial, history=history_text(steps, 10**6)
+        )
+    if demo is not None:
+        history = history_text(list(demo.turns), 10**6)
+        shown_demo += fill("demonstration", goal=demo.goal, initial=demo.initial, history=history)
     return fill("task", demonstration=shown_demo, goal=goal, initial=initial, history=history_text(turns, window))
 
 
 def program_instruction(env_name: str, task_type: str, primitives: list[PrimitiveSpec]) -> str:
     """code_as_policy's instruction: the domain, the primitives, and what to answer (one whole program)."""
-    return fill("program", domain=domain_text(env_name, task_type), primitives=primitives_text(primitives)).strip()
+    return fill(
+        "program", domain=env_profile(env_name).domain_text(task_type), primitives=primitives_text(primitives)
+    ).strip()
 
 
 def program_task_prompt(demo: Demonstration | None, goal: str, initial: str) -> str:

@@ -260,7 +260,7 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-class GenerationAbandoned(Exception):
+class _GenerationAbandoned(Exception):
     """Raised inside llama-cpp-python's Python generation loop (between two blocks), so that it unwinds the
     whole call; never raised in a C callback, where llama-cpp-python swallows exceptions."""
 
@@ -286,11 +286,11 @@ def _aligned_llama(llama_cpp: Any) -> type:
             """Evaluates in the same blocks of ``n_batch`` as llama.cpp's own loop, looking before each block
             (and each generated token, which is one block) whether the backbone was aborted.
 
-            :raises GenerationAbandoned: when it was; what the KV cache holds past ``n_tokens`` is then stale.
+            :raises _GenerationAbandoned: when it was; what the KV cache holds past ``n_tokens`` is then stale.
             """
             for start in range(0, len(tokens), self.n_batch):
                 if self.aborted is not None and self.aborted.is_set():
-                    raise GenerationAbandoned()
+                    raise _GenerationAbandoned()
                 super().eval(tokens[start : start + self.n_batch])
 
         def generate(self, tokens: Sequence[int], *args: Any, **kwargs: Any):
@@ -373,7 +373,7 @@ class LocalBackbone(Backbone):
                 raise LLMError(NAME, "the generation was abandoned: the run is stopping")
             try:
                 result = self._llm.create_chat_completion(**kwargs)
-            except GenerationAbandoned:
+            except _GenerationAbandoned:
                 self._llm._clean = 0
                 raise LLMError(NAME, "the generation was abandoned: the run is stopping") from None
             except (ValueError, RuntimeError) as exc:

@@ -16,7 +16,7 @@ from learnact.envs.base import (
     TaskInfo,
     UnknownTask,
 )
-from learnact.envs.registry import UnknownEnvironment
+from learnact.envs.family import UnknownEnvironment
 
 from .loader import load_domain, load_problem
 from .model import Domain, PddlError, Problem

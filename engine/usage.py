@@ -1,0 +1,176 @@
+"""The usage demonstration of a learned action set: a task solved with the actions, grounded in the sandbox.
+
+The agent at test time plans better with learned actions when it has seen them at work (the paper shows a
+usage trajectory before the primitive one). The paper's usage trajectories were written by the model with
+invented observations; here the learner model rewrites the demonstration's solution to call the learned
+actions, and the rewritten lines run in the sandbox on the demonstration's task, from its start: they are
+kept only when they reach its goal, with the observations the environment really gave. When they do not,
+what went wrong (the line, and what was observed) goes back to the model, as any finding does.
+
+Every line is untrusted model output: parsed here as one call with literal arguments, then checked and run
+in the sandbox like an agent's step.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from learnact.actions.errors import LearnactError
+from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
+from learnact.engine.agents.prompts import fill
+from learnact.engine.episode import OutcomeTracker, observation_of
+from learnact.envs import Environment
+from learnact.learner.learnact import Ask, Message, code_of
+from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
+
+log = logging.getLogger(__name__)
+
+MAX_EXTRA_LINES = 5  # lines a rewritten solution may have beyond the primitive one's
+MAX_LINE_CHARS = 300
+USAGE_CALL = "usage"  # the learner call id of the request for the demonstration (fixes: usage-fix-N)
+
+
+@dataclass(frozen=True)
+class DemoTask:
+    """A solved task the learner is shown: as text (``text``: goal, first observation, the primitive calls
+    with what was observed), its goal and first observation, the length of its solution, and how to open it
+    again to try learned actions on it (``open_env``, ``task``; None: it cannot be opened)."""
+
+    text: str
+    goal: str
+    initial: str
+    steps: int
+    task: str
+    open_env: Callable[[], Environment | None]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The rewritten lines as they ran: the steps up to the goal or the first failure, and what failed."""
+
+    steps: tuple[UsageStep, ...]
+    success: bool
+    problem: str | None
+
+
+def parse_lines(answer: str, max_lines: int) -> tuple[list[str], str | None]:
+    """The call lines of an answer (its ```python block, else its text), and the problem with them (None: none).
+    A line is one call of a name with literal arguments."""
+    lines = [line.strip() for line in code_of(answer).splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not lines:
+        return [], "the answer holds no line of code"
+    if len(lines) > max_lines:
+        return [], f"the answer has {len(lines)} lines; write at most {max_lines}, one call each"
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_CHARS or not _is_literal_call(line):
+            return [], f"line {number}, `{line[:MAX_LINE_CHARS]}`, is not one call with literal arguments"
+    return lines, None
+
+
+def _is_literal_call(line: str) -> bool:
+    try:
+        node = ast.parse(line, mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+        return False
+    try:
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            ast.literal_eval(arg)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+        return False
+    return True
+
+
+def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str], sandbox: Sandbox) -> Replay:
+    """Run ``lines`` one by one in a session holding ``actions``, on ``task`` from its start; stop at the goal or
+    at the first line that fails (an error, a rejected line, or a primitive call the environment found invalid).
+
+    :raises SandboxUnavailable: when the sandbox cannot start.
+    :raises LearnactError: when the environment cannot reset to ``task``.
+    """
+    env.reset(task)
+    tracker = OutcomeTracker(env)
+    steps: list[UsageStep] = []
+    with sandbox.session(env.primitives(), tracker) as session:
+        loaded = session.load_actions(actions.module)
+        if not loaded.ok:
+            return Replay((), False, f"the learned actions could not be loaded: {observation_of(loaded)}")
+        for number, line in enumerate(lines, start=1):
+            invalid_before = tracker.invalid_calls
+            result = session.execute(line)
+            observation = observation_of(result)
+            steps.append(UsageStep(code=line, observation=observation))
+            if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
+                return Replay(tuple(steps), False, f"line {number}, `{line}`, failed; observed: {observation}")
+            if tracker.success:
+                return Replay(tuple(steps), True, None)
+    return Replay(tuple(steps), False, f"all {len(lines)} lines ran and the goal was not reached")
+
+
+class UsageDemonstrator:
+    """Asks the learner model for the demonstration's solution rewritten with a set of learned actions, and
+    keeps it once it reaches the goal in the sandbox (``tries`` answers: the first and its fixes)."""
+
+    def __init__(
+        self,
+        demo: DemoTask,
+        system: str,
+        ask: Ask,
+        sandbox: SandboxConfig,
+        tries: int,
+        progress: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        self.demo, self.system, self.ask, self.sandbox = demo, system, ask, sandbox
+        self.tries, self.progress = tries, progress
+
+    def __call__(self, actions: ActionSet) -> UsageDemonstration | None:
+        """The grounded usage demonstration of ``actions``; None when no answer reached the goal.
+
+        :raises LLMError: when the learner model gives no answer.
+        :raises SandboxUnavailable: when the sandbox cannot start.
+        """
+        env = self.demo.open_env()
+        if env is None:
+            self.progress("usage demonstration: the demonstration's task cannot be opened to try the actions on")
+            return None
+        request = fill("learnact_usage", actions=actions.module.strip(), demonstration=self.demo.text).strip()
+        messages = [Message(role="system", content=self.system), Message(role="user", content=request)]
+        try:
+            with Sandbox(self.sandbox) as sandbox:
+                return self._attempts(env, sandbox, actions, messages)
+        finally:
+            _close(env)
+
+    def _attempts(
+        self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[Message]
+    ) -> UsageDemonstration | None:
+        max_lines = self.demo.steps + MAX_EXTRA_LINES
+        for attempt in range(self.tries):
+            call_id = USAGE_CALL if attempt == 0 else f"{USAGE_CALL}-fix-{attempt}"
+            answer = self.ask(call_id, messages, 0, attempt > 0)
+            lines, problem = parse_lines(answer, max_lines)
+            if problem is None:
+                ran = replay(env, self.demo.task, actions, lines, sandbox)
+                if ran.success:
+                    self.progress(f"usage demonstration: {len(ran.steps)} lines reached the goal")
+                    return UsageDemonstration(
+                        task=self.demo.task, goal=self.demo.goal, initial=self.demo.initial, steps=ran.steps
+                    )
+                problem = ran.problem or "the goal was not reached"
+            self.progress(f"usage demonstration, answer {attempt + 1}: {problem}")
+            messages += [
+                Message(role="assistant", content=answer),
+                Message(role="user", content=fill("learnact_usage_fix", problem=problem).strip()),
+            ]
+        return None
+
+
+def _close(env: Environment) -> None:
+    try:
+        env.close()
+    except (LearnactError, OSError) as exc:  # a closing failure never hides the demonstration's outcome
+        log.debug("closing the demonstration's environment: %s", exc)
