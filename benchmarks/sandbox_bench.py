@@ -1,4 +1,5 @@
-"""Sandbox latency, measured in one run: `python benchmarks/sandbox_bench.py [--runtime runc|runsc] [--json]`.
+"""Sandbox latency, measured in one run: `python benchmarks/sandbox_bench.py [--backend docker|bwrap]
+[--runtime runc|runsc] [--json]`.
 
 - call_roundtrip_ms: median time between consecutive proxied primitive calls of one snippet
   (host reply -> stub returns -> next call -> host parses it), beside
@@ -10,6 +11,11 @@
   (the runner reads the same two requests from stdin and exits);
 - check_ms: median static check of a typical 100-line action module, a new text each time.
 Targets: roundtrip <= 1.5x raw echo; warm acquire <= 10 ms; cold start <= 1.3x bare run; check <= 2 ms.
+
+With ``--backend bwrap`` the same figures for bubblewrap: ``raw_echo_ms`` is the bare echo in bubblewrap with
+the backend's own flags and seccomp filter, ``cold_start_ms`` a session opened, ``pass`` run and the
+sandbox ended, beside ``docker_cold_start_ms``, Docker runc's cold start measured in the same run. Targets:
+bwrap cold start <= 0.5x Docker runc's; roundtrip <= 1.5x raw echo.
 """
 
 from __future__ import annotations
@@ -166,22 +172,82 @@ def check_ms(runs: int = 200) -> float:
     return statistics.median(times) * 1000
 
 
+def bwrap_raw_echo_ms(config: SandboxConfig) -> float:
+    """The bare echo in bubblewrap, started as the backend starts its runner (same flags, user, filter)."""
+    from learnact.sandbox.bwrap_backend import BwrapBackend
+
+    backend = BwrapBackend(config)
+    read_end, write_end = os.pipe()
+    command = backend.command(read_end)
+    command = [*command[: command.index("--") + 1], backend.python, "-I", "-S", "-u", "-c", ECHO]
+    identity = dict(user=65534, group=65534, extra_groups=[]) if backend.drop_root else {}
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(read_end,), cwd="/", bufsize=0, **identity
+    )
+    os.close(read_end)
+    os.write(write_end, backend.filter)
+    os.close(write_end)
+    assert process.stdin is not None and process.stdout is not None
+    times = []
+    try:
+        for _ in range(CALLS):
+            started = time.perf_counter()
+            process.stdin.write(b'{"op":"result","id":1,"value":"You pick up a."}\n')
+            process.stdout.readline()
+            times.append(time.perf_counter() - started)
+    finally:
+        process.kill()
+        process.wait()
+        backend.close()
+    return statistics.median(times) * 1000
+
+
+def session_cold_start_ms(config: SandboxConfig, runs: int) -> float:
+    """A session opened without a pool, ``pass`` run, the sandbox ended (the process is reaped)."""
+    times = []
+    with Sandbox(config) as sandbox:
+        for _ in range(runs):
+            started = time.perf_counter()
+            with sandbox.session() as session:
+                assert session.execute("pass").ok
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def bwrap_figures(runs: int) -> dict:
+    config = SandboxConfig(backend="bwrap", pool_size=0)
+    return {
+        "backend": "bwrap",
+        "call_roundtrip_ms": call_roundtrip_ms(config),
+        "raw_echo_ms": bwrap_raw_echo_ms(config),
+        "warm_acquire_ms": warm_acquire_ms(config),
+        "cold_start_ms": session_cold_start_ms(config, runs),
+        "docker_cold_start_ms": cold_start_ms(SandboxConfig(pool_size=0), runs),
+        "check_ms": check_ms(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=["docker", "bwrap"], default="docker")
     parser.add_argument("--runtime", choices=[r.value for r in RuntimeName], default=RuntimeName.runc.value)
     parser.add_argument("--runs", type=int, default=5, help="container starts per cold-start figure")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     args = parser.parse_args()
     config = SandboxConfig(runtime=args.runtime, pool_size=0)
-    figures = {
-        "runtime": args.runtime,
-        "call_roundtrip_ms": call_roundtrip_ms(config),
-        "raw_echo_ms": raw_echo_ms(config),
-        "warm_acquire_ms": warm_acquire_ms(config),
-        "cold_start_ms": cold_start_ms(config, args.runs),
-        "bare_docker_run_ms": bare_docker_run_ms(config, args.runs),
-        "check_ms": check_ms(),
-    }
+    figures = (
+        bwrap_figures(args.runs)
+        if args.backend == "bwrap"
+        else {
+            "runtime": args.runtime,
+            "call_roundtrip_ms": call_roundtrip_ms(config),
+            "raw_echo_ms": raw_echo_ms(config),
+            "warm_acquire_ms": warm_acquire_ms(config),
+            "cold_start_ms": cold_start_ms(config, args.runs),
+            "bare_docker_run_ms": bare_docker_run_ms(config, args.runs),
+            "check_ms": check_ms(),
+        }
+    )
     figures = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
     if args.json:
         print(json.dumps(figures))

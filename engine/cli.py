@@ -135,6 +135,9 @@ app.command("audit")(cli_actions.audit)
 from learnact.engine import cli_learn  # noqa: E402
 
 app.command("learn")(cli_learn.learn)
+from learnact.engine import cli_serve  # noqa: E402
+
+app.command("serve")(cli_serve.serve)
 
 if __name__ == "__main__":
     app()

@@ -208,7 +208,12 @@ DEFAULT_BACKEND: BackendName = SandboxConfig.model_fields["backend"].default
 DEFAULT_RUNTIME: RuntimeName = SandboxConfig.model_fields["runtime"].default
 
 BackendOption = Annotated[
-    BackendName, typer.Option("--backend", help="sandbox backend: docker, or process (an rlimited child; weaker)")
+    BackendName,
+    typer.Option(
+        "--backend",
+        help="sandbox backend: docker, bwrap (bubblewrap, for machines without Docker), or process (an rlimited child;"
+        " weaker: no file-system isolation)",
+    ),
 ]
 RuntimeOption = Annotated[RuntimeName, typer.Option("--runtime", help="OCI runtime of the containers; runsc is gVisor")]
 PddlDomainOption = Annotated[

@@ -17,7 +17,16 @@ from pathlib import Path
 import docker
 from docker.errors import APIError
 
-from learnact.images.common import BASE_LABEL, ImageBuildError, ImageInfo, Log, find_image, image_info
+from learnact.images.common import (
+    BASE_LABEL,
+    ROOTFS_RUNNER,
+    ImageBuildError,
+    ImageInfo,
+    Log,
+    find_image,
+    image_info,
+    rootfs_dir,
+)
 
 BASE_IMAGE = "learnact-base:bookworm"
 SUITE = "bookworm"
@@ -61,10 +70,83 @@ def build_base_image(
         _debootstrap(rootfs, mirror, log)
         _trim(rootfs)
         _import(client, rootfs, log)
+        install_rootfs(rootfs, log)
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)
     image = client.images.get(BASE_IMAGE)
     return image_info(image, BASE_IMAGE, built=True, seconds=time.monotonic() - started, replaced=existing)
+
+
+def ensure_rootfs(client: docker.DockerClient, image: str, log: Log, force: bool = False) -> Path:
+    """The bwrap backend's root file system (:func:`rootfs_dir`): kept when it holds a Python (unless
+    ``force``), else exported from ``image`` (the base the sandbox image is built on).
+
+    :raises ImageBuildError: when the export or the unpacking fails.
+    """
+    target = rootfs_dir()
+    if not force and python_in(target) is not None:
+        log(f"the bwrap root file system at {target} exists; kept")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".rootfs-", dir=target.parent))
+    try:
+        log(f"exporting {image}'s root file system for the bwrap backend")
+        container = client.containers.create(image, command=["true"], network_disabled=True)
+        try:
+            tar = subprocess.Popen(
+                ["tar", "--numeric-owner", "-C", str(staging), "-x"], stdin=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            assert tar.stdin is not None and tar.stderr is not None
+            try:
+                for chunk in container.export():
+                    tar.stdin.write(chunk)
+            finally:
+                tar.stdin.close()
+            error = tar.stderr.read().decode(errors="replace").strip()
+            if tar.wait() != 0:
+                raise ImageBuildError(f"unpacking {image}'s root file system failed: {error or 'no message'}")
+        finally:
+            container.remove(force=True)
+        return install_rootfs(staging, log)
+    except (APIError, OSError) as exc:
+        raise ImageBuildError(f"exporting {image}'s root file system failed: {exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def install_rootfs(rootfs: Path, log: Log) -> Path:
+    """Make ``rootfs`` the bwrap backend's root file system: its mount points for the runner added, put in
+    place by a rename (the previous one removed after it).
+
+    :raises ImageBuildError: when it holds no Python, or cannot be moved into place.
+    """
+    if python_in(rootfs) is None:
+        raise ImageBuildError(f"the root file system {rootfs} holds no python3")
+    runner_dir = rootfs / ROOTFS_RUNNER
+    (runner_dir / "lib").mkdir(parents=True, exist_ok=True)
+    (runner_dir / "runner.py").touch()
+    rootfs.chmod(0o755)  # a staging folder is private; the root of a system is not
+    target = rootfs_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = target.with_name(f".{target.name}-old-{os.getpid()}")
+    try:
+        if target.exists():
+            target.rename(old)
+        shutil.move(str(rootfs), str(target))  # a rename on one file system
+    except OSError as exc:
+        raise ImageBuildError(f"cannot put the bwrap root file system at {target}: {exc}") from None
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+    log(f"the bwrap backend's root file system is at {target}")
+    return target
+
+
+def python_in(rootfs: Path) -> Path | None:
+    """The python3 of a root file system (Debian's, else a python:*-slim image's), None when it has none."""
+    for relative in ("usr/bin/python3", "usr/local/bin/python3"):
+        if (rootfs / relative).exists() or (rootfs / relative).is_symlink():
+            return Path("/", relative)
+    return None
 
 
 def _check_can_debootstrap() -> None:

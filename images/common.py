@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound
@@ -22,6 +23,8 @@ INPUTS_LABEL = "org.learnact.inputs-sha256"
 SOURCES_LABEL = "org.learnact.sources-sha256"
 BASE_LABEL = "org.learnact.base"
 SANDBOX_IMAGE = "learnact-sandbox:latest"  # the image every Docker sandbox runs unless configured otherwise
+ROOTFS_ENV = "LEARNACT_ROOTFS"  # where the bwrap backend's root file system is, when not the default
+ROOTFS_RUNNER = "opt/learnact"  # in that root: the mount points of the runner (runner.py) and its lib/
 
 
 class ImageBuildError(LearnactError):
@@ -38,6 +41,18 @@ class ImageInfo(BaseModel):
     seconds: float = Field(0.0, description="time spent building (0 when kept)")
     inputs_sha256: str | None = Field(None, description="content hash of the build inputs (sandbox image only)")
     replaced_id: str | None = Field(None, description="the image that held the tag before this build")
+
+
+def rootfs_dir() -> Path:
+    """Where the image build leaves the sandbox's Debian root file system for the bwrap backend: $LEARNACT_ROOTFS,
+    else /var/lib/learnact/rootfs for root, else ~/.cache/learnact/rootfs."""
+    given = os.environ.get(ROOTFS_ENV)
+    if given:
+        return Path(given)
+    if os.geteuid() == 0:
+        return Path("/var/lib/learnact/rootfs")
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "learnact" / "rootfs"
 
 
 def connect() -> docker.DockerClient:

@@ -23,6 +23,7 @@ from learnact.sandbox.transport import Transport
 BACKENDS: dict[BackendName, str] = {
     BackendName.docker: "learnact.sandbox.docker_backend:DockerBackend",
     BackendName.process: "learnact.sandbox.process_backend:ProcessBackend",
+    BackendName.bwrap: "learnact.sandbox.bwrap_backend:BwrapBackend",
 }
 
 

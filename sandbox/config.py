@@ -22,7 +22,8 @@ class BackendName(Choice):
     """Where a session's sandbox runs (the one list of backends: config, command line and factory)."""
 
     docker = "docker"  # one container per session
-    process = "process"  # an rlimited child process: weaker, for machines without Docker
+    process = "process"  # an rlimited child process: weaker, for machines without Docker or bubblewrap
+    bwrap = "bwrap"  # bubblewrap: namespaces, a read-only Debian root, seccomp; for machines without Docker
 
 
 class RuntimeName(Choice):
@@ -42,7 +43,8 @@ class SandboxConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     backend: BackendName = Field(
-        BackendName.docker, description="docker: one container per session; process: rlimited child process"
+        BackendName.docker,
+        description="docker: one container per session; bwrap: bubblewrap namespaces; process: rlimited child process",
     )
     runtime: RuntimeName = Field(
         RuntimeName.runc, description="OCI runtime of the container; runsc is gVisor (docker backend only)"

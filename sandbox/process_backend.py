@@ -71,13 +71,8 @@ class ProcessBackend(Backend):
         # own (readable by the runner's user; the child's sys.path does not open onto the host's
         # site-packages); the runner enforces that policy. The sandboxes' working directories go there too.
         self.base_dir = tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-")
-        self.lib_dir = str(Path(self.base_dir, "lib"))
-        self.runner = str(Path(self.base_dir, "runner.py"))
         try:
-            shutil.copytree(Path(RestrictedPython.__file__).parent, Path(self.lib_dir, "RestrictedPython"))
-            shutil.copyfile(policy.__file__, Path(self.lib_dir, "learnact_policy.py"))
-            shutil.copyfile(RUNNER, self.runner)
-            _readable_by_all(self.base_dir)
+            self.lib_dir, self.runner = stage_runner(self.base_dir)
         except BaseException:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             raise
@@ -93,7 +88,7 @@ class ProcessBackend(Backend):
             "cpu": self.session_cpu_s(),
             "fsize": config.tmpfs_mb * MiB,
             "nofile": 64,
-            "nproc": _processes_of_user(self.uid) + config.pids,
+            "nproc": processes_of_user(self.uid) + config.pids,
         }
         command = [self.python, "-I", "-S", "-u", self.runner, "--lib", self.lib_dir]
         command += ["--max-message-bytes", str(config.max_message_bytes), "--unshare"]
@@ -140,6 +135,20 @@ class ProcessBackend(Backend):
 
     def close(self) -> None:
         shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def stage_runner(base_dir: str) -> tuple[str, str]:
+    """Copy the runner, RestrictedPython and the checker's policy into ``base_dir`` (``lib/`` and
+    ``runner.py``), readable by every user and writable by none but their owner; their paths.
+
+    :raises OSError: when they cannot be copied.
+    """
+    lib_dir, runner = str(Path(base_dir, "lib")), str(Path(base_dir, "runner.py"))
+    shutil.copytree(Path(RestrictedPython.__file__).parent, Path(lib_dir, "RestrictedPython"))
+    shutil.copyfile(policy.__file__, Path(lib_dir, "learnact_policy.py"))
+    shutil.copyfile(RUNNER, runner)
+    _readable_by_all(base_dir)
+    return lib_dir, runner
 
 
 def sweep_stale_directories(parent: str) -> int:
@@ -231,7 +240,8 @@ def _readable_by_all(top: str) -> None:
             os.chmod(os.path.join(root, name), 0o644)
 
 
-def _processes_of_user(uid: int) -> int:
+def processes_of_user(uid: int) -> int:
+    """The processes running as ``uid`` now (RLIMIT_NPROC counts them all)."""
     count = 0
     for entry in os.scandir("/proc"):
         try:

@@ -37,6 +37,21 @@ def docker_available() -> None:
 
 
 @pytest.fixture(scope="session")
+def bwrap_root(sandbox_image: str) -> Path:
+    """bubblewrap and the root file system the image build leaves for it. Skips without bubblewrap; under
+    CI=true (where the set-up installs it) that is a failure instead."""
+    import shutil
+
+    from learnact.images.common import rootfs_dir
+
+    if shutil.which("bwrap") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but bubblewrap (bwrap) is not installed")
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    return rootfs_dir()
+
+
+@pytest.fixture(scope="session")
 def alfworld_data() -> Path:
     """The real ALFWorld games: $ALFWORLD_DATA, else ../shared/data/alfworld beside the checkout.
     Skips without them; under CI=true that is a failure instead."""

@@ -1,4 +1,4 @@
-"""The backend contract: what every backend does, run against docker-runc, docker-runsc and process.
+"""The backend contract: what every backend does, run against docker-runc, docker-runsc, bwrap and process.
 
 A backend-specific promise (container flags, root dropping, the Docker socket) is tested in its
 own file; here is what a session sees whatever runs its sandbox: the protocol, every status, the
@@ -41,6 +41,7 @@ FIND_CHANNEL = "import gc\nchannel = [o for o in gc.get_objects() if type(o).__n
 SETTINGS: dict[str, dict] = {
     "docker-runc": dict(backend="docker", runtime="runc", memory_mb=128),
     "docker-runsc": dict(backend="docker", runtime="runsc", memory_mb=128),
+    "bwrap": dict(backend="bwrap", memory_mb=256),
     "process": dict(backend="process", memory_mb=256),
 }
 MakeSandbox = Callable[..., Sandbox]
@@ -63,13 +64,17 @@ class Recorder:
     params=[
         pytest.param("docker-runc", marks=pytest.mark.docker),
         pytest.param("docker-runsc", marks=pytest.mark.docker),
+        pytest.param("bwrap", marks=pytest.mark.docker),  # its root file system comes from the image build
         "process",
     ]
 )
 def backend(request: pytest.FixtureRequest) -> str:
-    """Which backend runs the test's sandboxes (docker: with the image built and current)."""
+    """Which backend runs the test's sandboxes (docker: with the image built and current; bwrap: with its
+    root file system)."""
     if request.param.startswith("docker"):
         request.getfixturevalue("sandbox_image")
+    if request.param == "bwrap":
+        request.getfixturevalue("bwrap_root")
     return request.param
 
 
@@ -120,6 +125,27 @@ def test_a_backend_starts_ready_sandboxes_from_any_thread_and_says_how_they_ende
     assert killed.signal is not None or killed.exit_code is not None
     assert (ended.exit_code, ended.signal, ended.describe()) == (3, None, "exit code 3"), ended
     assert "expected a setup message first" in ended.diagnostics
+
+
+def test_a_sandbox_outlives_the_thread_that_started_it(backend: str) -> None:
+    """The warm pool and the executors start sandboxes from threads that end first (a death signal tied to
+    the starting thread, as bubblewrap's --die-with-parent, would kill them)."""
+    config = SandboxConfig(timeout_s=2.0, cpu_s=1, pool_size=0, **SETTINGS[backend])
+    opened = open_backend(config)
+    try:
+        started: list[Transport] = []
+        starter = threading.Thread(target=lambda: started.append(opened.start()))
+        starter.start()
+        starter.join()
+        time.sleep(0.5)
+        (transport,) = started
+        transport.send(b'{"op": "launch"}\n')
+        assert transport.read_line(time.monotonic() + 30, config.max_message_bytes) is None
+        ended = transport.finish(kill=False)
+        transport.close()
+    finally:
+        opened.close()
+    assert ended.exit_code == 3 and "expected a setup message first" in ended.diagnostics, ended
 
 
 # ---- sessions ----------------------------------------------------------------------------------

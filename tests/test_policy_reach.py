@@ -20,6 +20,7 @@ import collections
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from RestrictedPython import compile_restricted_exec
@@ -401,6 +402,13 @@ def assert_all_failed(results: dict) -> None:
 
 def test_attacks_fail_in_the_process_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     config = SandboxConfig(backend="process", timeout_s=5.0, cpu_s=2, memory_mb=256, pool_size=0)
+    with Sandbox(config) as sandbox:
+        assert_all_failed(run_attacks(sandbox, monkeypatch))
+
+
+@pytest.mark.docker
+def test_attacks_fail_in_the_bwrap_backend(bwrap_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = SandboxConfig(backend="bwrap", timeout_s=5.0, cpu_s=2, memory_mb=256, pool_size=0)
     with Sandbox(config) as sandbox:
         assert_all_failed(run_attacks(sandbox, monkeypatch))
 
