@@ -26,6 +26,7 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 
 from docker.types import LogConfig
 
@@ -96,22 +97,25 @@ def warm_acquire_ms(config: SandboxConfig) -> float:
 
 
 def cold_start_ms(config: SandboxConfig, runs: int) -> float:
-    """Until the container is gone, like `docker run --rm` (ending a session removes its container
-    in the background; polling for its removal makes this figure, if anything, too high)."""
-    from learnact.sandbox.docker_backend import connect
+    """A session opened without a pool, ``pass`` run, the sandbox ended: for Docker until the container is
+    gone, like `docker run --rm` (ending a session removes its container in the background; polling for its
+    removal makes this figure, if anything, too high); for bubblewrap until its process is reaped."""
+    gone: Callable[[], bool] = lambda: True  # noqa: E731
+    if config.backend == "docker":
+        from learnact.sandbox.docker_backend import connect
 
-    api = connect()
-    mine = {"label": f"{CONTAINER_LABEL}={os.getpid()}"}
+        api = connect()
+        mine = {"label": f"{CONTAINER_LABEL}={os.getpid()}"}
+        gone = lambda: not api.containers(all=True, filters=mine)  # noqa: E731
     times = []
     with Sandbox(config) as sandbox:
         for _ in range(runs):
             started = time.perf_counter()
             with sandbox.session() as session:
                 assert session.execute("pass").ok
-            while api.containers(all=True, filters=mine):
+            while not gone():
                 time.sleep(0.001)
             times.append(time.perf_counter() - started)
-    api.close()
     return statistics.median(times) * 1000
 
 
@@ -202,29 +206,24 @@ def bwrap_raw_echo_ms(config: SandboxConfig) -> float:
     return statistics.median(times) * 1000
 
 
-def session_cold_start_ms(config: SandboxConfig, runs: int) -> float:
-    """A session opened without a pool, ``pass`` run, the sandbox ended (the process is reaped)."""
-    times = []
-    with Sandbox(config) as sandbox:
-        for _ in range(runs):
-            started = time.perf_counter()
-            with sandbox.session() as session:
-                assert session.execute("pass").ok
-            times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
-
-
-def bwrap_figures(runs: int) -> dict:
-    config = SandboxConfig(backend="bwrap", pool_size=0)
-    return {
-        "backend": "bwrap",
+def figures_of(backend: str, runtime: str, runs: int) -> dict:
+    """Every figure of ``backend``: the same five for both, and the baseline of its cold start."""
+    bwrap = backend == "bwrap"
+    config = SandboxConfig(backend=backend, runtime=runtime, pool_size=0)
+    figures = {
+        "backend": backend,
+        "runtime": None if bwrap else runtime,
         "call_roundtrip_ms": call_roundtrip_ms(config),
-        "raw_echo_ms": bwrap_raw_echo_ms(config),
+        "raw_echo_ms": (bwrap_raw_echo_ms if bwrap else raw_echo_ms)(config),
         "warm_acquire_ms": warm_acquire_ms(config),
-        "cold_start_ms": session_cold_start_ms(config, runs),
-        "docker_cold_start_ms": cold_start_ms(SandboxConfig(pool_size=0), runs),
+        "cold_start_ms": cold_start_ms(config, runs),
         "check_ms": check_ms(),
     }
+    if bwrap:
+        figures["docker_cold_start_ms"] = cold_start_ms(SandboxConfig(pool_size=0), runs)
+    else:
+        figures["bare_docker_run_ms"] = bare_docker_run_ms(config, runs)
+    return figures
 
 
 def main() -> None:
@@ -234,20 +233,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="container starts per cold-start figure")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     args = parser.parse_args()
-    config = SandboxConfig(runtime=args.runtime, pool_size=0)
-    figures = (
-        bwrap_figures(args.runs)
-        if args.backend == "bwrap"
-        else {
-            "runtime": args.runtime,
-            "call_roundtrip_ms": call_roundtrip_ms(config),
-            "raw_echo_ms": raw_echo_ms(config),
-            "warm_acquire_ms": warm_acquire_ms(config),
-            "cold_start_ms": cold_start_ms(config, args.runs),
-            "bare_docker_run_ms": bare_docker_run_ms(config, args.runs),
-            "check_ms": check_ms(),
-        }
-    )
+    figures = figures_of(args.backend, args.runtime, args.runs)
     figures = {k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}
     if args.json:
         print(json.dumps(figures))

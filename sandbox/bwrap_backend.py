@@ -30,7 +30,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
 import tempfile
 from functools import cache
 
@@ -39,11 +38,11 @@ from learnact.images.common import ROOTFS_RUNNER, rootfs_dir
 from learnact.sandbox.backend import Backend
 from learnact.sandbox.config import SandboxConfig
 from learnact.sandbox.process_backend import (
-    BASE_PREFIX,
     NOBODY,
     MiB,
     ProcessTransport,
-    processes_of_user,
+    launch,
+    rlimits,
     stage_runner,
     sweep_stale_directories,
 )
@@ -109,27 +108,10 @@ class BwrapBackend(Backend):
         self.python = str(python)
         self.drop_root = os.geteuid() == 0
         self.filter = seccomp_filter()
-        self.base_dir = tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-")
-        try:
-            self.lib_dir, self.runner = stage_runner(self.base_dir)
-        except BaseException:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            raise
-
-    def session_cpu_s(self) -> int:
-        """RLIMIT_CPU of a sandbox: a backstop for its whole life (per execution: alarm and wall clock)."""
-        return max(10 * self.config.cpu_s, 60)
+        self.base_dir, self.lib_dir, self.runner = stage_runner()
 
     def command(self, seccomp_fd: int) -> list[str]:
         config = self.config
-        host_user = NOBODY if self.drop_root else os.getuid()
-        limits = {
-            "as": config.memory_mb * MiB,
-            "cpu": self.session_cpu_s(),
-            "fsize": config.tmpfs_mb * MiB,
-            "nofile": 64,
-            "nproc": processes_of_user(host_user) + config.pids,
-        }
         command = [self.bwrap, "--ro-bind", str(self.root), "/"]
         command += ["--ro-bind", self.lib_dir, f"{INSIDE}/lib", "--ro-bind", self.runner, f"{INSIDE}/runner.py"]
         command += ["--proc", "/proc", "--dev", "/dev", "--size", str(config.tmpfs_mb * MiB), "--tmpfs", "/tmp"]
@@ -140,53 +122,22 @@ class BwrapBackend(Backend):
         command += ["--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]
         command += ["--seccomp", str(seccomp_fd), "--", self.python, "-I", "-S", "-u", f"{INSIDE}/runner.py"]
         command += ["--lib", f"{INSIDE}/lib", "--max-message-bytes", str(config.max_message_bytes), "--kill-strays"]
-        for name, value in limits.items():
-            command += ["--rlimit", f"{name}={value}"]
-        return command
+        return command + rlimits(config, NOBODY if self.drop_root else os.getuid())
 
     def sweep(self) -> int:
         """Remove the directories of backends whose process no longer runs (killed before its cleanup)."""
         return sweep_stale_directories(tempfile.gettempdir())
 
     def start(self) -> ProcessTransport:
-        workdir = tempfile.mkdtemp(prefix="sandbox-", dir=self.base_dir)
-        diagnostics = tempfile.TemporaryFile()
         read_end, write_end = os.pipe()
-        identity = dict(user=NOBODY, group=NOBODY, extra_groups=[]) if self.drop_root else {}
         try:
-            if self.drop_root:
-                os.chown(workdir, NOBODY, NOBODY)
-            process = subprocess.Popen(
-                self.command(read_end),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=diagnostics,
-                env={},
-                cwd=workdir,
-                start_new_session=True,
-                close_fds=True,
-                pass_fds=(read_end,),
-                bufsize=0,
-                **identity,
-            )
-        except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
-            diagnostics.close()
+            os.write(write_end, self.filter)  # a few hundred bytes: within the pipe's buffer, read by bwrap
+        finally:
             os.close(write_end)
-            raise SandboxUnavailable(f"cannot start bubblewrap: {exc}") from None
+        try:
+            return launch(self.command(read_end), self.base_dir, self.config, self.drop_root, "bubblewrap", (read_end,))
         finally:
             os.close(read_end)
-        try:
-            os.write(write_end, self.filter)  # a few hundred bytes: within the pipe's buffer
-        finally:
-            os.close(write_end)
-        transport = ProcessTransport(process, workdir, diagnostics, self.session_cpu_s())
-        try:
-            transport.await_ready(self.config.max_message_bytes)
-        except BaseException:
-            transport.close()
-            raise
-        return transport
 
     def close(self) -> None:
         shutil.rmtree(self.base_dir, ignore_errors=True)

@@ -70,85 +70,94 @@ class ProcessBackend(Backend):
         # The runner, RestrictedPython and the checker's policy, copied into a directory of their
         # own (readable by the runner's user; the child's sys.path does not open onto the host's
         # site-packages); the runner enforces that policy. The sandboxes' working directories go there too.
-        self.base_dir = tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-")
-        try:
-            self.lib_dir, self.runner = stage_runner(self.base_dir)
-        except BaseException:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            raise
-
-    def session_cpu_s(self) -> int:
-        """RLIMIT_CPU of a sandbox: a backstop for its whole life (per execution: alarm and wall clock)."""
-        return max(10 * self.config.cpu_s, 60)
+        self.base_dir, self.lib_dir, self.runner = stage_runner()
 
     def command(self) -> list[str]:
-        config = self.config
-        limits = {
-            "as": config.memory_mb * MiB,
-            "cpu": self.session_cpu_s(),
-            "fsize": config.tmpfs_mb * MiB,
-            "nofile": 64,
-            "nproc": processes_of_user(self.uid) + config.pids,
-        }
         command = [self.python, "-I", "-S", "-u", self.runner, "--lib", self.lib_dir]
-        command += ["--max-message-bytes", str(config.max_message_bytes), "--unshare"]
-        for name, value in limits.items():
-            command += ["--rlimit", f"{name}={value}"]
-        return command
+        return (
+            command
+            + ["--max-message-bytes", str(self.config.max_message_bytes), "--unshare"]
+            + rlimits(self.config, self.uid)
+        )
 
     def sweep(self) -> int:
         """Remove the directories of backends whose process no longer runs (killed before its cleanup)."""
         return sweep_stale_directories(tempfile.gettempdir())
 
     def start(self) -> ProcessTransport:
-        workdir = tempfile.mkdtemp(prefix="sandbox-", dir=self.base_dir)
-        diagnostics = tempfile.TemporaryFile()
-        identity: dict = {}
-        if self.drop_root:
-            identity = dict(user=NOBODY, group=NOBODY, extra_groups=[])
-        try:
-            if self.drop_root:
-                os.chown(workdir, NOBODY, NOBODY)
-            process = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=diagnostics,
-                env={},
-                cwd=workdir,
-                start_new_session=True,
-                close_fds=True,
-                bufsize=0,
-                **identity,
-            )
-        except OSError as exc:
-            shutil.rmtree(workdir, ignore_errors=True)
-            diagnostics.close()
-            raise SandboxUnavailable(f"cannot start the sandbox process: {exc}") from None
-        transport = ProcessTransport(process, workdir, diagnostics, self.session_cpu_s())
-        try:
-            transport.await_ready(self.config.max_message_bytes)
-        except BaseException:
-            transport.close()
-            raise
-        return transport
+        return launch(self.command(), self.base_dir, self.config, self.drop_root, "the sandbox process")
 
     def close(self) -> None:
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
-def stage_runner(base_dir: str) -> tuple[str, str]:
-    """Copy the runner, RestrictedPython and the checker's policy into ``base_dir`` (``lib/`` and
-    ``runner.py``), readable by every user and writable by none but their owner; their paths.
+def session_cpu_s(config: SandboxConfig) -> int:
+    """RLIMIT_CPU of a sandbox: a backstop for its whole life (per execution: alarm and wall clock)."""
+    return max(10 * config.cpu_s, 60)
 
-    :raises OSError: when they cannot be copied.
+
+def rlimits(config: SandboxConfig, uid: int) -> list[str]:
+    """The runner's ``--rlimit`` arguments: address space, CPU (:func:`session_cpu_s`), file size, 64 open
+    files, and the processes of the runner's host user ``uid`` (RLIMIT_NPROC counts them all) plus ``pids``."""
+    limits = {
+        "as": config.memory_mb * MiB,
+        "cpu": session_cpu_s(config),
+        "fsize": config.tmpfs_mb * MiB,
+        "nofile": 64,
+        "nproc": processes_of_user(uid) + config.pids,
+    }
+    return [argument for name, value in limits.items() for argument in ("--rlimit", f"{name}={value}")]
+
+
+def launch(
+    command: list[str], base_dir: str, config: SandboxConfig, drop_root: bool, what: str, pass_fds: tuple[int, ...] = ()
+) -> ProcessTransport:
+    """Start ``command`` (the runner, or what wraps it) as a sandbox: a new session, an empty environment, a
+    private working directory under ``base_dir``, nobody/nogroup when ``drop_root``; ready once it said so.
+
+    :raises SandboxUnavailable: when it cannot start or does not become ready.
     """
+    workdir = tempfile.mkdtemp(prefix="sandbox-", dir=base_dir)
+    diagnostics = tempfile.TemporaryFile()
+    identity = dict(user=NOBODY, group=NOBODY, extra_groups=[]) if drop_root else {}
+    try:
+        if drop_root:
+            os.chown(workdir, NOBODY, NOBODY)
+        process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=diagnostics, env={}, cwd=workdir,
+            start_new_session=True, close_fds=True, pass_fds=pass_fds, bufsize=0, **identity,
+        )  # fmt: skip
+    except OSError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        diagnostics.close()
+        raise SandboxUnavailable(f"cannot start {what}: {exc}") from None
+    transport = ProcessTransport(process, workdir, diagnostics, session_cpu_s(config))
+    try:
+        transport.await_ready(config.max_message_bytes)
+    except BaseException:
+        transport.close()
+        raise
+    return transport
+
+
+def stage_runner() -> tuple[str, str, str]:
+    """A new backend directory (``$TMPDIR/learnact-process-<pid>-*``, swept when its process is gone) holding
+    copies of the runner, RestrictedPython and the checker's policy, readable by every user and writable by
+    none but their owner: the directory, its ``lib/`` and its ``runner.py``.
+
+    :raises OSError: when they cannot be copied (nothing is left behind).
+    """
+    base_dir = tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-")
     lib_dir, runner = str(Path(base_dir, "lib")), str(Path(base_dir, "runner.py"))
-    shutil.copytree(Path(RestrictedPython.__file__).parent, Path(lib_dir, "RestrictedPython"))
-    shutil.copyfile(policy.__file__, Path(lib_dir, "learnact_policy.py"))
-    shutil.copyfile(RUNNER, runner)
-    _readable_by_all(base_dir)
-    return lib_dir, runner
+    try:
+        shutil.copytree(Path(RestrictedPython.__file__).parent, Path(lib_dir, "RestrictedPython"))
+        shutil.copyfile(policy.__file__, Path(lib_dir, "learnact_policy.py"))
+        shutil.copyfile(RUNNER, runner)
+        _readable_by_all(base_dir)
+    except BaseException:
+        shutil.rmtree(base_dir, ignore_errors=True)
+        raise
+    return base_dir, lib_dir, runner
 
 
 def sweep_stale_directories(parent: str) -> int:

@@ -209,6 +209,12 @@ def no_openai_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+def scripted_eval(env: str, method: str, out: Path):
+    """`learnact eval` of ``method`` on the first task of ``env``, the plugin's scripted model answering."""
+    arguments = ["eval", "--env", env, "--method", method, "--model", "scripted:x", "--tasks", "0", "--seeds", "1"]
+    return CliRunner().invoke(app, [*arguments, "--no-cache", "--out", str(out), "--json"])
+
+
 def one_line_error(result) -> str:
     assert "Traceback" not in result.output + result.stderr
     (line,) = result.stderr.strip().splitlines()
@@ -219,11 +225,7 @@ def one_line_error(result) -> str:
 @pytest.mark.usefixtures("sandbox_image")
 def test_a_plugin_environment_and_model_provider_run_an_episode_through_the_sandbox(tmp_path: Path, lamps) -> None:
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app,
-        ["eval", "--env", "lamps", "--method", "act", "--model", "scripted:x", "--tasks", "0", "--seeds", "1",
-         "--no-cache", "--out", str(out), "--json"],
-    )  # fmt: skip
+    result = scripted_eval(env="lamps", method="act", out=out)
     assert result.exit_code == 0, result.output + result.stderr
     summary = json.loads(result.stdout)
     assert summary["env"] == "lamps" and summary["method"] == "act" and summary["success_rate"] == 1.0
@@ -253,11 +255,7 @@ def test_a_plugin_family_brings_its_profile_to_eval_prompts_and_learning(tmp_pat
     profile = env_profile("lit")
     assert profile.benchmark == "lamp rooms" and profile.domain_text("lamps") == LAMP_DOMAIN
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app,
-        ["eval", "--env", "lit", "--method", "act", "--model", "scripted:x", "--tasks", "0", "--seeds", "1",
-         "--no-cache", "--out", str(out), "--json"],
-    )  # fmt: skip
+    result = scripted_eval(env="lit", method="act", out=out)
     assert result.exit_code == 0, result.output + result.stderr
     assert "gives no profile" not in result.stderr
     assert json.loads((out / "config.json").read_text())["run"]["max_steps"] == 4  # its evaluation budget
@@ -316,11 +314,7 @@ def test_a_plugin_environments_verdict_on_a_call_travels_with_the_call(lamps) ->
 def test_a_plugin_method_runs_an_evaluation_through_the_sandbox(tmp_path: Path, lamps, install: Install) -> None:
     install("echo-method", {METHOD_GROUP: {"goal_echo": "lamp_plugin:GOAL_ECHO"}})
     out = tmp_path / "run"
-    result = CliRunner().invoke(
-        app,
-        ["eval", "--env", "lamps", "--method", "goal_echo", "--model", "scripted:x", "--tasks", "0", "--seeds", "1",
-         "--no-cache", "--out", str(out), "--json"],
-    )  # fmt: skip
+    result = scripted_eval(env="lamps", method="goal_echo", out=out)
     assert result.exit_code == 0, result.output + result.stderr
     summary = json.loads(result.stdout)
     assert summary["method"] == "goal_echo" and summary["success_rate"] == 1.0

@@ -18,8 +18,8 @@ import pytest
 
 from learnact.actions import CodeKind
 from learnact.envs.base import ParamSpec, PrimitiveSpec
-from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig, SandboxUnavailable
-from learnact.sandbox.process_backend import ProcessBackend, sweep_stale_directories
+from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig, SandboxUnavailable, process_backend
+from learnact.sandbox.process_backend import sweep_stale_directories
 
 
 def make_sandbox(**overrides: object) -> Sandbox:
@@ -158,7 +158,7 @@ def test_a_signal_that_killed_the_runner_is_named(unchecked: Sandbox) -> None:
 
 
 def test_the_sessions_cpu_limit_is_reported_as_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ProcessBackend, "session_cpu_s", lambda self: 1)  # instead of at least a minute
+    monkeypatch.setattr(process_backend, "session_cpu_s", lambda config: 1)  # instead of at least a minute
     program = "import signal\nsignal.signal(signal.SIGPROF, signal.SIG_IGN)\nwhile True:\n    pass"
     with make_sandbox(check=False, timeout_s=20.0) as sandbox, sandbox.session() as session:
         started = time.monotonic()
