@@ -155,3 +155,19 @@ def test_a_planner_timeout_ends_its_children_too(tmp_path: Path) -> None:
     with pytest.raises(PlannerError, match="found no plan within 1 s"):
         planner._run_planner([sys.executable, "-c", script], tmp_path, 1.0, "p")
     assert not running(int((tmp_path / "child").read_text()))
+
+
+def test_the_expert_plans_without_importing_the_planners_python_dependencies() -> None:
+    """The driver is found, not imported: up_fast_downward's import loads unified-planning, ConfigSpace and SciPy
+    (over a second per worker process), none of which planning needs."""
+    probe = (
+        "import sys\n"
+        "from learnact.envs import make_env\n"
+        "env = make_env('pddl/blockworld')\n"
+        "env.reset(env.tasks()[0].id)\n"
+        "print(list(env.expert_calls()))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'up_fast_downward', 'unified_planning', 'scipy'}))\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True)
+    plan, heavy = ran.stdout.strip().splitlines()
+    assert plan == "[('Pickup', ['b3']), ('Stack', ['b3', 'b2'])]" and heavy == "[]"

@@ -8,7 +8,7 @@ accepts is one the planner accepts too, and the plan is for exactly the task the
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import logging
 import os
 import shutil
@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import cache
 from pathlib import Path
 
 from learnact.actions.errors import LearnactError
@@ -28,6 +29,7 @@ from .model import Atom, Domain, Problem
 log = logging.getLogger(__name__)
 FD_ALIAS = "lama-first"  # greedy search with FF + landmarks: solves all benchmark barman in seconds
 DEFAULT_TIMEOUT_S = 120.0
+PLANNER_PACKAGE = "up_fast_downward"  # ships the driver script and the compiled planner
 
 
 class PlannerError(LearnactError):
@@ -177,6 +179,28 @@ def stop_planners() -> None:
         _kill_group(process)
 
 
+@cache
+def _driver_path() -> Path | None:
+    spec = importlib.util.find_spec(PLANNER_PACKAGE)  # finds the package without running it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    driver = Path(next(iter(spec.submodule_search_locations))) / "downward" / "fast-downward.py"
+    return driver if driver.is_file() else None
+
+
+def planner_driver(where: str) -> Path:
+    """Fast Downward's driver script, shipped inside the ``up_fast_downward`` package. Found without importing
+    that package: its import loads unified-planning, ConfigSpace and SciPy (over a second per process), none
+    of which the planner needs.
+
+    :raises PlannerError: when the package or its driver is not installed.
+    """
+    driver = _driver_path()
+    if driver is None:
+        raise PlannerError(where, f"Fast Downward's driver is not installed (the package {PLANNER_PACKAGE})")
+    return driver
+
+
 def fast_downward_plan(
     domain: Domain, problem: Problem, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> list[tuple[str, list[str]]]:
@@ -185,11 +209,11 @@ def fast_downward_plan(
     :raises PlannerError: when none is found: unsolvable, not within ``timeout_s``, or the planner was
         stopped (:func:`stop_planners`) or failed.
     """
-    driver = importlib.resources.files("up_fast_downward").joinpath("downward/fast-downward.py")
     where = str(problem.path or problem.name)
+    fd = planner_driver(where)
     _sweep_once()
     prefix = f"{WORKDIR_PREFIX}{os.getpid()}-"
-    with tempfile.TemporaryDirectory(prefix=prefix) as tmp, importlib.resources.as_file(driver) as fd:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         work = Path(tmp)
         (work / "domain.pddl").write_text(domain_pddl(domain))
         (work / "problem.pddl").write_text(problem_pddl(domain, problem))
