@@ -23,7 +23,7 @@ from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
 from learnact.engine.agents.prompts import fill
 from learnact.engine.episode import OutcomeTracker, observation_of
 from learnact.envs import Environment
-from learnact.learner.learnact import Ask, Message, code_of
+from learnact.learner.learnact import Ask, Message, called_names, code_of
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -88,11 +88,13 @@ def _is_literal_call(line: str) -> bool:
 def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str], sandbox: Sandbox) -> Replay:
     """Run ``lines`` one by one in a session holding ``actions``, on ``task`` from its start; stop at the goal or
     at the first line that fails (an error, a rejected line, or a primitive call the environment found invalid).
+    A failure says what a small model needs to fix it: the state before the line, and the primitive calls that
+    ran inside it with what each returned.
 
     :raises SandboxUnavailable: when the sandbox cannot start.
     :raises LearnactError: when the environment cannot reset to ``task``.
     """
-    env.reset(task)
+    before = env.reset(task).observation
     tracker = OutcomeTracker(env)
     steps: list[UsageStep] = []
     with sandbox.session(env.primitives(), tracker) as session:
@@ -105,9 +107,15 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
             observation = observation_of(result)
             steps.append(UsageStep(code=line, observation=observation))
             if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
-                return Replay(tuple(steps), False, f"line {number}, `{line}`, failed; observed: {observation}")
+                inside = "; ".join(
+                    f"{call.name}({', '.join(map(repr, call.args))}) -> {call.observation}" for call in result.calls
+                )
+                problem = f"line {number}, `{line}`, failed. Before it: {before}"
+                problem += f"\nInside it: {inside}" if inside else f"\nIt gave: {observation}"
+                return Replay(tuple(steps), False, problem)
             if tracker.success:
                 return Replay(tuple(steps), True, None)
+            before = observation
     return Replay(tuple(steps), False, f"all {len(lines)} lines ran and the goal was not reached")
 
 
@@ -148,11 +156,17 @@ class UsageDemonstrator:
     def _attempts(
         self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[Message]
     ) -> UsageDemonstration | None:
+        """Each try is the request, the last answer and what was wrong with it (not every earlier answer: a small
+        model copies its own mistake), sampled with the try's seed, so that a repeated answer can change."""
         max_lines = self.demo.steps + MAX_EXTRA_LINES
+        learned = actions.names()
+        asked = list(messages)
         for attempt in range(self.tries):
             call_id = USAGE_CALL if attempt == 0 else f"{USAGE_CALL}-fix-{attempt}"
-            answer = self.ask(call_id, messages, 0, attempt > 0)
+            answer = self.ask(call_id, asked, attempt, False)
             lines, problem = parse_lines(answer, max_lines)
+            if problem is None and not any(called_names(line, learned) for line in lines):
+                problem = f"the lines call none of the learned actions ({', '.join(learned)}); use them where they fit"
             if problem is None:
                 ran = replay(env, self.demo.task, actions, lines, sandbox)
                 if ran.success:
@@ -161,8 +175,9 @@ class UsageDemonstrator:
                         task=self.demo.task, goal=self.demo.goal, initial=self.demo.initial, steps=ran.steps
                     )
                 problem = ran.problem or "the goal was not reached"
-            self.progress(f"usage demonstration, answer {attempt + 1}: {problem}")
-            messages += [
+            self.progress(f"usage demonstration, answer {attempt + 1}: {problem.splitlines()[0]}")
+            asked = [
+                *messages,
                 Message(role="assistant", content=answer),
                 Message(role="user", content=fill("learnact_usage_fix", problem=problem).strip()),
             ]

@@ -349,7 +349,9 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         # The selected set at work: its first rewrite failed in the sandbox, and the failure went back to the
         # model; the second reached the demonstration's goal, with the environment's own observations.
         usage_fix = asked[-1]["messages"][-1]["content"]
-        assert "line 1, `pick_and_stack('b2', 'b3')`, failed; observed: The action is not valid" in usage_fix
+        assert "line 1, `pick_and_stack('b2', 'b3')`, failed. Before it: " in usage_fix  # the state it met
+        assert "Inside it: Pickup('b2') -> The action is not valid" in usage_fix  # the primitive call that failed
+        assert asked[-1]["messages"][-2]["content"] == USAGE_WRONG  # the last answer only, sampled again
         usage = library.current().usage
         assert usage is not None and usage.task == "blockworld-demo"
         assert [step.code for step in usage.steps] == USAGE.split("\n")[1:-1]
@@ -745,3 +747,30 @@ def test_the_create_prompt_shows_the_domains_worked_example() -> None:
     user = LearnactPrompts(env, "blockworld", LearnactConfig.for_env(env.name), "DEMO").create(0)[1].content
     assert env_profile(env.name).worked_example("blockworld") in user and "def clear_tower(blocks):" in user
     assert env_profile("pddl").worked_example("towers") == ""  # an external domain without one
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
+    from learnact.actions.models import ActionSet, LearnedAction
+    from learnact.engine.usage import DemoTask, UsageDemonstrator
+    from learnact.envs.pddl import PddlEnv
+
+    parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
+    actions = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in parsed))
+    solution = ["Unstack('b2', 'b1')", "Putdown('b2')", "Unstack('b1', 'b3')", "Putdown('b1')", "Pickup('b2')"]
+    primitive_only = "```python\n" + "\n".join([*solution, "Stack('b2', 'b3')"]) + "\n```"  # reaches the goal
+    answers = iter([primitive_only, USAGE])
+    asked: list[list] = []
+
+    def ask(call_id: str, messages, sample: int, fixing: bool) -> str:
+        asked.append(list(messages))
+        return next(answers)
+
+    env = PddlEnv.demonstration("blockworld")
+    (task,) = env.tasks()
+    reset = env.reset(task.id)
+    demo = DemoTask("DEMO", reset.goal, reset.observation, 6, task.id, lambda: PddlEnv.demonstration("blockworld"))
+    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=3)(actions)
+    assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
+    assert usage is not None and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
