@@ -226,3 +226,14 @@ def test_serve_help_shows_a_client_configuration() -> None:
     shown = subprocess.run([LEARNACT, "serve", "--help"], capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0 and '"args": ["serve"]' in shown.stdout and "--token-env" in shown.stdout
     json.loads('{"command": ".venv/bin/learnact", "args": ["serve"]}')  # the form the help shows is JSON
+
+
+def test_an_idle_session_is_closed_and_its_sandbox_removed() -> None:
+    async def scenario() -> str:
+        async with Client(stdio("--idle", "1")) as client:
+            session = data(await client.call_tool("open_session", {}))["session_id"]
+            data(await client.call_tool("run_code", {"session_id": session, "code": "x = 1"}))
+            await anyio.sleep(3)  # the sweep runs every second when the idle time is a second
+            return error_text(await client.call_tool("run_code", {"session_id": session, "code": "print(x)"}))
+
+    assert "no open session" in anyio.run(scenario)
