@@ -201,9 +201,10 @@ class Sessions:
         :raises ServeError: for an id that is not an open session.
         """
         self.get(session_id)
-        self._close(session_id)
+        self.discard(session_id)
 
-    def _close(self, session_id: str) -> None:
+    def discard(self, session_id: str) -> None:
+        """End the session, if open: its sandbox is killed (an execution in progress with it) and removed."""
         with self._guard:
             opened = self._open.pop(session_id, None)
         if opened is not None:
@@ -220,18 +221,14 @@ class Sessions:
                 if opened is not None and now - opened.last_used > self.config.idle_s and not opened.lock.locked()
             ]
         for key in idle:
-            self._close(key)
+            self.discard(key)
         return len(idle)
 
     def close_all(self) -> None:
         with self._guard:
             keys = [key for key, opened in self._open.items() if opened is not None]
         for key in keys:
-            self._close(key)
-
-    def kill(self, session_id: str) -> None:
-        """End a session whose execution its client abandoned: the sandbox is killed and removed."""
-        self._close(session_id)
+            self.discard(key)
 
 
 async def _in_thread(work: Callable[[], Any]) -> Any:
@@ -257,6 +254,14 @@ def build_server(config: ServeConfig) -> MCPServer:
                 await anyio.to_thread.run_sync(sessions.close_all)
 
     server = MCPServer("learnact", instructions=INSTRUCTIONS, lifespan=lifespan)
+    _add_code_tools(server)
+    _add_session_tools(server, sessions)
+    server.learnact_sessions = sessions  # type: ignore[attr-defined]
+    return server
+
+
+def _add_code_tools(server: MCPServer) -> None:
+    """The tools that need no session: check code, list the environments."""
 
     @server.tool(
         description="Statically check Python code before running it: returns findings (rule, line, column, "
@@ -277,6 +282,23 @@ def build_server(config: ServeConfig) -> MCPServer:
         findings = check(code, chosen, primitives)
         errors = sum(f.severity.value == "error" for f in findings)
         return CheckResult(kind=chosen.value, findings=findings, errors=errors)
+
+    @server.tool(
+        description="List the environments a session can be opened on, each with its primitive actions "
+        "(the functions your code may call in a session opened on it)."
+    )
+    def list_environments() -> list[EnvironmentInfo]:
+        found = []
+        for name in env_names():
+            try:
+                found.append(EnvironmentInfo(name=name, primitives=[p.signature() for p in primitive_specs(name)]))
+            except LearnactError:  # one that needs files or data not given here (pddl, alfworld without data)
+                continue
+        return found
+
+
+def _add_session_tools(server: MCPServer, sessions: Sessions) -> None:
+    """The tools of a session's life: open it, run code in it, close it."""
 
     @server.tool(
         description="Open a sandbox session and return its session_id. Optionally on an environment (see "
@@ -317,7 +339,7 @@ def build_server(config: ServeConfig) -> MCPServer:
             # The client cancelled or went away: the execution is killed with its sandbox (shielded: the
             # cancelled scope would otherwise cancel the clean-up too).
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: sessions.kill(session_id))
+                await anyio.to_thread.run_sync(lambda: sessions.discard(session_id))
             raise
 
     @server.tool(
@@ -327,22 +349,6 @@ def build_server(config: ServeConfig) -> MCPServer:
     async def close_session(session_id: Annotated[str, Field(max_length=MAX_NAME_CHARS)]) -> str:
         await _in_thread(lambda: sessions.close(session_id))
         return "closed"
-
-    @server.tool(
-        description="List the environments a session can be opened on, each with its primitive actions "
-        "(the functions your code may call in a session opened on it)."
-    )
-    def list_environments() -> list[EnvironmentInfo]:
-        found = []
-        for name in env_names():
-            try:
-                found.append(EnvironmentInfo(name=name, primitives=[p.signature() for p in primitive_specs(name)]))
-            except LearnactError:  # one that needs files or data not given here (pddl, alfworld without data)
-                continue
-        return found
-
-    server.learnact_sessions = sessions  # type: ignore[attr-defined]
-    return server
 
 
 async def _close_idle(sessions: Sessions, every_s: float = 5.0) -> None:
