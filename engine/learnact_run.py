@@ -164,10 +164,9 @@ def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[s
         text = fill(
             "demonstration", goal=stored.goal, initial=stored.initial, history=history_text(list(stored.turns), 10**6)
         )
-        data = env_profile(env.name).demonstration(task_type) or {}
         return DemoTask(
             text.strip(), stored.goal, stored.initial, len(stored.turns), stored.task,
-            lambda: demonstration_env(spec, data),
+            lambda: demonstration_env(spec, stored.task, stored.type),
         )  # fmt: skip
     tasks = [t.id for t in env.tasks() if t.type == task_type]
     task = next((t for t in tasks if t not in avoid), tasks[0])

@@ -124,9 +124,9 @@ EnvFactory = Callable[[EnvSpec], Environment]
 use) that the user sees as it is. An :class:`Environment` subclass whose constructor takes the spec fits."""
 
 
-DemonstrationEnv = Callable[[EnvSpec, dict[str, Any]], Environment]
-"""Given a run's spec and a stored demonstration of the profile, an environment whose tasks hold the
-demonstration's task (``demo["task"]``), on which learned actions can be tried out."""
+DemonstrationEnv = Callable[[EnvSpec, str, str], Environment]
+"""Given a run's spec and the task id and task type of a stored demonstration of the profile, an environment
+whose tasks hold that task, on which learned actions can be tried out."""
 
 
 @dataclass(frozen=True)

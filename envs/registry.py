@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from importlib.metadata import EntryPoint
-from typing import Any
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.plugins import ENV_GROUP, Discovery, Plugin, discover
@@ -138,9 +137,9 @@ def primitive_specs(name: str) -> list[PrimitiveSpec]:
     return plugin.call(f"listing the primitives of '{name}'", family.primitives, name)
 
 
-def demonstration_env(spec: EnvSpec, demo: dict[str, Any]) -> Environment | None:
-    """An environment holding the task of ``demo`` (a stored demonstration of ``spec``'s family), None when the
-    family opens none.
+def demonstration_env(spec: EnvSpec, task: str, task_type: str) -> Environment | None:
+    """An environment holding ``task`` (of type ``task_type``: a stored demonstration's, of ``spec``'s family),
+    None when the family opens none.
 
     :raises UnknownEnvironment: for a name that is not an environment.
     :raises PluginError: for a plugin that is refused or broken.
@@ -150,8 +149,8 @@ def demonstration_env(spec: EnvSpec, demo: dict[str, Any]) -> Environment | None
     if family.demonstration is None:
         return None
     if plugin is None:
-        return family.demonstration(spec, demo)
-    return plugin.call("opening its demonstration's task", family.demonstration, spec, demo)
+        return family.demonstration(spec, task, task_type)
+    return plugin.call("opening its demonstration's task", family.demonstration, spec, task, task_type)
 
 
 def env_profile(name: str) -> EnvProfile:

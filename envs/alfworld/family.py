@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from learnact.envs.alfworld.commands import PRIMITIVES
 from learnact.envs.alfworld.games import TASK_TYPES
@@ -78,7 +77,7 @@ def primitives(name: str) -> list[PrimitiveSpec]:
     return list(PRIMITIVES)
 
 
-def demonstration(spec: EnvSpec, demo: dict[str, Any]) -> Environment:
+def demonstration(spec: EnvSpec, task: str, task_type: str) -> Environment:
     """The game of the demonstration (a training game: its split is the first part of its task id), from the
     run's data folder.
 
@@ -87,8 +86,8 @@ def demonstration(spec: EnvSpec, demo: dict[str, Any]) -> Environment:
     """
     from learnact.envs.alfworld.env import AlfworldEnv
 
-    split = str(demo["task"]).split("/", 1)[0]
-    return AlfworldEnv(data_dir(spec.alfworld_data), split=split, task_types=[str(demo["type"])])
+    split = task.split("/", 1)[0]
+    return AlfworldEnv(data_dir(spec.alfworld_data), split=split, task_types=[task_type])
 
 
 FAMILY = EnvFamily(build=build, profile=PROFILE, names=NAMES, primitives=primitives, demonstration=demonstration)

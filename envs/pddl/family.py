@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from learnact.envs.base import Environment, PrimitiveSpec
 from learnact.envs.family import EnvFamily, EnvProfile, EnvSpec, EnvSpecError, UnknownEnvironment
@@ -82,12 +81,12 @@ def primitives(name: str) -> list[PrimitiveSpec]:
     return build(EnvSpec(name=name)).primitives()
 
 
-def demonstration(spec: EnvSpec, demo: dict[str, Any]) -> Environment:
-    """The demonstration problem of the demonstration's domain (no task of the built-in set).
+def demonstration(spec: EnvSpec, task: str, task_type: str) -> Environment:
+    """The demonstration problem of the domain ``task_type`` (no task of the built-in set).
 
     :raises UnknownEnvironment: for a domain that is not built in.
     """
-    return PddlEnv.demonstration(str(demo["type"]))
+    return PddlEnv.demonstration(task_type)
 
 
 FAMILY = EnvFamily(build=build, profile=PROFILE, names=NAMES, primitives=primitives, demonstration=demonstration)
