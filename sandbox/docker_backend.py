@@ -15,6 +15,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -36,6 +37,7 @@ DIAGNOSTICS_BYTES = 4096
 # Docker API calls that end a container (kill, wait, inspect) give up after this: a teardown must
 # not hang on the engine; the background remover (force) still removes the container.
 TEARDOWN_TIMEOUT_S = 5.0
+OOM_REPORT_WAIT_S = 1.0  # how long an unexplained SIGKILL waits for the engine to record an OOM kill
 log = logging.getLogger(__name__)
 START_HINT = (
     "start one (as root: `dockerd --iptables=false --ip6tables=false --bridge=none &`, or run .ci/run) "
@@ -342,6 +344,14 @@ class DockerTransport(Transport):
         try:
             self.api.wait(self.container, timeout=TEARDOWN_TIMEOUT_S if kill else 10)
             state = self.api.inspect_container(self.container)["State"]
+            deadline = time.monotonic() + OOM_REPORT_WAIT_S
+            while not kill and state.get("ExitCode") == 137 and not state.get("OOMKilled"):
+                # Killed, and not by us: the engine records an OOM kill from an event that may come after the
+                # exit (seen under gVisor), so it is asked again for a moment before the death is unexplained.
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+                state = self.api.inspect_container(self.container)["State"]
             # A signal's death is exit code 128 + n here, indistinguishable from exit(128 + n); no CPU limit
             # kills a container (its CPU quota slows it down), the wall clock ends it.
             info = ExitInfo(
