@@ -1,18 +1,25 @@
-"""Does LearnAct help? `python benchmarks/learning_bench.py [--model local] [--seeds 0,1,2] [--json]`.
+"""Does LearnAct help? `python benchmarks/learning_bench.py [--envs pddl/blockworld,pddl/gripper] [--seeds 0,1,2]`.
 
-An experiment that can show the effect of learned actions, and its absence: for each seed, ``learnact learn``
-learns a library on the seed's training tasks; then the learnact agent with that library and the act agent
-without it (the control: the same prompts less the learned actions) are evaluated on the same test tasks,
-which are none of the seed's training tasks (the only goals the learner was shown; the demonstration is a
-problem outside the task set). Both evaluations use request seed 0 and the same step budget, so the seeds
-differ by what was learned. Every command is the CLI's own (run as subprocesses, Docker sandbox), with its
-run folder under ``--out``: rerunning the benchmark resumes them, and the response cache answers the calls
-already made.
+An experiment that can show the effect of learned actions, and its absence. For each domain and seed,
+``learnact learn`` learns a library on the seed's training tasks; then three agents are evaluated on the same
+test tasks, none of the seed's training tasks (the only goals the learner was shown; the demonstration is a
+problem outside the task set):
 
-Printed JSON: per seed, the library (actions kept, whether a usage demonstration was grounded), each agent's
-success and progress rates on the test tasks, the share of learnact's code steps that called a learned action
-and how many of those worked; over the seeds, each rate's mean and sample standard deviation and the paired
-difference learnact - act. A difference within the spread of the seeds is no effect.
+- ``learnact``: the act agent with the learned library;
+- ``act``: the act agent without it (the same prompts less the learned actions);
+- ``control``: the act agent with a small hand-written library (``benchmarks/libraries/<domain>.py``, imported
+  with ``learnact actions import``, checked and validated like learned actions): does a weak agent gain from
+  good actions at all?
+
+Every evaluation uses request seed 0 and the same step budget, so the seeds differ by what was learned and by
+the test tasks. Every command is the CLI's own (subprocesses, Docker sandbox), with its run folder under
+``--out``: rerunning the benchmark resumes them, and the response cache answers the calls already made.
+
+Printed JSON: per domain and seed, the library (actions kept, whether a usage demonstration was grounded) and,
+per agent, success and progress on the test tasks, the share of its code steps that called a library action
+and how many of those worked, tokens and wall seconds; per domain and agent, the mean and sample standard
+deviation over the seeds, and the paired difference learnact - act. A difference within the spread of the
+seeds is no effect.
 """
 
 from __future__ import annotations
@@ -29,13 +36,18 @@ from typing import Any
 from learnact.envs import make_env
 
 LEARNACT = str(Path(sys.executable).with_name("learnact"))
+LIBRARIES = Path(__file__).with_name("libraries")  # the controls' hand-written libraries, one per domain
+AGENTS = ("learnact", "act", "control")
 
 
-def run(*args: str) -> None:
-    """A learnact command; an evaluation whose episodes partly ended by an error (status 3) still counts."""
+def run(*args: str) -> float:
+    """A learnact command and its wall seconds; an evaluation whose episodes partly ended by an error (status 3)
+    still counts."""
+    started = time.monotonic()
     done = subprocess.run([LEARNACT, *args], stdout=subprocess.DEVNULL)
     if done.returncode not in (0, 3):
         raise SystemExit(f"learnact {' '.join(args)} failed with status {done.returncode}")
+    return round(time.monotonic() - started, 1)
 
 
 def test_tasks(env: str, learn_dir: Path, count: int) -> list[str]:
@@ -48,64 +60,111 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def one_seed(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    root = args.out / f"seed{seed}"
-    model = ["--model", args.model]
+def learning_tokens(learn_dir: Path) -> int:
+    """Tokens of the learning run's own calls (the learner's and its scoring agent's)."""
+    calls = [json.loads(line) for line in (learn_dir / "calls.jsonl").read_text().splitlines() if line.strip()]
+    for folder in (learn_dir / "score").rglob("calls.jsonl"):
+        calls += [json.loads(line) for line in folder.read_text().splitlines() if line.strip()]
+    usages = [(c.get("response") or {}).get("usage") or {} for c in calls]
+    return sum(u.get("prompt_tokens", 0) + u.get("completion_tokens", 0) for u in usages)
+
+
+def control_library(env: str, out: Path) -> Path | None:
+    """The domain's hand-written library imported into ``out`` (once); None when the domain has none."""
+    source = LIBRARIES / f"{env.rsplit('/', 1)[-1]}.py"
+    if not source.is_file():
+        return None
+    if not (out / "library.json").is_file():
+        run("actions", "import", str(source), "--env", env, "--out", str(out))
+    return out
+
+
+def evaluate(args: argparse.Namespace, env: str, agent: str, library: Path | None, tasks: list[str], out: Path):
+    method = "act" if library is None else "learnact"
+    extra = ["--library", str(library)] if library is not None else []
+    wall = run("eval", "--method", method, "--env", env, "--model", args.model, *extra, "--tasks", ",".join(tasks),
+               "--seeds", "1", "--max-steps", str(args.max_steps), "--out", str(out))  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    usage = summary["usage"]
+    row = {
+        "success": summary["success_rate"],
+        "progress": summary["progress_rate"],
+        "tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+        "wall_s": wall,
+    }
+    if summary.get("learned"):
+        used = summary["learned"]
+        row["library_steps_share"] = used["learned_steps"] / max(used["code_steps"], 1)
+        row["library_steps"] = used["learned_steps"]
+        row["library_calls_ok"] = used["learned_ok"]
+    return row
+
+
+def one_seed(args: argparse.Namespace, env: str, seed: int) -> dict[str, Any]:
+    root = args.out / env.replace("/", "-") / f"seed{seed}"
     learn_dir = root / "learn"
-    run("learn", "--method", "learnact", "--env", args.env, *model, "--seed", str(seed), "--samples",
-        str(args.samples), "--rounds", str(args.rounds), "--out", str(learn_dir))  # fmt: skip
-    tasks = test_tasks(args.env, learn_dir, args.test)
+    learn_wall = run("learn", "--method", "learnact", "--env", env, "--model", args.model, "--seed", str(seed),
+                     "--samples", str(args.samples), "--rounds", str(args.rounds), "--out", str(learn_dir))  # fmt: skip
+    tasks = test_tasks(env, learn_dir, args.test)
     library = json.loads((learn_dir / "library" / "library.json").read_text())
     row: dict[str, Any] = {
         "seed": seed,
         "actions_kept": len(library["selected"]),
         "usage_grounded": library.get("usage") is not None,
+        "learning": {"tokens": learning_tokens(learn_dir), "wall_s": learn_wall},
         "test_tasks": tasks,
     }
-    for method in ("learnact", "act"):
-        extra = ["--library", str(learn_dir)] if method == "learnact" else []
-        out = root / f"eval-{method}"
-        run("eval", "--method", method, "--env", args.env, *model, *extra, "--tasks", ",".join(tasks), "--seeds",
-            "1", "--max-steps", str(args.max_steps), "--out", str(out))  # fmt: skip
-        summary = json.loads((out / "summary.json").read_text())
-        row[method] = {"success": summary["success_rate"], "progress": summary["progress_rate"]}
-        if method == "learnact" and summary.get("learned"):
-            used = summary["learned"]
-            row[method]["learned_steps_share"] = used["learned_steps"] / max(used["code_steps"], 1)
-            row[method]["learned_ok"] = used["learned_ok"]
-            row[method]["learned_steps"] = used["learned_steps"]
+    libraries = {"learnact": learn_dir, "act": None, "control": control_library(env, args.out / "control" / env)}
+    for agent in AGENTS:
+        if agent == "control" and libraries[agent] is None:
+            continue
+        row[agent] = evaluate(args, env, agent, libraries[agent], tasks, root / f"eval-{agent}")
     return row
+
+
+def over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each agent's rates over the seeds, and the paired differences learnact - act."""
+    result: dict[str, Any] = {"actions_kept": [r["actions_kept"] for r in rows]}
+    for agent in AGENTS:
+        measured = [r[agent] for r in rows if agent in r]
+        if not measured:
+            continue
+        result[agent] = {key: stats([m[key] for m in measured]) for key in ("success", "progress")}
+        shares = [m["library_steps_share"] for m in measured if "library_steps_share" in m]
+        if shares:
+            result[agent]["library_steps_share"] = stats(shares)
+            result[agent]["library_calls_ok"] = sum(m["library_calls_ok"] for m in measured)
+            result[agent]["library_steps"] = sum(m["library_steps"] for m in measured)
+    for key in ("success", "progress"):
+        result[f"{key}_difference"] = stats([r["learnact"][key] - r["act"][key] for r in rows])
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="pddl/blockworld")
+    parser.add_argument("--envs", default="pddl/blockworld,pddl/gripper", help="domains, comma-separated")
     parser.add_argument("--model", default="local")
     parser.add_argument("--seeds", default="0,1,2", help="learning seeds, comma-separated")
-    parser.add_argument("--samples", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=4, help="candidate sets created, and new ones per round")
+    parser.add_argument("--rounds", type=int, default=2, help="optimisation rounds")
     parser.add_argument("--test", type=int, default=6, help="test tasks per seed (none of its training tasks)")
     parser.add_argument("--max-steps", type=int, default=15)
     parser.add_argument("--out", type=Path, default=Path("runs/learning-bench"))
     parser.add_argument("--json", action="store_true", help="print only the JSON")
     args = parser.parse_args()
     started = time.monotonic()
-    rows = []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        rows.append(one_seed(args, seed))
-        if not args.json:
-            print(json.dumps(rows[-1]), file=sys.stderr)
+    domains = {}
+    for env in args.envs.split(","):
+        rows = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            rows.append(one_seed(args, env, seed))
+            if not args.json:
+                print(json.dumps({"env": env, **rows[-1]}), file=sys.stderr)
+        domains[env] = {"seeds": rows, **over_seeds(rows)}
     result = {
-        "env": args.env,
         "model": args.model,
         "settings": {"samples": args.samples, "rounds": args.rounds, "test": args.test, "max_steps": args.max_steps},
-        "seeds": rows,
-        "learnact_success": stats([r["learnact"]["success"] for r in rows]),
-        "act_success": stats([r["act"]["success"] for r in rows]),
-        "learnact_progress": stats([r["learnact"]["progress"] for r in rows]),
-        "act_progress": stats([r["act"]["progress"] for r in rows]),
-        "success_difference": stats([r["learnact"]["success"] - r["act"]["success"] for r in rows]),
-        "progress_difference": stats([r["learnact"]["progress"] - r["act"]["progress"] for r in rows]),
+        "domains": domains,
         "wall_s": round(time.monotonic() - started, 1),
     }
     print(json.dumps(result, indent=None if args.json else 1))
