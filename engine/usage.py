@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 MAX_EXTRA_LINES = 5  # lines a rewritten solution may have beyond the primitive one's
 MAX_LINE_CHARS = 300
-USAGE_CALL = "usage"  # the learner call id of the request for the demonstration (fixes: usage-fix-N)
 
 
 @dataclass(frozen=True)
@@ -135,8 +134,9 @@ class UsageDemonstrator:
         self.demo, self.system, self.ask, self.sandbox = demo, system, ask, sandbox
         self.tries, self.progress = tries, progress
 
-    def __call__(self, actions: ActionSet) -> UsageDemonstration | None:
-        """The grounded usage demonstration of ``actions``; None when no answer reached the goal.
+    def __call__(self, actions: ActionSet, call_id: str) -> UsageDemonstration | None:
+        """The grounded usage demonstration of ``actions``; None when no answer reached the goal. ``call_id``
+        names the first request; its fixes are ``<call_id>-fix-N``.
 
         :raises LLMError: when the learner model gives no answer.
         :raises SandboxUnavailable: when the sandbox cannot start.
@@ -149,12 +149,12 @@ class UsageDemonstrator:
         messages = [Message(role="system", content=self.system), Message(role="user", content=request)]
         try:
             with Sandbox(self.sandbox) as sandbox:
-                return self._attempts(env, sandbox, actions, messages)
+                return self._attempts(env, sandbox, actions, messages, call_id)
         finally:
             _close(env)
 
     def _attempts(
-        self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[Message]
+        self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[Message], first_call: str
     ) -> UsageDemonstration | None:
         """Each try is the request, the last answer and what was wrong with it (not every earlier answer: a small
         model copies its own mistake), sampled with the try's seed, so that a repeated answer can change."""
@@ -162,7 +162,7 @@ class UsageDemonstrator:
         learned = actions.names()
         asked = list(messages)
         for attempt in range(self.tries):
-            call_id = USAGE_CALL if attempt == 0 else f"{USAGE_CALL}-fix-{attempt}"
+            call_id = first_call if attempt == 0 else f"{first_call}-fix-{attempt}"
             answer = self.ask(call_id, asked, attempt, False)
             lines, problem = parse_lines(answer, max_lines)
             if problem is None and not any(called_names(line, learned) for line in lines):

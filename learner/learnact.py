@@ -17,6 +17,7 @@ the same call is reused), so a killed run resumes where it stopped without askin
 from __future__ import annotations
 
 import ast
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -178,8 +179,9 @@ class Trajectory(BaseModel):
 # (actions, round, candidate) -> one trajectory per training task.
 RunTasks = Callable[[ActionSet, int, int], list[Trajectory]]
 """Score a candidate set: (actions, round, candidate index) -> the trajectories of the training tasks."""
-Demonstrate = Callable[[ActionSet], UsageDemonstration | None]
-"""The selected set at work on the demonstration's task, grounded in the sandbox (None: none reached its goal)."""
+Demonstrate = Callable[[ActionSet, str], UsageDemonstration | None]
+"""A set at work on the demonstration's task, grounded in the sandbox (None: no answer reached its goal); the
+string is the call id of its first request (its fixes: ``<id>-fix-N``)."""
 
 
 # --- reading answers ------------------------------------------------------------------------------
@@ -504,6 +506,8 @@ class LearnState(BaseModel):
     best_score: float | None = None
     best_key: str | None = None  # the scoring ("round/candidate") whose failure the next round works on
     selected: dict[str, int] | None = None  # the final set, once learning finished
+    # sha256 of a set's code -> its usage demonstration (None: none reached the goal), asked once per code
+    usages: dict[str, UsageDemonstration | None] = Field(default_factory=dict)
 
 
 def _key(round_: int, index: int) -> str:
@@ -760,8 +764,23 @@ class LearnactLearner:
         """
         return ActionSet(actions=tuple(self.library.get(n, v).as_learned() for n, v in actions.items()))
 
+    def demonstrated(self, actions: ActionSet, call_id: str) -> ActionSet:
+        """``actions`` with their usage demonstration, asked for (as ``call_id``) only for code not demonstrated
+        before: a Plan note changes no code, and its set is shown the same demonstration.
+
+        :raises LLMError: when the learner model gives no answer.
+        :raises SandboxUnavailable: when the sandbox cannot start.
+        """
+        key = hashlib.sha256(actions.module.encode()).hexdigest()
+        if key not in self.state.usages:
+            self.state.usages[key] = self.demonstrate(actions, call_id)
+            self.save(self.state)
+        return actions.model_copy(update={"usage": self.state.usages[key]})
+
     def _score(self, round_: int, index: int, actions: Mapping[str, int]) -> Scored:
-        trajectories = self.run_tasks(self.action_set(actions), round_, index)
+        # the scoring agent sees each candidate at work, as the test-time agent sees the selected set
+        shown = self.demonstrated(self.action_set(actions), f"usage/r{round_}/c{index}")
+        trajectories = self.run_tasks(shown, round_, index)
         scored, outcomes = score_trajectories(
             trajectories, actions, self.config.score_terms, round_, index, self.config.history
         )
@@ -845,7 +864,7 @@ class LearnactLearner:
                 dropped=f"never called while scoring the kept set on {tasks} training task(s)",
             )  # fmt: skip
             self.progress(f"dropped {name}: never called while scoring")
-        usage = self.demonstrate(self.action_set(selected)) if selected else None
+        usage = self.demonstrated(self.action_set(selected), "usage/selected").usage if selected else None
         self.library.select(selected, state.best_score, self.env_name, self._progress(state, finished=True), usage)
         state.selected = selected
         self.save(state)

@@ -315,7 +315,10 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         assert asked[1]["messages"][-2] == {"role": "assistant", "content": BUGGY}
         # the create request samples; the fix follows the feedback at temperature 0
         assert (asked[0]["temperature"], asked[1]["temperature"]) == (0.7, 0.0)
-        optimise_prompt = asked[2]["messages"][-1]["content"]
+        # the scoring agent saw the candidate at work before its first step
+        scoring = [r.body for r in server.received if not r.body["messages"][0]["content"].startswith("You design")]
+        assert "Here is a task solved with the learned actions" in scoring[0]["messages"][-1]["content"]
+        optimise_prompt = asked[4]["messages"][-1]["content"]
         assert "That call of pick_and_stack failed: The action is not valid" in optimise_prompt
         assert "Pickup('b1') -> The action is not valid" in optimise_prompt
 
@@ -342,16 +345,19 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         outcomes = library.outcomes("pick_and_stack")
         assert [(o.round, o.candidate, o.ok) for o in outcomes][:2] == [(0, 0, False), (0, 0, True)]
         calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
+        # The candidate's usage demonstration is asked for before it is scored; the Plan note's set has the same
+        # code and is shown the same demonstration, as is the selected set.
         assert calls == [
-            "learn:create/s0/t0", "learn:create/s0/t1", "learn:r1/optimise/s0/t0", "learn:usage", "learn:usage-fix-1",
+            "learn:create/s0/t0", "learn:create/s0/t1", "learn:usage/r0/c0", "learn:usage/r0/c0-fix-1",
+            "learn:r1/optimise/s0/t0",
         ]  # fmt: skip
 
-        # The selected set at work: its first rewrite failed in the sandbox, and the failure went back to the
+        # The candidate at work: its first rewrite failed in the sandbox, and the failure went back to the
         # model; the second reached the demonstration's goal, with the environment's own observations.
-        usage_fix = asked[-1]["messages"][-1]["content"]
+        usage_fix = asked[3]["messages"][-1]["content"]
         assert "line 1, `pick_and_stack('b2', 'b3')`, failed. Before it: " in usage_fix  # the state it met
         assert "Inside it: Pickup('b2') -> The action is not valid" in usage_fix  # the primitive call that failed
-        assert asked[-1]["messages"][-2]["content"] == USAGE_WRONG  # the last answer only, sampled again
+        assert asked[3]["messages"][-2]["content"] == USAGE_WRONG  # the last answer only, sampled again
         usage = library.current().usage
         assert usage is not None and usage.task == "blockworld-demo"
         assert [step.code for step in usage.steps] == USAGE.split("\n")[1:-1]
@@ -479,7 +485,7 @@ def test_an_interrupted_run_resumes_without_asking_the_model_again(tmp_path: Pat
     assert len(server.received) > before  # the rest of the run was new work
     assert result.selected["pick_and_stack"] == 3 and set(result.selected) == {"pick_and_stack", "clear_block"}
     calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
-    assert len(calls) == len(set(calls)) == 5  # create, its fix, optimise, the usage and its fix
+    assert len(calls) == len(set(calls)) == 5  # create, its fix, the candidate's usage and its fix, optimise
     library = Library(out / "library")
     assert len(library.versions("pick_and_stack")) == written == 3  # nothing written twice
     assert [r.round for r in library.rounds()] == [0, 1]
@@ -771,6 +777,6 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     (task,) = env.tasks()
     reset = env.reset(task.id)
     demo = DemoTask("DEMO", reset.goal, reset.observation, 6, task.id, lambda: PddlEnv.demonstration("blockworld"))
-    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=3)(actions)
+    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=3)(actions, "usage")
     assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
     assert usage is not None and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
