@@ -8,8 +8,9 @@ problem outside the task set):
 - ``learnact``: the act agent with the learned library;
 - ``act``: the act agent without it (the same prompts less the learned actions);
 - ``control``: the act agent with a small hand-written library (``benchmarks/libraries/<domain>.py``, imported
-  with ``learnact actions import``, checked and validated like learned actions): does a weak agent gain from
-  good actions at all?
+  with ``learnact actions import``, checked and validated like learned actions, and shown at work by the usage
+  lines ``<domain>.usage``, grounded on the demonstration task as a learned set's are): does a weak agent gain
+  from good actions at all?
 
 Every evaluation uses request seed 0 and the same step budget, so the seeds differ by what was learned and by
 the test tasks. Every command is the CLI's own (subprocesses, Docker sandbox), with its run folder under
@@ -75,7 +76,8 @@ def control_library(env: str, out: Path) -> Path | None:
     if not source.is_file():
         return None
     if not (out / "library.json").is_file():
-        run("actions", "import", str(source), "--env", env, "--out", str(out))
+        usage = ["--usage", str(source.with_suffix(".usage"))] if source.with_suffix(".usage").is_file() else []
+        run("actions", "import", str(source), "--env", env, *usage, "--out", str(out))
     return out
 
 

@@ -5,6 +5,11 @@ module, at least two primitive calls, each function's ``Example:`` run in the sa
 environment), then kept as versions of origin ``human``, all selected, so that they can be listed, audited,
 diffed and evaluated (`eval --method learnact --library DIR`) like a learned library: a control for what
 learning achieves. A file with a problem imports nothing: the problems are printed, exit status 1.
+
+``--usage LINES`` adds what LearnAct's usage demonstration gives a learned set: the environment's demonstration
+task solved with the actions, one call per line, run in the sandbox from the task's start and kept (with the
+observations the environment gave) only when it reaches the goal, so that the agent sees the actions at work
+exactly as it sees a learned set's.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 
 from learnact.actions.library import Library, Origin
+from learnact.actions.models import ActionSet, LearnedAction, UsageDemonstration
 from learnact.actions.text import visible
 from learnact.engine.cli_common import (
     DEFAULT_BACKEND,
@@ -29,11 +35,14 @@ from learnact.engine.cli_common import (
     shown,
 )
 from learnact.engine.inputs import read_code
-from learnact.envs import make_env, select_tasks
-from learnact.learner.learnact import SandboxValidator, parse_actions
+from learnact.engine.learnact_run import demo_task
+from learnact.engine.usage import parse_lines, replay
+from learnact.envs import Environment, EnvSpec, make_env, select_tasks
+from learnact.learner.learnact import ParsedAction, SandboxValidator, called_names, parse_actions
 from learnact.sandbox import Sandbox, SandboxConfig
 
 MAX_IMPORTED = 32  # functions of one file
+MAX_USAGE_LINES = 60  # lines of a usage demonstration
 
 
 def import_actions(
@@ -43,6 +52,15 @@ def import_actions(
     task: Annotated[
         Optional[str], typer.Option("--task", help="the task the usage examples run on (default: the first)")
     ] = None,
+    usage: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--usage",
+            metavar="LINES",
+            help="a file of call lines that solve the environment's demonstration task with the actions: kept as "
+            "the library's usage demonstration once they reach its goal in the sandbox",
+        ),
+    ] = None,
     backend: BackendOption = DEFAULT_BACKEND,
     runtime: RuntimeOption = DEFAULT_RUNTIME,
 ) -> None:
@@ -50,8 +68,10 @@ def import_actions(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise fail(f"--out: {out} exists and is not an empty folder; give a new folder for the library")
     code = _read(file)
+    usage_lines = _read(usage) if usage is not None else None
+    spec = env_spec(env)
     with reported():
-        environment = make_env(env_spec(env))
+        environment = make_env(spec)
         on = select_tasks(environment, task)[0] if task is not None else environment.tasks()[0].id
     parsed = parse_actions(code, [p.name for p in environment.primitives()], MAX_IMPORTED)
     if "" in parsed.problems:
@@ -59,11 +79,15 @@ def import_actions(
     with reported(), Sandbox(SandboxConfig(backend=backend, runtime=runtime)) as sandbox:
         validator = SandboxValidator(sandbox, environment, on)
         problems = validator.problems(parsed.actions, parsed.problems)
-    if problems:
-        for name, problem in problems.items():
-            err.print(f"[red]{shown(name)}:[/red] {shown(problem.text)}", soft_wrap=True)
-        err.print(f"nothing imported: {len(problems)} of {len(parsed.actions)} functions have a problem")
-        raise typer.Exit(ExitCode.FAILED)
+        if problems:
+            for name, problem in problems.items():
+                err.print(f"[red]{shown(name)}:[/red] {shown(problem.text)}", soft_wrap=True)
+            err.print(f"nothing imported: {len(problems)} of {len(parsed.actions)} functions have a problem")
+            raise typer.Exit(ExitCode.FAILED)
+        shown_at_work = None
+        if usage_lines is not None:
+            assert usage is not None
+            shown_at_work = _demonstrated(usage, usage_lines, parsed.actions, environment, spec, on, sandbox)
     names = [action.name for action in parsed.actions]
     with reported():
         library = Library(out)
@@ -72,11 +96,48 @@ def import_actions(
                 action.name, action.code, description=action.description, example=action.example,
                 origin=Origin.human, verdict=validator.verdict(action, names),
             )  # fmt: skip
-        library.select(dict.fromkeys(names, 1), None, environment.name)
+        library.select(dict.fromkeys(names, 1), None, environment.name, usage=shown_at_work)
     typer.echo(
         visible(f"imported {len(names)} actions ({', '.join(names)}) into {out}; use them with `learnact eval"
                 f" --method learnact --env {environment.name} --library {out}`")
     )  # fmt: skip
+
+
+def _demonstrated(
+    file: Path,
+    text: str,
+    actions: list[ParsedAction],
+    environment: Environment,
+    spec: EnvSpec,
+    task: str,
+    sandbox: Sandbox,
+) -> UsageDemonstration:
+    """The lines of ``file`` run on the demonstration task of ``task``'s type, grounded as a learned set's.
+
+    :raises typer.Exit: (the problem printed, status FAILED) for lines that are not calls with literal arguments,
+        that call none of the actions, fail, or end before the goal.
+    """
+    task_type = next(t.type for t in environment.tasks() if t.id == task)
+    demo = demo_task(environment, spec, task_type, ())
+    lines, problem = parse_lines(text, MAX_USAGE_LINES)
+    names = [action.name for action in actions]
+    if problem is None and not any(called_names(line, names) for line in lines):
+        problem = f"the lines call none of the actions ({', '.join(names)})"
+    if problem is None:
+        demo_env = demo.open_env()
+        if demo_env is None:
+            raise fail(f"--usage: the demonstration task of {environment.name} cannot be opened to run the lines on")
+        action_set = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in actions))
+        try:
+            ran = replay(demo_env, demo.task, action_set, lines, sandbox)
+        finally:
+            demo_env.close()
+        if ran.success:
+            return UsageDemonstration(task=demo.task, goal=demo.goal, initial=demo.initial, steps=ran.steps)
+        problem = ran.problem or "the goal was not reached"
+    err.print(f"[red]{shown(str(file))}:[/red] {shown(problem)}", soft_wrap=True)
+    err.print(f"nothing imported: the usage lines do not solve the demonstration task {shown(demo.task)}: {demo.goal}")
+    raise typer.Exit(ExitCode.FAILED)
 
 
 def _read(file: Path) -> str:

@@ -708,21 +708,39 @@ def test_hand_written_actions_are_imported_checked_validated_and_evaluated_like_
     assert broken.exit_code == 1 and "nothing imported" in broken.stderr and "os" in broken.stderr
     assert not library.exists()
 
+    # Usage lines are kept only when they solve the demonstration task in the sandbox: this one cannot pick up b2,
+    # which lies under nothing but on b1.
     source.write_text(HAND_WRITTEN)
-    made = runner.invoke(app, ["actions", "import", str(source), "--env", "pddl/blockworld", "--out", str(library)])
+    usage = tmp_path / "usage.txt"
+    usage.write_text("move_onto('b2', 'b3')\n")
+    import_args = ["actions", "import", str(source), "--env", "pddl/blockworld", "--usage", str(usage)]
+    unsolved = runner.invoke(app, [*import_args, "--out", str(library)])
+    assert unsolved.exit_code == 1 and "nothing imported" in unsolved.stderr, unsolved.output
+    assert "line 1, `move_onto('b2', 'b3')`, failed" in " ".join(unsolved.stderr.split())
+    assert not library.exists()
+
+    usage.write_text("Unstack('b2', 'b1')\nPutdown('b2')\nUnstack('b1', 'b3')\nPutdown('b1')\nmove_onto('b2', 'b3')\n")
+    made = runner.invoke(app, [*import_args, "--out", str(library)])
     assert made.exit_code == 0, made.output
     imported = Library.open_existing(library)
     (version,) = imported.versions("move_onto")
     assert version.origin is Origin.human and version.example == "move_onto('b3', 'b2')" and not version.verdict
     assert imported.selected() == {"move_onto": 1} and imported.env() == "pddl/blockworld"
+    shown_at_work = imported.current().usage
+    assert shown_at_work is not None and shown_at_work.task == "blockworld-demo"
+    assert (
+        shown_at_work.steps[-1].code == "move_onto('b2', 'b3')" and "b2 is on b3" in shown_at_work.steps[-1].observation
+    )
 
     with ScriptedServer(responder=lambda body: Answer("move_onto('b3', 'b2')")) as server:
         args = ["eval", "--method", "learnact", "--env", "pddl/blockworld", "--tasks", TASK, "--seeds", "1"]
         args += ["--model", "m", "--base-url", server.base_url, "--no-cache", "--library", str(library)]
         tested = runner.invoke(app, [*args, "--out", str(tmp_path / "eval"), "--json"])
+        prompt = server.received[0].body["messages"][-1]["content"]
     assert tested.exit_code == 0, tested.output
     summary = json.loads(tested.stdout)
     assert summary["success_rate"] == 1.0 and summary["learned"]["learned_steps"] >= 1
+    assert "Here is a task solved with the learned actions" in prompt and "Action: move_onto('b2', 'b3')" in prompt
     again = runner.invoke(app, ["actions", "import", str(source), "--env", "pddl/blockworld", "--out", str(library)])
     assert again.exit_code == 2 and "is not an empty folder" in again.stderr
 
