@@ -38,7 +38,8 @@ from learnact.engine.inputs import read_code
 from learnact.engine.learnact_run import demo_task
 from learnact.engine.usage import parse_lines, replay
 from learnact.envs import Environment, EnvSpec, make_env, select_tasks
-from learnact.learner.learnact import ParsedAction, SandboxValidator, called_names, parse_actions
+from learnact.learner.answers import ParsedAction, called_names, parse_actions
+from learnact.learner.validation import SandboxValidator
 from learnact.sandbox import Sandbox, SandboxConfig
 
 MAX_IMPORTED = 32  # functions of one file

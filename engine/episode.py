@@ -36,7 +36,7 @@ from learnact.engine.records import (
     TokenUsage,
 )
 from learnact.envs import Environment, StepOutcome, make_env
-from learnact.learner.learnact import called_names
+from learnact.learner.answers import called_names
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox, Session
 
 # ExpertPolicy, call_code: kept where they were

@@ -56,19 +56,9 @@ from learnact.engine.rundir import (
 )
 from learnact.engine.usage import DemoTask, UsageDemonstrator
 from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
-from learnact.learner.learnact import (
-    Ask,
-    CallView,
-    FailureCase,
-    LearnactConfig,
-    LearnactLearner,
-    LearnState,
-    Message,
-    RunTasks,
-    SandboxValidator,
-    StepView,
-    Trajectory,
-)
+from learnact.learner.learnact import Ask, LearnactConfig, LearnactLearner, LearnState, Message, RunTasks
+from learnact.learner.scoring import CallView, FailureCase, StepView, Trajectory
+from learnact.learner.validation import SandboxValidator
 from learnact.sandbox import Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
 from learnact.engine.agents.prompts import fill
 from learnact.engine.episode import OutcomeTracker, observation_of
 from learnact.envs import Environment
-from learnact.learner.learnact import Ask, Message, called_names, code_of
+from learnact.learner.answers import called_names, code_of
+from learnact.learner.learnact import Ask, Message
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)

@@ -26,17 +26,9 @@ from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseC
 from learnact.engine.records import ModelSettings
 from learnact.engine.rundir import CONFIG, RunDir
 from learnact.envs import EnvSpec
-from learnact.learner.learnact import (
-    CallView,
-    LearnactConfig,
-    ParsedAction,
-    StepView,
-    Trajectory,
-    combines_actions,
-    parse_actions,
-    parse_improvement,
-    score_trajectories,
-)
+from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement
+from learnact.learner.learnact import LearnactConfig
+from learnact.learner.scoring import CallView, StepView, Trajectory, score_trajectories
 from learnact.sandbox import SandboxConfig
 
 BLOCKS = EnvSpec(name="pddl/blockworld")
@@ -750,7 +742,7 @@ def test_each_domains_worked_example_is_an_action_the_learner_would_accept(domai
     from learnact.actions import check
     from learnact.actions.models import CodeKind, Severity
     from learnact.envs import env_profile, primitive_specs
-    from learnact.learner.learnact import combines_actions, parse_actions
+    from learnact.learner.answers import combines_actions, parse_actions
 
     env_name = "alfworld/put" if domain == "alfworld" else f"pddl/{domain}"
     primitives = primitive_specs(env_name)

@@ -1,0 +1,161 @@
+"""Scoring a candidate set from the trajectories of the act agent that used it on the training tasks: the
+paper's terms (``step_correction``, ``call_ratio``, ``success``), one outcome per learned-action call judged by
+the environment's own verdict on each primitive call, and the first failed call as the Optimise step's case.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from learnact.actions.library import (
+    CallOutcome,
+    CandidateScore,
+)
+from learnact.learner.answers import called_names, cut
+from learnact.sandbox import ExecutionStatus
+
+log = logging.getLogger(__name__)
+
+MAX_SHOWN_CALL_CHARS = 400  # one primitive sub-step as shown to the model
+
+ScoreTerm = Literal["step_correction", "call_ratio", "success"]
+HistoryView = Literal["last", "full"]
+
+
+class FailureCase(BaseModel):
+    """The first failed call of a learned action while scoring a candidate: what the Optimise prompt shows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: int
+    task: str
+    goal: str
+    step: int
+    call: str  # the agent's line
+    error: str
+    history: str  # the last step, or the whole trajectory up to the call
+    substeps: tuple[str, ...]  # the primitive calls that ran inside, with what was observed
+
+
+class CallView(BaseModel):
+    """A primitive call that ran inside one step."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    args: list[Any]
+    observation: str
+    valid: bool = True  # the environment's verdict on the call
+
+    def line(self) -> str:
+        """The call as a line of code with what was observed, bounded."""
+        args = ", ".join(repr(a) for a in self.args)
+        return cut(f"{self.name}({args}) -> {self.observation}", MAX_SHOWN_CALL_CHARS)
+
+
+class StepView(BaseModel):
+    """One step of the agent while scoring: its line of code and what running it did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    code: str
+    observation: str
+    status: str | None  # the ExecutionStatus value; None for a step that ran no code
+    error: str | None = None  # "Type: message" when the code raised (or the check rejected it)
+    calls: list[CallView] = Field(default_factory=list)
+
+
+class Trajectory(BaseModel):
+    """One scoring episode as the learner reads it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: str
+    goal: str
+    initial: str
+    success: bool
+    steps: list[StepView]
+
+
+class Scored(BaseModel):
+    """A scored candidate: its score, how often each action was called, and its first failed call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: CandidateScore
+    calls: dict[str, int]
+    failure: FailureCase | None = None
+
+
+def score_trajectories(
+    trajectories: Sequence[Trajectory],
+    actions: Mapping[str, int],
+    terms: Sequence[ScoreTerm],
+    round_: int,
+    candidate: int,
+    history: HistoryView = "last",
+) -> tuple[Scored, list[CallOutcome]]:
+    """The seed's score of a candidate: ``step_correction`` (successful learned-action calls per call),
+    ``call_ratio`` (successful calls per step) and ``success`` (the share of tasks solved), summed over
+    ``terms``; one outcome per learned-action call; the first failed call as a :class:`FailureCase`.
+
+    A call succeeded when its step ran without an error and no primitive inside it was invalid.
+    """
+    outcomes: list[CallOutcome] = []
+    calls: dict[str, int] = dict.fromkeys(actions, 0)
+    successes = steps = 0
+    failure: FailureCase | None = None
+    for trajectory in trajectories:
+        for position, step in enumerate(trajectory.steps):
+            steps += 1
+            invalid = next((c.observation for c in step.calls if not c.valid), None)
+            ok = step.status == ExecutionStatus.ok.value and invalid is None
+            for name in called_names(step.code, actions):
+                calls[name] += 1
+                successes += ok
+                error = None if ok else step.error or invalid or f"the step ended with the status {step.status}"
+                substeps = [c.line() for c in step.calls]
+                outcomes.append(
+                    CallOutcome(
+                        name=name, version=actions[name], phase="score", round=round_, candidate=candidate,
+                        task=trajectory.task, step=step.index, code=step.code, ok=ok, status=step.status or "none",
+                        error=error, primitive_steps=substeps,
+                    )
+                )  # fmt: skip
+                if not ok and failure is None:
+                    failure = FailureCase(
+                        name=name, version=actions[name], task=trajectory.task, goal=trajectory.goal, step=step.index,
+                        call=step.code, error=error or "", history=_history(trajectory, position, history),
+                        substeps=tuple(substeps),
+                    )  # fmt: skip
+    total_calls = sum(calls.values())
+    components = {
+        "step_correction": successes / total_calls if total_calls else 0.0,
+        "call_ratio": successes / steps if steps else 0.0,
+        "success": sum(t.success for t in trajectories) / len(trajectories) if trajectories else 0.0,
+    }
+    score = CandidateScore(
+        candidate=candidate, actions=dict(actions), score=sum(components[t] for t in terms), components=components,
+        successes=sum(t.success for t in trajectories), tasks=len(trajectories),
+    )  # fmt: skip
+    return Scored(score=score, calls=calls, failure=failure), outcomes
+
+
+def _history(trajectory: Trajectory, position: int, view: HistoryView) -> str:
+    """What led to the failed call: the observation before it and the call (``last``), or the whole
+    trajectory up to it (``full``)."""
+    steps = trajectory.steps[: position + 1]
+    if view == "last":
+        before = steps[-2].observation if len(steps) > 1 else trajectory.initial
+        return f"Observation: {before}\nAction: {steps[-1].code}"
+    lines = [f"Goal: {trajectory.goal}", f"Observation: {trajectory.initial}"]
+    for step in steps[:-1]:
+        lines += [f"Action: {step.code}", f"Observation: {step.observation}"]
+    lines.append(f"Action: {steps[-1].code}")
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""Validation of candidate functions in the sandbox: the static check as an action module, at least two
+primitive calls, and each function's usage example run on a training task; what fails becomes a
+:class:`~learnact.learner.answers.Problem` with the exact findings or traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+from learnact.actions import check
+from learnact.actions.models import CodeKind, Finding, Severity
+from learnact.envs import Environment, PrimitiveSpec
+from learnact.learner.answers import ParsedAction, Problem, combines_actions
+from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
+
+log = logging.getLogger(__name__)
+
+
+class SandboxValidator:
+    """Checks functions (kind *action module*) and runs each one's usage example in the sandbox, on the
+    environment reset to a training task; a function that fails gets its exact findings or traceback."""
+
+    def __init__(self, sandbox: Sandbox, env: Environment, task: str) -> None:
+        self.sandbox, self.env, self.task = sandbox, env, task
+        self.primitives: list[PrimitiveSpec] = env.primitives()
+
+    def verdict(self, action: ParsedAction, others: Iterable[str]) -> list[Finding]:
+        """The static checker's findings on the function (the other functions of its set are callable)."""
+        return check(action.code, CodeKind.action_module, self.primitives, known=set(others) - {action.name})
+
+    def problems(
+        self, actions: Sequence[ParsedAction], known: Mapping[str, Problem] | None = None
+    ) -> dict[str, Problem]:
+        """The problems of ``actions`` by name (none for a function that passed): ``known`` ones (from reading
+        the answer) with the static checker's errors added; the usage example of a function without any is run.
+
+        :raises SandboxUnavailable: when the sandbox cannot start.
+        """
+        names = [a.name for a in actions]
+        callable_names = {p.name for p in self.primitives} | set(names)
+        known = known or {}
+        problems: dict[str, Problem] = dict(known)
+        for action in actions:
+            found = [known[action.name].text] if action.name in known else []
+            errors = [f for f in self.verdict(action, names) if f.severity is Severity.error]
+            found += [f.render(f"{action.name}.py") for f in errors]
+            if not errors and not combines_actions(action, callable_names):
+                found.append(f"{action.name} calls the primitive actions fewer than two times; combine at least two")
+            if found:
+                problems[action.name] = Problem("finding", "\n".join(found))
+        loadable = [a for a in actions if a.name not in problems]
+        module = "\n\n".join(a.code for a in loadable)
+        for action in loadable:
+            failure = self._run_example(module, action)
+            if failure is not None:
+                problems[action.name] = failure
+        return problems
+
+    def _run_example(self, module: str, action: ParsedAction) -> Problem | None:
+        self.env.reset(self.task)
+        with self.sandbox.session(self.primitives, self.env.call) as session:
+            loaded = session.load_actions(module)
+            if not loaded.ok:
+                return _problem_of(loaded, "loading the functions")
+            ran = session.execute(action.example)
+            return None if ran.ok else _problem_of(ran, f"running the usage example {action.example}")
+
+
+def _problem_of(result: ExecutionResult, doing: str) -> Problem:
+    if result.status is ExecutionStatus.rejected:
+        lines = "\n".join(f.render("<example>") for f in result.findings if f.severity is Severity.error)
+        return Problem("finding", f"{doing} was refused by the static check:\n{lines}")
+    if result.error is not None:
+        trace = result.error.traceback.rstrip()
+        last = f"{result.error.type}: {result.error.message}"
+        text = f"{trace}\n{last}" if trace and last not in trace else trace or last
+        return Problem("traceback", f"{doing} raised an exception:\n{text}")
+    return Problem("traceback", f"{doing} ended with the status {result.status.value}")
