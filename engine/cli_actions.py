@@ -1,5 +1,5 @@
 """`learnact actions list|show|history|diff DIR [NAME]`: a learned action library read from the terminal;
-`learnact audit RUN [--html FILE]`: its audit (engine/audit.py); `learnact check DIR`: the static check of
+`learnact audit RUN [--html FILE]`: its audit (engine/reports/audit.py); `learnact check DIR`: the static check of
 the selected version of every action in a library (called by `learnact check` when PATH is a folder).
 
 DIR is a library folder or the run folder of a learning run (which holds ``library/``). Everything a library
@@ -24,8 +24,10 @@ from rich.table import Table
 from learnact.actions import Severity
 from learnact.actions.library import ActionVersion, Library
 from learnact.actions.text import visible
-from learnact.engine.audit import build_audit, diff_markup, print_audit, write_audit_html
 from learnact.engine.cli_common import err, fail, reported, shown
+from learnact.engine.reports.audit import build_audit
+from learnact.engine.reports.audit_html import write_audit_html
+from learnact.engine.reports.audit_terminal import diff_markup, print_audit
 
 app = typer.Typer(help="Read a learned action library: its actions, their versions and changes.", no_args_is_help=True)
 

@@ -15,10 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from learnact.engine.cli_common import err, fail, reported, shown
-from learnact.engine.report import (
-    PlotFormat,
-    Report,
-    build_report,
+from learnact.engine.reports.model import PlotFormat, Report
+from learnact.engine.reports.output import write_file, write_report
+from learnact.engine.reports.render import (
     caption,
     cell_text,
     cost_text,
@@ -27,9 +26,8 @@ from learnact.engine.report import (
     render_csv,
     render_markdown,
     tokens_text,
-    write_file,
-    write_report,
 )
+from learnact.engine.reports.table import build_report
 
 PIPE_WIDTH = 1000
 

@@ -15,7 +15,6 @@ import pytest
 from llm_server import Answer, ScriptedServer, Status
 
 from learnact.actions.library import LearningProgress, Library, Origin
-from learnact.engine.audit import audit_html, build_audit
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.learnact_run import (
     learnact_run_config,
@@ -24,6 +23,8 @@ from learnact.engine.learnact_run import (
 )
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import ModelSettings
+from learnact.engine.reports.audit import build_audit
+from learnact.engine.reports.audit_html import audit_html
 from learnact.engine.rundir import CONFIG, RunDir
 from learnact.envs import EnvSpec
 from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement

@@ -23,15 +23,10 @@ from learnact.engine.agents import call_code
 from learnact.engine.cli import app
 from learnact.engine.llm import OpenAIBackbone
 from learnact.engine.records import Method, ModelSettings, mean_and_std
-from learnact.engine.report import (
-    PlotFormat,
-    Report,
-    ReportError,
-    build_report,
-    plot_learning,
-    plot_success,
-    render_csv,
-)
+from learnact.engine.reports.model import PlotFormat, Report, ReportError
+from learnact.engine.reports.plots import plot_learning, plot_success
+from learnact.engine.reports.render import render_csv
+from learnact.engine.reports.table import build_report
 from learnact.engine.rundir import EPISODES, SUMMARY
 from learnact.envs import EnvSpec, make_env
 from learnact.sandbox import SandboxConfig
