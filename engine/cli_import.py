@@ -94,14 +94,20 @@ def import_actions(
         library = Library(out)
         for action in parsed.actions:
             library.new_version(
-                action.name, action.code, description=action.description, example=action.example,
-                origin=Origin.human, verdict=validator.verdict(action, names),
-            )  # fmt: skip
+                action.name,
+                action.code,
+                description=action.description,
+                example=action.example,
+                origin=Origin.human,
+                verdict=validator.verdict(action, names),
+            )
         library.select(dict.fromkeys(names, 1), None, environment.name, usage=shown_at_work)
     typer.echo(
-        visible(f"imported {len(names)} actions ({', '.join(names)}) into {out}; use them with `learnact eval"
-                f" --method learnact --env {environment.name} --library {out}`")
-    )  # fmt: skip
+        visible(
+            f"imported {len(names)} actions ({', '.join(names)}) into {out}; use them with `learnact eval"
+            f" --method learnact --env {environment.name} --library {out}`"
+        )
+    )
 
 
 def _demonstrated(

@@ -73,9 +73,16 @@ def learn_actions(
         )
     with reported():
         result = run_learnact(
-            config, out, agent, learner[0] if learner is not None else None, prices, progress, on_episode,
-            executor=executor, workers=workers,
-        )  # fmt: skip
+            config,
+            out,
+            agent,
+            learner[0] if learner is not None else None,
+            prices,
+            progress,
+            on_episode,
+            executor=executor,
+            workers=workers,
+        )
     if json_output:
         sys.stdout.write(result.model_dump_json() + "\n")
     else:

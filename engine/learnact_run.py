@@ -119,10 +119,13 @@ class LearnactPrompts:
         focuses = [line for line in fill("learnact_focus").splitlines() if line.strip()]
         example = env_profile(self.env_name).worked_example(self.task_type)
         user = fill(
-            "learnact_create", demonstration=self.demo, style=style, max_actions=self.config.max_actions,
+            "learnact_create",
+            demonstration=self.demo,
+            style=style,
+            max_actions=self.config.max_actions,
             focus=focuses[sample % len(focuses)],
             worked_example=fill("learnact_worked_example", code=example).strip() if example else "",
-        )  # fmt: skip
+        )
         return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
 
     def fix(self, problems: str) -> str:
@@ -155,9 +158,13 @@ def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[s
             "demonstration", goal=stored.goal, initial=stored.initial, history=history_text(list(stored.turns), 10**6)
         )
         return DemoTask(
-            text.strip(), stored.goal, stored.initial, len(stored.turns), stored.task,
+            text.strip(),
+            stored.goal,
+            stored.initial,
+            len(stored.turns),
+            stored.task,
             lambda: demonstration_env(spec, stored.task, stored.type),
-        )  # fmt: skip
+        )
     tasks = [t.id for t in env.tasks() if t.type == task_type]
     task = next((t for t in tasks if t not in avoid), tasks[0])
     reset = env.reset(task)
@@ -205,11 +212,14 @@ def trajectory(record: EpisodeRecord, reset: ResetInfo) -> Trajectory:
             error = "; ".join(f"line {f.line}: {f.message}" for f in result.findings)
         steps.append(
             StepView(
-                index=step.index, code=step.code, observation=step.observation,
-                status=result.status.value if result is not None else None, error=error,
+                index=step.index,
+                code=step.code,
+                observation=step.observation,
+                status=result.status.value if result is not None else None,
+                error=error,
                 calls=calls,
             )
-        )  # fmt: skip
+        )
     return Trajectory(task=record.task, goal=reset.goal, initial=reset.observation, success=record.success, steps=steps)
 
 

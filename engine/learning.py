@@ -271,10 +271,15 @@ def run_reflexion(
                     on_attempt(index, record, len(notes))
                 rows.append(
                     AttemptRow(
-                        task=task, attempt=index, notes_shown=len(notes), success=record.success,
-                        progress=record.progress, steps=len(record.steps), ended=record.ended,
+                        task=task,
+                        attempt=index,
+                        notes_shown=len(notes),
+                        success=record.success,
+                        progress=record.progress,
+                        steps=len(record.steps),
+                        ended=record.ended,
                     )
-                )  # fmt: skip
+                )
                 return Attempt(record.success, lambda: _trajectory(reset_of(task), record))
 
             def reflect(task: str, round: int, prompt: str) -> str:

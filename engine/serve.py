@@ -156,11 +156,16 @@ class Sessions:
             self._open[session_id] = opened
         log.info("session %s… opened (%s)", session_id[:6], env or "no environment")
         return SessionInfo(
-            session_id=session_id, environment=env, task=reset[0] if reset else None,
-            goal=reset[1] if reset else None, observation=reset[2] if reset else None,
-            primitives=[p.signature() for p in opened.session.primitives], timeout_s=config.timeout_s,
-            memory_mb=config.memory_mb, max_calls=config.max_calls,
-        )  # fmt: skip
+            session_id=session_id,
+            environment=env,
+            task=reset[0] if reset else None,
+            goal=reset[1] if reset else None,
+            observation=reset[2] if reset else None,
+            primitives=[p.signature() for p in opened.session.primitives],
+            timeout_s=config.timeout_s,
+            memory_mb=config.memory_mb,
+            max_calls=config.max_calls,
+        )
 
     def _start(
         self, config: SandboxConfig, env: str | None, task: str | None

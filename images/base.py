@@ -165,8 +165,13 @@ def _check_can_debootstrap() -> None:
 
 def _debootstrap(rootfs: Path, mirror: str, log: Log) -> None:
     command = [
-        "debootstrap", "--variant=minbase", "--include=python3", SUITE, str(rootfs), mirror,
-    ]  # fmt: skip
+        "debootstrap",
+        "--variant=minbase",
+        "--include=python3",
+        SUITE,
+        str(rootfs),
+        mirror,
+    ]
     log("$ " + " ".join(command))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     assert process.stdout is not None

@@ -283,9 +283,15 @@ class LearnactLearner:
                 ):
                     if final and action.name in parsed.problems:
                         latest[action.name] = self._write(
-                            action, Origin.validated_fix if index else origin, call_id, round_, parent,
-                            before.feedback, names, dropped=parsed.problems[action.name].text,
-                        )  # fmt: skip
+                            action,
+                            Origin.validated_fix if index else origin,
+                            call_id,
+                            round_,
+                            parent,
+                            before.feedback,
+                            names,
+                            dropped=parsed.problems[action.name].text,
+                        )
                     continue
                 why = feedback if index == 0 else _feedback_of(previous_problems, action.name)
                 dropped = parsed.problems[action.name].text if final and action.name in parsed.problems else None
@@ -298,11 +304,19 @@ class LearnactLearner:
         for name, version in list(latest.items()):  # a function an earlier answer had and the last one left out
             if name not in kept and version.dropped is None:
                 latest[name] = self._version(
-                    name, version.code, description=version.description, example=version.example,
-                    notes=version.notes, origin=Origin.validated_fix, parent=version.version,
-                    call_id=attempts[-1][0], feedback=version.feedback, verdict=version.verdict, round=round_,
+                    name,
+                    version.code,
+                    description=version.description,
+                    example=version.example,
+                    notes=version.notes,
+                    origin=Origin.validated_fix,
+                    parent=version.version,
+                    call_id=attempts[-1][0],
+                    feedback=version.feedback,
+                    verdict=version.verdict,
+                    round=round_,
                     dropped=f"the model's last answer ({attempts[-1][0]}) left {name} out (renamed or removed)",
-                )  # fmt: skip
+                )
         return {a.name: latest[a.name].version for a in final.actions if a.name not in final.problems}
 
     def _write(
@@ -319,10 +333,19 @@ class LearnactLearner:
     ) -> ActionVersion:
         verdict = self.validator.verdict(action, names)
         return self._version(
-            action.name, action.code, description=action.description, example=action.example, notes=tuple(notes),
-            origin=origin, parent=parent, call_id=call_id, feedback=feedback, verdict=verdict, round=round_,
+            action.name,
+            action.code,
+            description=action.description,
+            example=action.example,
+            notes=tuple(notes),
+            origin=origin,
+            parent=parent,
+            call_id=call_id,
+            feedback=feedback,
+            verdict=verdict,
+            round=round_,
             dropped=dropped,
-        )  # fmt: skip
+        )
 
     def _version(self, name: str, code: str, **fields: Any) -> ActionVersion:
         """A new version, or the identical one a killed run already wrote (same call, same code)."""
@@ -364,9 +387,12 @@ class LearnactLearner:
                 _key(round_, best_index),
             )
         record = RoundRecord(
-            round=round_, candidates=[s.score for s in scored], best=best_index,
-            best_score=best.score.score if not rolled_back else state.best_score or 0.0, rolled_back=rolled_back,
-        )  # fmt: skip
+            round=round_,
+            candidates=[s.score for s in scored],
+            best=best_index,
+            best_score=best.score.score if not rolled_back else state.best_score or 0.0,
+            rolled_back=rolled_back,
+        )
         self.library.record_round(record)
         state.rounds.append(record)
         self.library.select(state.best, state.best_score, self.env_name, self._progress(state, finished=False))
@@ -381,10 +407,18 @@ class LearnactLearner:
         for name, number in best.items():
             kept = self.library.get(name, number)
             version = self._version(
-                name, kept.code, description=kept.description, example=kept.example, notes=kept.notes,
-                origin=Origin.rollback, parent=number, call_id=None, round=round_, verdict=kept.verdict,
+                name,
+                kept.code,
+                description=kept.description,
+                example=kept.example,
+                notes=kept.notes,
+                origin=Origin.rollback,
+                parent=number,
+                call_id=None,
+                round=round_,
+                verdict=kept.verdict,
                 feedback=Feedback(kind="none", text=f"round {round_} scored lower than the set kept before it"),
-            )  # fmt: skip
+            )
             restored[name] = version.version
         return restored
 
@@ -465,10 +499,18 @@ class LearnactLearner:
                 return None
             kept = self.library.get(failure.name, best.get(failure.name, failure.version))
             version = self._version(
-                kept.name, kept.code, description=kept.description, example=kept.example, notes=(*kept.notes, note),
-                origin=Origin.plan_note, parent=kept.version, call_id=f"{call_base}/t0", round=round_,
-                feedback=why, verdict=kept.verdict,
-            )  # fmt: skip
+                kept.name,
+                kept.code,
+                description=kept.description,
+                example=kept.example,
+                notes=(*kept.notes, note),
+                origin=Origin.plan_note,
+                parent=kept.version,
+                call_id=f"{call_base}/t0",
+                round=round_,
+                feedback=why,
+                verdict=kept.verdict,
+            )
             return {**best, kept.name: version.version}
         updated = self._write_validated(
             call_base, messages, sample, Origin.update, round_, best, why, first_answer=improvement.content
@@ -489,11 +531,19 @@ class LearnactLearner:
                 continue
             kept = self.library.get(name, number)
             self._version(
-                name, kept.code, description=kept.description, example=kept.example, notes=kept.notes,
-                origin=kept.origin, parent=number, call_id=kept.call_id, round=len(state.rounds) - 1,
-                verdict=kept.verdict, feedback=kept.feedback,
+                name,
+                kept.code,
+                description=kept.description,
+                example=kept.example,
+                notes=kept.notes,
+                origin=kept.origin,
+                parent=number,
+                call_id=kept.call_id,
+                round=len(state.rounds) - 1,
+                verdict=kept.verdict,
+                feedback=kept.feedback,
                 dropped=f"never called while scoring the kept set on {tasks} training task(s)",
-            )  # fmt: skip
+            )
             self.progress(f"dropped {name}: never called while scoring")
         usage = self.demonstrated(self.action_set(selected), "usage/selected").usage if selected else None
         self.library.select(selected, state.best_score, self.env_name, self._progress(state, finished=True), usage)

@@ -123,17 +123,32 @@ def score_trajectories(
                 substeps = [c.line() for c in step.calls]
                 outcomes.append(
                     CallOutcome(
-                        name=name, version=actions[name], phase="score", round=round_, candidate=candidate,
-                        task=trajectory.task, step=step.index, code=step.code, ok=ok, status=step.status or "none",
-                        error=error, primitive_steps=substeps,
+                        name=name,
+                        version=actions[name],
+                        phase="score",
+                        round=round_,
+                        candidate=candidate,
+                        task=trajectory.task,
+                        step=step.index,
+                        code=step.code,
+                        ok=ok,
+                        status=step.status or "none",
+                        error=error,
+                        primitive_steps=substeps,
                     )
-                )  # fmt: skip
+                )
                 if not ok and failure is None:
                     failure = FailureCase(
-                        name=name, version=actions[name], task=trajectory.task, goal=trajectory.goal, step=step.index,
-                        call=step.code, error=error or "", history=_history(trajectory, position, history),
+                        name=name,
+                        version=actions[name],
+                        task=trajectory.task,
+                        goal=trajectory.goal,
+                        step=step.index,
+                        call=step.code,
+                        error=error or "",
+                        history=_history(trajectory, position, history),
                         substeps=tuple(substeps),
-                    )  # fmt: skip
+                    )
     total_calls = sum(calls.values())
     components = {
         "step_correction": successes / total_calls if total_calls else 0.0,
@@ -141,9 +156,13 @@ def score_trajectories(
         "success": sum(t.success for t in trajectories) / len(trajectories) if trajectories else 0.0,
     }
     score = CandidateScore(
-        candidate=candidate, actions=dict(actions), score=sum(components[t] for t in terms), components=components,
-        successes=sum(t.success for t in trajectories), tasks=len(trajectories),
-    )  # fmt: skip
+        candidate=candidate,
+        actions=dict(actions),
+        score=sum(components[t] for t in terms),
+        components=components,
+        successes=sum(t.success for t in trajectories),
+        tasks=len(trajectories),
+    )
     return Scored(score=score, calls=calls, failure=failure), outcomes
 
 

@@ -67,10 +67,15 @@ def runner_command(config: SandboxConfig) -> list[str]:
     # -I: no environment variables, no user site; -S: no site module (the image has no packages
     # beyond RestrictedPython, which the runner finds in /opt/learnact/lib); -u: unbuffered.
     return [
-        "python3", "-I", "-S", "-u", RUNNER_PATH,
-        "--max-message-bytes", str(config.max_message_bytes),
+        "python3",
+        "-I",
+        "-S",
+        "-u",
+        RUNNER_PATH,
+        "--max-message-bytes",
+        str(config.max_message_bytes),
         "--kill-strays",
-    ]  # fmt: skip
+    ]
 
 
 def host_config_kwargs(config: SandboxConfig) -> dict:

@@ -132,9 +132,13 @@ class Session:
                 status = ExecutionStatus.output_limit
                 error = ErrorInfo(type="OutputLimit", message=f"output exceeded {self.config.max_output_bytes} bytes")
         return ExecutionResult(
-            status=status, findings=findings, error=error, calls=execution.calls.kept, stdout=stdout,
+            status=status,
+            findings=findings,
+            error=error,
+            calls=execution.calls.kept,
+            stdout=stdout,
             duration_s=_since(started),
-        )  # fmt: skip
+        )
 
     def _ready_transport(self) -> Transport:
         """The session's sandbox; a fresh one (actions reloaded) after a kill or stray output."""
@@ -250,9 +254,13 @@ class _Execution:
             self.request = Load(id=request_id, code=code, restricted=config.check, nonce=self.nonce)
         else:
             self.request = Exec(
-                id=request_id, code=code, restricted=config.check, max_output_bytes=config.max_output_bytes,
-                cpu_s=config.cpu_s, nonce=self.nonce,
-            )  # fmt: skip
+                id=request_id,
+                code=code,
+                restricted=config.check,
+                max_output_bytes=config.max_output_bytes,
+                cpu_s=config.cpu_s,
+                nonce=self.nonce,
+            )
 
 
 class _Stop(Exception):

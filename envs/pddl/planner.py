@@ -150,9 +150,14 @@ def _run_planner(cmd: list[str], cwd: Path, timeout_s: float, where: str) -> tup
     """Run the driver in a process group of its own, so that a timeout or a stop ends its translator
     and search processes too (killing the driver alone would leave them running)."""
     with subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
         start_new_session=True,
-    ) as process:  # fmt: skip
+    ) as process:
         with _running_lock:
             _running.add(process)
         try:
