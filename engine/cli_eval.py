@@ -235,7 +235,8 @@ def evaluate(
     if learned is not None:  # the notes and what they were learned on travel in the run's settings
         settings = settings.model_copy(update={"notes": learned.texts(), "trained_on": learned.train})
     if actions is not None:  # the selected actions and what they were learned on, the same way
-        settings = settings.model_copy(update={"actions": actions[0], "trained_on": actions[1]})
+        update = {"actions": actions.actions, "actions_by_type": actions.by_type, "trained_on": actions.train}
+        settings = settings.model_copy(update=update)
     if seeds is None:
         seeds = DEFAULT_SEEDS if uses_model else 1
     config = EvalConfig(run=settings, tasks=chosen, seeds=tuple(range(seeds)), workers=workers)

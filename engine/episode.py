@@ -125,9 +125,9 @@ def run_episode(
     ``should_stop`` is asked before every step; ``backbone`` is the language model of a model method
     (its calls are counted in the record's ``usage``; a :class:`RecordingBackbone` also records them).
 
-    The run's learned actions (``spec.run.actions``) are loaded into the session before the first step; a
-    module the check rejects or that fails to load ends the episode as an ``error`` naming the findings or
-    the traceback.
+    The run's learned actions for the task's type (``spec.run.actions_for``) are loaded into the session before
+    the first step; a module the check rejects or that fails to load ends the episode as an ``error`` naming the
+    findings or the traceback.
 
     The steps are :func:`_play`'s. A backbone that gives no answer ends the episode with
     ``status="llm_error"``.
@@ -154,15 +154,15 @@ def run_episode(
         own_sandbox = sandbox is None
         sandbox = sandbox or Sandbox(settings.sandbox)
         reset = env.reset(spec.task)
+        actions = settings.actions_for(task_type)
         context = PolicyContext(
-            env, task_type, reset, recording, settings.model, seed=spec.seed, notes=settings.notes,
-            actions=settings.actions,
-        )  # fmt: skip
+            env, task_type, reset, recording, settings.model, seed=spec.seed, notes=settings.notes, actions=actions
+        )
         policy = make_policy(settings.method, context)
         tracker = OutcomeTracker(env)
         observation = f"{reset.observation}\n{reset.goal}"
         with sandbox.session(env.primitives(), tracker) as session:
-            _load(session, settings.actions)
+            _load(session, actions)
             ended = _play(policy, session, tracker, observation, settings.max_steps, should_stop, spec.task, steps)
         error = None
     except EpisodeInterrupted:
@@ -192,7 +192,7 @@ def run_episode(
         duration_s=time.perf_counter() - started,
         ended=ended,
         usage=_usage(recording),
-        learned=learned_use(steps, settings.actions),
+        learned=learned_use(steps, settings.actions_for(task_type)),
     )
 
 

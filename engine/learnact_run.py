@@ -15,6 +15,7 @@ had made are not made again (the state, and the response cache for a step cut sh
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -64,6 +65,8 @@ from learnact.sandbox import Sandbox, SandboxConfig
 log = logging.getLogger(__name__)
 
 SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R
+BY_TYPE = "types"  # types/<type>/: the learning run of one task type (a family that learns by type)
+SAFE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a task type that can name a folder
 LEARNER_MAX_TOKENS = 2048  # an answer holds several functions
 # The learner's sampling temperature, unless --learner-temperature: a server model's samples differ by it and
 # by what each sample's prompt asks to look for; a small local model writes worse code when it samples hot.
@@ -330,6 +333,74 @@ def run_learnact(
             score=learner_run.state.best_score,
             rounds=len(learner_run.state.rounds),
         )
+
+
+def learns_by_type(config: LearnactRunConfig) -> bool:
+    """Whether ``config`` learns one library per task type: its family's profile says so and its training tasks
+    have several types.
+
+    :raises LearnactError: when the environment cannot be opened.
+    """
+    if not env_profile(config.run.env.name).learn_by_type:
+        return False
+    return len(set(_types_of(config).values())) > 1
+
+
+def _types_of(config: LearnactRunConfig) -> dict[str, str]:
+    types = {t.id: t.type for t in make_env(config.run.env).tasks()}
+    return {task: types[task] for task in config.train}
+
+
+def learn_by_type(
+    config: LearnactRunConfig,
+    out: Path,
+    agent: Backbone,
+    learner: Backbone | None = None,
+    prices: PriceTable | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    on_episode: Callable[[EpisodeRecord], None] = lambda record: None,
+    executor: Executor | None = None,
+    workers: int = 1,
+) -> dict[str, LearnactResult]:
+    """Learn one library per task type of ``config``'s training tasks, as the paper does for ALFWorld: each type
+    is a learning run of its own (its training tasks, its demonstration, its library) in ``<out>/types/<type>/``,
+    under the whole run's identity in ``out``; rerun, each resumes where it stopped.
+
+    :raises RunDirBusy: when another process holds ``out`` or a type's folder.
+    :raises RunDirError: when ``out`` holds another run, a task type cannot name a folder, or a folder cannot
+        be read or written.
+    :raises LibraryError: when a library cannot be written.
+    :raises LLMError: when the learner model gives no answer (rerunning retries).
+    :raises SandboxUnavailable: when the sandbox cannot start.
+    """
+    with RunDir(out, RunKind.learnact).opened(config):
+        by_type: dict[str, list[str]] = {}
+        for task, task_type in _types_of(config).items():
+            by_type.setdefault(task_type, []).append(task)
+        results: dict[str, LearnactResult] = {}
+        for task_type, train in by_type.items():
+            if not SAFE_TYPE.fullmatch(task_type) or task_type.strip(".") == "":
+                raise RunDirError(out, f"the task type {task_type!r} cannot name a folder to learn its library in")
+            folder = out / BY_TYPE / task_type
+            try:
+                make_folders(out, folder)  # a planted link on the way is refused, not followed
+            except OSError as exc:
+                raise describe_os_error(exc, folder, "create") from None
+            progress(f"{task_type}: learning on {len(train)} training task{'s' * (len(train) != 1)}")
+            run = config.run.model_copy(update={"trained_on": tuple(train)})
+            one = config.model_copy(update={"train": tuple(train), "run": run})
+            results[task_type] = run_learnact(
+                one, folder, agent, learner, prices, progress, on_episode, executor=executor, workers=workers
+            )
+        return results
+
+
+def learned_by_type(path: Path) -> dict[str, Path] | None:
+    """The learning run of each task type in ``path``, a run that learned by type (None when it is not one)."""
+    folder = path / BY_TYPE
+    if not folder.is_dir() or folder.is_symlink():
+        return None
+    return {sub.name: sub for sub in sorted(folder.iterdir()) if sub.is_dir() and not sub.is_symlink()}
 
 
 def learnact_run_config(

@@ -6,7 +6,7 @@ import math
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from learnact.actions.models import ActionSet
 from learnact.envs import EnvSpec
@@ -75,11 +75,24 @@ class RunSettings(BaseModel):
     # machine) and a run directory never mixes two sets of notes or actions.
     notes: tuple[str, ...] = ()
     actions: ActionSet | None = None
+    # learnact with a library per task type (a family that learns by type, ALFWorld): an episode gets its type's
+    actions_by_type: dict[str, ActionSet] = Field(default_factory=dict)
     # The training tasks of the learning run whose notes or actions this run uses (what --test-on-rest leaves out).
     trained_on: tuple[str, ...] = ()
     # Evaluate each seed on the tasks outside its training tasks (``trained_on``, else the seed's split) rather
     # than on all (the paper's setting).
     test_on_rest: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind_of_actions(self) -> RunSettings:
+        if self.actions is not None and self.actions_by_type:
+            raise ValueError("give the learned actions either for every task type (actions) or per type, not both")
+        return self
+
+    def actions_for(self, task_type: str) -> ActionSet | None:
+        """The learned actions an episode of ``task_type`` gets: its type's set when the run has one per type
+        (none for a type that has none), else the run's."""
+        return self.actions_by_type.get(task_type) if self.actions_by_type else self.actions
 
 
 class EpisodeSpec(BaseModel):

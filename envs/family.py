@@ -81,6 +81,9 @@ class EnvProfile(BaseModel):
         default_factory=dict, description="LearnAct's defaults for the family (fields of LearnactConfig)"
     )
     report_by_type: bool = Field(False, description="reports add a column of all task types to a mixed run")
+    learn_by_type: bool = Field(
+        False, description="LearnAct learns one library per task type of a mixed run, used by episodes of that type"
+    )
     type_order: tuple[str, ...] = Field((), description="the order of task types in reports (others follow)")
     data_hint: str = Field("", description="what to do when the family's tasks cannot be found (its data)")
     texts: str | None = Field(None, description="the package of the domain texts, demonstrations and examples")

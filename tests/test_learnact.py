@@ -791,3 +791,72 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=3)(actions, "usage")
     assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
     assert usage is not None and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
+
+
+def per_type_action(task_type: str) -> str:
+    return (
+        f'```python\ndef {task_type}_step(place):\n    """Go to a place and look at it.\n\n'
+        f'    Example: {task_type}_step(\'countertop 1\')\n    """\n    goto(place)\n    examine(place)\n```'
+    )
+
+
+def per_type_stand_in(body: dict) -> Answer:
+    """The learner writes ``clean_step`` for the clean demonstration and ``heat_step`` for the heat one; the agent
+    calls whichever learned action its prompt lists."""
+    system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+    if system.startswith("You design reusable actions"):
+        if "Rewrite that solution" in user or "did not reach its goal" in user or "failed" in user:
+            return Answer("```python\nexamine('countertop 1')\n```")
+        return Answer(per_type_action("heat" if "heat some egg" in user else "clean"))
+    for task_type in ("clean", "heat"):
+        if f"{task_type}_step(place)" in system:
+            return Answer(f"{task_type}_step('countertop 1')")
+    return Answer("inventory()")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_alfworld_learns_a_library_per_task_type_and_each_episode_uses_its_types_own(
+    tmp_path: Path, alfworld_data: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.cli import app
+    from learnact.engine.learnact_run import BY_TYPE, learn_by_type, learns_by_type
+    from learnact.engine.reports.runs import load_runs
+    from learnact.envs import make_env
+
+    spec = EnvSpec(name="alfworld", alfworld_data=str(alfworld_data), split="valid_seen")
+    tasks = make_env(spec).tasks()
+    clean, heat = (next(t.id for t in tasks if t.type == task_type) for task_type in ("clean", "heat"))
+    out = tmp_path / "learn"
+    with ScriptedServer(responder=per_type_stand_in) as server:
+        config = learnact_run_config(
+            spec, ModelSettings(model="m", base_url=server.base_url), None, (clean, heat), seed=0,
+            sandbox=SandboxConfig(pool_size=1), max_steps=2,
+            learnact=LearnactConfig.for_env("alfworld", samples=1, rounds=0, fix_tries=0),
+        )  # fmt: skip
+        assert learns_by_type(config)
+        assert not learns_by_type(config.model_copy(update={"run": config.run.model_copy(update={"env": BLOCKS})}))
+        backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
+        results = learn_by_type(config, out, backbone)
+
+        # one learning run per type, each on its own training task and demonstration, with its own library
+        assert {t: r.selected for t, r in results.items()} == {"clean": {"clean_step": 1}, "heat": {"heat_step": 1}}
+        for task_type, task in (("clean", clean), ("heat", heat)):
+            run_config = json.loads((out / BY_TYPE / task_type / CONFIG).read_text())
+            assert run_config["train"] == [task] and run_config["run"]["trained_on"] == [task]
+        assert json.loads((out / CONFIG).read_text())["train"] == [clean, heat]  # the whole run's identity
+        _, curves = load_runs([out])
+        assert sorted(Path(c.library).parent.name for c in curves) == ["clean", "heat"]
+
+        # eval --library RUN: each episode gets its own type's actions, none of the other's
+        args = ["eval", "--method", "learnact", "--env", "alfworld", "--alfworld-data", str(alfworld_data)]
+        args += ["--split", "valid_seen", "--tasks", f"{clean},{heat}", "--seeds", "1", "--max-steps", "1"]
+        args += ["--model", "m", "--base-url", server.base_url, "--no-cache", "--library", str(out)]
+        tested = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "eval"), "--json"])
+    assert tested.exit_code == 0, tested.output
+    records = {r.task: r for r in RunDir(tmp_path / "eval").latest().values()}
+    assert [s.code for s in records[clean].steps] == ["clean_step('countertop 1')"]
+    assert [s.code for s in records[heat].steps] == ["heat_step('countertop 1')"]
+    assert records[clean].learned is not None and records[clean].learned.learned_steps == 1

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.library import RUN_LIBRARY, Library, LibraryError
 from learnact.engine.evaluation import EvalConfig, RunSplits
-from learnact.engine.learnact_run import SCORING
+from learnact.engine.learnact_run import SCORING, learned_by_type
 from learnact.engine.llm import CallLog, Totals
 from learnact.engine.records import ResultRow, Summary, TokenUsage, mean_and_std
 from learnact.engine.reports.model import MAX_LABEL_CHARS, LearningCurve, ReportError
@@ -194,9 +194,12 @@ def load_runs(paths: Sequence[Path]) -> tuple[list[EvalRun], list[LearningCurve]
         if not path.is_dir():
             what = "does not exist" if not path.exists() else "is not a folder"
             raise ReportError(path, f"the run {path} {what}", RUN_REMEDY)
-        curve = _learning_curve(path)
-        if curve is not None:
-            curves.setdefault(Path(curve.library).resolve(), curve)
+        # a learning run that learned by task type holds one library per type
+        found = [_learning_curve(folder) for folder in [path, *(learned_by_type(path) or {}).values()]]
+        for curve in found:
+            if curve is not None:
+                curves.setdefault(Path(curve.library).resolve(), curve)
+        curve = next((c for c in found if c is not None), None)
         if (path / SUMMARY).is_file():
             if path.resolve() not in runs:
                 config = _read_config(path)

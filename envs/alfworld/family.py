@@ -23,6 +23,7 @@ PROFILE = EnvProfile(
     # agent calls them and whether it succeeds, the optimiser shown the whole trajectory.
     learnact={"style": "decompose", "score_terms": ("call_ratio", "success"), "history": "full"},
     report_by_type=True,
+    learn_by_type=True,  # the paper learns a library per task type
     type_order=TASK_TYPES,
     data_hint="set $ALFWORLD_DATA to count the ALFWorld games",
     texts="learnact.envs.alfworld",
