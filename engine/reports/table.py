@@ -23,7 +23,18 @@ from pathlib import Path
 
 from learnact.engine.agents import method_names
 from learnact.engine.records import LearnedUse, ModelSettings, ResultRow, TokenUsage, mean_and_std
-from learnact.engine.reports.model import ALL, Cell, Report, ReportError, Row, Spread, family, label, profile_of
+from learnact.engine.reports.model import (
+    ALL,
+    Cell,
+    LearningCurve,
+    Report,
+    ReportError,
+    Row,
+    Spread,
+    family,
+    label,
+    profile_of,
+)
 from learnact.engine.reports.runs import RUN_REMEDY, EvalRun, load_runs, rate
 from learnact.engine.rundir import SUMMARY
 
@@ -105,13 +116,43 @@ def build_report(paths: Sequence[Path]) -> Report:
             None, f"the runs are of different benchmarks, {listed}", "report each benchmark's runs separately"
         )
     warnings: list[str] = []
-    cells: dict[tuple[str, str | None], dict[str, Cell]] = {}
-    models: dict[tuple[str, str | None], set[ModelSettings]] = {}
-    row_runs: dict[tuple[str, str | None], list[EvalRun]] = {}
-    found: list[str] = []
+    table = _Table()
     for run in runs:
+        table.add(run, warnings)
+        warnings += _run_warnings(run)
+    columns = _ordered_columns(table.found, profile_of(families[0]).type_order if families else ())
+    rows = table.rows(warnings)
+    for column in columns:
+        tasks = {
+            frozenset(r.task for r in _rows_of(table.runs[k], column)) for k in table.cells if column in table.cells[k]
+        }
+        if len(tasks) > 1:
+            warnings.append(f"{column}: the methods were run on different tasks (compare with care)")
+    warnings += [warning for curve in curves for warning in _curve_warnings(curve)]
+    return Report(
+        benchmark=families[0] if families else None, columns=columns, rows=rows, learning=curves, warnings=warnings
+    )
+
+
+RowKey = tuple[str, str | None]  # a row: the method and its model
+
+
+class _Table:
+    """The cells of the runs by row and column, the runs of each row and the model settings they used."""
+
+    def __init__(self) -> None:
+        self.cells: dict[RowKey, dict[str, Cell]] = {}
+        self.models: dict[RowKey, set[ModelSettings]] = {}
+        self.runs: dict[RowKey, list[EvalRun]] = {}
+        self.found: list[str] = []
+
+    def add(self, run: EvalRun, warnings: list[str]) -> None:
+        """The cells of ``run`` in its row.
+
+        :raises ReportError: when another run already gave its row a cell in one of its columns.
+        """
         key = _row_key(run)
-        row_cells = cells.setdefault(key, {})
+        row_cells = self.cells.setdefault(key, {})
         for column, rows in sorted(_columns_of(run).items()):
             if column in row_cells:
                 raise ReportError(
@@ -121,61 +162,69 @@ def build_report(paths: Sequence[Path]) -> Report:
                     "same learnact eval --out)",
                 )
             row_cells[column] = _cell(run, column, rows, warnings)
-            found.append(column)
-        row_runs.setdefault(key, []).append(run)
+            self.found.append(column)
+        self.runs.setdefault(key, []).append(run)
         if run.config.run.model is not None:
-            models.setdefault(key, set()).add(run.config.run.model)
-        missing = _missing_episodes(run)
-        if missing:
-            warnings.append(
-                f"{run.path}: {missing} selected episode(s) are not in its summary (the run was interrupted?); "
-                "run its learnact eval command again to finish them"
+            self.models.setdefault(key, set()).add(run.config.run.model)
+
+    def rows(self, warnings: list[str]) -> list[Row]:
+        """The rows in the methods' registered order, each with its runs' token usage and learned-action use."""
+        for key, settings in self.models.items():
+            if len(settings) > 1:
+                warnings.append(
+                    f"{label(*key)}: its runs used different model settings (temperature, max tokens or server); "
+                    "the row mixes them"
+                )
+        order = method_names()
+        rows = []
+        for key in sorted(
+            self.cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0], k[1] or "")
+        ):
+            usages = [run.summary.usage for run in self.runs[key] if run.summary.usage is not None]
+            learned = [run.summary.learned for run in self.runs[key] if run.summary.learned is not None]
+            rows.append(
+                Row(
+                    method=key[0],
+                    model=key[1],
+                    cells=self.cells[key],
+                    usage=sum(usages, TokenUsage()) if usages else None,
+                    runs=[str(run.path) for run in self.runs[key]],
+                    learned=sum(learned, LearnedUse()) if learned else None,
+                )
             )
-        failed = run.summary.errors + run.summary.llm_errors
-        if failed:
-            warnings.append(
-                f"{run.path}: {failed} episode(s) ended by an error or a model failure and count as failures; "
-                "run its learnact eval command again to retry them"
-            )
-    for key, settings in models.items():
-        if len(settings) > 1:
-            warnings.append(
-                f"{label(*key)}: its runs used different model settings (temperature, max tokens or server); "
-                "the row mixes them"
-            )
-    columns = _ordered_columns(found, profile_of(families[0]).type_order if families else ())
-    order = method_names()
-    rows = []
-    for key in sorted(cells, key=lambda k: (order.index(k[0]) if k[0] in order else len(order), k[0], k[1] or "")):
-        usages = [run.summary.usage for run in row_runs[key] if run.summary.usage is not None]
-        learned = [run.summary.learned for run in row_runs[key] if run.summary.learned is not None]
-        rows.append(
-            Row(
-                method=key[0],
-                model=key[1],
-                cells=cells[key],
-                usage=sum(usages, TokenUsage()) if usages else None,
-                runs=[str(run.path) for run in row_runs[key]],
-                learned=sum(learned, LearnedUse()) if learned else None,
-            )
+        return rows
+
+
+def _run_warnings(run: EvalRun) -> list[str]:
+    """What a reader of ``run``'s cells should know: episodes missing from its summary, episodes ended by an error."""
+    warnings = []
+    missing = _missing_episodes(run)
+    if missing:
+        warnings.append(
+            f"{run.path}: {missing} selected episode(s) are not in its summary (the run was interrupted?); "
+            "run its learnact eval command again to finish them"
         )
-    for column in columns:
-        task_sets = {frozenset(r.task for r in _rows_of(row_runs[k], column)) for k in cells if column in cells[k]}
-        if len(task_sets) > 1:
-            warnings.append(f"{column}: the methods were run on different tasks (compare with care)")
-    for curve in curves:
-        if curve.learning is not None and not curve.learning.finished:
-            warnings.append(f"{curve.library}: {curve.learning.describe()}; its selected set is the best so far")
-        elif not curve.rounds and curve.learning is not None:
-            warnings.append(
-                f"{curve.library}: learning finished without a scored round: no candidate action set passed"
-                " validation, so no action was kept (see `learnact audit` for why each was dropped)"
-            )
-        elif not curve.rounds:
-            warnings.append(f"{curve.library}: no learning round recorded yet")
-    return Report(
-        benchmark=families[0] if families else None, columns=columns, rows=rows, learning=curves, warnings=warnings
-    )
+    failed = run.summary.errors + run.summary.llm_errors
+    if failed:
+        warnings.append(
+            f"{run.path}: {failed} episode(s) ended by an error or a model failure and count as failures; "
+            "run its learnact eval command again to retry them"
+        )
+    return warnings
+
+
+def _curve_warnings(curve: LearningCurve) -> list[str]:
+    """What a reader of a learning curve should know: learning not finished, or no round scored."""
+    if curve.learning is not None and not curve.learning.finished:
+        return [f"{curve.library}: {curve.learning.describe()}; its selected set is the best so far"]
+    if not curve.rounds and curve.learning is not None:
+        return [
+            f"{curve.library}: learning finished without a scored round: no candidate action set passed"
+            " validation, so no action was kept (see `learnact audit` for why each was dropped)"
+        ]
+    if not curve.rounds:
+        return [f"{curve.library}: no learning round recorded yet"]
+    return []
 
 
 def _rows_of(runs: list[EvalRun], column: str) -> list[ResultRow]:
