@@ -18,6 +18,7 @@ from learnact.engine.executor import Executor
 from learnact.engine.learnact_run import (
     BY_TYPE,
     LearnactResult,
+    LearningServices,
     learn_by_type,
     learnact_run_config,
     learned_by_type,
@@ -85,10 +86,10 @@ def learn_actions(
     with reported():
         by_type = learns_by_type(config)
         learn = learn_by_type if by_type else run_learnact
-        learned = learn(
-            config, out, agent, learner[0] if learner is not None else None, prices, progress, on_episode,
-            executor=executor, workers=workers,
-        )  # fmt: skip
+        services = LearningServices(
+            agent, learner[0] if learner is not None else None, prices, progress, on_episode, executor, workers
+        )
+        learned = learn(config, out, services)
     if json_output:
         if isinstance(learned, dict):
             sys.stdout.write(json.dumps({"types": {t: r.model_dump(mode="json") for t, r in learned.items()}}) + "\n")

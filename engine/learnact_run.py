@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -181,6 +182,22 @@ def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[s
     return DemoTask(text.strip(), reset.goal, reset.observation, len(turns), task, lambda: make_env(spec))
 
 
+@dataclass(frozen=True)
+class LearningServices:
+    """What a learning run works with: the agent that scores candidate sets, the learner model that writes them
+    (None: the agent), the price table of the cost estimate (None: the built-in one), where progress lines and
+    finished scoring episodes are told, and where the scoring episodes run (``executor``; None: threads here,
+    ``workers`` at a time)."""
+
+    agent: Backbone
+    learner: Backbone | None = None
+    prices: PriceTable | None = None
+    progress: Callable[[str], None] = lambda line: None
+    on_episode: Callable[[EpisodeRecord], None] = lambda record: None
+    executor: Executor | None = None
+    workers: int = 1
+
+
 # --- the model and the scoring, as the learner asks for them ----------------------------------------------
 
 
@@ -230,16 +247,7 @@ class ScoringFailed(RunDirError, ModelFailure):
     """A scoring episode ended by a model failure: rerunning retries it."""
 
 
-def scorer(
-    config: LearnactRunConfig,
-    out: Path,
-    backbone: Backbone,
-    prices: PriceTable | None,
-    resets: dict[str, ResetInfo],
-    on_episode: Callable[[EpisodeRecord], None],
-    executor: Executor | None = None,
-    workers: int = 1,
-) -> RunTasks:
+def scorer(config: LearnactRunConfig, out: Path, services: LearningServices, resets: dict[str, ResetInfo]) -> RunTasks:
     """Run the act agent with a candidate set on the training tasks (``score/round-R/candidate-C``)."""
 
     def run_tasks(actions: ActionSet, round_: int, candidate: int) -> list[Trajectory]:
@@ -249,8 +257,11 @@ def scorer(
             make_folders(out, folder)  # a planted link on the way is refused, not followed
         except OSError as exc:
             raise describe_os_error(exc, folder, "create") from None
-        evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,), workers=workers)
-        run_evaluation(evaluation, folder, on_episode=on_episode, backbone=backbone, prices=prices, executor=executor)
+        evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,), workers=services.workers)
+        run_evaluation(
+            evaluation, folder, on_episode=services.on_episode, backbone=services.agent, prices=services.prices,
+            executor=services.executor,
+        )  # fmt: skip
         latest = RunDir(folder).latest()
         failed = [r for r in latest.values() if r.status == "llm_error"]
         if failed:
@@ -271,20 +282,9 @@ def _read_state(path: Path) -> LearnState | None:
     return read_model(path, LearnState, MAX_STATE_BYTES, root=path.parent, what="a learning state")
 
 
-def run_learnact(
-    config: LearnactRunConfig,
-    out: Path,
-    agent: Backbone,
-    learner: Backbone | None = None,
-    prices: PriceTable | None = None,
-    progress: Callable[[str], None] = lambda line: None,
-    on_episode: Callable[[EpisodeRecord], None] = lambda record: None,
-    executor: Executor | None = None,
-    workers: int = 1,
-) -> LearnactResult:
-    """Learn the actions of ``config`` in the run folder ``out`` (resuming what is there); ``agent`` scores the
-    candidates, ``learner`` (default: ``agent``) writes them. The scoring episodes run on ``executor`` (default:
-    threads here), ``workers`` at a time; an executor passed in stays open for the next candidate.
+def run_learnact(config: LearnactRunConfig, out: Path, services: LearningServices) -> LearnactResult:
+    """Learn the actions of ``config`` in the run folder ``out`` (resuming what is there) with ``services``: its
+    agent scores the candidates, its learner writes them; an executor it holds stays open for the next candidate.
 
     :raises RunDirBusy: when another process holds ``out``.
     :raises RunDirError: when ``out`` holds another run, or cannot be read or written.
@@ -300,7 +300,8 @@ def run_learnact(
         demo = demo_task(env, config.run.env, task_type, config.train)
         prompts = LearnactPrompts(env, task_type, config.learnact, demo.text)
         library = Library(out / RUN_LIBRARY, root=out)
-        recording = RecordingBackbone(learner or agent, Ledger(prices, sink=CallLog(out).append))
+        learner = services.learner or services.agent
+        recording = RecordingBackbone(learner, Ledger(services.prices, sink=CallLog(out).append))
         state_path = out / LEARN_STATE
 
         def save(state: LearnState) -> None:
@@ -311,19 +312,19 @@ def run_learnact(
 
         ask = asker(recording, config.learner, config.seed)
         tries = config.learnact.fix_tries + 1
-        demonstrate = UsageDemonstrator(demo, prompts.system, ask, config.run.sandbox, tries, progress)
+        demonstrate = UsageDemonstrator(demo, prompts.system, ask, config.run.sandbox, tries, services.progress)
         with Sandbox(config.run.sandbox) as sandbox:
             learner_run = LearnactLearner(
                 config.learnact,
                 library,
                 prompts,
                 ask,
-                scorer(config, out, agent, prices, resets, on_episode, executor, workers),
+                scorer(config, out, services, resets),
                 SandboxValidator(sandbox, make_env(config.run.env), config.train[0]),
                 config.run.env.name,
                 state=_read_state(state_path),
                 save=save,
-                progress=progress,
+                progress=services.progress,
                 demonstrate=demonstrate,
             )
             selected = learner_run.run()
@@ -351,17 +352,7 @@ def _types_of(config: LearnactRunConfig) -> dict[str, str]:
     return {task: types[task] for task in config.train}
 
 
-def learn_by_type(
-    config: LearnactRunConfig,
-    out: Path,
-    agent: Backbone,
-    learner: Backbone | None = None,
-    prices: PriceTable | None = None,
-    progress: Callable[[str], None] = lambda line: None,
-    on_episode: Callable[[EpisodeRecord], None] = lambda record: None,
-    executor: Executor | None = None,
-    workers: int = 1,
-) -> dict[str, LearnactResult]:
+def learn_by_type(config: LearnactRunConfig, out: Path, services: LearningServices) -> dict[str, LearnactResult]:
     """Learn one library per task type of ``config``'s training tasks, as the paper does for ALFWorld: each type
     is a learning run of its own (its training tasks, its demonstration, its library) in ``<out>/types/<type>/``,
     under the whole run's identity in ``out``; rerun, each resumes where it stopped.
@@ -386,12 +377,10 @@ def learn_by_type(
                 make_folders(out, folder)  # a planted link on the way is refused, not followed
             except OSError as exc:
                 raise describe_os_error(exc, folder, "create") from None
-            progress(f"{task_type}: learning on {len(train)} training task{'s' * (len(train) != 1)}")
+            services.progress(f"{task_type}: learning on {len(train)} training task{'s' * (len(train) != 1)}")
             run = config.run.model_copy(update={"trained_on": tuple(train)})
             one = config.model_copy(update={"train": tuple(train), "run": run})
-            results[task_type] = run_learnact(
-                one, folder, agent, learner, prices, progress, on_episode, executor=executor, workers=workers
-            )
+            results[task_type] = run_learnact(one, folder, services)
         return results
 
 

@@ -16,11 +16,7 @@ from llm_server import Answer, ScriptedServer, Status
 
 from learnact.actions.library import LearningProgress, Library, Origin
 from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.learnact_run import (
-    learnact_run_config,
-    learned_library,
-    run_learnact,
-)
+from learnact.engine.learnact_run import LearningServices, learnact_run_config, learned_library, run_learnact
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import ModelSettings
 from learnact.engine.reports.audit import build_audit
@@ -129,7 +125,7 @@ def learn(
     backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
     if cache is not None:
         backbone = CachedBackbone(backbone, cache)
-    return run_learnact(config, out, backbone, progress=progress)
+    return run_learnact(config, out, LearningServices(backbone, progress=progress))
 
 
 # --- the pure parts -------------------------------------------------------------------------------------
@@ -839,7 +835,7 @@ def test_alfworld_learns_a_library_per_task_type_and_each_episode_uses_its_types
         assert learns_by_type(config)
         assert not learns_by_type(config.model_copy(update={"run": config.run.model_copy(update={"env": BLOCKS})}))
         backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
-        results = learn_by_type(config, out, backbone)
+        results = learn_by_type(config, out, LearningServices(backbone))
 
         # one learning run per type, each on its own training task and demonstration, with its own library
         assert {t: r.selected for t, r in results.items()} == {"clean": {"clean_step": 1}, "heat": {"heat_step": 1}}
