@@ -359,6 +359,18 @@ class LearnactLearner:
                 return existing
         return self.library.new_version(name, code, **fields)
 
+    def _rewritten(self, kept: ActionVersion, **changes: Any) -> ActionVersion:
+        """A new version of ``kept`` with the same code, description, example, notes and verdict, but for
+        ``changes`` (its origin, call, round and feedback at least), whose parent is ``kept``."""
+        fields = dict(
+            description=kept.description,
+            example=kept.example,
+            notes=kept.notes,
+            verdict=kept.verdict,
+            parent=kept.version,
+        )
+        return self._version(kept.name, kept.code, **{**fields, **changes})
+
     # ---- Score ------------------------------------------------------------------------------------------
 
     def _score_round(self, round_: int) -> None:
@@ -405,18 +417,11 @@ class LearnactLearner:
     def _roll_back(self, best: Mapping[str, int], round_: int) -> dict[str, int]:
         restored = {}
         for name, number in best.items():
-            kept = self.library.get(name, number)
-            version = self._version(
-                name,
-                kept.code,
-                description=kept.description,
-                example=kept.example,
-                notes=kept.notes,
+            version = self._rewritten(
+                self.library.get(name, number),
                 origin=Origin.rollback,
-                parent=number,
                 call_id=None,
                 round=round_,
-                verdict=kept.verdict,
                 feedback=Feedback(kind="none", text=f"round {round_} scored lower than the set kept before it"),
             )
             restored[name] = version.version
@@ -498,18 +503,13 @@ class LearnactLearner:
             if not note:
                 return None
             kept = self.library.get(failure.name, best.get(failure.name, failure.version))
-            version = self._version(
-                kept.name,
-                kept.code,
-                description=kept.description,
-                example=kept.example,
+            version = self._rewritten(
+                kept,
                 notes=(*kept.notes, note),
                 origin=Origin.plan_note,
-                parent=kept.version,
                 call_id=f"{call_base}/t0",
                 round=round_,
                 feedback=why,
-                verdict=kept.verdict,
             )
             return {**best, kept.name: version.version}
         updated = self._write_validated(
@@ -530,17 +530,11 @@ class LearnactLearner:
                 selected[name] = number
                 continue
             kept = self.library.get(name, number)
-            self._version(
-                name,
-                kept.code,
-                description=kept.description,
-                example=kept.example,
-                notes=kept.notes,
+            self._rewritten(
+                kept,
                 origin=kept.origin,
-                parent=number,
                 call_id=kept.call_id,
                 round=len(state.rounds) - 1,
-                verdict=kept.verdict,
                 feedback=kept.feedback,
                 dropped=f"never called while scoring the kept set on {tasks} training task(s)",
             )
