@@ -30,8 +30,7 @@ from learnact.actions.text import visible
 from learnact.engine.agents import method_names, method_spec
 from learnact.engine.executor import Executor, ExecutorName, LocalExecutor, ModelRecipe
 from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, PriceTable, ResponseCache, make_backbone
-from learnact.engine.llm.base import ModelFailure
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, ModelFailure
 from learnact.engine.records import Method, ModelSettings
 from learnact.envs import EnvSpec
 from learnact.envs.pddl.family import expand_problem_paths

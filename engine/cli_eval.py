@@ -58,7 +58,7 @@ from learnact.engine.cli_learnact import learned_actions
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import Executor, ExecutorName
 from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import (
     RETRIED,
     EpisodeRecord,

@@ -62,7 +62,7 @@ from learnact.engine.learning import (
     run_reflexion,
 )
 from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
 from learnact.engine.rundir import RunDir
 from learnact.engine.splits import TRAIN_PER_TYPE, Split, split_tasks

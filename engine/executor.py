@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.engine.llm import Backbone, BackboneConfigError, CachedBackbone, ResponseCache, make_backbone
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
 from learnact.envs import Environment, TaskInfo, make_env
 from learnact.sandbox import Sandbox
