@@ -50,6 +50,7 @@ MAX_LINE_BYTES = 64 * 2**20  # one episode's outcome; a longer line is a broken 
 MAX_LOG_BYTES = 2**16  # one line of a worker's stderr; a longer one is cut
 POLL_S = 0.5  # the longest a stop signal waits to be handled while the driver waits for a worker
 STOP_WAIT_S = 30.0  # after Ctrl-C: how long running episodes get to stop at a step boundary
+EXIT_WAIT_S = 1.0  # a worker whose output ended: how long its exit status gets to arrive
 CLOSE_WAIT_S = 60.0  # how long workers get to remove their sandboxes before they are killed
 
 
@@ -220,11 +221,11 @@ class _Dispatch:
         held (or, for a worker that never started, of the next one: a worker that can never start ends the
         run episode by episode rather than hanging it)."""
         self.workers.remove(worker)
-        _kill(worker)
         spec = worker.spec
         if spec is None and not worker.ready and self.queue:
             spec = self.queue.popleft()
             reason = f"its worker process could not start: {worker.how_it_ended()}"
+        _kill(worker)
         if self.queue:
             self.workers.append(self.executor.start_worker())
         if spec is None:
@@ -271,7 +272,9 @@ class _Dispatch:
 
         :raises RunDirError: when the call log cannot be written.
         """
-        if line is None:
+        if line is None:  # its output closed: it is exiting, or a bug closed it (then it is killed)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=EXIT_WAIT_S)
             return self.failed(worker, f"its worker process ended: {worker.how_it_ended()}")
         if not worker.ready:
             try:
