@@ -35,7 +35,17 @@ pytestmark = pytest.mark.usefixtures("sandbox_image")
 BLOCKS = EnvSpec(name="pddl/blockworld")
 # Imported by a worker only when its run uses them: the model client, the games, Ray, the local model,
 # the planner's Python package (only its driver script is run), and the Docker SDK for another backend.
-HEAVY = ("openai", "alfworld", "textworld", "ray", "llama_cpp", "up_fast_downward", "unified_planning", "scipy")
+HEAVY = (
+    "openai",
+    "alfworld",
+    "textworld",
+    "ray",
+    "llama_cpp",
+    "up_fast_downward",
+    "unified_planning",
+    "scipy",
+    "docker",
+)
 
 
 def settings(env: EnvSpec = BLOCKS, **changes: object) -> RunSettings:
