@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,45 @@ def test_eval_runs_the_expert_on_processes_by_default_and_workers_on_the_command
     assert result.exit_code == 0, result.output
     assert result.stderr.count("worker process") >= 2 and "ready in" in result.stderr
     assert len(records_of(out)) == 4
+
+
+def children_of(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_the_workers_of_a_killed_command_end_by_themselves_and_remove_their_sandboxes(tmp_path: Path) -> None:
+    from learnact.sandbox.config import CONTAINER_LABEL
+    from learnact.sandbox.docker_backend import connect
+
+    out = tmp_path / "run"
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/blockworld", "--tasks", "0-9",
+         "--workers", "2", "--executor", "processes", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / EPISODES).exists() or not (out / EPISODES).read_text():
+        assert killed.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = children_of(killed.pid)
+    assert len(workers) == 2
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    deadline = time.monotonic() + 60  # the episode in progress stops at its next step: then each worker exits
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its command"
+        time.sleep(0.1)
+    api = connect()
+    try:
+        for pid in workers:
+            assert api.containers(all=True, filters={"label": f"{CONTAINER_LABEL}={pid}"}) == []
+    finally:
+        api.close()
