@@ -28,10 +28,10 @@ from learnact.actions import LearnactError
 from learnact.actions.errors import parameter
 from learnact.actions.text import visible
 from learnact.engine.agents import method_names, method_spec
-from learnact.engine.executor import Executor, ExecutorName, LocalExecutor, ModelRecipe
+from learnact.engine.executor import Executor, ExecutorName, LocalExecutor, ModelRecipe, default_executor
 from learnact.engine.llm import LOCAL, Backbone, CachedBackbone, PriceTable, ResponseCache, make_backbone
-from learnact.engine.llm.base import ModelFailure
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, ModelFailure
+from learnact.engine.process_executor import ProcessExecutor
 from learnact.engine.records import Method, ModelSettings
 from learnact.envs import EnvSpec
 from learnact.envs.pddl.family import expand_problem_paths
@@ -460,7 +460,11 @@ MethodOption = Annotated[
 ]
 
 ExecutorOption = Annotated[
-    ExecutorName, typer.Option(help="where episodes run: threads here, or a Ray cluster (the ray extra)")
+    Optional[ExecutorName],
+    typer.Option(
+        help="where episodes run: threads here, worker processes here, or a Ray cluster (the ray extra); default: "
+        "processes for the expert, threads for a model method"
+    ),
 ]
 RayAddressOption = Annotated[
     Optional[str], typer.Option(help="the Ray cluster to join (host:port, auto); default: start Ray here")
@@ -471,7 +475,7 @@ RayCpusOption = Annotated[
 
 
 def open_executor(
-    executor: ExecutorName,
+    executor: ExecutorName | None,
     ray_address: str | None,
     ray_cpus_per_episode: float,
     method: str,
@@ -485,25 +489,29 @@ def open_executor(
     model_timeout: float = DEFAULT_TIMEOUT_S,
     model_retries: int = DEFAULT_MAX_RETRIES,
 ) -> Executor:
-    """The executor the options name. On Ray, a model method's nodes build the model themselves from a
-    :class:`ModelRecipe` (the key read from each node's environment, never shipped); the local executor uses
-    the backbone it is given.
+    """The executor the options name (None: :func:`default_executor` for ``method``). On worker processes
+    and on Ray, a model method's workers build the model themselves from a :class:`ModelRecipe` (the key read
+    from their environment, never sent); the threads use the backbone they are given.
 
     :raises LearnactError: for Ray options without the ray executor.
     :raises RayUnavailable: for the ray executor when Ray is not installed.
     """
-    if executor is ExecutorName.local:
-        if ray_address is not None:
-            raise LearnactError("a Ray address is for the ray executor", "give {executor} ray or no {ray_address}")
+    uses_model = method_spec(method).uses_model
+    executor = executor or default_executor(uses_model)
+    if executor is not ExecutorName.ray and ray_address is not None:
+        raise LearnactError("a Ray address is for the ray executor", "give {executor} ray or no {ray_address}")
+    if executor is ExecutorName.threads:
         return LocalExecutor()
     recipe = None
-    if method_spec(method).uses_model:
+    if uses_model:
         recipe = ModelRecipe(
             api_key_env=api_key_env, azure_endpoint=azure_endpoint, api_version=api_version,
             model_path=str(model_path.expanduser().resolve()) if model_path else None,
             cache_dir=str(cache_dir.expanduser().resolve()) if cache_dir else None, cache=not no_cache,
             timeout_s=model_timeout, max_retries=model_retries,
         )  # fmt: skip
+    if executor is ExecutorName.processes:
+        return ProcessExecutor(model=recipe)
     from learnact.engine.ray_executor import RayExecutor  # imports Ray (seconds): only when asked for
 
     return RayExecutor(ray_address, ray_cpus_per_episode, model=recipe)

@@ -58,7 +58,7 @@ from learnact.engine.cli_learnact import learned_actions
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import Executor, ExecutorName
 from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import (
     RETRIED,
     EpisodeRecord,
@@ -167,7 +167,7 @@ def evaluate(
     split: SplitOption = DEFAULT_SPLIT,
     backend: BackendOption = DEFAULT_BACKEND,
     runtime: RuntimeOption = DEFAULT_RUNTIME,
-    executor: ExecutorOption = ExecutorName.local,
+    executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
     ray_cpus_per_episode: RayCpusOption = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
@@ -205,7 +205,7 @@ def evaluate(
     learned = learned_notes(method, notes, spec)
     actions = learned_actions(method, library, spec, interim)
     cores = os.cpu_count() or 1
-    if executor is ExecutorName.local and workers > 2 * cores:
+    if executor is not ExecutorName.ray and workers > 2 * cores:
         err.print(
             f"[yellow]warning:[/yellow] --workers {workers} is far above the {cores} CPU cores of this machine; "
             "the episodes will compete for them (and their timeouts may fire)"

@@ -62,7 +62,7 @@ from learnact.engine.learning import (
     run_reflexion,
 )
 from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
 from learnact.engine.rundir import RunDir
 from learnact.engine.splits import TRAIN_PER_TYPE, Split, split_tasks
@@ -141,7 +141,7 @@ def learn(
     workers: Annotated[
         int, typer.Option(min=1, help="learnact: scoring episodes run in parallel, each with its own sandbox")
     ] = 1,
-    executor: ExecutorOption = ExecutorName.local,
+    executor: ExecutorOption = None,
     ray_address: RayAddressOption = None,
     ray_cpus_per_episode: RayCpusOption = 1.0,
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
@@ -176,7 +176,7 @@ def learn(
         close_backbone(backbone)
         flag = "--drop-unused" if drop_unused else "--learner-temperature"
         raise fail(f"{flag}: reflexion learns notes, not actions (learnact learns actions)")
-    if learns is Learns.notes and (executor is not ExecutorName.local or workers != 1):
+    if learns is Learns.notes and (executor not in (None, ExecutorName.threads) or workers != 1):
         close_backbone(backbone)
         raise fail(
             "--executor and --workers spread learnact's scoring episodes; a reflexion attempt waits on the "

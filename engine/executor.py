@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.engine.llm import Backbone, BackboneConfigError, CachedBackbone, ResponseCache, make_backbone
-from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
 from learnact.envs import Environment, TaskInfo, make_env
 from learnact.sandbox import Sandbox
@@ -40,13 +40,25 @@ OnRecord = Callable[[EpisodeRecord], None]
 
 
 class ExecutorName(str, Enum):
-    """Where episodes run: threads of this process, or a Ray cluster (the ``ray`` extra)."""
+    """Where episodes run: threads of this process, worker processes of this machine
+    (``engine/process_executor.py``), or a Ray cluster (the ``ray`` extra)."""
 
-    local = "local"
+    threads = "threads"
+    processes = "processes"
     ray = "ray"
 
     def __str__(self) -> str:
         return self.value
+
+
+def default_executor(uses_model: bool) -> ExecutorName:
+    """The faster executor of this machine for a method. Without a model every step is host work (planner,
+    checker, sandbox protocol) that threads serialise on the interpreter's lock: processes. A model
+    method's episodes mostly wait on the model, a server's (threads cost less than processes and their
+    start-up) or the local model of this process, which every worker process would load again (its memory
+    multiplied, its cores contended): threads.
+    """
+    return ExecutorName.threads if uses_model else ExecutorName.processes
 
 
 def failed_record(spec: EpisodeSpec, task_type: str, reason: str) -> EpisodeRecord:

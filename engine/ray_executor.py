@@ -28,14 +28,8 @@ Nothing here ever waits without a bound on a runner that is gone.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
 import signal
-import socket
-import sys
-import tempfile
 import threading
 import time
 from collections import deque
@@ -44,14 +38,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
-from learnact.engine.executor import Executor, ModelRecipe, OnRecord, Worker, close_quietly, failed_record
-from learnact.engine.llm import Backbone, CallRecord, Ledger, Price, PriceTable, RecordingBackbone
-from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
+from learnact.engine.episode import error_text
+from learnact.engine.episode_runner import EpisodeOutcome, EpisodeRunner, NodeModel, StrayCalls, checked_outcome
+from learnact.engine.executor import Executor, ModelRecipe, OnRecord, failed_record
+from learnact.engine.llm import Backbone, Ledger, RecordingBackbone
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
 from learnact.envs import EnvSpec, make_env
 from learnact.envs.pddl.family import expand_problem_paths
 
@@ -72,30 +67,6 @@ PENDING_WARNING_S = 60.0  # no runner placed for this long: say that the cluster
 class RayUnavailable(LearnactError):
     """Episodes cannot run on Ray: it is not installed, cannot be reached, has no room for an episode,
     or a model method was not told how its nodes build the model."""
-
-
-class NodeModel(BaseModel):
-    """What a runner builds the run's model from: the recipe, and the driver's prices, so that the cost of
-    each call and the episode's usage are what the local executor would record."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    recipe: ModelRecipe
-    prices: dict[str, Price]
-
-
-class EpisodeOutcome(BaseModel):
-    """What a runner sends back for one episode: its record (None: the run was stopped before it ended)
-    and every model call it made, in order."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    record: EpisodeRecord | None
-    calls: tuple[CallRecord, ...] = ()
-
-
-class StrayCalls(LearnactError):
-    """A runner sent back model calls of another episode or another model than the episode's."""
 
 
 def ray_module() -> Any:
@@ -129,20 +100,6 @@ def shipped_files(env: EnvSpec) -> dict[str, str]:
             "run it with the local executor, or split {pddl_problems} over several runs",
         )
     return files
-
-
-def _local_env(env: EnvSpec, files: dict[str, str], folder: Path) -> EnvSpec:
-    """``env`` with its shipped files written under ``folder`` and its paths pointing there. Each file
-    keeps its name (a problem's name is its task id), in a subfolder of its own."""
-    if not files:
-        return env
-    local: list[str] = []
-    for index, (path, text) in enumerate(files.items()):
-        target = folder / str(index) / Path(path).name
-        target.parent.mkdir(parents=True)
-        target.write_text(text, encoding="utf-8")
-        local.append(str(target))
-    return env.model_copy(update={"pddl_domain": local[0], "pddl_problems": tuple(local[1:])})
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -194,118 +151,6 @@ class _DeferredSignals:
 
     def __exit__(self, *exc_info: object) -> None:
         self._restore()
-
-
-class EpisodeRunner:
-    """A Ray actor: one environment and one sandbox on its node (and the run's model, for a model
-    method), running the episodes sent to it one at a time, kept from one episode to the next while their
-    run settings stay the same (a runner may serve several runs of one executor). ``stop`` and ``close``
-    come on a second thread (``max_concurrency=2``) while ``run`` runs."""
-
-    def __init__(self) -> None:
-        self._settings_json = ""  # the run settings the worker and the shipped files are for
-        self._local: RunSettings | None = None  # those settings, with the shipped files' paths on this node
-        self._folder = Path(tempfile.mkdtemp(prefix="learnact-episodes-"))
-        self._worker: Worker | None = None
-        self._model_json = ""  # the model settings and NodeModel the backbone was built from
-        self._backbone: Backbone | None = None
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-
-    def ready(self) -> str:
-        """Where the runner landed (for the driver's log)."""
-        return f"{socket.gethostname()} pid {os.getpid()}"
-
-    def run(self, spec_json: str, task_type: str, files: dict[str, str], model_json: str) -> str:
-        """Run one episode and return its :class:`EpisodeOutcome` as JSON; an episode that cannot start
-        (no sandbox, no model on this node) is recorded as such (``status="error"``), like one that fails
-        on its way; one stopped by :meth:`stop` has no record, only the calls it made. ``files`` are the
-        run's shipped files, ``model_json`` its :class:`NodeModel` (empty for the expert).
-
-        :raises pydantic.ValidationError: for a spec or a model that is not one (a bug of the driver).
-        """
-        spec = EpisodeSpec.model_validate_json(spec_json)
-        if self._stop.is_set():
-            return EpisodeOutcome(record=None).model_dump_json()
-        settings_json = spec.run.model_dump_json()
-        if settings_json != self._settings_json or self._local is None:
-            self._drop_worker()
-            shutil.rmtree(self._folder, ignore_errors=True)
-            self._folder.mkdir()
-            self._local = spec.run.model_copy(update={"env": _local_env(spec.run.env, files, self._folder)})
-            self._settings_json = settings_json
-        worker = self._worker
-        if worker is None:
-            try:
-                worker = Worker(self._local)
-            except Exception as exc:  # no Docker engine on this node, the sandbox image missing, ...
-                return EpisodeOutcome(record=failed_record(spec, task_type, error_text(exc))).model_dump_json()
-            with self._lock:
-                self._worker = worker
-        calls: list[CallRecord] = []
-        recording: RecordingBackbone | None = None
-        if method_spec(spec.run.method).uses_model and spec.run.model is not None:
-            node_model = NodeModel.model_validate_json(model_json)
-            try:
-                backbone = self._model(spec.run.model, node_model)
-            except LearnactError as exc:  # no key on this node, another model file, the local extra missing
-                reason = f"the model could not be built on {socket.gethostname()}: {error_text(exc)}"
-                return EpisodeOutcome(record=failed_record(spec, task_type, reason)).model_dump_json()
-            ledger = Ledger(PriceTable(node_model.prices, replace=True), sink=calls.append)
-            recording = RecordingBackbone(backbone, ledger)
-        # A library's prints go to stderr: Ray copies a runner's stdout into the driver's, where --json
-        # keeps the summary alone.
-        try:
-            with contextlib.redirect_stdout(sys.stderr):
-                record = run_episode(
-                    spec, env=worker.env, sandbox=worker.sandbox, should_stop=self._stop.is_set, backbone=recording
-                )
-        except EpisodeInterrupted:
-            return EpisodeOutcome(record=None, calls=tuple(calls)).model_dump_json()
-        if record.status == "error":  # its sandbox or environment may be broken: start afresh
-            self._drop_worker()
-        return EpisodeOutcome(record=record, calls=tuple(calls)).model_dump_json()
-
-    def _model(self, settings: ModelSettings, node_model: NodeModel) -> Backbone:
-        """The run's model on this node, built for the first model episode of these settings and kept.
-
-        :raises LearnactError: when it cannot be built here (see :meth:`ModelRecipe.build`).
-        """
-        key = settings.model_dump_json() + node_model.model_dump_json()
-        if key != self._model_json or self._backbone is None:
-            self._drop_model()
-            self._backbone = node_model.recipe.build(settings)
-            self._model_json = key
-            log.debug("episode runner: model %s built", self._backbone.identity)
-        return self._backbone
-
-    def stop(self) -> None:
-        """End the running episode at its next step boundary (and a planner now); refuse later ones."""
-        self._stop.set()
-        with self._lock:
-            worker = self._worker
-        if worker is not None:
-            worker.env.interrupt()
-
-    def close(self) -> None:
-        """Remove the sandbox's containers and the shipped files, and close the model."""
-        self._drop_worker()
-        self._drop_model()
-        shutil.rmtree(self._folder, ignore_errors=True)
-
-    def _drop_model(self) -> None:
-        backbone, self._backbone, self._model_json = self._backbone, None, ""
-        if backbone is not None:
-            try:
-                backbone.close()
-            except Exception as exc:  # closing must never hide what the runner was doing
-                log.warning("could not close the model on this node: %s", exc)
-
-    def _drop_worker(self) -> None:
-        with self._lock:
-            worker, self._worker = self._worker, None
-        if worker is not None:
-            close_quietly(worker)
 
 
 class RayExecutor(Executor):
@@ -548,23 +393,14 @@ class _Dispatch:
         return outcome.record
 
     def _outcome(self, reference: Any, spec: EpisodeSpec) -> EpisodeOutcome:
-        """What the runner sent back for ``spec``, read and checked here; its calls go to the ledger.
+        """What the runner sent back for ``spec`` (see :func:`checked_outcome`).
 
         :raises RayError: when the runner failed.
         :raises ValidationError: when what it sent is not an outcome.
         :raises StrayCalls: when it holds calls of another episode or model than ``spec``'s.
         :raises RunDirError: when the call log cannot be written.
         """
-        outcome = EpisodeOutcome.model_validate_json(ray.get(reference))
-        model = spec.run.model
-        for call in outcome.calls:
-            if call.episode != spec.key or (model is not None and model.backbone not in (None, call.backbone)):
-                raise StrayCalls(f"the runner of {spec.key} sent a call of {call.episode} by {call.backbone}")
-        if outcome.record is not None and (outcome.record.task, outcome.record.seed) != (spec.task, spec.seed):
-            raise StrayCalls(f"the runner of {spec.key} sent the record of {outcome.record.task}")
-        for call in outcome.calls:
-            self.ledger.record(call)
-        return outcome
+        return checked_outcome(ray.get(reference), spec, self.ledger)
 
     def _stop(self) -> None:
         """Stop the running episodes (they are dropped, the model calls they made are kept, as the local

@@ -1,4 +1,8 @@
-"""What the image builders share: the Docker connection, the error type and the image record."""
+"""What the image builders share: the Docker connection, the error type and the image record.
+
+The Docker SDK is imported where a connection is made: the sandbox's configuration imports this module
+for its names, and a worker on the process or bwrap backend must not pay the SDK's import (0.1 s).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import docker
-from docker.errors import APIError, DockerException, ImageNotFound
 from pydantic import BaseModel, Field
 
 from learnact.actions.errors import LearnactError
+
+if TYPE_CHECKING:
+    import docker
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -60,6 +66,9 @@ def connect() -> docker.DockerClient:
 
     :raises ImageBuildError: when none answers (the message says how to start one).
     """
+    import docker
+    from docker.errors import DockerException
+
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
         client = docker.from_env()
@@ -73,6 +82,8 @@ def connect() -> docker.DockerClient:
 
 
 def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Image | None:
+    from docker.errors import ImageNotFound
+
     try:
         return client.images.get(tag)
     except ImageNotFound:
@@ -81,6 +92,8 @@ def find_image(client: docker.DockerClient, tag: str) -> docker.models.images.Im
 
 def remove_replaced(client: docker.DockerClient, image_id: str) -> None:
     """Removes an image a rebuild left untagged, unless a container or a child image still uses it."""
+    from docker.errors import APIError
+
     try:
         client.images.remove(image_id)
     except APIError as exc:  # in use: Docker keeps it, and so do we

@@ -1,7 +1,9 @@
 """A warm pool: sandboxes started ahead of time by a background thread, handed out once each.
 
 Acquiring is a queue pop when the pool is warm; when it is empty the caller starts one itself
-(a cold start). A sandbox is never returned to the pool: each session gets a fresh one.
+(a cold start). A sandbox is never returned to the pool: each session gets a fresh one. A caller that
+knows how many more sandboxes it will take says so (:meth:`Pool.expect`), and the pool starts no more
+than that ahead: at the end of a run, sandboxes started and never used cost a start and a removal each.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Pool:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
+        self._expected: int | None = None  # how many more acquisitions the caller announced (None: unknown)
         self.last_error: BaseException | None = None  # why the filler could not start one, if it failed
         self._thread: threading.Thread | None = None
         if size > 0:
@@ -34,11 +37,20 @@ class Pool:
 
     def acquire(self) -> Transport:
         with self._lock:
+            if self._expected is not None:
+                self._expected = max(0, self._expected - 1)
             if self._ready:
                 transport = self._ready.popleft()
                 self._wake.set()
                 return transport
         return self._start()
+
+    def expect(self, count: int) -> None:
+        """At most ``count`` more sandboxes will be acquired: keep no more than that ready (those already
+        waiting stay)."""
+        with self._lock:
+            self._expected = max(0, count)
+        self._wake.set()
 
     def warm(self) -> int:
         """How many sandboxes wait ready right now."""
@@ -49,7 +61,8 @@ class Pool:
         failing = False
         while not self._closed:
             with self._lock:
-                missing = self._size - len(self._ready)
+                wanted = self._size if self._expected is None else min(self._size, self._expected)
+                missing = wanted - len(self._ready)
             if missing <= 0:
                 self._wake.wait()
                 self._wake.clear()

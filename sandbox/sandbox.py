@@ -49,6 +49,10 @@ class Sandbox:
             self._sessions.remove(session)
             session.close()
 
+    def expect(self, sessions: int) -> None:
+        """At most ``sessions`` more sessions will be opened: the warm pool starts no more than that ahead."""
+        self._pool.expect(sessions)
+
     def warm(self) -> int:
         """Sandboxes started ahead and waiting in the pool."""
         return self._pool.warm()

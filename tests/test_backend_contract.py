@@ -222,6 +222,20 @@ def test_warm_pool_hands_out_a_fresh_sandbox_per_session(make_sandbox: MakeSandb
     assert probe.status is ExecutionStatus.error  # never the sandbox the first session used
 
 
+def test_the_warm_pool_starts_no_more_sandboxes_than_the_sessions_expected(make_sandbox: MakeSandbox) -> None:
+    with make_sandbox(pool_size=2, check=False) as sandbox:
+        _wait_until(lambda: sandbox.warm() == 2)
+        sandbox.expect(3)  # three more sessions: the two waiting, and one to start ahead
+        for _ in range(2):
+            with sandbox.session() as session:
+                assert session.execute("print(1)").ok
+        _wait_until(lambda: sandbox.warm() == 1)
+        with sandbox.session() as session:
+            assert session.execute("print(1)").ok
+        time.sleep(1.0)  # longer than any backend's start: nothing was started for a session not expected
+        assert sandbox.warm() == 0
+
+
 # ---- the checker's policy, enforced at run time ------------------------------------------------
 
 # Code the checker refuses, each for a name the runner must not offer either.

@@ -45,7 +45,30 @@ def test_sigterm_during_an_execution_removes_the_container(tmp_path: Path) -> No
         api.close()
 
 
+def process_tree(root: int) -> set[int]:
+    """``root`` and its descendants now (the worker processes of an eval on processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def containers_of(api, pids: set[int], all: bool = False) -> list[dict]:
+    return [c for pid in sorted(pids) for c in api.containers(all=all, filters={"label": f"{CONTAINER_LABEL}={pid}"})]
+
+
 @pytest.mark.usefixtures("sandbox_image")
+@pytest.mark.parametrize("executor", ["threads", "processes"])
 @pytest.mark.parametrize(
     "signals",
     [
@@ -55,41 +78,46 @@ def test_sigterm_during_an_execution_removes_the_container(tmp_path: Path) -> No
     ],
 )
 def test_stop_signals_during_an_eval_leave_no_container_folder_or_traceback(
-    tmp_path: Path, signals: tuple[signal.Signals, ...]
+    tmp_path: Path, signals: tuple[signal.Signals, ...], executor: str
 ) -> None:
-    # Signals that arrive together are handled in number order: any of them may be the first.
+    # Signals that arrive together are handled in number order: any of them may be the first. Sent to the
+    # driver only, as `kill` would: a terminal's Ctrl-C reaches the workers too, which ignore it.
     codes = {130 if number == signal.SIGINT else 128 + number for number in signals}
     process = subprocess.Popen(
         [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/barman", "--workers", "2",
-         "--out", str(tmp_path / "run")],
+         "--executor", executor, "--out", str(tmp_path / "run")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     api = connect()
-    mine = {"label": f"{CONTAINER_LABEL}={process.pid}"}
+    pids = {process.pid}
     try:
         deadline = time.monotonic() + 60
-        while len(api.containers(filters=mine)) < 2:
+        while len(containers_of(api, pids)) < 2:
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the sandbox containers never started"
             time.sleep(0.05)
+            pids |= process_tree(process.pid)
         time.sleep(0.5)  # episodes are running
+        pids |= process_tree(process.pid)
         for number in signals:
             process.send_signal(number)
             time.sleep(0.05)
         _, stderr = process.communicate(timeout=60)
         assert process.returncode in codes, stderr
         assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
-        assert api.containers(all=True, filters=mine) == []
-        assert glob.glob(f"{tempfile.gettempdir()}/learnact-fd-{process.pid}-*") == []
+        assert containers_of(api, pids, all=True) == []
+        for pid in pids:
+            assert glob.glob(f"{tempfile.gettempdir()}/learnact-fd-{pid}-*") == []
     finally:
         process.kill()
         process.wait()
-        for container in api.containers(all=True, filters=mine):
+        for container in containers_of(api, pids, all=True):
             api.remove_container(container["Id"], force=True)
         api.close()
 
 
 @pytest.mark.usefixtures("sandbox_image")
+@pytest.mark.parametrize("executor", ["threads", "processes"])
 @pytest.mark.parametrize(
     ("number", "says"),
     [
@@ -98,13 +126,13 @@ def test_stop_signals_during_an_eval_leave_no_container_folder_or_traceback(
     ],
 )
 def test_a_stop_signal_does_not_wait_for_a_model_that_never_answers(
-    tmp_path: Path, number: signal.Signals, says: str
+    tmp_path: Path, number: signal.Signals, says: str, executor: str
 ) -> None:
     with ScriptedServer(responder=lambda body: Answer("too late", delay_s=600)) as server:
         process = subprocess.Popen(
             [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/blockworld", "--method", "act",
              "--tasks", "0-1", "--seeds", "1", "--workers", "2", "--model", "m", "--base-url", server.base_url,
-             "--no-cache", "--out", str(tmp_path / "run")],
+             "--no-cache", "--executor", executor, "--out", str(tmp_path / "run")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from typer.testing import CliRunner
 
 from learnact.engine import EvalConfig, RunDirError, RunSettings, run_evaluation
 from learnact.engine.cli import app
+from learnact.engine.executor import Executor, LocalExecutor
+from learnact.engine.process_executor import ProcessExecutor
 from learnact.engine.rundir import EPISODES, FORMAT
 from learnact.envs import EnvSpec, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
@@ -37,8 +40,15 @@ def blockworld_tasks(selection: str) -> list[str]:
     return select_tasks(make_env(BLOCKS), selection)
 
 
-def test_every_expert_step_is_code_run_in_the_sandbox(tmp_path: Path) -> None:
-    summary = run_evaluation(config(blockworld_tasks("0")), tmp_path)
+@pytest.fixture(params=["threads", "processes"])
+def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """Each executor of this machine, serving every run of its test, closed at the end."""
+    with LocalExecutor() if request.param == "threads" else ProcessExecutor() as chosen:
+        yield chosen
+
+
+def test_every_expert_step_is_code_run_in_the_sandbox(tmp_path: Path, executor: Executor) -> None:
+    summary = run_evaluation(config(blockworld_tasks("0")), tmp_path, executor=executor)
     record = json.loads((tmp_path / EPISODES).read_text().splitlines()[0])
     assert summary.success_rate == 1.0 and record["success"] is True and record["progress"] == 1.0
     for step in record["steps"]:
@@ -64,10 +74,12 @@ def test_eval_json_prints_only_the_summary_and_writes_the_run_directory(tmp_path
     assert json.loads((out / "config.json").read_text())["tasks"] == blockworld_tasks("0-1")
 
 
-def test_a_rerun_resumes_and_runs_only_unfinished_episodes(tmp_path: Path) -> None:
-    run_evaluation(config(blockworld_tasks("0")), tmp_path)
+def test_a_rerun_resumes_and_runs_only_unfinished_episodes(tmp_path: Path, executor: Executor) -> None:
+    run_evaluation(config(blockworld_tasks("0")), tmp_path, executor=executor)
     ran: list[str] = []
-    summary = run_evaluation(config(blockworld_tasks("0-2")), tmp_path, on_episode=lambda r: ran.append(r.task))
+    summary = run_evaluation(
+        config(blockworld_tasks("0-2")), tmp_path, on_episode=lambda r: ran.append(r.task), executor=executor
+    )
     assert sorted(ran) == blockworld_tasks("1-2")
     assert summary.episodes == 3
     assert len((tmp_path / EPISODES).read_text().splitlines()) == 3
@@ -85,21 +97,21 @@ def test_a_torn_last_line_from_a_killed_run_is_dropped_and_its_episode_rerun(tmp
     )
 
 
-def test_ctrl_c_keeps_finished_episodes(tmp_path: Path) -> None:
+def test_ctrl_c_keeps_finished_episodes(tmp_path: Path, executor: Executor) -> None:
     def interrupt(record: object) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_evaluation(config(blockworld_tasks("0-3")), tmp_path, on_episode=interrupt)
+        run_evaluation(config(blockworld_tasks("0-3"), workers=2), tmp_path, on_episode=interrupt, executor=executor)
     kept = (tmp_path / EPISODES).read_text().splitlines()
     assert 1 <= len(kept) < 4
-    summary = run_evaluation(config(blockworld_tasks("0-3")), tmp_path)
+    summary = run_evaluation(config(blockworld_tasks("0-3")), tmp_path, executor=executor)
     assert summary.episodes == 4 and summary.success_rate == 1.0
 
 
-def test_several_workers_run_each_episode_once(tmp_path: Path) -> None:
+def test_several_workers_run_each_episode_once(tmp_path: Path, executor: Executor) -> None:
     tasks = blockworld_tasks("0-3")
-    summary = run_evaluation(config(tasks, workers=2), tmp_path)
+    summary = run_evaluation(config(tasks, workers=2), tmp_path, executor=executor)
     recorded = [json.loads(line)["task"] for line in (tmp_path / EPISODES).read_text().splitlines()]
     assert sorted(recorded) == sorted(tasks)
     assert [r.task for r in summary.results] == tasks and summary.success_rate == 1.0
@@ -178,8 +190,9 @@ def records_of(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / EPISODES).read_text().splitlines()]
 
 
+@pytest.mark.parametrize("executor_name", ["threads", "processes"])
 def test_an_unsolvable_problem_is_a_recorded_error_the_run_goes_on_and_a_rerun_retries_only_it(
-    tmp_path: Path,
+    tmp_path: Path, executor_name: str
 ) -> None:
     problems = tmp_path / "problems"
     problems.mkdir()
@@ -187,7 +200,8 @@ def test_an_unsolvable_problem_is_a_recorded_error_the_run_goes_on_and_a_rerun_r
     out = tmp_path / "run"
     args = ["--env", "pddl", "--pddl-domain", str(DATA / "blockworld.pddl"), "--pddl-problems",
             str(DATA / "blockworld/problem1.pddl"), str(problems / "cycle.pddl"),
-            str(DATA / "blockworld/problem10.pddl"), "--out", str(out), "--json"]  # fmt: skip
+            str(DATA / "blockworld/problem10.pddl"), "--out", str(out), "--json",
+            "--executor", executor_name]  # fmt: skip
     result = eval_cli(*args)
     assert result.exit_code == 3, result.output
     assert "Traceback" not in result.output

@@ -1,5 +1,10 @@
 """learnact.engine.llm: language-model backbones (OpenAI-compatible servers, llama.cpp in process), with
-retries, a response cache and accounting. ``make_backbone`` picks one by model name."""
+retries, a response cache and accounting. ``make_backbone`` picks one by model name.
+
+:class:`OpenAIBackbone` is loaded on first use: importing the ``openai`` client takes a third of a second,
+which a worker process running the expert must not pay."""
+
+from typing import Any
 
 from learnact.engine.llm.accounting import (
     CALLS,
@@ -13,10 +18,17 @@ from learnact.engine.llm.accounting import (
     RecordingBackbone,
     Totals,
 )
-from learnact.engine.llm.base import Backbone, ChatMessage, ChatRequest, ChatResponse, LLMError, Usage
+from learnact.engine.llm.base import (
+    Backbone,
+    BackboneConfigError,
+    ChatMessage,
+    ChatRequest,
+    ChatResponse,
+    LLMError,
+    Usage,
+)
 from learnact.engine.llm.cache import CachedBackbone, CacheError, ResponseCache, cache_key, default_cache_dir
 from learnact.engine.llm.factory import LOCAL, BackboneFactory, BackboneSettings, backbone_plugins, make_backbone
-from learnact.engine.llm.openai_backbone import BackboneConfigError, OpenAIBackbone
 
 __all__ = [
     "CALLS",
@@ -48,3 +60,11 @@ __all__ = [
     "default_cache_dir",
     "make_backbone",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "OpenAIBackbone":
+        from learnact.engine.llm.openai_backbone import OpenAIBackbone
+
+        return OpenAIBackbone
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

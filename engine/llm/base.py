@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.errors import LearnactError
 
+DEFAULT_TIMEOUT_S = 120.0  # a model request's deadline unless configured
+DEFAULT_MAX_RETRIES = 5
+
+
+class BackboneConfigError(LearnactError):
+    """The backbone cannot be made from the settings given (no key, an incomplete Azure setting)."""
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

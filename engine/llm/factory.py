@@ -16,13 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from learnact.actions.plugins import BACKBONE_GROUP, Discovery, discover
-from learnact.engine.llm.base import Backbone, LLMError
-from learnact.engine.llm.openai_backbone import (
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT_S,
-    BackboneConfigError,
-    OpenAIBackbone,
-)
+from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, Backbone, BackboneConfigError, LLMError
 
 LOCAL = "local"
 LOCAL_EXTRA = "pip install -e '.[local]'"
@@ -117,6 +111,8 @@ def make_backbone(
             "set OPENAI_API_KEY, or give {base_url} of an OpenAI-compatible server, or use {model} local "
             "(a small model run in process)",
         )
+    from learnact.engine.llm.openai_backbone import OpenAIBackbone  # the openai client: imported when used
+
     return OpenAIBackbone(
         model,
         base_url=base_url,

@@ -30,26 +30,28 @@ import openai
 from openai._constants import MAX_RETRY_AFTER_DELAY  # the longest Retry-After the client waits (else no retry)
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from learnact.actions.errors import LearnactError
 from learnact.actions.text import encodable, truncated, visible
-from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError, Usage
+from learnact.engine.llm.base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    Backbone,
+    BackboneConfigError,
+    ChatRequest,
+    ChatResponse,
+    LLMError,
+    Usage,
+)
 from learnact.engine.llm.http import BodyEncodingRefused, BodyTooLarge, GuardedClient, RequestAborted
 
 MAX_ANSWER_BYTES = 64 * 1024  # the answer text kept (UTF-8 bytes); longer answers are cut and marked
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a response body beyond this is refused unparsed
 MAX_REASON_BYTES = 500  # what an error reason keeps of the server's message
-DEFAULT_TIMEOUT_S = 120.0
-DEFAULT_MAX_RETRIES = 5
 NO_KEY = "no-key"  # the api_key sent to a server given by base URL without one (vLLM, Ollama ignore it)
 MAX_TOKEN_COUNT = 2**31 - 1  # a usage count beyond this is the server's nonsense: it is clamped
 RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx: what the client retries
 REDACTED = "[redacted]"
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 log = logging.getLogger(__name__)
-
-
-class BackboneConfigError(LearnactError):
-    """The backbone cannot be made from the settings given (no key, an incomplete Azure setting)."""
 
 
 class _Message(BaseModel):
