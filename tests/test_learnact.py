@@ -23,9 +23,10 @@ from learnact.engine.learnact_run import (
     run_learnact,
 )
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
+from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR, call_grammar
 from learnact.engine.records import ModelSettings
 from learnact.engine.rundir import CONFIG, RunDir
-from learnact.envs import EnvSpec
+from learnact.envs import EnvSpec, make_env
 from learnact.learner.learnact import (
     CallView,
     LearnactConfig,
@@ -315,6 +316,10 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         assert asked[1]["messages"][-2] == {"role": "assistant", "content": BUGGY}
         # the create request samples; the fix follows the feedback at temperature 0
         assert (asked[0]["temperature"], asked[1]["temperature"]) == (0.7, 0.0)
+        # create and fix answers are asked under the grammar of function definitions; the optimise answer (a
+        # reason and Update or Plan) and the usage lines are free text
+        assert [body.get("grammar") for body in asked[:2]] == [DEFINITIONS_GRAMMAR] * 2
+        assert "grammar" not in asked[2] and "grammar" not in asked[-1]
         optimise_prompt = asked[2]["messages"][-1]["content"]
         assert "That call of pick_and_stack failed: The action is not valid" in optimise_prompt
         assert "Pickup('b1') -> The action is not valid" in optimise_prompt
@@ -369,6 +374,14 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         assert summary.success_rate == 1.0
         record = next(iter(RunDir(tmp_path / "test").latest().values()))
         assert [s.code for s in record.steps] == ["pick_and_stack('b3', 'b2')"]
+        # a learned action's step shows the state it left, not each state on the way (PDDL)
+        (step,) = record.steps
+        assert step.result is not None and len(step.result.calls) == 2
+        assert step.observation == step.result.calls[-1].observation
+        # the agent's step is asked under the grammar of one call of its actions, learned first
+        learned = [action.name for action in library.current().actions]
+        primitives = [p.name for p in make_env(BLOCKS).primitives()]
+        assert server.received[-1].body["grammar"] == call_grammar([*learned, *primitives])
         assert server.received[-1].body["messages"][0]["content"].count(NOTE) == 1
         # the agent saw the usage demonstration before the primitive one
         prompt = server.received[-1].body["messages"][-1]["content"]
@@ -763,7 +776,7 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     answers = iter([primitive_only, USAGE])
     asked: list[list] = []
 
-    def ask(call_id: str, messages, sample: int, fixing: bool) -> str:
+    def ask(call_id: str, messages, sample: int, fixing: bool, definitions: bool) -> str:
         asked.append(list(messages))
         return next(answers)
 
