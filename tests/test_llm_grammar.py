@@ -4,6 +4,7 @@ llama.cpp makes of them, and how a request carries one to the local model and to
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import re
 from collections.abc import Iterator
@@ -132,6 +133,8 @@ def test_a_server_that_refuses_the_grammar_says_so_and_nothing_is_retried_withou
 
 @pytest.mark.slow
 def test_the_real_model_under_the_step_grammar_answers_one_call_of_an_available_action() -> None:
+    import llama_cpp
+
     backbone = local.LocalBackbone(embedded_model(), n_ctx=1024, progress=False)
     try:
         names = ["Pickup", "Putdown", "Stack", "Unstack"]
@@ -149,6 +152,17 @@ def test_the_real_model_under_the_step_grammar_answers_one_call_of_an_available_
         assert answer.finish_reason == "stop"  # the grammar ended it, not the token limit
         # The count trimming relies on is the model's own, template included: never below what it evaluated.
         assert backbone.count_tokens(messages) >= answer.usage.prompt_tokens
+        # Where the model's best token is refused (it begins with prose), the grammar is applied to every
+        # candidate, and the answer is the one llama-cpp-python's own sampler (the grammar on every candidate at
+        # every token) gives.
+        write = (ChatMessage(role="user", content="Write a Python function pick(b) that calls Pickup(b) twice."),)
+        free = backbone.complete(ChatRequest(model="local", messages=write, max_tokens=6))
+        constrained = ChatRequest(model="local", messages=write, max_tokens=6, grammar=DEFINITIONS_GRAMMAR)
+        checked = backbone.complete(constrained)
+        assert not free.text.startswith("def") and checked.text.startswith("def ")
+        backbone._llm._init_sampler = functools.partial(llama_cpp.Llama._init_sampler, backbone._llm)
+        assert backbone.complete(constrained.model_copy(update={"seed": 1})).text == checked.text
+        del backbone._llm._init_sampler
         with pytest.raises(LLMError, match="cannot parse the request's grammar"):
             backbone.complete(request.model_copy(update={"grammar": "root ::= undefined_rule"}))
     finally:
