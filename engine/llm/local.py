@@ -49,7 +49,8 @@ PART_VERSION = "0.2.0"
 MAX_DEFAULT_N_CTX = 32768
 #: The context of a GGUF that does not say what it was trained for.
 FALLBACK_N_CTX = 8192
-#: Compiled grammars kept (by text): an agent's grammar is the same at every step of a run.
+#: Grammars llama.cpp has parsed, kept by text (an agent's grammar is the same at every step of a run), so that a
+#: grammar it refuses is an error before any generation; each generation makes its own sampler from the text.
 GRAMMARS_KEPT = 64
 #: Prompts are evaluated in blocks of this many tokens at absolute positions, and only whole blocks are
 #: reused from the KV cache: see :func:`_aligned_llama`.
@@ -537,9 +538,10 @@ class LocalBackbone(Backbone):
         )
 
     def _compiled(self, text: str) -> Any:
-        """The grammar ``text`` as llama.cpp samples under it, parsed once (kept by text; called under the lock).
+        """The grammar ``text`` as llama-cpp-python takes it, once llama.cpp has parsed it (kept by text; called
+        under the lock).
 
-        :raises LLMError: when llama.cpp cannot parse it (llama.cpp's log, shown with ``-vv``, says where).
+        :raises LLMError: when llama.cpp cannot parse it.
         """
         grammar = self._grammars.get(text)
         if grammar is not None:
@@ -550,7 +552,7 @@ class LocalBackbone(Backbone):
         if not sampler:
             raise LLMError(
                 NAME,
-                "llama.cpp cannot parse the request's grammar (GBNF; its log says where, with -vv)",
+                "llama.cpp cannot parse the request's grammar (GBNF)",
                 "fix the grammar",
             )
         self._llama_cpp.llama_sampler_free(sampler)
