@@ -79,6 +79,7 @@ FLAGS = {
     "base_url": "--base-url",
     "cache_dir": "--cache-dir",
     "model_path": "--model-path",
+    "n_ctx": "--n-ctx",
     "azure_endpoint": "--azure-endpoint",
     "api_version": "--api-version",
     "api_key_env": "--api-key-env",
@@ -265,6 +266,15 @@ ModelOption = Annotated[
 ModelPathOption = Annotated[
     Optional[Path], typer.Option("--model-path", help=f"a GGUF file for --model {LOCAL} instead of the embedded model")
 ]
+NCtxOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--n-ctx",
+        min=256,
+        help=f"the context of --model {LOCAL} in tokens (default: what the model was trained for, at most 32768); "
+        "for a server model, the context its prompts are trimmed to (default: not trimmed by tokens)",
+    ),
+]
 BaseUrlOption = Annotated[
     Optional[str], typer.Option("--base-url", help="an OpenAI-compatible server (else $OPENAI_BASE_URL)")
 ]
@@ -341,6 +351,7 @@ def open_model(
     *,
     model: str | None = None,
     model_path: Path | None = None,
+    n_ctx: int | None = None,
     base_url: str | None = None,
     api_key_env: str | None = None,
     azure_endpoint: str | None = None,
@@ -382,6 +393,7 @@ def open_model(
             base_url,
             api_key,
             model_path=model_path,
+            n_ctx=n_ctx,
             cache_dir=cache_dir,
             azure_endpoint=azure_endpoint,
             api_version=api_version,
@@ -392,6 +404,7 @@ def open_model(
             model=model,
             base_url=None if model == LOCAL or azure_endpoint else base_url,
             backbone=backbone.identity,
+            context_tokens=backbone.context_tokens,
             temperature=temperature,
             max_tokens=max_tokens,
         )
@@ -484,6 +497,7 @@ def open_executor(
     azure_endpoint: str | None = None,
     api_version: str | None = None,
     model_path: Path | None = None,
+    n_ctx: int | None = None,
     cache_dir: Path | None = None,
     no_cache: bool = False,
     model_timeout: float = DEFAULT_TIMEOUT_S,
@@ -506,7 +520,7 @@ def open_executor(
     if uses_model:
         recipe = ModelRecipe(
             api_key_env=api_key_env, azure_endpoint=azure_endpoint, api_version=api_version,
-            model_path=str(model_path.expanduser().resolve()) if model_path else None,
+            model_path=str(model_path.expanduser().resolve()) if model_path else None, n_ctx=n_ctx,
             cache_dir=str(cache_dir.expanduser().resolve()) if cache_dir else None, cache=not no_cache,
             timeout_s=model_timeout, max_retries=model_retries,
         )  # fmt: skip

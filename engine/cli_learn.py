@@ -32,6 +32,7 @@ from learnact.engine.cli_common import (
     ModelPathOption,
     ModelRetriesOption,
     ModelTimeoutOption,
+    NCtxOption,
     NoCacheOption,
     PddlDomainOption,
     PddlProblemsOption,
@@ -121,6 +122,7 @@ def learn(
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
     model: ModelOption = None,
     model_path: ModelPathOption = None,
+    n_ctx: NCtxOption = None,
     base_url: BaseUrlOption = None,
     api_key_env: ApiKeyEnvOption = None,
     azure_endpoint: AzureEndpointOption = None,
@@ -158,7 +160,7 @@ def learn(
         out = out or Path("runs") / f"{env.replace('/', '-')}-{method}-learn-seed{seed}"
         RunDir(out).check_usable()
     backbone, model_settings, prices = open_model(
-        method, model=model, model_path=model_path, base_url=base_url, api_key_env=api_key_env,
+        method, model=model, model_path=model_path, n_ctx=n_ctx, base_url=base_url, api_key_env=api_key_env,
         azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature, max_tokens=max_tokens,
         cache_dir=cache_dir, no_cache=no_cache, model_timeout=model_timeout, model_retries=model_retries,
         price_file=price_file,
@@ -192,6 +194,7 @@ def learn(
             azure_endpoint=azure_endpoint,
             api_version=api_version,
             model_path=model_path,
+            n_ctx=n_ctx,
             cache_dir=cache_dir,
             no_cache=no_cache,
             model_timeout=model_timeout,

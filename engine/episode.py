@@ -35,7 +35,7 @@ from learnact.engine.records import (
     StepRecord,
     TokenUsage,
 )
-from learnact.envs import Environment, StepOutcome, make_env
+from learnact.envs import Environment, StepOutcome, env_profile, make_env
 from learnact.learner.answers import called_names
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox, Session
 
@@ -69,9 +69,16 @@ class OutcomeTracker:
         return self.last is not None and self.last.success
 
 
-def observation_of(result: ExecutionResult) -> str:
-    """What the agent sees after a step: the environment's answers, or what went wrong."""
-    seen = [c.observation for c in result.calls]
+def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
+    """What the agent sees after a step: the environment's answers, or what went wrong. With ``final_state``
+    (an environment whose every observation is the whole state, :attr:`EnvProfile.final_state_observations`),
+    a step of several calls shows the state the last valid call left, then each invalid call with its message:
+    the states in between say nothing the last does not, and would fill the agent's context."""
+    if final_state and len(result.calls) > 1:
+        last_valid = [c.observation for c in result.calls if c.valid][-1:]
+        seen = last_valid + [f"{call_code(c.name, c.args)}: {c.observation}" for c in result.calls if not c.valid]
+    else:
+        seen = [c.observation for c in result.calls]
     if result.status is ExecutionStatus.rejected:
         seen.append("The code was rejected: " + " ".join(f"line {f.line}: {f.message}" for f in result.findings))
     elif result.error is not None:
@@ -161,9 +168,12 @@ def run_episode(
         policy = make_policy(settings.method, context)
         tracker = OutcomeTracker(env)
         observation = f"{reset.observation}\n{reset.goal}"
+        final_state = env_profile(env_name).final_state_observations
         with sandbox.session(env.primitives(), tracker) as session:
             _load(session, actions)
-            ended = _play(policy, session, tracker, observation, settings.max_steps, should_stop, spec.task, steps)
+            ended = _play(
+                policy, session, tracker, observation, settings.max_steps, should_stop, spec.task, steps, final_state
+            )
         error = None
     except EpisodeInterrupted:
         raise
@@ -224,12 +234,14 @@ def _play(
     should_stop: Callable[[], bool],
     task: str,
     steps: list[StepRecord],
+    final_state: bool,
 ) -> EndReason:
     """Play the episode's steps (each appended to ``steps`` as it ends) from the first ``observation``; why
     it stopped. Each step the policy proposes a line of code, which is checked and run in the sandbox
     (code_as_policy: one whole program, checked as a program and run once, its only step), or a thought
     (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
-    step REPEATED_FAILURES times in a row ends the episode (``"repeated_failure"``).
+    step REPEATED_FAILURES times in a row ends the episode (``"repeated_failure"``). ``final_state``: how a
+    step's observation is built (:func:`observation_of`).
 
     :raises EpisodeInterrupted: when ``should_stop`` says so before a step.
     """
@@ -241,7 +253,7 @@ def _play(
         decision = policy.decide(observation)
         if decision is None:
             return "policy_end"
-        code, thought, result, observation, failed_as = _take_step(decision, session, tracker)
+        code, thought, result, observation, failed_as = _take_step(decision, session, tracker, final_state)
         repeated = False
         if failed_as is not None:
             times = failing[1] + 1 if failing is not None and failing[0] == failed_as else 1
@@ -265,7 +277,7 @@ def _play(
 
 
 def _take_step(
-    decision: Decision, session: Session, tracker: OutcomeTracker
+    decision: Decision, session: Session, tracker: OutcomeTracker, final_state: bool
 ) -> tuple[str, str | None, ExecutionResult | None, str, str | None]:
     """Carry ``decision`` out: its code, thought, result and observation, and what failed (None: nothing)."""
     if isinstance(decision, Think):
@@ -276,7 +288,7 @@ def _take_step(
     kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
     result = session.execute(decision.code, kind=kind)
     failed = result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before
-    return decision.code, None, result, observation_of(result), decision.code if failed else None
+    return decision.code, None, result, observation_of(result, final_state), decision.code if failed else None
 
 
 def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUse | None:

@@ -73,9 +73,9 @@ class ModelRecipe(BaseModel):
     """How another machine builds the run's language model: what the driver was given besides the run's
     :class:`ModelSettings` (which name the model, its server and its identity). Never the API key:
     ``api_key_env`` names the variable that holds it where the model is built (None: the usual variables,
-    ``OPENAI_API_KEY`` or ``AZURE_OPENAI_API_KEY``). Paths are absolute and must exist there: ``model_path``
-    (a GGUF for the local model) and ``cache_dir`` (the response cache; None: that machine's own cache
-    folder).
+    ``OPENAI_API_KEY`` or ``AZURE_OPENAI_API_KEY``). ``n_ctx`` is the local model's context. Paths are absolute
+    and must exist there: ``model_path`` (a GGUF for the local model) and ``cache_dir`` (the response cache;
+    None: that machine's own cache folder).
 
     :raises pydantic.ValidationError: for an unknown field or a value out of range.
     """
@@ -86,6 +86,7 @@ class ModelRecipe(BaseModel):
     azure_endpoint: str | None = None
     api_version: str | None = None
     model_path: str | None = None
+    n_ctx: int | None = Field(None, ge=1)
     cache_dir: str | None = None
     cache: bool = True
     timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
@@ -114,6 +115,7 @@ class ModelRecipe(BaseModel):
             settings.base_url,
             api_key,
             model_path=Path(self.model_path) if self.model_path else None,
+            n_ctx=self.n_ctx,
             cache_dir=Path(self.cache_dir) if self.cache_dir else None,
             azure_endpoint=self.azure_endpoint,
             api_version=self.api_version,

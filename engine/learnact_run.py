@@ -46,6 +46,7 @@ from learnact.engine.llm import (
     RecordingBackbone,
 )
 from learnact.engine.llm.base import ModelFailure
+from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR
 from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import (
     CONFIG,
@@ -203,15 +204,17 @@ class LearningServices:
 
 def asker(backbone: RecordingBackbone, settings: ModelSettings, seed: int) -> Ask:
     """Ask the learner model: each call recorded under ``learn:<call id>``, sample ``s`` sent with the seed
-    ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache); a fix at temperature 0."""
+    ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache); a fix at temperature 0; an answer
+    that must be function definitions under the grammar of them."""
 
-    def ask(call_id: str, messages: Sequence[Message], sample: int, fixing: bool) -> str:
+    def ask(call_id: str, messages: Sequence[Message], sample: int, fixing: bool, definitions: bool) -> str:
         request = ChatRequest(
             model=settings.model,
             messages=tuple(ChatMessage(role=m.role, content=m.content) for m in messages),
             temperature=0.0 if fixing else settings.temperature,
             max_tokens=settings.max_tokens,
             seed=seed * 1000 + sample,
+            grammar=DEFINITIONS_GRAMMAR if definitions else None,
         )
         return backbone.for_episode(f"learn:{call_id}").complete(request).text
 

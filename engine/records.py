@@ -49,6 +49,8 @@ class ModelSettings(BaseModel):
     # The backbone's identity (the server's URL, or the GGUF file and its sha256): the same model name on
     # another server or another file is another run.
     backbone: str | None = None
+    # The context the agent's histories are trimmed to (the local model's n_ctx): another trims other prompts.
+    context_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, gt=0)
 

@@ -22,7 +22,7 @@ from learnact.actions.errors import LearnactError
 from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
 from learnact.engine.agents.prompts import fill
 from learnact.engine.episode import OutcomeTracker, observation_of
-from learnact.envs import Environment
+from learnact.envs import Environment, env_profile
 from learnact.learner.answers import called_names, code_of
 from learnact.learner.learnact import Ask, Message
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
@@ -96,6 +96,7 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
     """
     before = env.reset(task).observation
     tracker = OutcomeTracker(env)
+    final_state = env_profile(env.name).final_state_observations  # the observations the agent will see
     steps: list[UsageStep] = []
     with sandbox.session(env.primitives(), tracker) as session:
         loaded = session.load_actions(actions.module)
@@ -104,7 +105,7 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
         for number, line in enumerate(lines, start=1):
             invalid_before = tracker.invalid_calls
             result = session.execute(line)
-            observation = observation_of(result)
+            observation = observation_of(result, final_state)
             steps.append(UsageStep(code=line, observation=observation))
             if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
                 inside = "; ".join(
@@ -164,7 +165,7 @@ class UsageDemonstrator:
         asked = list(messages)
         for attempt in range(self.tries):
             call_id = first_call if attempt == 0 else f"{first_call}-fix-{attempt}"
-            answer = self.ask(call_id, asked, attempt, False)
+            answer = self.ask(call_id, asked, attempt, False, False)
             lines, problem = parse_lines(answer, max_lines)
             if problem is None and not any(called_names(line, learned) for line in lines):
                 problem = f"the lines call none of the learned actions ({', '.join(learned)}); use them where they fit"

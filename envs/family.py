@@ -80,6 +80,12 @@ class EnvProfile(BaseModel):
     learnact: dict[str, Any] = Field(
         default_factory=dict, description="LearnAct's defaults for the family (fields of LearnactConfig)"
     )
+    final_state_observations: bool = Field(
+        False,
+        description="after a step of several primitive calls (a learned action) the agent sees the state the last "
+        "valid call left and each invalid call's message, not every state in between (each observation of the "
+        "family is the whole state); otherwise every call's observation",
+    )
     report_by_type: bool = Field(False, description="reports add a column of all task types to a mixed run")
     learn_by_type: bool = Field(
         False, description="LearnAct learns one library per task type of a mixed run, used by episodes of that type"

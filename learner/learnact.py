@@ -109,10 +109,12 @@ class PromptBook(Protocol):
         """The Optimise request for ``case``, showing the whole current set ``actions_code``."""
 
 
-# Ask the learner model: (call id, messages, sample, fixing) -> the answer's text. The call id names the call in
-# the run's call log; ``fixing`` marks an answer to a problem found in the previous one, which is asked for
-# without sampling (temperature 0): a fix should follow the feedback.
-Ask = Callable[[str, Sequence[Message], int, bool], str]
+# Ask the learner model: (call id, messages, sample, fixing, definitions) -> the answer's text. The call id names
+# the call in the run's call log; ``fixing`` marks an answer to a problem found in the previous one, which is
+# asked for without sampling (temperature 0): a fix should follow the feedback; ``definitions`` marks a request
+# whose answer must be Python function definitions and nothing else (create and fix), which the asker may
+# enforce (a grammar the model samples under).
+Ask = Callable[[str, Sequence[Message], int, bool, bool], str]
 
 
 # (actions, round, candidate) -> one trajectory per training task.
@@ -239,7 +241,7 @@ class LearnactLearner:
             if attempt == 0 and first_answer is not None:
                 answer = first_answer
             else:
-                answer = self.ask(call_id, asked, sample, attempt > 0)
+                answer = self.ask(call_id, asked, sample, attempt > 0, True)
             parsed = parse_actions(answer, self.primitive_names, self.config.max_actions)
             if "" not in parsed.problems:
                 parsed.problems = self.validator.problems(parsed.actions, parsed.problems)
@@ -488,7 +490,7 @@ class LearnactLearner:
     ) -> dict[str, int] | None:
         messages = list(self.prompts.optimise(failure, actions_code))
         call_base = f"r{round_}/optimise/s{sample}"
-        answer = self.ask(f"{call_base}/t0", messages, sample, False)
+        answer = self.ask(f"{call_base}/t0", messages, sample, False, False)
         improvement = parse_improvement(answer)
         if improvement is None:
             log.info("%s: the answer says neither Update nor Plan; no candidate", call_base)

@@ -18,11 +18,12 @@ from learnact.actions.library import LearningProgress, Library, Origin
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.learnact_run import LearningServices, learnact_run_config, learned_library, run_learnact
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
+from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR, call_grammar
 from learnact.engine.records import ModelSettings
 from learnact.engine.reports.audit import build_audit
 from learnact.engine.reports.audit_html import audit_html
 from learnact.engine.rundir import CONFIG, RunDir
-from learnact.envs import EnvSpec
+from learnact.envs import EnvSpec, make_env
 from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement
 from learnact.learner.learnact import LearnactConfig
 from learnact.learner.scoring import CallView, StepView, Trajectory, score_trajectories
@@ -307,6 +308,10 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         # the scoring agent saw the candidate at work before its first step
         scoring = [r.body for r in server.received if not r.body["messages"][0]["content"].startswith("You design")]
         assert "Here is a task solved with the learned actions" in scoring[0]["messages"][-1]["content"]
+        # create and fix answers are asked under the grammar of function definitions; the optimise answer (a
+        # reason and Update or Plan) and the usage lines are free text
+        assert [body.get("grammar") for body in asked[:2]] == [DEFINITIONS_GRAMMAR] * 2
+        assert all("grammar" not in body for body in asked[2:])
         optimise_prompt = asked[4]["messages"][-1]["content"]
         assert "That call of pick_and_stack failed: The action is not valid" in optimise_prompt
         assert "Pickup('b1') -> The action is not valid" in optimise_prompt
@@ -364,6 +369,14 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         assert summary.success_rate == 1.0
         record = next(iter(RunDir(tmp_path / "test").latest().values()))
         assert [s.code for s in record.steps] == ["pick_and_stack('b3', 'b2')"]
+        # a learned action's step shows the state it left, not each state on the way (PDDL)
+        (step,) = record.steps
+        assert step.result is not None and len(step.result.calls) == 2
+        assert step.observation == step.result.calls[-1].observation
+        # the agent's step is asked under the grammar of one call of its actions, learned first
+        learned = [action.name for action in library.current().actions]
+        primitives = [p.name for p in make_env(BLOCKS).primitives()]
+        assert server.received[-1].body["grammar"] == call_grammar([*learned, *primitives])
         assert server.received[-1].body["messages"][0]["content"].count(NOTE) == 1
         # the agent saw the usage demonstration before the primitive one
         prompt = server.received[-1].body["messages"][-1]["content"]
@@ -776,7 +789,7 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     answers = iter([primitive_only, USAGE])
     asked: list[list] = []
 
-    def ask(call_id: str, messages, sample: int, fixing: bool) -> str:
+    def ask(call_id: str, messages, sample: int, fixing: bool, definitions: bool) -> str:
         asked.append(list(messages))
         return next(answers)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import os
+import struct
 import sys
 import threading
 import time
@@ -410,3 +411,42 @@ def test_the_real_model_answers_deterministically() -> None:
         assert time.monotonic() - started < 20
     finally:
         backbone.close()
+
+
+def gguf(path: Path, architecture: str, context: int | None) -> Path:
+    """A GGUF file's header: the architecture, a string array before the context length (as tokenizers put
+    theirs), and the context length the model was trained for (None: none)."""
+
+    def text(value: str) -> bytes:
+        return struct.pack("<Q", len(value.encode())) + value.encode()
+
+    pairs = [text("general.architecture") + struct.pack("<I", 8) + text(architecture)]
+    pairs.append(text("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 2) + text("a") + text("bc"))
+    if context is not None:
+        pairs.append(text(f"{architecture}.context_length") + struct.pack("<II", 4, context))
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, len(pairs)) + b"".join(pairs) + b"weights")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("architecture", "trained", "n_ctx"),
+    [("qwen2", 4096, 4096), ("llama", 131072, local.MAX_DEFAULT_N_CTX), ("llama", None, local.FALLBACK_N_CTX)],
+)
+def test_the_default_context_is_what_the_model_was_trained_for_at_most_32k(
+    fake_llama: type[FakeLlama], tmp_path: Path, architecture: str, trained: int | None, n_ctx: int
+) -> None:
+    backbone = local.LocalBackbone(gguf(tmp_path / "m.gguf", architecture, trained), cache_dir=tmp_path)
+    (llm,) = fake_llama.instances
+    assert llm.kwargs["n_ctx"] == n_ctx == backbone.context_tokens
+    assert local.trained_context(tmp_path / "m.gguf") == trained
+
+
+def test_a_context_asked_for_is_the_context_given(fake_llama: type[FakeLlama], tmp_path: Path) -> None:
+    backbone = local.LocalBackbone(gguf(tmp_path / "m.gguf", "qwen2", 32768), cache_dir=tmp_path, n_ctx=2048)
+    assert fake_llama.instances[0].kwargs["n_ctx"] == 2048 == backbone.context_tokens
+
+
+def test_a_file_that_is_no_gguf_has_no_trained_context(tmp_path: Path) -> None:
+    (tmp_path / "junk").write_bytes(b"GGUF" + b"\xff" * 40)  # a damaged header: absurd counts and lengths
+    (tmp_path / "short").write_bytes(b"GG")
+    assert local.trained_context(tmp_path / "junk") is None and local.trained_context(tmp_path / "short") is None

@@ -27,6 +27,7 @@ from learnact.engine.agents.prompts import (
     task_prompt,
 )
 from learnact.engine.llm import Backbone, ChatMessage, ChatRequest
+from learnact.engine.llm.grammar import call_grammar
 from learnact.engine.records import ModelSettings
 from learnact.envs import Environment, ResetInfo, env_profile
 
@@ -93,7 +94,13 @@ class ModelPolicy(Policy):
     """``act`` (and with ``react``, ``Think:`` steps): the instruction, one demonstration, the goal and the
     recent history go to the model, whose answer is parsed into one step. The instruction shows the learned
     ``actions`` next to the primitives (learnact) and ends with the ``notes`` of earlier reflections
-    (act_reflexion, react_reflexion)."""
+    (act_reflexion, react_reflexion).
+
+    The request carries the grammar of one call of an available action (learned first, then primitives; or a
+    ``Think:`` line with ``react``). The history shown is the last ``window`` steps, fewer when the prompt would
+    not leave the answer room in the backbone's context (:attr:`Backbone.context_tokens`): the oldest steps are
+    dropped, never the instruction or the demonstrations, and the prompt says how many are not shown, as the
+    paper's agents trim to their ``max_context_length``."""
 
     def __init__(
         self,
@@ -116,11 +123,37 @@ class ModelPolicy(Policy):
         self.example = call_example(primitives, actions)
         self.goal, self.initial = reset.goal, reset.observation
         self.usage = actions.usage if actions is not None and actions.actions else None
+        learned = [action.name for action in actions.actions] if actions is not None else []
+        self.grammar = call_grammar([*learned, *(p.name for p in primitives)], thoughts=react)
         self.turns: list[Turn] = []
         self._written: str | None = None  # the last step, waiting for its observation
 
     def request(self) -> ChatRequest:
-        prompt = task_prompt(self.demo, self.goal, self.initial, self.turns, self.window, self.usage).rstrip()
+        """The next step's request: the most recent steps, up to the window, whose prompt leaves the answer's
+        ``max_tokens`` room in the backbone's context. When not even the last step fits, none is shown (the
+        backbone then says that the prompt is too long for its context).
+
+        :raises LLMError: when the backbone cannot count tokens (a local model that was closed).
+        """
+        shown = min(self.window, len(self.turns))
+        request = self._request(shown)
+        context = self.backbone.context_tokens
+        if context is None or self._fits(request, context):
+            return request
+        fewest, most = 0, shown - 1  # the most steps that fit lie in [fewest, most]; one was too many
+        while fewest < most:
+            middle = (fewest + most + 1) // 2
+            if self._fits(self._request(middle), context):
+                fewest = middle
+            else:
+                most = middle - 1
+        return self._request(fewest)
+
+    def _fits(self, request: ChatRequest, context: int) -> bool:
+        return self.backbone.count_tokens(request.messages) + self.model.max_tokens <= context
+
+    def _request(self, window: int) -> ChatRequest:
+        prompt = task_prompt(self.demo, self.goal, self.initial, self.turns, window, self.usage).rstrip()
         return ChatRequest(
             model=self.model.model,
             messages=(ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=prompt)),
@@ -128,6 +161,7 @@ class ModelPolicy(Policy):
             max_tokens=self.model.max_tokens,
             stop=STOP,
             seed=self.seed,
+            grammar=self.grammar,
         )
 
     def decide(self, observation: str) -> Decision | None:

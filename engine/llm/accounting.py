@@ -15,14 +15,14 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.files import AppendLog, read_bounded
-from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError
+from learnact.engine.llm.base import Backbone, ChatMessage, ChatRequest, ChatResponse, LLMError
 from learnact.engine.rundir import describe_os_error, read_records
 
 CALLS = "calls.jsonl"  # the file of call records in a run directory
@@ -212,7 +212,11 @@ class RecordingBackbone(Backbone):
 
     def __init__(self, backbone: Backbone, ledger: Ledger, episode: str | None = None) -> None:
         self.backbone, self.ledger, self.episode = backbone, ledger, episode
-        self.identity = backbone.identity
+        self.identity, self.context_tokens = backbone.identity, backbone.context_tokens
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """The backbone's count (nothing is recorded: no request is made)."""
+        return self.backbone.count_tokens(messages)
 
     def for_episode(self, episode: str | None) -> RecordingBackbone:
         """The same backbone and ledger, recording under ``episode``."""

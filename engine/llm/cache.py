@@ -2,7 +2,7 @@
 same answers, in any run directory.
 
 The key is the whole request: the backbone's identity (for a server, its base URL) and every field of the
-:class:`ChatRequest` (model, messages, temperature, max tokens, stop, seed), as the sha256 of canonical
+:class:`ChatRequest` (model, messages, temperature, max tokens, stop, seed, grammar), as the sha256 of canonical
 JSON. One SQLite file holds one row per key; it is shared by all runs of the user (``$XDG_CACHE_HOME/
 learnact``, default ``~/.cache/learnact``). SQLite in WAL mode with a busy timeout makes it safe under
 threads (one connection per thread) and processes; a transaction is atomic, so a killed writer leaves no
@@ -24,15 +24,16 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse
+from learnact.engine.llm.base import Backbone, ChatMessage, ChatRequest, ChatResponse
 
 DB_NAME = "responses.sqlite3"
-KEY_VERSION = 1  # bump when the key's recipe changes: old rows are then simply never hit
+KEY_VERSION = 2  # bump when the key's recipe changes: old rows are then simply never hit (2: the grammar)
 BUSY_TIMEOUT_MS = 30_000
 MAX_VALUE_BYTES = 1024 * 1024  # a stored value larger than this is treated as corrupt
 log = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ class CachedBackbone(Backbone):
 
     def __init__(self, backbone: Backbone, cache: ResponseCache) -> None:
         self.backbone, self.cache = backbone, cache
-        self.identity = backbone.identity
+        self.identity, self.context_tokens = backbone.identity, backbone.context_tokens
         self._asking: dict[str, tuple[threading.Lock, int]] = {}  # key -> (its lock, threads using it)
         self._asking_lock = threading.Lock()
 
@@ -224,6 +225,10 @@ class CachedBackbone(Backbone):
     def complete(self, request: ChatRequest) -> ChatResponse:
         """:raises LLMError: from the backbone, on a miss."""
         return self.complete_and_tell(request)[0]
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """The backbone's count."""
+        return self.backbone.count_tokens(messages)
 
     def abort(self) -> None:
         self.backbone.abort()

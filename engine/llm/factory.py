@@ -31,6 +31,7 @@ class BackboneSettings:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     model_path: Path | None = None
+    n_ctx: int | None = None
     cache_dir: Path | None = None
     azure_endpoint: str | None = None
     api_version: str | None = None
@@ -56,6 +57,7 @@ def make_backbone(
     api_key: str | None = None,
     *,
     model_path: Path | None = None,
+    n_ctx: int | None = None,
     cache_dir: Path | None = None,
     azure_endpoint: str | None = None,
     api_version: str | None = None,
@@ -65,7 +67,9 @@ def make_backbone(
     """The backbone for ``model``: ``local`` gives llama.cpp in process (``model_path``: another GGUF),
     ``NAME:MODEL`` with NAME a provider plugin that provider's backbone for MODEL (:data:`BackboneFactory`,
     given these settings), any other name an :class:`OpenAIBackbone` (settings from the parameters or the
-    usual variables). ``cache_dir`` is where the local model is assembled (default: the user's learnact cache).
+    usual variables). ``n_ctx``: the local model's context (default: what it was trained for, at most 32768);
+    for a server model, the context its prompts are trimmed to (default: none). ``cache_dir`` is where the local
+    model is assembled (default: the user's learnact cache).
 
     :raises BackboneConfigError: for a server model with no key, no base URL and no Azure endpoint.
     :raises LLMError: when ``local`` is asked for but its extra is not installed.
@@ -77,7 +81,7 @@ def make_backbone(
         try:
             from learnact.engine.llm.local import LocalBackbone
 
-            return LocalBackbone(model_path=model_path, cache_dir=cache_dir)
+            return LocalBackbone(model_path=model_path, cache_dir=cache_dir, n_ctx=n_ctx)
         except ImportError as exc:
             raise LLMError(LOCAL, f"the local backend is not installed ({exc})", f"run {LOCAL_EXTRA}") from None
     provider, colon, provided = model.partition(":")
@@ -87,7 +91,7 @@ def make_backbone(
         if not callable(factory):
             raise plugin.error(f"names a {type(factory).__name__}, not a callable that builds a Backbone")
         settings = BackboneSettings(
-            base_url=base_url, api_key=api_key, model_path=model_path, cache_dir=cache_dir,
+            base_url=base_url, api_key=api_key, model_path=model_path, n_ctx=n_ctx, cache_dir=cache_dir,
             azure_endpoint=azure_endpoint, api_version=api_version, timeout_s=timeout_s, max_retries=max_retries,
         )  # fmt: skip
         backbone = plugin.call(f"building the backbone of '{model}'", factory, provided, settings)
@@ -121,4 +125,5 @@ def make_backbone(
         api_version=api_version,
         timeout_s=timeout_s,
         max_retries=max_retries,
+        context_tokens=n_ctx,
     )

@@ -8,7 +8,10 @@ and verified by size and sha256. A sidecar stamp records the verified hash with 
 modification time; later starts compare only those (a stat), never rereading the 1.1 GB.
 
 :class:`LocalBackbone` answers with the model's own chat template (from the GGUF), greedy at temperature
-0, on all available cores. One ``Llama`` object serves every call behind a lock (a llama.cpp context is
+0, on all available cores, under the request's grammar when it has one (:mod:`learnact.engine.llm.grammar`).
+Its context is ``n_ctx`` tokens, by default what the model was trained for (read from the GGUF's header), at
+most 32768; it counts a prompt's tokens with the model's own tokenizer, so that an agent's history is trimmed
+to fit. One ``Llama`` object serves every call behind a lock (a llama.cpp context is
 not thread-safe), and llama-cpp-python keeps the previous evaluation's tokens: a prompt that extends the
 previous one (an agent's history growing by a few lines per step) evaluates only its new tokens.
 """
@@ -16,11 +19,13 @@ previous one (an agent's history growing by a few lines per step) evaluates only
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import importlib.metadata
 import json
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import time
@@ -28,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from learnact.engine.llm.base import Backbone, ChatRequest, ChatResponse, LLMError, Usage
+from learnact.engine.llm.base import TEMPLATE_TOKENS, Backbone, ChatMessage, ChatRequest, ChatResponse, LLMError, Usage
 from learnact.engine.llm.cache import default_cache_dir
 
 NAME = "local"
@@ -39,7 +44,14 @@ MODEL_SIZE = 1_117_320_768
 MODEL_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
 PART_COUNT = 22
 PART_VERSION = "0.2.0"
-DEFAULT_N_CTX = 8192
+#: The context a model gets by default is what it was trained for (its GGUF's ``<arch>.context_length``), at
+#: most this: a longer one costs memory (Qwen2.5-Coder-1.5B's KV cache is 28 KiB a token) no history here needs.
+MAX_DEFAULT_N_CTX = 32768
+#: The context of a GGUF that does not say what it was trained for.
+FALLBACK_N_CTX = 8192
+#: Grammars llama.cpp has parsed, kept by text (an agent's grammar is the same at every step of a run), so that a
+#: grammar it refuses is an error before any generation; each generation makes its own sampler from the text.
+GRAMMARS_KEPT = 64
 #: Prompts are evaluated in blocks of this many tokens at absolute positions, and only whole blocks are
 #: reused from the KV cache: see :func:`_aligned_llama`.
 REUSE_BLOCK = 64
@@ -245,6 +257,78 @@ def ensure_model(cache_dir: Path | None = None, *, progress: bool = True) -> Pat
     return target
 
 
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+_GGUF_MAX_KEYS = 100_000  # more metadata than any model has: a damaged or hostile header
+_GGUF_MAX_STRING = 1 << 20
+
+
+def trained_context(path: Path) -> int | None:
+    """The context the model in the GGUF file ``path`` was trained for (``<arch>.context_length`` of its
+    metadata), read from the header without loading the model; None when the file does not say (or is no GGUF
+    learnact can read: llama.cpp then says what is wrong with it)."""
+    try:
+        with open(path, "rb") as f:
+            return _read_trained_context(f)
+    except (OSError, ValueError, struct.error, UnicodeDecodeError):
+        return None
+
+
+def _read_trained_context(f: Any) -> int | None:
+    def unpack(fmt: str) -> Any:
+        size = struct.calcsize(fmt)
+        data = f.read(size)
+        if len(data) != size:
+            raise ValueError("truncated")
+        return struct.unpack(fmt, data)[0]
+
+    def string() -> str:
+        length = unpack("<Q")
+        if length > _GGUF_MAX_STRING:
+            raise ValueError("string too long")
+        return f.read(length).decode("utf-8")
+
+    def skip(kind: int) -> None:
+        if kind in _GGUF_SCALARS:
+            f.seek(struct.calcsize(_GGUF_SCALARS[kind]), os.SEEK_CUR)
+        elif kind == _GGUF_STRING:
+            f.seek(unpack("<Q"), os.SEEK_CUR)
+        elif kind == _GGUF_ARRAY:
+            inner, count = unpack("<I"), unpack("<Q")
+            if inner in _GGUF_SCALARS:
+                f.seek(count * struct.calcsize(_GGUF_SCALARS[inner]), os.SEEK_CUR)
+            else:
+                for _ in range(count):
+                    skip(inner)
+        else:
+            raise ValueError(f"unknown GGUF value type {kind}")
+
+    if f.read(4) != b"GGUF" or unpack("<I") < 2:
+        return None
+    unpack("<Q")  # tensors
+    keys = unpack("<Q")
+    architecture: str | None = None
+    lengths: dict[str, int] = {}
+    for _ in range(min(keys, _GGUF_MAX_KEYS)):
+        key, kind = string(), unpack("<I")
+        if key == "general.architecture" and kind == _GGUF_STRING:
+            architecture = string()
+        elif key.endswith(".context_length") and kind in (4, 10):
+            lengths[key] = unpack(_GGUF_SCALARS[kind])
+        else:
+            skip(kind)
+        if architecture is not None and f"{architecture}.context_length" in lengths:
+            return lengths[f"{architecture}.context_length"] or None
+    return None
+
+
+def default_n_ctx(path: Path) -> int:
+    """The context a model gets when none is asked for: what it was trained for, at most MAX_DEFAULT_N_CTX;
+    FALLBACK_N_CTX when its file does not say."""
+    trained = trained_context(path)
+    return min(trained, MAX_DEFAULT_N_CTX) if trained else FALLBACK_N_CTX
+
+
 def _import_llama_cpp() -> Any:
     try:
         import llama_cpp
@@ -263,6 +347,54 @@ def _cores() -> int:
 class _GenerationAbandoned(Exception):
     """Raised inside llama-cpp-python's Python generation loop (between two blocks), so that it unwinds the
     whole call; never raised in a C callback, where llama-cpp-python swallows exceptions."""
+
+
+class _CheckedGrammar:
+    """A sampler chain under a grammar, sampled the way llama.cpp's own tools do: the chain picks a token from
+    every candidate, the grammar checks that one token, and only when it refuses is the grammar applied to all
+    candidates and the chain asked again. llama-cpp-python applies the grammar to all 151,936 candidates at every
+    token, whose cost grows with what the grammar allows: under the grammar of function definitions (a body line
+    is any text) sampling was 3 to 13 times slower, measured. The answer is the same: at temperature 0 the best
+    token, when the grammar takes it, is the best of the tokens it takes; when sampling, a draw the grammar takes
+    is kept and otherwise one is drawn among the tokens it takes, which gives each its probability renormalised
+    over them. What :meth:`sample` is asked is what llama-cpp-python asks of its own sampler."""
+
+    def __init__(self, llama_cpp: Any, chain: Any, vocab: Any, n_vocab: int, grammar: str) -> None:
+        self._llama_cpp, self._chain, self._n_vocab = llama_cpp, chain, n_vocab
+        self._grammar = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode("utf-8"), b"root")
+        if not self._grammar:  # LocalBackbone parsed it first: not reached unless llama.cpp changed its mind
+            raise ValueError("llama.cpp cannot parse the grammar")
+        self._one = (llama_cpp.llama_token_data * 1)()
+
+    def sample(self, ctx: Any, idx: int) -> int:
+        llama_cpp = self._llama_cpp
+        token = self._chain.sample(ctx, idx)
+        self._one[0].id, self._one[0].logit, self._one[0].p = token, 0.0, 0.0
+        one = llama_cpp.llama_token_data_array(
+            data=ctypes.cast(self._one, llama_cpp.llama_token_data_p), size=1, selected=-1, sorted=False
+        )
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(one))
+        if self._one[0].logit != float("-inf"):  # the grammar takes it
+            llama_cpp.llama_sampler_accept(self._grammar, token)
+            return token
+        import numpy  # llama-cpp-python's own dependency, as is its candidate array
+        from llama_cpp._internals import LlamaTokenDataArray
+
+        candidates = LlamaTokenDataArray(n_vocab=self._n_vocab)
+        candidates.copy_logits(
+            numpy.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx.ctx, idx), shape=(self._n_vocab,))
+        )
+        llama_cpp.llama_sampler_apply(self._grammar, ctypes.byref(candidates.candidates))
+        llama_cpp.llama_sampler_apply(self._chain.sampler, ctypes.byref(candidates.candidates))
+        token = int(candidates.candidates_data.id[candidates.candidates.selected])
+        llama_cpp.llama_sampler_accept(self._grammar, token)
+        llama_cpp.llama_sampler_accept(self._chain.sampler, token)
+        return token
+
+    def __del__(self) -> None:
+        if getattr(self, "_grammar", None):
+            self._llama_cpp.llama_sampler_free(self._grammar)
+            self._grammar = None
 
 
 def _aligned_llama(llama_cpp: Any) -> type:
@@ -293,6 +425,14 @@ def _aligned_llama(llama_cpp: Any) -> type:
                     raise _GenerationAbandoned()
                 super().eval(tokens[start : start + self.n_batch])
 
+        def _init_sampler(self, *args: Any, grammar: Any = None, **kwargs: Any) -> Any:
+            """The library's sampler chain; under a grammar, checked token by token (:class:`_CheckedGrammar`)."""
+            chain = super()._init_sampler(*args, **kwargs)
+            if grammar is None:
+                return chain
+            # LlamaGrammar keeps only its text (and the root rule's name, always "root" here)
+            return _CheckedGrammar(llama_cpp, chain, self._model.vocab, self._n_vocab, grammar._grammar)
+
         def generate(self, tokens: Sequence[int], *args: Any, **kwargs: Any):
             tokens = list(tokens)
             block = self.n_batch
@@ -321,7 +461,7 @@ class LocalBackbone(Backbone):
         model_path: Path | str | None = None,
         *,
         cache_dir: Path | None = None,
-        n_ctx: int = DEFAULT_N_CTX,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         progress: bool = True,
     ) -> None:
@@ -335,7 +475,11 @@ class LocalBackbone(Backbone):
                 raise LLMError(NAME, f"no GGUF file at {path}", "give {model_path} of an existing .gguf file")
             stamp = root / "models" / "stamps" / (hashlib.sha256(str(path).encode()).hexdigest()[:32] + _STAMP_SUFFIX)
             sha = stamped_sha256(path, stamp)
+        n_ctx = n_ctx if n_ctx is not None else default_n_ctx(path)
         self.model_path, self.sha256, self.n_ctx = path, sha, n_ctx
+        self.context_tokens = n_ctx
+        self._grammars: dict[str, Any] = {}  # GBNF text -> a LlamaGrammar llama.cpp has parsed
+        self._llama_cpp = llama_cpp
         self.n_threads = n_threads or _cores()
         self.identity = f"llama.cpp:{path.name}:sha256={sha}"
         self._lock = threading.Lock()
@@ -371,6 +515,8 @@ class LocalBackbone(Backbone):
                 raise LLMError(NAME, "the model was closed")
             if self._aborted.is_set():
                 raise LLMError(NAME, "the generation was abandoned: the run is stopping")
+            if request.grammar is not None:
+                kwargs["grammar"] = self._compiled(request.grammar)
             try:
                 result = self._llm.create_chat_completion(**kwargs)
             except _GenerationAbandoned:
@@ -390,6 +536,43 @@ class LocalBackbone(Backbone):
                 completion_tokens=usage.get("completion_tokens", 0),
             ),
         )
+
+    def _compiled(self, text: str) -> Any:
+        """The grammar ``text`` as llama-cpp-python takes it, once llama.cpp has parsed it (kept by text; called
+        under the lock).
+
+        :raises LLMError: when llama.cpp cannot parse it.
+        """
+        grammar = self._grammars.get(text)
+        if grammar is not None:
+            return grammar
+        # LlamaGrammar only keeps the text; llama.cpp parses it when a sampler is made, and a sampler chain given
+        # the NULL of a grammar it refused would crash: so it is parsed here first, and refused as an error.
+        sampler = self._llama_cpp.llama_sampler_init_grammar(self._llm._model.vocab, text.encode("utf-8"), b"root")
+        if not sampler:
+            raise LLMError(
+                NAME,
+                "llama.cpp cannot parse the request's grammar (GBNF)",
+                "fix the grammar",
+            )
+        self._llama_cpp.llama_sampler_free(sampler)
+        grammar = self._llama_cpp.LlamaGrammar.from_string(text, verbose=False)
+        if len(self._grammars) >= GRAMMARS_KEPT:
+            self._grammars.pop(next(iter(self._grammars)))
+        self._grammars[text] = grammar
+        return grammar
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """The prompt tokens of ``messages`` by the model's own tokenizer, with the chat template's tokens
+        around each message (:data:`TEMPLATE_TOKENS`).
+
+        :raises LLMError: when the model was closed.
+        """
+        llm = self._llm
+        if llm is None:
+            raise LLMError(NAME, "the model was closed")
+        tokens = sum(len(llm.tokenize(m.content.encode("utf-8", "backslashreplace"), add_bos=False)) for m in messages)
+        return tokens + TEMPLATE_TOKENS * (len(messages) + 1)
 
     def abort(self) -> None:
         """Every later request, and every one waiting for the model, ends at once; a generation in progress

@@ -50,6 +50,8 @@ NO_KEY = "no-key"  # the api_key sent to a server given by base URL without one 
 MAX_TOKEN_COUNT = 2**31 - 1  # a usage count beyond this is the server's nonsense: it is clamped
 RETRIED_STATUSES = frozenset({408, 409, 429})  # and every 5xx: what the client retries
 REDACTED = "[redacted]"
+OPENAI_API_HOST = "api.openai.com"  # OpenAI's own API: no grammar field, and unknown fields are refused
+GRAMMAR_REFUSALS = frozenset({400, 422})  # what a server answers a field or a grammar it does not take
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,15 @@ class OpenAIBackbone(Backbone):
     for Azure (chosen by ``azure_endpoint`` or ``AZURE_OPENAI_ENDPOINT`` when no ``base_url`` is given)
     ``AZURE_OPENAI_API_KEY`` and ``OPENAI_API_VERSION``. A server given by base URL needs no key.
     ``model`` is the model a caller should put in its requests; the request's model is what is sent.
+    ``context_tokens``: the context the model's prompts are trimmed to (None: not trimmed by tokens), counted
+    by the estimate of :meth:`Backbone.count_tokens` (the server's tokenizer is not at hand).
+
+    A request's grammar is sent as llama.cpp's server reads it, the body's ``grammar`` field, to every server but
+    OpenAI's own API and Azure OpenAI (:attr:`sends_grammar`), which have no such field and refuse a request
+    that carries one. vLLM ignores the field (it reads ``guided_grammar``, in a dialect of its guided-decoding
+    backend, now ``structured_outputs``): it is not sent that too, since a text one backend parses another may
+    refuse, and a request that works today would then fail. A server that refuses the request of a grammar
+    says so in the error, which names the grammar: never a silent retry without it.
 
     :raises BackboneConfigError: when neither a key nor a server is given, Azure lacks its version, or a URL
         is not an http(s) URL without credentials.
@@ -141,8 +152,9 @@ class OpenAIBackbone(Backbone):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_answer_bytes: int = MAX_ANSWER_BYTES,
+        context_tokens: int | None = None,
     ) -> None:
-        self.model = model
+        self.model, self.context_tokens = model, context_tokens
         self.timeout_s, self.max_retries, self.max_answer_bytes = timeout_s, max_retries, max_answer_bytes
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         azure_endpoint = azure_endpoint or (None if base_url else os.environ.get("AZURE_OPENAI_ENDPOINT")) or None
@@ -182,6 +194,7 @@ class OpenAIBackbone(Backbone):
             http.close()
             raise
         self._redact = _Redactor((api_key,))
+        self.sends_grammar = not azure_endpoint and urlsplit(self.base_url).hostname != OPENAI_API_HOST
 
     def _fail(self, reason: str) -> LLMError:
         return LLMError(self.identity, reason)
@@ -207,6 +220,9 @@ class OpenAIBackbone(Backbone):
             arguments["stop"] = list(request.stop)
         if request.seed is not None:
             arguments["seed"] = request.seed
+        grammar_sent = request.grammar is not None and self.sends_grammar
+        if grammar_sent:
+            arguments["extra_body"] = {"grammar": request.grammar}
         tries = "after 1 try" if self.max_retries == 0 else f"after {self.max_retries + 1} tries"
         try:
             raw = self._client.chat.completions.with_raw_response.create(**arguments)
@@ -214,7 +230,13 @@ class OpenAIBackbone(Backbone):
         except (BodyTooLarge, BodyEncodingRefused, RequestAborted) as exc:
             raise self._fail(str(exc)) from None
         except openai.APIStatusError as exc:
-            raise self._fail(self._status_reason(exc, tries)) from None
+            reason = self._status_reason(exc, tries)
+            if grammar_sent and exc.status_code in GRAMMAR_REFUSALS:
+                reason += (
+                    "; the request carried a grammar (llama.cpp's `grammar` field), which llama.cpp's server reads:"
+                    " this server may not accept it"
+                )
+            raise self._fail(reason) from None
         except openai.APITimeoutError:
             raise self._fail(f"no complete answer within {self.timeout_s:g} s {tries}") from None
         except openai.APIConnectionError as exc:

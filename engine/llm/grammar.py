@@ -1,0 +1,67 @@
+"""The grammars (GBNF, llama.cpp's format) that constrain what a model may answer, where learnact knows the form
+of the answer it can use: an agent step is one call of one available action, a learner's create or fix answer
+is Python function definitions.
+
+A grammar fixes the *form* only: the model still chooses which action to call and every argument, and every
+line of a function. It never encodes an answer. Whatever a grammar lets through is still untrusted: it is
+parsed, checked and sandboxed as any answer is.
+
+A grammar travels in the request (:attr:`ChatRequest.grammar`): the local backbone samples under it, and a
+server that reads llama.cpp's ``grammar`` field (llama.cpp's own server) does too (see
+:mod:`learnact.engine.llm.openai_backbone`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from learnact.actions.errors import LearnactError
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+# The arguments of a call, as primitives and learned actions take them: strings, numbers, lists of them, by
+# position or by keyword. Strings hold no quote of their kind, backslash or line break (no escape to get wrong).
+_ARGUMENTS = r"""
+args ::= arg ("," " "? arg)*
+arg ::= (ident "=")? value
+value ::= string | number | list
+list ::= "[" (value ("," " "? value)*)? "]"
+string ::= "\"" [^"\\\n]* "\"" | "'" [^'\\\n]* "'"
+number ::= "-"? [0-9]+ ("." [0-9]+)?
+ident ::= [A-Za-z_] [A-Za-z0-9_]*
+"""
+
+
+class GrammarError(LearnactError):
+    """A grammar cannot be made from what was given (an action name that is not a Python identifier)."""
+
+
+def call_grammar(names: Sequence[str], thoughts: bool = False) -> str:
+    """One agent step: exactly one line ``Name(args)`` calling one of ``names`` (the actions available in the
+    step, learned first, then primitives), optionally after ``Action:`` as the prompt's history writes steps;
+    with ``thoughts`` (react) a ``Think: …`` line instead, which the agent answers with ``OK.``.
+
+    :raises GrammarError: when ``names`` is empty or holds a name that is not a Python identifier.
+    """
+    if not names:
+        raise GrammarError("an agent step's grammar needs at least one action name")
+    bad = [name for name in names if not _NAME.fullmatch(name)]
+    if bad:
+        raise GrammarError(f"the action name {bad[0]!r} is not a Python identifier")
+    alternatives = " | ".join(f'"{name}"' for name in dict.fromkeys(names))
+    step = 'step ::= ("Action: ")? name "(" args? ")"\n'
+    root = 'root ::= step | "Think: " [^\\n]+\n' if thoughts else "root ::= step\n"
+    return root + step + f"name ::= {alternatives}\n" + _ARGUMENTS.lstrip("\n")
+
+
+DEFINITIONS_GRAMMAR = r"""root ::= function (blank* function)*
+function ::= "def " ident "(" [^\n]* ":" "\n" body
+body ::= line (blank* line)*
+line ::= ("    " | "\t") [^\n]* "\n"
+blank ::= [ \t]* "\n"
+ident ::= [A-Za-z_] [A-Za-z0-9_]*
+"""
+"""The learner's create and fix answers: one or more top-level Python function definitions (a ``def`` line
+and its indented body lines, the docstring among them; blank lines between), nothing else: no prose, no code
+fence, no top-level statement. Whether the code parses and does what it says is the learner's check."""
