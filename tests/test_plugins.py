@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from learnact.actions.plugins import BACKBONE_GROUP, ENV_GROUP, METHOD_GROUP, PluginError
 from learnact.engine.agents import method_spec
 from learnact.engine.cli import app
-from learnact.engine.llm import OpenAIBackbone, make_backbone
+from learnact.engine.llm import ModelDescription, OpenAIBackbone, make_backbone
 from learnact.engine.rundir import EPISODES
 from learnact.envs import (
     NEUTRAL_PROFILE,
@@ -116,7 +116,7 @@ class ScriptedBackbone(Backbone):
         return ChatResponse(text=answer, finish_reason="stop")
 
 
-def make_backbone(model, settings):
+def make_backbone(model, description):
     BUILT.append(model)
     return ScriptedBackbone(model)
 
@@ -364,9 +364,9 @@ def test_a_plugin_is_imported_only_when_its_name_is_used(lamps) -> None:
 
 
 def test_a_model_name_holding_a_colon_is_a_server_model_unless_a_provider_has_its_prefix(lamps) -> None:
-    backbone = make_backbone("qwen2.5:7b", base_url="http://127.0.0.1:9/v1")
+    backbone = make_backbone(ModelDescription(model="qwen2.5:7b", base_url="http://127.0.0.1:9/v1", cache=False))
     assert isinstance(backbone, OpenAIBackbone) and backbone.model == "qwen2.5:7b"
-    assert make_backbone("scripted:qwen2.5:7b").identity == "scripted:qwen2.5:7b"
+    assert make_backbone(ModelDescription(model="scripted:qwen2.5:7b", cache=False)).identity == "scripted:qwen2.5:7b"
 
 
 def test_a_broken_plugin_is_a_one_line_error_naming_it_and_built_in_names_keep_working(
@@ -395,7 +395,7 @@ def test_a_plugin_cannot_replace_a_built_in_name(install: Install) -> None:
     line = one_line_error(listed)
     assert "'pddl'" in line and "shadow-plugin" in line and "built-in name" in line
     with pytest.raises(PluginError, match="'local' is a built-in name") as caught:
-        make_backbone("local:x")
+        make_backbone(ModelDescription(model="local:x", cache=False))
     assert caught.value.distribution == "shadow-plugin" and caught.value.group == BACKBONE_GROUP
 
 
@@ -417,6 +417,6 @@ def test_a_plugin_that_breaks_its_contract_is_named(lamps, install: Install) -> 
     with pytest.raises(PluginError, match="names a tuple, not an EnvFamily or a callable"):
         make_env("box")
     with pytest.raises(PluginError, match="RuntimeError: the provider's client is not configured"):
-        make_backbone("failing:x")
+        make_backbone(ModelDescription(model="failing:x", cache=False))
     with pytest.raises(EnvSpecError, match="has no variants"):  # the plugin's own error passes as it is
         make_env("lamps/big")

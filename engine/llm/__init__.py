@@ -1,5 +1,5 @@
 """learnact.engine.llm: language-model backbones (OpenAI-compatible servers, llama.cpp in process), with
-retries, a response cache and accounting. ``make_backbone`` picks one by model name."""
+retries, a response cache and accounting. ``make_backbone`` builds one from a :class:`ModelDescription`."""
 
 from learnact.engine.llm.accounting import (
     CALLS,
@@ -15,17 +15,18 @@ from learnact.engine.llm.accounting import (
 )
 from learnact.engine.llm.base import Backbone, ChatMessage, ChatRequest, ChatResponse, LLMError, Usage
 from learnact.engine.llm.cache import CachedBackbone, CacheError, ResponseCache, cache_key, default_cache_dir
-from learnact.engine.llm.factory import LOCAL, BackboneFactory, BackboneSettings, backbone_plugins, make_backbone
+from learnact.engine.llm.choice import DEFAULT_SERVER_MODEL, LOCAL, default_model
+from learnact.engine.llm.factory import BackboneFactory, ModelDescription, backbone_plugins, make_backbone
 from learnact.engine.llm.openai_backbone import BackboneConfigError, OpenAIBackbone
 
 __all__ = [
     "CALLS",
     "DEFAULT_PRICES",
+    "DEFAULT_SERVER_MODEL",
     "LOCAL",
     "Backbone",
     "BackboneConfigError",
     "BackboneFactory",
-    "BackboneSettings",
     "CacheError",
     "CachedBackbone",
     "CallLog",
@@ -35,6 +36,7 @@ __all__ = [
     "ChatResponse",
     "LLMError",
     "Ledger",
+    "ModelDescription",
     "OpenAIBackbone",
     "Price",
     "PriceFileError",
@@ -46,5 +48,6 @@ __all__ = [
     "backbone_plugins",
     "cache_key",
     "default_cache_dir",
+    "default_model",
     "make_backbone",
 ]
