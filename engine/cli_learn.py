@@ -34,7 +34,7 @@ from learnact.engine.learning import (
     run_reflexion,
 )
 from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.planning import close_quietly, open_planned_model, plan_learning, planned_model
+from learnact.engine.planning import close_backbone, open_planned_model, plan_learning, planned_model
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
 from learnact.engine.rundir import RunDir
 from learnact.engine.splits import TRAIN_PER_TYPE, Split
@@ -133,7 +133,7 @@ def learn(
             )  # fmt: skip
     finally:
         for model in opened:
-            close_quietly(model)
+            close_backbone(model)
         runner.close()
 
 

@@ -142,7 +142,7 @@ def evaluate(
             config, out, on_episode=on_episode, on_start=on_start, backbone=backbone, prices=prices, executor=executor
         )
     finally:
-        close_quietly(backbone)
+        close_backbone(backbone)
 
 
 class LearnPlan(BaseModel):
@@ -193,7 +193,7 @@ def plan_learning(
     return LearnPlan(run=run, split=split, model=planned[0])
 
 
-def close_quietly(backbone: Backbone | None) -> None:
+def close_backbone(backbone: Backbone | None) -> None:
     """Close ``backbone`` (None: nothing); a failure to close is a warning, never hiding a run's outcome."""
     if backbone is None:
         return

@@ -45,6 +45,7 @@ from learnact.envs import (
 
 COLOURS = ("red", "green")
 BUILT = []  # the model names the backbone factory was given
+DESCRIBED = []  # the model descriptions it was given, as JSON
 REQUESTS = []  # every request the scripted backbone answered
 SCRIPT = ["Action: switch_on('green')", "switch_on('red')"]
 
@@ -118,6 +119,7 @@ class ScriptedBackbone(Backbone):
 
 def make_backbone(model, description):
     BUILT.append(model)
+    DESCRIBED.append(description.model_dump_json())
     return ScriptedBackbone(model)
 
 
@@ -233,6 +235,8 @@ def test_a_plugin_environment_and_model_provider_run_an_episode_through_the_sand
     assert record["task"] == "lamp-red" and record["success"] is True and record["ended"] == "done"
     # The plugin's backbone answered every step (the factory got the model after its provider's name) ...
     assert lamps.BUILT == ["x"] and len(lamps.REQUESTS) == 2
+    (described,) = [json.loads(text) for text in lamps.DESCRIBED]  # the description, as every process gets it
+    assert described["model"] == "scripted:x" and "api_key" not in described
     assert [step["answer"] for step in record["steps"]] == lamps.SCRIPT
     assert lamps.REQUESTS[0].model == "scripted:x" and "switch_on(lamp)" in lamps.REQUESTS[0].messages[0].content
     # ... and each line ran in the sandbox, which called the plugin environment's primitive on the host.
