@@ -1,6 +1,6 @@
 """The act agent on the local model: `python benchmarks/agent_bench.py [--task ID] [--max-steps N] [--json]`.
 
-One episode of ``act`` with ``make_backbone("local")`` (llama.cpp in process) on one pddl/blockworld task
+One episode of ``act`` with the local model (llama.cpp in process) on one pddl/blockworld task
 (default blockworld-03, 20 steps: the local model reaches step 20 there; on 01, 05, 07 and 10 it stops
 earlier by repeated failure, on 02 it succeeds at step 4), through the real runner (``run_evaluation``,
 the Docker sandbox, one worker) into a temporary run directory, with a ``CachedBackbone`` on a fresh ``ResponseCache``
@@ -38,7 +38,16 @@ import time
 from pathlib import Path
 
 from learnact.engine import EvalConfig, Method, RunSettings, run_evaluation
-from learnact.engine.llm import CALLS, LOCAL, CachedBackbone, CallLog, CallRecord, ResponseCache, make_backbone
+from learnact.engine.llm import (
+    CALLS,
+    LOCAL,
+    CachedBackbone,
+    CallLog,
+    CallRecord,
+    ModelDescription,
+    ResponseCache,
+    make_backbone,
+)
 from learnact.engine.records import ModelSettings
 from learnact.envs import EnvSpec
 
@@ -92,7 +101,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="learnact-agent-bench-") as tmp:
         root = Path(tmp)
         cache = ResponseCache(root / "cache")
-        backbone = CachedBackbone(make_backbone(LOCAL), cache)
+        backbone = CachedBackbone(make_backbone(ModelDescription(model=LOCAL, cache=False)), cache)
         try:
             first_s, calls, episode = run_once(config, root / "run1", backbone)
             rerun_s, rerun_calls, rerun_episode = run_once(config, root / "run2", backbone)

@@ -8,6 +8,8 @@ from learnact.actions.errors import LearnactError
 from learnact.engine.episode import EpisodeInterrupted, run_episode
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.inputs import InputError, read_code
+from learnact.engine.llm import ModelDescription
+from learnact.engine.planning import EvalPlan, LearnPlan, evaluate, plan_evaluation, plan_learning
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, Method, RunSettings, StepRecord, Summary
 from learnact.engine.rundir import RunDir, RunDirBusy, RunDirError
 
@@ -16,15 +18,21 @@ __all__ = [
     "EpisodeRecord",
     "EpisodeSpec",
     "EvalConfig",
+    "EvalPlan",
     "InputError",
+    "LearnPlan",
     "LearnactError",
     "Method",
+    "ModelDescription",
     "RunDir",
     "RunDirBusy",
     "RunDirError",
     "RunSettings",
     "StepRecord",
     "Summary",
+    "evaluate",
+    "plan_evaluation",
+    "plan_learning",
     "read_code",
     "run_episode",
     "run_evaluation",

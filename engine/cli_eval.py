@@ -14,68 +14,25 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from learnact.engine.agents import method_spec
-from learnact.engine.cli_common import (
-    DEFAULT_BACKEND,
-    DEFAULT_RUNTIME,
-    DEFAULT_SPLIT,
-    DEFAULT_TEMPERATURE,
-    AlfworldDataOption,
-    ApiKeyEnvOption,
-    ApiVersionOption,
-    AzureEndpointOption,
-    BackendOption,
-    BaseUrlOption,
-    CacheDirOption,
-    ExecutorOption,
-    ExitCode,
-    MaxTokensOption,
-    MethodOption,
-    ModelOption,
-    ModelPathOption,
-    ModelRetriesOption,
-    ModelTimeoutOption,
-    NCtxOption,
-    NoCacheOption,
-    PddlDomainOption,
-    PriceFileOption,
-    RayAddressOption,
-    RayCpusOption,
-    RuntimeOption,
-    SplitOption,
-    TemperatureOption,
-    close_backbone,
-    env_spec,
-    err,
-    fail,
-    open_executor,
-    open_model,
-    reported,
-    resumable,
-    shown,
-)
+from learnact.engine import planning
+from learnact.engine.agents import method_names
+from learnact.engine.cli_common import ExitCode, err, reported, resumable, shown
 from learnact.engine.cli_learn import learned_notes
 from learnact.engine.cli_learnact import learned_actions
-from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.executor import Executor, ExecutorName
-from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
-from learnact.engine.records import (
-    RETRIED,
-    EpisodeRecord,
-    Method,
-    RunSettings,
-    Summary,
-    TokenUsage,
-    TypeSummary,
-    episode_key,
+from learnact.engine.cli_options import (
+    EnvOptions,
+    ExecutorOptions,
+    ModelOptions,
+    OutputOptions,
+    SandboxOptions,
+    with_groups,
 )
+from learnact.engine.executor import Executor, ExecutorName
+from learnact.engine.llm import PriceTable
+from learnact.engine.planning import EvalPlan, plan_evaluation
+from learnact.engine.records import RETRIED, EpisodeRecord, Method, Summary, TokenUsage, TypeSummary, episode_key
 from learnact.engine.rundir import SPLITS, RunDir
-from learnact.envs import env_profile, make_env, select_tasks
-from learnact.sandbox import SandboxConfig
 
-EXPERT_MAX_STEPS = 100  # the expert's budget; a model method's is its environment profile's
-DEFAULT_SEEDS = 3  # repetitions of a model method (the paper's); the expert is deterministic: one
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
 PROGRESS_EVERY_S = 10.0  # plain progress lines (stderr not a terminal): at most one per interval
 
@@ -106,13 +63,19 @@ class PlainProgress:
             err.print(f"{shown(self.label)}: {self.finished}/{self.total} episodes{errors} ({elapsed:.0f} s)")
 
 
+@with_groups
 def evaluate(
-    env: Annotated[
-        str, typer.Option(help="pddl/<domain>, pddl (with --pddl-domain/--pddl-problems), alfworld or alfworld/<type>")
-    ],
-    method: MethodOption = Method.expert.value,
+    *,
+    env_options: EnvOptions,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="how actions are chosen: expert, act, react, act_reflexion, react_reflexion, code_as_policy, "
+            "learnact, or a plugin's method",
+            autocompletion=lambda: method_names(),
+        ),
+    ] = Method.expert.value,
     tasks: Annotated[Optional[str], typer.Option(help="indices and ranges (0-4,7) or task ids; default: all")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="episodes run in parallel, each with its own sandbox")] = 1,
     seeds: Annotated[
         Optional[int],
         typer.Option(
@@ -132,20 +95,7 @@ def evaluate(
     max_steps: Annotated[
         Optional[int], typer.Option(min=1, help="steps per episode (default: 100 expert; 30 PDDL, 20 ALFWorld)")
     ] = None,
-    model: ModelOption = None,
-    model_path: ModelPathOption = None,
-    n_ctx: NCtxOption = None,
-    base_url: BaseUrlOption = None,
-    api_key_env: ApiKeyEnvOption = None,
-    azure_endpoint: AzureEndpointOption = None,
-    api_version: ApiVersionOption = None,
-    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
-    max_tokens: MaxTokensOption = None,
-    cache_dir: CacheDirOption = None,
-    no_cache: NoCacheOption = False,
-    price_file: PriceFileOption = None,
-    model_timeout: ModelTimeoutOption = DEFAULT_TIMEOUT_S,
-    model_retries: ModelRetriesOption = DEFAULT_MAX_RETRIES,
+    model_options: ModelOptions,
     notes: Annotated[
         Optional[Path], typer.Option(help="act_reflexion, react_reflexion: the `learnact learn` run whose notes to use")
     ] = None,
@@ -159,106 +109,55 @@ def evaluate(
             "--interim", help="learnact: evaluate the set a learning run that has not finished selected so far"
         ),
     ] = False,
-    out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
-    pddl_domain: PddlDomainOption = None,
-    pddl_problems: Annotated[
-        Optional[list[Path]],
-        typer.Option(help="external PDDL problem files or folders of them (--env pddl); several may follow one flag"),
-    ] = None,
-    alfworld_data: AlfworldDataOption = None,
-    split: SplitOption = DEFAULT_SPLIT,
-    backend: BackendOption = DEFAULT_BACKEND,
-    runtime: RuntimeOption = DEFAULT_RUNTIME,
-    executor: ExecutorOption = None,
-    ray_address: RayAddressOption = None,
-    ray_cpus_per_episode: RayCpusOption = 1.0,
-    json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
-    more_problems: Annotated[
-        Optional[list[Path]],
-        typer.Argument(hidden=True, metavar="PDDL_PROBLEM", help="more --pddl-problems (`--pddl-problems p/*.pddl`)"),
-    ] = None,
+    output: OutputOptions,
+    sandbox_options: SandboxOptions,
+    executing: ExecutorOptions,
 ) -> None:
     """Evaluate METHOD on the tasks of ENV; every step runs as checked code in the sandbox."""
-    if more_problems and not pddl_problems:
-        raise fail(
-            f"unexpected argument {more_problems[0]}: only --pddl-problems takes several values "
-            "(`--pddl-problems FILE... | DIR`)"
-        )
     with reported():
-        spec = env_spec(env, pddl_domain, [*(pddl_problems or ()), *(more_problems or ())], alfworld_data, split)
-        chosen = select_tasks(make_env(spec), tasks)
-        uses_model = method_spec(method).uses_model
-        out = out or Path("runs") / f"{env.replace('/', '-')}-{method}"
+        prices = model_options.prices()
+        m = model_options
+        plan = plan_evaluation(
+            env_options.run_spec(), method, m.description(), tasks=tasks, seeds=seeds, max_steps=max_steps,
+            temperature=m.temperature, max_tokens=m.max_tokens, sandbox=sandbox_options.config(),
+            workers=executing.workers, test_on_rest=test_on_rest,
+        )  # fmt: skip
+        out = output.out or Path("runs") / f"{env_options.env.replace('/', '-')}-{method}"
         RunDir(out).check_usable()
-        runner = open_executor(
-            executor,
-            ray_address,
-            ray_cpus_per_episode,
-            method,
-            api_key_env=api_key_env,
-            azure_endpoint=azure_endpoint,
-            api_version=api_version,
-            model_path=model_path,
-            n_ctx=n_ctx,
-            cache_dir=cache_dir,
-            no_cache=no_cache,
-            model_timeout=model_timeout,
-            model_retries=model_retries,
-        )
-    learned = learned_notes(method, notes, spec)
-    actions = learned_actions(method, library, spec, interim)
+        runner = executing.open(method, plan.model)
+    plan = _with_learned(plan, notes, library, interim)
     cores = os.cpu_count() or 1
-    if executor is not ExecutorName.ray and workers > 2 * cores:
+    if executing.chosen(method) is not ExecutorName.ray and executing.workers > 2 * cores:
         err.print(
-            f"[yellow]warning:[/yellow] --workers {workers} is far above the {cores} CPU cores of this machine; "
-            "the episodes will compete for them (and their timeouts may fire)"
+            f"[yellow]warning:[/yellow] --workers {executing.workers} is far above the {cores} CPU cores of this "
+            "machine; the episodes will compete for them (and their timeouts may fire)"
         )
-    sandbox = SandboxConfig(backend=backend, runtime=runtime)
-    if max_steps is None:
-        max_steps = env_profile(spec.name).max_steps if uses_model else EXPERT_MAX_STEPS
-    backbone, model_settings, prices = open_model(
-        method,
-        model=model,
-        model_path=model_path,
-        n_ctx=n_ctx,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        azure_endpoint=azure_endpoint,
-        api_version=api_version,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        cache_dir=cache_dir,
-        no_cache=no_cache,
-        model_timeout=model_timeout,
-        model_retries=model_retries,
-        price_file=price_file,
-    )
-    settings = RunSettings(
-        env=spec, method=method, max_steps=max_steps, sandbox=sandbox, model=model_settings, test_on_rest=test_on_rest
-    )
-    if learned is not None:  # the notes and what they were learned on travel in the run's settings
-        settings = settings.model_copy(update={"notes": learned.texts(), "trained_on": learned.train})
-    if actions is not None:  # the selected actions and what they were learned on, the same way
+    summary = _run_with_progress(plan, out, f"{env_options.env} · {method}", output.json_output, prices, runner)
+    _tell_outcome(summary, out, output.json_output)
+
+
+def _with_learned(plan: EvalPlan, notes: Path | None, library: Path | None, interim: bool) -> EvalPlan:
+    """``plan`` with the notes or the actions its method uses, and what they were learned on, in its settings.
+
+    :raises typer.Exit: (the error printed, status USAGE) for learned notes or actions that are missing, given
+        to a method that uses none, or do not fit (see :func:`learned_notes`, :func:`learned_actions`).
+    """
+    run = plan.config.run
+    learned = learned_notes(run.method, notes, run.env)
+    actions = learned_actions(run.method, library, run.env, interim)
+    if learned is not None:
+        run = run.model_copy(update={"notes": learned.texts(), "trained_on": learned.train})
+    if actions is not None:
         update = {"actions": actions.actions, "actions_by_type": actions.by_type, "trained_on": actions.train}
-        settings = settings.model_copy(update=update)
-    if seeds is None:
-        seeds = DEFAULT_SEEDS if uses_model else 1
-    config = EvalConfig(run=settings, tasks=chosen, seeds=tuple(range(seeds)), workers=workers)
-    summary = _run_with_progress(config, out, f"{env} · {method}", json_output, backbone, prices, runner)
-    _tell_outcome(summary, out, json_output)
+        run = run.model_copy(update=update)
+    return plan.model_copy(update={"config": plan.config.model_copy(update={"run": run})})
 
 
 def _run_with_progress(
-    config: EvalConfig,
-    out: Path,
-    label: str,
-    quiet: bool,
-    backbone: Backbone | None,
-    prices: PriceTable | None,
-    runner: Executor,
+    plan: EvalPlan, out: Path, label: str, quiet: bool, prices: PriceTable | None, runner: Executor
 ) -> Summary:
     """Run the evaluation with a progress bar on a terminal (plain lines otherwise, nothing when ``quiet``);
-    the backbone and the executor are closed at the end, however it ends."""
+    the executor is closed at the end, however it ends."""
     plain = PlainProgress(label) if not quiet and not err.is_terminal else None
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -268,7 +167,7 @@ def _run_with_progress(
         console=err,
         disable=quiet or not err.is_terminal,
     ) as progress:
-        bar = progress.add_task(shown(label), total=len(config.tasks) * len(config.seeds))
+        bar = progress.add_task(shown(label), total=len(plan.config.tasks) * len(plan.config.seeds))
 
         def on_start(finished: int, total: int) -> None:
             progress.update(bar, completed=finished, total=total)
@@ -282,12 +181,10 @@ def _run_with_progress(
 
         try:
             with resumable(out, "finished episodes are"), reported():
-                return run_evaluation(
-                    config, out, on_episode=on_episode, on_start=on_start, backbone=backbone, prices=prices,
-                    executor=runner,
-                )  # fmt: skip
+                return planning.evaluate(
+                    plan, out, executor=runner, prices=prices, on_episode=on_episode, on_start=on_start
+                )
         finally:
-            close_backbone(backbone)
             runner.close()
 
 

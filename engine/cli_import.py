@@ -22,31 +22,23 @@ import typer
 from learnact.actions.library import Library, Origin
 from learnact.actions.models import ActionSet, LearnedAction, UsageDemonstration
 from learnact.actions.text import visible
-from learnact.engine.cli_common import (
-    DEFAULT_BACKEND,
-    DEFAULT_RUNTIME,
-    BackendOption,
-    ExitCode,
-    RuntimeOption,
-    env_spec,
-    err,
-    fail,
-    reported,
-    shown,
-)
+from learnact.engine.cli_common import ExitCode, err, fail, reported, shown
+from learnact.engine.cli_options import SandboxOptions, with_groups
 from learnact.engine.inputs import read_code
 from learnact.engine.learnact_run import demo_task
 from learnact.engine.usage import parse_lines, replay
 from learnact.envs import Environment, EnvSpec, make_env, select_tasks
 from learnact.learner.answers import ParsedAction, called_names, parse_actions
 from learnact.learner.validation import SandboxValidator
-from learnact.sandbox import Sandbox, SandboxConfig
+from learnact.sandbox import Sandbox
 
 MAX_IMPORTED = 32  # functions of one file
 MAX_USAGE_LINES = 60  # lines of a usage demonstration
 
 
+@with_groups
 def import_actions(
+    *,
     file: Annotated[Path, typer.Argument(metavar="FILE", help="a Python file of functions over the primitives")],
     env: Annotated[str, typer.Option("--env", help="the environment whose primitives they call")],
     out: Annotated[Path, typer.Option("--out", help="the new library's folder")],
@@ -62,22 +54,21 @@ def import_actions(
             "the library's usage demonstration once they reach its goal in the sandbox",
         ),
     ] = None,
-    backend: BackendOption = DEFAULT_BACKEND,
-    runtime: RuntimeOption = DEFAULT_RUNTIME,
+    sandbox_options: SandboxOptions,
 ) -> None:
     """Make a library of the functions in FILE, checked and validated like learned actions (origin human)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise fail(f"--out: {out} exists and is not an empty folder; give a new folder for the library")
     code = _read(file)
     usage_lines = _read(usage) if usage is not None else None
-    spec = env_spec(env)
+    spec = EnvSpec(name=env)
     with reported():
         environment = make_env(spec)
         on = select_tasks(environment, task)[0] if task is not None else environment.tasks()[0].id
     parsed = parse_actions(code, [p.name for p in environment.primitives()], MAX_IMPORTED)
     if "" in parsed.problems:
         raise fail(f"{file}: {parsed.problems[''].text}")
-    with reported(), Sandbox(SandboxConfig(backend=backend, runtime=runtime)) as sandbox:
+    with reported(), Sandbox(sandbox_options.config()) as sandbox:
         validator = SandboxValidator(sandbox, environment, on)
         problems = validator.problems(parsed.actions, parsed.problems)
         if problems:

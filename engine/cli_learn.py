@@ -13,46 +13,17 @@ from rich.console import Console
 from rich.table import Table
 
 from learnact.engine.agents import BUILTIN_METHODS, Learns, method_spec
-from learnact.engine.cli_common import (
-    DEFAULT_BACKEND,
-    DEFAULT_RUNTIME,
-    DEFAULT_SPLIT,
-    DEFAULT_TEMPERATURE,
-    AlfworldDataOption,
-    ApiKeyEnvOption,
-    ApiVersionOption,
-    AzureEndpointOption,
-    BackendOption,
-    BaseUrlOption,
-    CacheDirOption,
-    ExecutorOption,
-    ExitCode,
-    MaxTokensOption,
-    ModelOption,
-    ModelPathOption,
-    ModelRetriesOption,
-    ModelTimeoutOption,
-    NCtxOption,
-    NoCacheOption,
-    PddlDomainOption,
-    PddlProblemsOption,
-    PriceFileOption,
-    RayAddressOption,
-    RayCpusOption,
-    RuntimeOption,
-    SplitOption,
-    TemperatureOption,
-    close_backbone,
-    env_spec,
-    err,
-    fail,
-    open_executor,
-    open_model,
-    reported,
-    resumable,
-    shown,
-)
+from learnact.engine.cli_common import ExitCode, err, fail, reported, resumable, shown
 from learnact.engine.cli_learnact import learn_actions
+from learnact.engine.cli_options import (
+    EnvOptions,
+    ExecutorOptions,
+    ModelOptions,
+    OptionGroup,
+    OutputOptions,
+    SandboxOptions,
+    with_groups,
+)
 from learnact.engine.executor import ExecutorName
 from learnact.engine.learning import (
     NOTES,
@@ -63,19 +34,47 @@ from learnact.engine.learning import (
     run_reflexion,
 )
 from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from learnact.engine.planning import close_backbone, open_planned_model, plan_learning, planned_model
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
 from learnact.engine.rundir import RunDir
-from learnact.engine.splits import TRAIN_PER_TYPE, Split, split_tasks
-from learnact.envs import EnvSpec, env_profile, make_env
+from learnact.engine.splits import TRAIN_PER_TYPE, Split
+from learnact.envs import EnvSpec
 from learnact.learner.reflexion import ROUNDS, Note
-from learnact.sandbox import SandboxConfig
 
 
+class LearnactOptions(OptionGroup):
+    """What only LearnAct's learning takes: how many sets, which model writes them, what is kept."""
+
+    samples: Annotated[
+        Optional[int], typer.Option(min=1, help="learnact: candidate action sets created, and new ones per round [4]")
+    ] = None
+    learner_model: Annotated[
+        Optional[str],
+        typer.Option(help="learnact: the model that writes the actions (same server options) [default: --model]"),
+    ] = None
+    learner_temperature: Annotated[
+        Optional[float],
+        typer.Option(
+            min=0.0,
+            max=2.0,
+            help="learnact: the learner's sampling temperature when it writes actions (fixes are asked at 0)"
+            " [default: 0.7; 0.2 for --model local]",
+        ),
+    ] = None
+    drop_unused: Annotated[
+        bool,
+        typer.Option(
+            "--drop-unused",
+            help="learnact: drop the actions of the best set the agent never called while scoring (the paper, and"
+            " the default, keep the set whole)",
+        ),
+    ] = False
+
+
+@with_groups
 def learn(
-    env: Annotated[
-        str, typer.Option(help="pddl/<domain>, pddl (with --pddl-domain/--pddl-problems), alfworld or alfworld/<type>")
-    ],
+    *,
+    env_options: EnvOptions,
     method: Annotated[
         str, typer.Option(help="what to learn: act_reflexion or react_reflexion (notes), learnact (actions)")
     ],
@@ -91,148 +90,85 @@ def learn(
             "optimisation rounds",
         ),
     ] = ROUNDS,
-    samples: Annotated[
-        Optional[int], typer.Option(min=1, help="learnact: candidate action sets created, and new ones per round [4]")
-    ] = None,
-    learner_model: Annotated[
-        Optional[str],
-        typer.Option(help="learnact: the model that writes the actions (same server options) [default: --model]"),
-    ] = None,
-    learner_temperature: Annotated[
-        Optional[float],
-        typer.Option(
-            min=0.0,
-            max=2.0,
-            help="learnact: the learner's sampling temperature when it writes actions (fixes are asked at 0)"
-            " [default: 0.7; 0.2 for --model local]",
-        ),
-    ] = None,
-    drop_unused: Annotated[
-        bool,
-        typer.Option(
-            "--drop-unused",
-            help="learnact: drop the actions of the best set the agent never called while scoring (the paper, and"
-            " the default, keep the set whole)",
-        ),
-    ] = False,
+    learnact_options: LearnactOptions,
     max_steps: Annotated[
         Optional[int],
         typer.Option(min=1, help="steps per training attempt and per scoring episode (default: the environment's)"),
     ] = None,
-    out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None,
-    model: ModelOption = None,
-    model_path: ModelPathOption = None,
-    n_ctx: NCtxOption = None,
-    base_url: BaseUrlOption = None,
-    api_key_env: ApiKeyEnvOption = None,
-    azure_endpoint: AzureEndpointOption = None,
-    api_version: ApiVersionOption = None,
-    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
-    max_tokens: MaxTokensOption = None,
-    cache_dir: CacheDirOption = None,
-    no_cache: NoCacheOption = False,
-    price_file: PriceFileOption = None,
-    model_timeout: ModelTimeoutOption = DEFAULT_TIMEOUT_S,
-    model_retries: ModelRetriesOption = DEFAULT_MAX_RETRIES,
-    pddl_domain: PddlDomainOption = None,
-    pddl_problems: PddlProblemsOption = None,
-    alfworld_data: AlfworldDataOption = None,
-    split: SplitOption = DEFAULT_SPLIT,
-    backend: BackendOption = DEFAULT_BACKEND,
-    runtime: RuntimeOption = DEFAULT_RUNTIME,
-    workers: Annotated[
-        int, typer.Option(min=1, help="learnact: scoring episodes run in parallel, each with its own sandbox")
-    ] = 1,
-    executor: ExecutorOption = None,
-    ray_address: RayAddressOption = None,
-    ray_cpus_per_episode: RayCpusOption = 1.0,
-    json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False,
+    output: OutputOptions,
+    model_options: ModelOptions,
+    sandbox_options: SandboxOptions,
+    executing: ExecutorOptions,
 ) -> None:
     """Learn from the training tasks of ENV (chosen by --seed) what `learnact eval` uses at test time."""
+    learns = _what_is_learned(method, learnact_options, executing)
+    with reported():
+        prices = model_options.prices()
+        m = model_options
+        plan = plan_learning(
+            env_options.run_spec(), method, m.description(), seed=seed, train_per_type=train_per_type,
+            max_steps=max_steps, temperature=m.temperature, max_tokens=m.max_tokens, sandbox=sandbox_options.config(),
+        )  # fmt: skip
+        out = output.out or Path("runs") / f"{env_options.env.replace('/', '-')}-{method}-learn-seed{seed}"
+        RunDir(out).check_usable()
+        runner = executing.open(method, plan.model)
+    opened: list[Backbone] = []
+    try:
+        with resumable(out, "what was learned is"), reported():
+            backbone, model_settings = open_planned_model(plan.model, plan.run.model)
+            opened.append(backbone)
+            settings = plan.run.model_copy(update={"model": model_settings})
+            if learns is Learns.notes:
+                _learn_notes(settings, plan.split, rounds, out, backbone, prices, output.json_output)
+                return
+            learner = None
+            chosen = learnact_options.learner_model
+            if chosen is not None and chosen != model_options.model:
+                learner = _learner(method, model_options, chosen)
+                opened.append(learner[0])
+            learn_actions(
+                settings, plan.split, out, backbone, learner, prices, learnact_options.samples, rounds,
+                output.json_output, runner, executing.workers, drop_unused=learnact_options.drop_unused,
+                learner_temperature=learnact_options.learner_temperature,
+            )  # fmt: skip
+    finally:
+        for model in opened:
+            close_backbone(model)
+        runner.close()
+
+
+def _what_is_learned(method: str, learnact_options: LearnactOptions, executing: ExecutorOptions) -> Learns:
+    """What ``method`` learns, the options checked against it.
+
+    :raises typer.Exit: (the error printed, status USAGE) for a method that learns nothing, or LearnAct's
+        options (its own, or those that spread its scoring episodes) given to a reflexion method.
+    """
     with reported():
         learns = method_spec(method).learns
     if learns is None:
         names = ", ".join(name for name, spec in BUILTIN_METHODS.items() if spec.learns is not None)
         raise fail(f"learnact learn takes --method {names}; {method} learns nothing")
-    with reported():
-        spec = env_spec(env, pddl_domain, pddl_problems, alfworld_data, split)
-        chosen = split_tasks(make_env(spec).tasks(), seed, per_type=train_per_type)
-        out = out or Path("runs") / f"{env.replace('/', '-')}-{method}-learn-seed{seed}"
-        RunDir(out).check_usable()
-    backbone, model_settings, prices = open_model(
-        method, model=model, model_path=model_path, n_ctx=n_ctx, base_url=base_url, api_key_env=api_key_env,
-        azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature, max_tokens=max_tokens,
-        cache_dir=cache_dir, no_cache=no_cache, model_timeout=model_timeout, model_retries=model_retries,
-        price_file=price_file,
-    )  # fmt: skip
-    assert backbone is not None  # every learning method uses a model
-    settings = RunSettings(
-        env=spec,
-        method=method,
-        max_steps=max_steps or env_profile(spec.name).learn_steps,
-        sandbox=SandboxConfig(backend=backend, runtime=runtime),
-        model=model_settings,
-    )
-    learner: tuple[Backbone, ModelSettings] | None = None
-    if learns is Learns.notes and (drop_unused or learner_temperature is not None):
-        close_backbone(backbone)
-        flag = "--drop-unused" if drop_unused else "--learner-temperature"
+    if learns is Learns.notes and (learnact_options.drop_unused or learnact_options.learner_temperature is not None):
+        flag = "--drop-unused" if learnact_options.drop_unused else "--learner-temperature"
         raise fail(f"{flag}: reflexion learns notes, not actions (learnact learns actions)")
-    if learns is Learns.notes and (executor not in (None, ExecutorName.threads) or workers != 1):
-        close_backbone(backbone)
+    if learns is Learns.notes and (executing.chosen(method) is not ExecutorName.threads or executing.workers != 1):
         raise fail(
             "--executor and --workers spread learnact's scoring episodes; a reflexion attempt waits on the "
             "reflection before it, so its attempts run here, one at a time"
         )
-    with reported():
-        runner = open_executor(
-            executor,
-            ray_address,
-            ray_cpus_per_episode,
-            method,
-            api_key_env=api_key_env,
-            azure_endpoint=azure_endpoint,
-            api_version=api_version,
-            model_path=model_path,
-            n_ctx=n_ctx,
-            cache_dir=cache_dir,
-            no_cache=no_cache,
-            model_timeout=model_timeout,
-            model_retries=model_retries,
-        )
-    try:
-        with resumable(out, "what was learned is"):
-            if learns is Learns.library and learner_model is not None and learner_model != model:
-                opened = open_model(
-                    method, model=learner_model, base_url=base_url, api_key_env=api_key_env,
-                    azure_endpoint=azure_endpoint, api_version=api_version, temperature=temperature,
-                    cache_dir=cache_dir, no_cache=no_cache, model_timeout=model_timeout,
-                    model_retries=model_retries, price_file=price_file,
-                )  # fmt: skip
-                assert opened.backbone is not None and opened.settings is not None
-                learner = (opened.backbone, opened.settings)
-            if learns is Learns.notes:
-                _learn_notes(settings, chosen, rounds, out, backbone, prices, json_output)
-            else:
-                learn_actions(
-                    settings,
-                    chosen,
-                    out,
-                    backbone,
-                    learner,
-                    prices,
-                    samples,
-                    rounds,
-                    json_output,
-                    runner,
-                    workers,
-                    drop_unused=drop_unused,
-                    learner_temperature=learner_temperature,
-                )
-    finally:
-        close_backbone(backbone)
-        close_backbone(learner[0] if learner is not None else None)
-        runner.close()
+    return learns
+
+
+def _learner(method: str, model_options: ModelOptions, learner_model: str) -> tuple[Backbone, ModelSettings]:
+    """``--learner-model``: the model that writes the actions, on the server the options name, its answers as
+    long as the method's.
+
+    :raises LearnactError: when it cannot be built (see :func:`make_backbone`).
+    """
+    description = model_options.description().model_copy(update={"model": learner_model, "model_path": None})
+    planned = planned_model(method, description, model_options.temperature)
+    assert planned is not None  # every learning method uses a model
+    return open_planned_model(*planned)
 
 
 def _learn_notes(

@@ -21,31 +21,18 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from learnact.engine.cli_common import (
-    DEFAULT_BACKEND,
-    DEFAULT_RUNTIME,
-    DEFAULT_SPLIT,
-    AlfworldDataOption,
-    BackendOption,
-    ExitCode,
-    PddlDomainOption,
-    PddlProblemsOption,
-    RuntimeOption,
-    SplitOption,
-    env_spec,
-    fail,
-    reported,
-    shown,
-)
+from learnact.engine.cli_common import ExitCode, fail, reported, shown
+from learnact.engine.cli_options import EnvDataOptions, SandboxOptions, with_groups
 from learnact.engine.inputs import read_code
 from learnact.envs import Environment, EnvSpec, make_env, select_tasks
-from learnact.sandbox import ExecutionResult, Sandbox, SandboxConfig
+from learnact.sandbox import ExecutionResult, Sandbox
 
 
+@with_groups
 def exec_program(
+    *,
     path: Annotated[Path, typer.Argument(help="Python file to run as an agent snippet; '-' reads standard input")],
-    backend: BackendOption = DEFAULT_BACKEND,
-    runtime: RuntimeOption = DEFAULT_RUNTIME,
+    sandbox_options: SandboxOptions,
     timeout: Annotated[float, typer.Option(help="wall-clock seconds before the sandbox is killed", min=0.1)] = 10.0,
     memory: Annotated[
         int, typer.Option(help="memory limit in MiB (no swap); at most the machine's memory", min=32)
@@ -58,10 +45,7 @@ def exec_program(
         Optional[str],
         typer.Option(help="task to reset --env to, by index or id as in `eval --tasks` (default: the first)"),
     ] = None,
-    pddl_domain: PddlDomainOption = None,
-    pddl_problems: PddlProblemsOption = None,
-    alfworld_data: AlfworldDataOption = None,
-    split: SplitOption = DEFAULT_SPLIT,
+    env_data: EnvDataOptions,
     json_output: Annotated[bool, typer.Option("--json", help="print the result as JSON only")] = False,
 ) -> None:
     """Run PATH in a fresh sandbox session and print the ExecutionResult."""
@@ -75,10 +59,8 @@ def exec_program(
     environment = None
     if env:
         with reported():
-            environment = _environment(env_spec(env, pddl_domain, pddl_problems, alfworld_data, split), task)
-    config = SandboxConfig(
-        backend=backend,
-        runtime=runtime,
+            environment = _environment(env_data.spec(env), task)
+    config = sandbox_options.config(
         check=not no_check,
         timeout_s=timeout,
         memory_mb=memory,

@@ -15,11 +15,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from learnact.engine.cli_common import DEFAULT_BACKEND, DEFAULT_RUNTIME, BackendOption, RuntimeOption, fail, reported
-from learnact.sandbox import SandboxConfig
+from learnact.engine.cli_common import fail, reported
+from learnact.engine.cli_options import SandboxOptions, with_groups
 
 
+@with_groups
 def serve(
+    *,
     http: Annotated[
         Optional[str],
         typer.Option(
@@ -34,8 +36,7 @@ def serve(
             help="the environment variable holding the bearer token HTTP clients must send; required off loopback",
         ),
     ] = None,
-    backend: BackendOption = DEFAULT_BACKEND,
-    runtime: RuntimeOption = DEFAULT_RUNTIME,
+    sandbox_options: SandboxOptions,
     timeout: Annotated[
         float, typer.Option(min=0.1, help="wall-clock seconds of one run (clients may lower it)")
     ] = 10.0,
@@ -65,9 +66,7 @@ def serve(
             "give --token-env VAR (or bind to 127.0.0.1)"
         )
     with reported():
-        sandbox = SandboxConfig(
-            backend=backend, runtime=runtime, timeout_s=timeout, memory_mb=memory, max_calls=max_calls, pool_size=0
-        )
+        sandbox = sandbox_options.config(timeout_s=timeout, memory_mb=memory, max_calls=max_calls, pool_size=0)
         server = build_server(ServeConfig(sandbox=sandbox, max_sessions=max_sessions, idle_s=idle))
     try:
         if host is None:

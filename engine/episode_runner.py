@@ -5,7 +5,7 @@ A runner keeps one environment, one sandbox and the run's model for all the epis
 them costs more than an expert episode), rebuilding them only when the run settings change. It takes an
 :class:`EpisodeSpec` as JSON and gives back an :class:`EpisodeOutcome` as JSON: the record and every model
 call the episode made, which the driver checks (:func:`checked_outcome`) before it counts or writes them.
-The model is built from a :class:`ModelRecipe` in :meth:`EpisodeRunner._model`, the one place a worker
+The model is built from a :class:`ModelDescription` in :meth:`EpisodeRunner._model`, the one place a worker
 builds it; the API key is read from the worker's environment, never sent.
 """
 
@@ -26,8 +26,17 @@ from pydantic import BaseModel, ConfigDict
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
-from learnact.engine.executor import ModelRecipe, Worker, close_quietly, failed_record
-from learnact.engine.llm import Backbone, CallRecord, Ledger, Price, PriceTable, RecordingBackbone
+from learnact.engine.executor import Worker, close_quietly, failed_record
+from learnact.engine.llm import (
+    Backbone,
+    CallRecord,
+    Ledger,
+    ModelDescription,
+    Price,
+    PriceTable,
+    RecordingBackbone,
+    make_backbone,
+)
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
 from learnact.envs import EnvSpec
 
@@ -35,12 +44,12 @@ log = logging.getLogger(__name__)
 
 
 class NodeModel(BaseModel):
-    """What a runner builds the run's model from: the recipe, and the driver's prices, so that the cost of
+    """What a runner builds the run's model from: its description, and the driver's prices, so that the cost of
     each call and the episode's usage are what the local executor would record."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    recipe: ModelRecipe
+    description: ModelDescription
     prices: dict[str, Price]
 
 
@@ -150,12 +159,12 @@ class EpisodeRunner:
     def _model(self, settings: ModelSettings, node_model: NodeModel) -> Backbone:
         """The run's model on this node, built for the first model episode of these settings and kept.
 
-        :raises LearnactError: when it cannot be built here (see :meth:`ModelRecipe.build`).
+        :raises LearnactError: when it cannot be built here (see :func:`make_backbone`).
         """
         key = settings.model_dump_json() + node_model.model_dump_json()
         if key != self._model_json or self._backbone is None:
             self._drop_model()
-            self._backbone = node_model.recipe.build(settings)
+            self._backbone = make_backbone(node_model.description, settings.backbone)
             self._model_json = key
             log.debug("episode runner: model %s built", self._backbone.identity)
         return self._backbone

@@ -8,30 +8,24 @@ process; ``engine/ray_executor.py`` on a Ray cluster. An executor must never rai
 failure (its sandbox or environment broke, its worker died): that episode becomes a record with
 ``status="error"``, which a rerun retries.
 
-An executor that runs episodes in other processes builds the run's language model there from a
-:class:`ModelRecipe`: what it needs besides the run's :class:`ModelSettings`, and never the API key, which
-it reads from the environment of the machine that builds the model (a key must never travel with work
-that is serialised, logged or stored).
+An executor that runs episodes in other processes builds the run's language model there with
+:func:`learnact.engine.llm.make_backbone` from the run's :class:`ModelDescription` (JSON, and never the API
+key, which is read from the environment of the machine that builds the model: a key must never travel with
+work that is serialised, logged or stored), checking that it is the run's (its recorded identity).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from enum import Enum
-from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
-from learnact.engine.llm import Backbone, BackboneConfigError, CachedBackbone, ResponseCache, make_backbone
-from learnact.engine.llm.base import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
-from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
+from learnact.engine.llm import Backbone
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
 from learnact.envs import Environment, TaskInfo, make_env
 from learnact.sandbox import Sandbox
 
@@ -67,73 +61,6 @@ def failed_record(spec: EpisodeSpec, task_type: str, reason: str) -> EpisodeReco
         task=spec.task, seed=spec.seed, type=task_type, env=spec.run.env.name, method=spec.run.method, status="error",
         error=reason, success=False, progress=0.0, steps=[], duration_s=0.0, ended="error",
     )  # fmt: skip
-
-
-class ModelRecipe(BaseModel):
-    """How another machine builds the run's language model: what the driver was given besides the run's
-    :class:`ModelSettings` (which name the model, its server and its identity). Never the API key:
-    ``api_key_env`` names the variable that holds it where the model is built (None: the usual variables,
-    ``OPENAI_API_KEY`` or ``AZURE_OPENAI_API_KEY``). ``n_ctx`` is the local model's context. Paths are absolute
-    and must exist there: ``model_path`` (a GGUF for the local model) and ``cache_dir`` (the response cache;
-    None: that machine's own cache folder).
-
-    :raises pydantic.ValidationError: for an unknown field or a value out of range.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api_key_env: str | None = None
-    azure_endpoint: str | None = None
-    api_version: str | None = None
-    model_path: str | None = None
-    n_ctx: int | None = Field(None, ge=1)
-    cache_dir: str | None = None
-    cache: bool = True
-    timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0)
-    max_retries: int = Field(DEFAULT_MAX_RETRIES, ge=0)
-
-    def build(self, settings: ModelSettings) -> Backbone:
-        """The backbone of ``settings`` built in this process, behind this machine's response cache unless
-        ``cache`` is off. It must be the run's: the same identity (server, or GGUF file and its sha256).
-
-        :raises BackboneConfigError: when the key variable is not set here, or the model built here is
-            another than the run's.
-        :raises LLMError: when the local model cannot be loaded here (its extra, its file).
-        :raises CacheError: when the response cache cannot be opened.
-        """
-        here = socket.gethostname()
-        api_key = None
-        if self.api_key_env:
-            api_key = os.environ.get(self.api_key_env)
-            if not api_key:
-                raise BackboneConfigError(
-                    f"the variable {self.api_key_env} that holds the API key is not set on {here}",
-                    "set it in the environment of every node that runs episodes",
-                )
-        backbone = make_backbone(
-            settings.model,
-            settings.base_url,
-            api_key,
-            model_path=Path(self.model_path) if self.model_path else None,
-            n_ctx=self.n_ctx,
-            cache_dir=Path(self.cache_dir) if self.cache_dir else None,
-            azure_endpoint=self.azure_endpoint,
-            api_version=self.api_version,
-            timeout_s=self.timeout_s,
-            max_retries=self.max_retries,
-        )
-        try:
-            if settings.backbone is not None and backbone.identity != settings.backbone:
-                raise BackboneConfigError(
-                    f"the model built on {here} is {backbone.identity}, not the run's {settings.backbone}",
-                    "give every node the same model file at the same path, and the same server settings",
-                )
-            if self.cache:
-                backbone = CachedBackbone(backbone, ResponseCache(Path(self.cache_dir) if self.cache_dir else None))
-        except BaseException:
-            backbone.close()
-            raise
-        return backbone
 
 
 class Executor(ABC):

@@ -37,8 +37,8 @@ from learnact.actions.text import visible
 from learnact.engine.agents import method_spec
 from learnact.engine.episode import error_text
 from learnact.engine.episode_runner import NodeModel, StrayCalls, checked_outcome
-from learnact.engine.executor import Executor, ModelRecipe, OnRecord, failed_record
-from learnact.engine.llm import Backbone, Ledger, RecordingBackbone
+from learnact.engine.executor import Executor, OnRecord, failed_record
+from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
 from learnact.engine.process_worker import RunOrder, StopOrder, WorkerLog, WorkerOrder, WorkerReady
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
 from learnact.envs import make_env
@@ -113,7 +113,7 @@ class ProcessExecutor(Executor):
     worker, which is why the command line runs model methods on threads unless told otherwise).
     """
 
-    def __init__(self, model: ModelRecipe | None = None) -> None:
+    def __init__(self, model: ModelDescription | None = None) -> None:
         super().__init__()
         self.model = model
         self._settings: RunSettings | None = None
@@ -123,7 +123,7 @@ class ProcessExecutor(Executor):
     def open(self, settings: RunSettings) -> None:
         """List the environment's tasks and check, here, that its sandboxes can run.
 
-        :raises LearnactError: for a model method without ``model`` (the recipe) or model settings, or when
+        :raises LearnactError: for a model method without ``model`` (its description) or model settings, or when
             the environment cannot be built (see :func:`learnact.envs.make_env`).
         :raises SandboxUnavailable: when the sandbox cannot start.
         """
@@ -131,7 +131,7 @@ class ProcessExecutor(Executor):
             raise LearnactError(
                 f"the method {settings.method} on worker processes needs the run's model settings and how the"
                 " workers build the model",
-                "give the ProcessExecutor a ModelRecipe (the CLI does) and the run a ModelSettings",
+                "give the ProcessExecutor a ModelDescription (the CLI does) and the run a ModelSettings",
             )
         self.tasks = make_env(settings.env).tasks()
         open_backend(settings.sandbox).close()
@@ -176,7 +176,7 @@ class ProcessExecutor(Executor):
         ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
         model = None
         if method_spec(self._settings.method).uses_model and self.model is not None:
-            model = NodeModel(recipe=self.model, prices=ledger.prices.prices)
+            model = NodeModel(description=self.model, prices=ledger.prices.prices)
         if specs:
             _Dispatch(self, specs, workers, ledger, model).run(on_record)
 

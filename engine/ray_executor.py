@@ -13,12 +13,12 @@ PDDL files of an external domain (read here, written to a temporary folder on th
 needs a path that exists only on the driver. ALFWorld games are too large to ship: their folder must
 be at the same path on every node (the README says so).
 
-Model methods: each runner builds the run's language model on its node from a :class:`ModelRecipe`
+Model methods: each runner builds the run's language model on its node from its :class:`ModelDescription`
 (an OpenAI-compatible client, or the local GGUF loaded there) and keeps it, as it keeps its sandbox.
 The API key never travels: the runner reads it from its node's environment. The response cache is the
 node's (or a folder the nodes share). Every model call an episode made comes back with its record and
 is checked (its episode, its model) and written to the run's ``calls.jsonl`` by the driver, so the call
-log and the token totals are those of the local executor; the driver's prices travel with the recipe.
+log and the token totals are those of the local executor; the driver's prices travel with the description.
 
 A runner that cannot start, a node without a Docker engine (or without the model's key), a runner
 process that dies (killed, out of memory, its node lost): each becomes the record of the episode it
@@ -44,8 +44,8 @@ from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
 from learnact.engine.episode import error_text
 from learnact.engine.episode_runner import EpisodeOutcome, EpisodeRunner, NodeModel, StrayCalls, checked_outcome
-from learnact.engine.executor import Executor, ModelRecipe, OnRecord, failed_record
-from learnact.engine.llm import Backbone, Ledger, RecordingBackbone
+from learnact.engine.executor import Executor, OnRecord, failed_record
+from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
 from learnact.envs import EnvSpec, make_env
 from learnact.envs.pddl.family import expand_problem_paths
@@ -170,7 +170,7 @@ class RayExecutor(Executor):
         cpus_per_episode: float = 1.0,
         num_cpus: int | None = None,
         *,
-        model: ModelRecipe | None = None,
+        model: ModelDescription | None = None,
     ) -> None:
         super().__init__()
         ray_module()
@@ -216,7 +216,7 @@ class RayExecutor(Executor):
         """Connect, check that the cluster has a node with room for one episode, build the environment
         here (its tasks) and read the files that travel with the episodes.
 
-        :raises RayUnavailable: for a model method without ``model`` (the recipe) or model settings, when
+        :raises RayUnavailable: for a model method without ``model`` (its description) or model settings, when
             Ray cannot be reached, when no node has ``cpus_per_episode`` CPUs, or when the files are too
             large to ship.
         :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`).
@@ -224,7 +224,7 @@ class RayExecutor(Executor):
         if method_spec(settings.method).uses_model and (self.model is None or settings.model is None):
             raise RayUnavailable(
                 f"the method {settings.method} on Ray needs the run's model settings and how the nodes build the model",
-                "give the RayExecutor a ModelRecipe (the CLI does) and the run a ModelSettings",
+                "give the RayExecutor a ModelDescription (the CLI does) and the run a ModelSettings",
             )
         self.tasks = make_env(settings.env).tasks()
         self._files = shipped_files(settings.env)
@@ -264,7 +264,7 @@ class RayExecutor(Executor):
         ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
         node_model = ""
         if method_spec(self._settings.method).uses_model and self.model is not None:
-            node_model = NodeModel(recipe=self.model, prices=ledger.prices.prices).model_dump_json()
+            node_model = NodeModel(description=self.model, prices=ledger.prices.prices).model_dump_json()
         if specs:
             _Dispatch(self, specs, workers, ledger, node_model).run(on_record)
 

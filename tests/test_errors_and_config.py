@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from pydantic import BaseModel, ValidationError
 from typer.testing import CliRunner
 
@@ -35,6 +36,7 @@ from learnact.engine import (
     cli_common,
     cli_eval,
     cli_sandbox,
+    planning,
 )
 from learnact.engine.cli import app
 from learnact.engine.rundir import differences
@@ -160,7 +162,8 @@ def test_library_messages_name_parameters_and_the_command_line_names_flags() -> 
         "the environment 'pddl' needs external files; give `pddl_domain` and `pddl_problems` (files or folders), "
         "or use a built-in set such as pddl/blockworld"
     )
-    assert "--pddl-domain and --pddl-problems" in error.describe(cli_common.flag)
+    eval_command = typer.main.get_command(app).commands["eval"]  # type: ignore[attr-defined]
+    assert "--pddl-domain and --pddl-problems" in error.describe(cli_common.flag_naming(eval_command))
     assert "--" not in str(error)
 
 
@@ -236,7 +239,7 @@ def test_a_bug_is_not_a_usage_error_and_keeps_its_traceback(
     def broken(*args: object) -> None:
         raise bug
 
-    monkeypatch.setattr(cli_eval, "select_tasks", broken)
+    monkeypatch.setattr(planning, "select_tasks", broken)
     result = CliRunner().invoke(app, ["eval", "--env", "pddl/blockworld", "--out", str(tmp_path / "run")])
     assert result.exception is bug and result.exit_code == 1
     assert "error:" not in result.stderr
@@ -245,11 +248,11 @@ def test_a_bug_is_not_a_usage_error_and_keeps_its_traceback(
 def test_a_bug_prints_its_traceback_in_a_real_process(tmp_path: Path) -> None:
     program = (
         "import sys\n"
-        "from learnact.engine import cli_eval\n"
+        "from learnact.engine import planning\n"
         "from learnact.engine.cli import app\n"
         "def broken(*args):\n"
         "    raise RuntimeError('a bug in select_tasks')\n"
-        "cli_eval.select_tasks = broken\n"
+        "planning.select_tasks = broken\n"
         "sys.argv = ['learnact', 'eval', '--env', 'pddl/blockworld', '--out', sys.argv[1]]\n"
         "app()\n"
     )

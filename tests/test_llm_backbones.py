@@ -30,6 +30,7 @@ from learnact.engine.llm import (
     ChatResponse,
     Ledger,
     LLMError,
+    ModelDescription,
     OpenAIBackbone,
     Price,
     PriceFileError,
@@ -88,7 +89,7 @@ def test_settings_from_the_usual_variables(monkeypatch: pytest.MonkeyPatch) -> N
     with ScriptedServer() as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-        llm = make_backbone("gpt-4o-mini")
+        llm = make_backbone(ModelDescription(model="gpt-4o-mini", cache=False))
         assert llm.complete(ask()).text == "answer 1"
     assert server.received[0].headers["authorization"] == "Bearer sk-test"
     assert llm.identity == f"openai-compatible {server.base_url}"
@@ -99,7 +100,7 @@ def test_azure_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.base_url.removesuffix("/v1"))
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key")
         monkeypatch.setenv("OPENAI_API_VERSION", "2024-06-01")
-        llm = make_backbone("my-deployment")
+        llm = make_backbone(ModelDescription(model="my-deployment", cache=False))
         assert llm.complete(ask()).text == "answer 1"
     assert server.received[0].path == "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-06-01"
     assert server.received[0].headers["api-key"] == "azure-key"
@@ -307,7 +308,7 @@ def test_a_huge_answer_is_cut() -> None:
 
 def test_no_key_no_server_says_what_to_set() -> None:
     with pytest.raises(BackboneConfigError) as caught:
-        make_backbone("gpt-4o")
+        make_backbone(ModelDescription(model="gpt-4o", cache=False))
     message = str(caught.value)
     assert "OPENAI_API_KEY" in message and "`base_url`" in message and "`model` local" in message
 
@@ -315,7 +316,7 @@ def test_no_key_no_server_says_what_to_set() -> None:
 def test_local_without_its_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "learnact.engine.llm.local", None)  # importing it raises ImportError
     with pytest.raises(LLMError, match=r"pip install -e '\.\[local\]'"):
-        make_backbone("local")
+        make_backbone(ModelDescription(model="local", cache=False))
 
 
 # --- the response cache ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from learnact.actions.plugins import BACKBONE_GROUP, ENV_GROUP, METHOD_GROUP, PluginError
 from learnact.engine.agents import method_spec
 from learnact.engine.cli import app
-from learnact.engine.llm import OpenAIBackbone, make_backbone
+from learnact.engine.llm import ModelDescription, OpenAIBackbone, make_backbone
 from learnact.engine.rundir import EPISODES
 from learnact.envs import (
     NEUTRAL_PROFILE,
@@ -45,6 +45,7 @@ from learnact.envs import (
 
 COLOURS = ("red", "green")
 BUILT = []  # the model names the backbone factory was given
+DESCRIBED = []  # the model descriptions it was given, as JSON
 REQUESTS = []  # every request the scripted backbone answered
 SCRIPT = ["Action: switch_on('green')", "switch_on('red')"]
 
@@ -116,8 +117,9 @@ class ScriptedBackbone(Backbone):
         return ChatResponse(text=answer, finish_reason="stop")
 
 
-def make_backbone(model, settings):
+def make_backbone(model, description):
     BUILT.append(model)
+    DESCRIBED.append(description.model_dump_json())
     return ScriptedBackbone(model)
 
 
@@ -233,6 +235,8 @@ def test_a_plugin_environment_and_model_provider_run_an_episode_through_the_sand
     assert record["task"] == "lamp-red" and record["success"] is True and record["ended"] == "done"
     # The plugin's backbone answered every step (the factory got the model after its provider's name) ...
     assert lamps.BUILT == ["x"] and len(lamps.REQUESTS) == 2
+    (described,) = [json.loads(text) for text in lamps.DESCRIBED]  # the description, as every process gets it
+    assert described["model"] == "scripted:x" and "api_key" not in described
     assert [step["answer"] for step in record["steps"]] == lamps.SCRIPT
     assert lamps.REQUESTS[0].model == "scripted:x" and "switch_on(lamp)" in lamps.REQUESTS[0].messages[0].content
     # ... and each line ran in the sandbox, which called the plugin environment's primitive on the host.
@@ -364,9 +368,9 @@ def test_a_plugin_is_imported_only_when_its_name_is_used(lamps) -> None:
 
 
 def test_a_model_name_holding_a_colon_is_a_server_model_unless_a_provider_has_its_prefix(lamps) -> None:
-    backbone = make_backbone("qwen2.5:7b", base_url="http://127.0.0.1:9/v1")
+    backbone = make_backbone(ModelDescription(model="qwen2.5:7b", base_url="http://127.0.0.1:9/v1", cache=False))
     assert isinstance(backbone, OpenAIBackbone) and backbone.model == "qwen2.5:7b"
-    assert make_backbone("scripted:qwen2.5:7b").identity == "scripted:qwen2.5:7b"
+    assert make_backbone(ModelDescription(model="scripted:qwen2.5:7b", cache=False)).identity == "scripted:qwen2.5:7b"
 
 
 def test_a_broken_plugin_is_a_one_line_error_naming_it_and_built_in_names_keep_working(
@@ -395,7 +399,7 @@ def test_a_plugin_cannot_replace_a_built_in_name(install: Install) -> None:
     line = one_line_error(listed)
     assert "'pddl'" in line and "shadow-plugin" in line and "built-in name" in line
     with pytest.raises(PluginError, match="'local' is a built-in name") as caught:
-        make_backbone("local:x")
+        make_backbone(ModelDescription(model="local:x", cache=False))
     assert caught.value.distribution == "shadow-plugin" and caught.value.group == BACKBONE_GROUP
 
 
@@ -417,6 +421,6 @@ def test_a_plugin_that_breaks_its_contract_is_named(lamps, install: Install) -> 
     with pytest.raises(PluginError, match="names a tuple, not an EnvFamily or a callable"):
         make_env("box")
     with pytest.raises(PluginError, match="RuntimeError: the provider's client is not configured"):
-        make_backbone("failing:x")
+        make_backbone(ModelDescription(model="failing:x", cache=False))
     with pytest.raises(EnvSpecError, match="has no variants"):  # the plugin's own error passes as it is
         make_env("lamps/big")

@@ -23,8 +23,7 @@ from typer.testing import CliRunner
 from learnact.engine import EpisodeRecord, EvalConfig, RunSettings, process_executor, run_evaluation
 from learnact.engine.agents import call_code
 from learnact.engine.cli import app
-from learnact.engine.executor import ModelRecipe
-from learnact.engine.llm import CallLog, OpenAIBackbone
+from learnact.engine.llm import CallLog, ModelDescription, OpenAIBackbone
 from learnact.engine.process_executor import WORKER_MODULE, ProcessExecutor
 from learnact.engine.records import Method, ModelSettings
 from learnact.engine.rundir import EPISODES
@@ -188,8 +187,8 @@ def test_act_on_processes_gives_the_records_and_calls_of_the_threads(tmp_path: P
         threads = run_evaluation(config, tmp_path / "threads", backbone=backbone)
         asked_by_threads = len(server.received)
         server.responder = ExpertModel(tasks)
-        recipe = ModelRecipe(cache=False, timeout_s=5.0, max_retries=0)
-        with ProcessExecutor(model=recipe) as executor:
+        description = ModelDescription(model="m", base_url=server.base_url, cache=False, timeout_s=5.0, max_retries=0)
+        with ProcessExecutor(model=description) as executor:
             processes = run_evaluation(config, tmp_path / "processes", backbone=backbone, executor=executor)
         assert len(server.received) == 2 * asked_by_threads
     assert processes == threads and threads.success_rate == 1.0 and threads.usage is not None

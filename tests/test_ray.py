@@ -26,8 +26,8 @@ from typer.testing import CliRunner
 from learnact.engine import EpisodeRecord, EvalConfig, RunSettings, run_evaluation
 from learnact.engine.agents import call_code
 from learnact.engine.cli import app
-from learnact.engine.executor import LocalExecutor, ModelRecipe
-from learnact.engine.llm import CALLS, CachedBackbone, CallLog, OpenAIBackbone, ResponseCache
+from learnact.engine.executor import LocalExecutor
+from learnact.engine.llm import CALLS, CachedBackbone, CallLog, ModelDescription, OpenAIBackbone, ResponseCache
 from learnact.engine.records import Method, ModelSettings
 from learnact.engine.rundir import EPISODES
 from learnact.envs import EnvSpec, make_env, select_tasks
@@ -293,8 +293,12 @@ def on_the_driver(server: ScriptedServer, cache: Path) -> CachedBackbone:
     return CachedBackbone(backbone, ResponseCache(cache))
 
 
-def recipe(cache: Path) -> ModelRecipe:
-    return ModelRecipe(api_key_env=KEY_VARIABLE, cache_dir=str(cache), timeout_s=5.0, max_retries=0)
+def description(server: ScriptedServer, cache: Path) -> ModelDescription:
+    """How the nodes build the run's model: the key's variable, never the key."""
+    return ModelDescription(
+        model="m", base_url=server.base_url, api_key_env=KEY_VARIABLE, cache_dir=str(cache), timeout_s=5.0,
+        max_retries=0,
+    )  # fmt: skip
 
 
 def calls_of(out: Path) -> list[tuple]:
@@ -321,7 +325,7 @@ def test_act_on_ray_gives_the_records_and_calls_of_the_local_executor_and_a_reru
         local = run_evaluation(config, tmp_path / "local", backbone=on_the_driver(server, tmp_path / "local-cache"))
         asked_locally = len(server.received)
         server.responder = ExpertModel()
-        with RayExecutor(model=recipe(tmp_path / "node-cache")) as executor:
+        with RayExecutor(model=description(server, tmp_path / "node-cache")) as executor:
             driver = on_the_driver(server, tmp_path / "driver-cache")
             on_ray = run_evaluation(config, tmp_path / "ray", backbone=driver, executor=executor)
             asked_on_ray = len(server.received) - asked_locally
@@ -345,7 +349,7 @@ def test_code_as_policy_and_a_failing_model_on_ray_as_on_the_local_executor(tmp_
     with ScriptedServer(responder=ExpertModel(program=True, failing=("blockworld-02",))) as server:
         config = EvalConfig(run=model_settings(server, Method.code_as_policy), tasks=MODEL_TASKS, workers=2)
         local = run_evaluation(config, tmp_path / "local", backbone=on_the_driver(server, tmp_path / "local-cache"))
-        with RayExecutor(model=recipe(tmp_path / "node-cache")) as executor:
+        with RayExecutor(model=description(server, tmp_path / "node-cache")) as executor:
             on_ray = run_evaluation(
                 config, tmp_path / "ray", backbone=on_the_driver(server, tmp_path / "c"), executor=executor
             )
@@ -381,14 +385,14 @@ def test_the_api_key_is_read_on_the_node_and_never_serialised_by_ray(
     monkeypatch.setattr(ray, "put", put_and_keep)
     with ScriptedServer(responder=ExpertModel(program=True)) as server:
         config = EvalConfig(run=model_settings(server, Method.code_as_policy), tasks=MODEL_TASKS[:1])
-        with RayExecutor(model=recipe(tmp_path / "node-cache")) as executor:
+        with RayExecutor(model=description(server, tmp_path / "node-cache")) as executor:
             summary = run_evaluation(
                 config, tmp_path / "run", backbone=on_the_driver(server, tmp_path / "c"), executor=executor
             )
         (request,) = server.received
     assert summary.success_rate == 1.0
     assert request.headers["authorization"] == f"Bearer {KEY}"  # the node's environment gave it
-    assert any(b"blockworld-01" in blob and KEY_VARIABLE.encode() in blob for blob in shipped)  # the spec, the recipe
+    assert any(b"blockworld-01" in blob and KEY_VARIABLE.encode() in blob for blob in shipped)  # spec, description
     assert not any(KEY.encode() in blob for blob in shipped)
     assert KEY not in (tmp_path / "run" / CALLS).read_text() + (tmp_path / "run" / "config.json").read_text()
 
@@ -396,7 +400,8 @@ def test_the_api_key_is_read_on_the_node_and_never_serialised_by_ray(
 def test_a_node_without_the_key_records_failed_episodes_and_asks_nothing(tmp_path: Path) -> None:
     with ScriptedServer(responder=ExpertModel()) as server:
         config = EvalConfig(run=model_settings(server, Method.act), tasks=MODEL_TASKS, workers=2)
-        nowhere = ModelRecipe(api_key_env="LEARNACT_RAY_TEST_KEY_NOT_SET", cache_dir=str(tmp_path / "cache"))
+        unset = {"api_key_env": "LEARNACT_RAY_TEST_KEY_NOT_SET"}
+        nowhere = description(server, tmp_path / "cache").model_copy(update=unset)
         with RayExecutor(model=nowhere) as executor:
             summary = run_evaluation(
                 config, tmp_path / "run", backbone=on_the_driver(server, tmp_path / "c"), executor=executor
@@ -408,7 +413,7 @@ def test_a_node_without_the_key_records_failed_episodes_and_asks_nothing(tmp_pat
     )
 
 
-def test_a_model_method_without_a_recipe_is_refused_before_anything_runs(tmp_path: Path) -> None:
+def test_a_model_method_without_a_model_description_is_refused_before_anything_runs(tmp_path: Path) -> None:
     run = RunSettings(env=BLOCKS, method=Method.act, model=ModelSettings(model="m"))
     with pytest.raises(RayUnavailable, match="how the nodes build the model"), RayExecutor() as executor:
         executor.open(run)

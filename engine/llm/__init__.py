@@ -1,5 +1,5 @@
 """learnact.engine.llm: language-model backbones (OpenAI-compatible servers, llama.cpp in process), with
-retries, a response cache and accounting. ``make_backbone`` picks one by model name.
+retries, a response cache and accounting. ``make_backbone`` builds one from a :class:`ModelDescription`.
 
 :class:`OpenAIBackbone` is loaded on first use: importing the ``openai`` client takes a third of a second,
 which a worker process running the expert must not pay."""
@@ -28,16 +28,17 @@ from learnact.engine.llm.base import (
     Usage,
 )
 from learnact.engine.llm.cache import CachedBackbone, CacheError, ResponseCache, cache_key, default_cache_dir
-from learnact.engine.llm.factory import LOCAL, BackboneFactory, BackboneSettings, backbone_plugins, make_backbone
+from learnact.engine.llm.choice import DEFAULT_SERVER_MODEL, LOCAL, default_model
+from learnact.engine.llm.factory import BackboneFactory, ModelDescription, backbone_plugins, make_backbone
 
 __all__ = [
     "CALLS",
     "DEFAULT_PRICES",
+    "DEFAULT_SERVER_MODEL",
     "LOCAL",
     "Backbone",
     "BackboneConfigError",
     "BackboneFactory",
-    "BackboneSettings",
     "CacheError",
     "CachedBackbone",
     "CallLog",
@@ -47,6 +48,7 @@ __all__ = [
     "ChatResponse",
     "LLMError",
     "Ledger",
+    "ModelDescription",
     "OpenAIBackbone",
     "Price",
     "PriceFileError",
@@ -58,6 +60,7 @@ __all__ = [
     "backbone_plugins",
     "cache_key",
     "default_cache_dir",
+    "default_model",
     "make_backbone",
 ]
 

@@ -69,7 +69,7 @@ class PriceFileError(LearnactError):
         self.path = path
         super().__init__(
             f"the price file {path} {problem}",
-            'give {prices} as a JSON object {"model": {"input_per_1m": USD, "output_per_1m": USD}}',
+            'give {price_file} as a JSON object {"model": {"input_per_1m": USD, "output_per_1m": USD}}',
         )
 
 
