@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +24,22 @@ def _engine_problem() -> str | None:
     except SandboxUnavailable as exc:
         return str(exc)
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_signals_delivered() -> Iterator[None]:
+    """The tests send SIGINT and SIGHUP to the commands they start, which inherit an ignored disposition from a
+    suite started in the background (bash ignores SIGINT in background jobs) or under nohup (SIGHUP); the CLI then
+    keeps that immunity on purpose, and those tests would see a command that ignores them. The suite's children
+    get the defaults, whatever started the suite; the suite's own dispositions are restored at its end."""
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGHUP)}
+    if before[signal.SIGINT] == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if before[signal.SIGHUP] == signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    yield
+    for number, handler in before.items():
+        signal.signal(number, handler)
 
 
 @pytest.fixture(scope="session")
