@@ -25,25 +25,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from learnact.actions.files import make_folders, write_atomic
 from learnact.actions.library import RUN_LIBRARY, Library, LibraryError
 from learnact.actions.models import ActionSet
+from learnact.actions.transcript import ChatMessage, Turn, render_turns
 from learnact.engine.agents import call_code
-from learnact.engine.agents.prompts import (
-    Turn,
-    demonstration,
-    fill,
-    history_text,
-    primitives_text,
-)
+from learnact.engine.agents.prompts import demonstration, fill, primitives_text
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.executor import Executor
 from learnact.engine.llm import (
     LOCAL,
     Backbone,
     CallLog,
-    ChatMessage,
-    ChatRequest,
     Ledger,
     PriceTable,
     RecordingBackbone,
+    chat_request,
 )
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR
@@ -59,7 +53,7 @@ from learnact.engine.rundir import (
 )
 from learnact.engine.usage import DemoTask, UsageDemonstrator
 from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
-from learnact.learner.learnact import Ask, LearnactConfig, LearnactLearner, LearnState, Message, RunTasks
+from learnact.learner.learnact import Ask, LearnactConfig, LearnactLearner, LearnState, RunTasks
 from learnact.learner.scoring import CallView, FailureCase, StepView, Trajectory
 from learnact.learner.validation import SandboxValidator
 from learnact.sandbox import Sandbox, SandboxConfig
@@ -119,7 +113,7 @@ class LearnactPrompts:
         ).strip()
         self.demo = demo
 
-    def create(self, sample: int) -> list[Message]:
+    def create(self, sample: int) -> list[ChatMessage]:
         style = fill(f"learnact_style_{self.config.style}").strip()
         focuses = [line for line in fill("learnact_focus").splitlines() if line.strip()]
         example = env_profile(self.env_name).worked_example(self.task_type)
@@ -131,12 +125,12 @@ class LearnactPrompts:
             focus=focuses[sample % len(focuses)],
             worked_example=fill("learnact_worked_example", code=example).strip() if example else "",
         )
-        return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
+        return [ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=user.strip())]
 
     def fix(self, problems: str) -> str:
         return fill("learnact_fix", problems=problems).strip()
 
-    def optimise(self, case: FailureCase, actions_code: str) -> list[Message]:
+    def optimise(self, case: FailureCase, actions_code: str) -> list[ChatMessage]:
         user = fill(
             "learnact_optimise",
             actions=actions_code.strip(),
@@ -147,7 +141,7 @@ class LearnactPrompts:
             error=case.error,
             substeps="\n".join(case.substeps) or "(none ran)",
         )
-        return [Message(role="system", content=self.system), Message(role="user", content=user.strip())]
+        return [ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=user.strip())]
 
 
 def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[str]) -> DemoTask:
@@ -159,9 +153,7 @@ def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[s
     """
     stored = demonstration(env.name, task_type, False)
     if stored is not None:
-        text = fill(
-            "demonstration", goal=stored.goal, initial=stored.initial, history=history_text(list(stored.turns), 10**6)
-        )
+        text = fill("demonstration", goal=stored.goal, initial=stored.initial, history=render_turns(stored.turns))
         return DemoTask(
             text.strip(),
             stored.goal,
@@ -176,10 +168,10 @@ def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[s
     turns: list[Turn] = []
     for name, args in env.expert_calls():
         outcome = env.call(name, args)
-        turns.append(Turn(f"Action: {call_code(name, args)}", outcome.observation))
+        turns.append(Turn(call_code(name, args), outcome.observation))
         if outcome.done or len(turns) >= MAX_DEMO_STEPS:
             break
-    text = fill("demonstration", goal=reset.goal, initial=reset.observation, history=history_text(turns, 10**6))
+    text = fill("demonstration", goal=reset.goal, initial=reset.observation, history=render_turns(turns))
     return DemoTask(text.strip(), reset.goal, reset.observation, len(turns), task, lambda: make_env(spec))
 
 
@@ -207,12 +199,12 @@ def asker(backbone: RecordingBackbone, settings: ModelSettings, seed: int) -> As
     ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache); a fix at temperature 0; an answer
     that must be function definitions under the grammar of them."""
 
-    def ask(call_id: str, messages: Sequence[Message], sample: int, fixing: bool, definitions: bool) -> str:
-        request = ChatRequest(
-            model=settings.model,
-            messages=tuple(ChatMessage(role=m.role, content=m.content) for m in messages),
-            temperature=0.0 if fixing else settings.temperature,
-            max_tokens=settings.max_tokens,
+    fix_settings = settings.model_copy(update={"temperature": 0.0})
+
+    def ask(call_id: str, messages: Sequence[ChatMessage], sample: int, fixing: bool, definitions: bool) -> str:
+        request = chat_request(
+            fix_settings if fixing else settings,
+            messages,
             seed=seed * 1000 + sample,
             grammar=DEFINITIONS_GRAMMAR if definitions else None,
         )

@@ -24,6 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.transcript import ChatMessage, Turn
 from learnact.engine.agents import Learns, method_spec
 from learnact.engine.agents.prompts import fill, primitives_text, template
 from learnact.engine.episode import run_episode
@@ -32,13 +33,12 @@ from learnact.engine.executor import Worker, close_quietly
 from learnact.engine.llm import (
     Backbone,
     CallLog,
-    ChatMessage,
-    ChatRequest,
     Ledger,
     LLMError,
     PriceTable,
     RecordingBackbone,
     Totals,
+    chat_request,
 )
 from learnact.engine.records import (
     RETRIED,
@@ -52,7 +52,7 @@ from learnact.engine.records import (
 from learnact.engine.rundir import ANOTHER, NOTES, RunDir, RunDirError, RunKind, read_model
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, ResetInfo, env_profile
-from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Step, Trajectory, reflexion, shown_notes
+from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Trajectory, reflexion, shown_notes
 
 MAX_NOTES_BYTES = 5_000_000
 log = logging.getLogger(__name__)
@@ -186,12 +186,12 @@ def _trajectory(reset: ResetInfo, record: EpisodeRecord) -> Trajectory:
     steps = []
     for step in record.steps:
         if step.thought is not None:
-            written = f"Think: {step.thought}"
+            steps.append(Turn(step.thought, step.observation, thought=True))
         elif step.code:
-            written = f"Action: {step.code}"
+            steps.append(Turn(step.code, step.observation))
         else:  # an answer holding no code: its first line, as the agent's history shows it
-            written = "Action: " + next((line.strip() for line in (step.answer or "").splitlines() if line.strip()), "")
-        steps.append(Step(written, step.observation))
+            first = next((line.strip() for line in (step.answer or "").splitlines() if line.strip()), "")
+            steps.append(Turn(first, step.observation))
     ending = record.ended if record.ended in ("max_steps", "repeated_failure") else "other"
     return Trajectory(reset.goal, reset.observation, tuple(steps), fill(f"ending_{ending}", steps=len(steps)).strip())
 
@@ -283,13 +283,7 @@ def run_reflexion(
                 return Attempt(record.success, lambda: _trajectory(reset_of(task), record))
 
             def reflect(task: str, round: int, prompt: str) -> str:
-                request = ChatRequest(
-                    model=model.model,
-                    messages=(ChatMessage(role="user", content=prompt),),
-                    temperature=model.temperature,
-                    max_tokens=model.max_tokens,
-                    seed=config.seed,
-                )
+                request = chat_request(model, (ChatMessage(role="user", content=prompt),), seed=config.seed)
                 label = f"{episode_key(task, config.seed)} reflection {round}"
                 recording = RecordingBackbone(backbone, Ledger(prices, sink=calls.append), label)
                 try:

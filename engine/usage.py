@@ -20,11 +20,12 @@ from dataclasses import dataclass
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
+from learnact.actions.transcript import ChatMessage
 from learnact.engine.agents.prompts import fill
 from learnact.engine.episode import OutcomeTracker, observation_of
 from learnact.envs import Environment, env_profile
 from learnact.learner.answers import called_names, code_of
-from learnact.learner.learnact import Ask, Message
+from learnact.learner.learnact import Ask
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class UsageDemonstrator:
             self.progress("usage demonstration: the demonstration's task cannot be opened to try the actions on")
             return None
         request = fill("learnact_usage", actions=actions.module.strip(), demonstration=self.demo.text).strip()
-        messages = [Message(role="system", content=self.system), Message(role="user", content=request)]
+        messages = [ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=request)]
         try:
             with Sandbox(self.sandbox) as sandbox:
                 return self._attempts(env, sandbox, actions, messages, call_id)
@@ -156,7 +157,7 @@ class UsageDemonstrator:
             _close(env)
 
     def _attempts(
-        self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[Message], first_call: str
+        self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[ChatMessage], first_call: str
     ) -> UsageDemonstration | None:
         """Each try is the request, the last answer and what was wrong with it (not every earlier answer: a small
         model copies its own mistake), sampled with the try's seed, so that a repeated answer can change."""
@@ -180,8 +181,8 @@ class UsageDemonstrator:
             self.progress(f"usage demonstration, answer {attempt + 1}: {problem.splitlines()[0]}")
             asked = [
                 *messages,
-                Message(role="assistant", content=answer),
-                Message(role="user", content=fill("learnact_usage_fix", problem=problem).strip()),
+                ChatMessage(role="assistant", content=answer),
+                ChatMessage(role="user", content=fill("learnact_usage_fix", problem=problem).strip()),
             ]
         return None
 

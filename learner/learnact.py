@@ -31,6 +31,7 @@ from learnact.actions.library import (
     RoundRecord,
 )
 from learnact.actions.models import ActionSet, UsageDemonstration
+from learnact.actions.transcript import ChatMessage
 from learnact.envs import env_profile
 from learnact.learner.answers import (
     MAX_ANSWER_CHARS,
@@ -86,26 +87,17 @@ class LearnactConfig(BaseModel):
         return cls(**defaults)
 
 
-class Message(BaseModel):
-    """One chat message of a learner prompt."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
 class PromptBook(Protocol):
     """The learner's prompts (text templates live with the engine's other prompts)."""
 
-    def create(self, sample: int) -> list[Message]:
+    def create(self, sample: int) -> list[ChatMessage]:
         """The Create request of ``sample``: the primitive API, one demonstration, what to write, and which kind
         of step to look for first (samples differ by it, not by temperature alone)."""
 
     def fix(self, problems: str) -> str:
         """The user message sending ``problems`` (findings, tracebacks) back: fix and rewrite the whole answer."""
 
-    def optimise(self, case: FailureCase, actions_code: str) -> list[Message]:
+    def optimise(self, case: FailureCase, actions_code: str) -> list[ChatMessage]:
         """The Optimise request for ``case``, showing the whole current set ``actions_code``."""
 
 
@@ -114,7 +106,7 @@ class PromptBook(Protocol):
 # asked for without sampling (temperature 0): a fix should follow the feedback; ``definitions`` marks a request
 # whose answer must be Python function definitions and nothing else (create and fix), which the asker may
 # enforce (a grammar the model samples under).
-Ask = Callable[[str, Sequence[Message], int, bool, bool], str]
+Ask = Callable[[str, Sequence[ChatMessage], int, bool, bool], str]
 
 
 # (actions, round, candidate) -> one trajectory per training task.
@@ -224,7 +216,7 @@ class LearnactLearner:
     def _write_validated(
         self,
         call_base: str,
-        messages: list[Message],
+        messages: list[ChatMessage],
         sample: int,
         origin: Origin,
         round_: int,
@@ -255,8 +247,8 @@ class LearnactLearner:
                 # appended, so a small model does not copy its own mistake over and over.
                 asked = [
                     *messages,
-                    Message(role="assistant", content=answer[:MAX_ANSWER_CHARS]),
-                    Message(role="user", content=self.prompts.fix(shown)),
+                    ChatMessage(role="assistant", content=answer[:MAX_ANSWER_CHARS]),
+                    ChatMessage(role="user", content=self.prompts.fix(shown)),
                 ]
         return self._record_attempts(attempts, origin, round_, parents, feedback)
 

@@ -20,6 +20,7 @@ from string import Template
 from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.text import encodable
+from learnact.actions.transcript import StepWindow, Turn, bounded, render_turns
 
 ROUNDS = 2  # reflection rounds per training task (the seed's default): at most ROUNDS + 1 attempts
 MAX_NOTE_CHARS = 600  # a note longer than this is cut at its last sentence end within the bound
@@ -45,20 +46,12 @@ class Note(BaseModel):
 
 
 @dataclass(frozen=True)
-class Step:
-    """One step of a trajectory: what the agent wrote (``Action: …`` or ``Think: …``) and what it observed."""
-
-    written: str
-    observation: str
-
-
-@dataclass(frozen=True)
 class Trajectory:
     """A finished attempt as the reflection prompt shows it; ``ending`` says how it ended, in words."""
 
     goal: str
     initial: str
-    steps: tuple[Step, ...]
+    steps: tuple[Turn, ...]
     ending: str
 
 
@@ -85,21 +78,13 @@ def needs_reflection(attempt: Attempt, index: int, rounds: int = ROUNDS) -> bool
     return not attempt.success and index < rounds
 
 
-def _cut(text: str, limit: int) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
 def trajectory_text(trajectory: Trajectory, omitted: Template, shown_steps: int = SHOWN_STEPS) -> str:
     """The trajectory's last ``shown_steps`` steps as ``Action:``/``Observation:`` lines, each text cut to
-    MAX_STEP_CHARS; a line from ``omitted`` says how many earlier steps are left out."""
-    shown = trajectory.steps[-shown_steps:] if shown_steps > 0 else ()
-    lines = []
-    if len(shown) < len(trajectory.steps):
-        lines.append(omitted.substitute(count=len(trajectory.steps) - len(shown)).strip())
-    for step in shown:
-        lines += [_cut(step.written, MAX_STEP_CHARS), "Observation: " + _cut(step.observation, MAX_STEP_CHARS)]
-    return "\n".join(lines)
+    MAX_STEP_CHARS; a line from ``omitted`` says how many earlier steps are left out.
+
+    :raises KeyError: when ``omitted`` has a field other than ``$count``.
+    """
+    return render_turns(trajectory.steps, StepWindow(shown_steps, omitted), MAX_STEP_CHARS)
 
 
 def reflection_prompt(
@@ -112,8 +97,8 @@ def reflection_prompt(
     """
     return templates.reflection.substitute(
         fields,
-        goal=_cut(trajectory.goal, MAX_STEP_CHARS),
-        initial=_cut(trajectory.initial, 4 * MAX_STEP_CHARS),
+        goal=bounded(trajectory.goal, MAX_STEP_CHARS),
+        initial=bounded(trajectory.initial, 4 * MAX_STEP_CHARS),
         trajectory=trajectory_text(trajectory, templates.omitted, shown_steps),
         ending=trajectory.ending,
     )

@@ -15,6 +15,7 @@ from learnact.actions.library import (
     CallOutcome,
     CandidateScore,
 )
+from learnact.actions.transcript import Turn, action_line, observation_line, turn_lines
 from learnact.learner.answers import called_names, cut
 from learnact.sandbox import ExecutionStatus
 
@@ -172,9 +173,7 @@ def _history(trajectory: Trajectory, position: int, view: HistoryView) -> str:
     steps = trajectory.steps[: position + 1]
     if view == "last":
         before = steps[-2].observation if len(steps) > 1 else trajectory.initial
-        return f"Observation: {before}\nAction: {steps[-1].code}"
-    lines = [f"Goal: {trajectory.goal}", f"Observation: {trajectory.initial}"]
-    for step in steps[:-1]:
-        lines += [f"Action: {step.code}", f"Observation: {step.observation}"]
-    lines.append(f"Action: {steps[-1].code}")
+        return f"{observation_line(before)}\n{action_line(steps[-1].code)}"
+    earlier = turn_lines([Turn(step.code, step.observation) for step in steps[:-1]])
+    lines = [f"Goal: {trajectory.goal}", observation_line(trajectory.initial), *earlier, action_line(steps[-1].code)]
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import pytest
 from llm_server import Answer, ScriptedServer, Status
 from typer.testing import CliRunner
 
+from learnact.actions.transcript import Turn
 from learnact.engine.agents import call_code
 from learnact.engine.cli import app
 from learnact.engine.learning import NOTES, ReflexionConfig, run_reflexion
@@ -25,7 +26,6 @@ from learnact.learner.reflexion import (
     Attempt,
     Note,
     PromptTemplates,
-    Step,
     Trajectory,
     clean_reflection,
     reflection_prompt,
@@ -41,7 +41,7 @@ TEMPLATES = PromptTemplates(
 FAILED = Trajectory(
     goal="The goal is: b1 is on b2.",
     initial="b1 is on the table.",
-    steps=(Step("Action: Stack('b1', 'b2')", "The action is not valid."), Step("Think: pick it up first", "OK.")),
+    steps=(Turn("Stack('b1', 'b2')", "The action is not valid."), Turn("pick it up first", "OK.", thought=True)),
     ending="The attempt stopped after 2 steps.",
 )
 
@@ -57,7 +57,7 @@ def test_the_reflection_prompt_holds_the_failed_trajectory() -> None:
 
 
 def test_a_long_trajectory_is_bounded_in_the_prompt() -> None:
-    steps = tuple(Step(f"Action: Pickup('b{i}')", "x" * 5000) for i in range(100))
+    steps = tuple(Turn(f"Pickup('b{i}')", "x" * 5000) for i in range(100))
     prompt = reflection_prompt(Trajectory("goal", "start", steps, "end"), TEMPLATES, shown_steps=30, domain="")
     assert "(70 earlier steps are not shown.)" in prompt and "Pickup('b69')" not in prompt and "Pickup('b99')" in prompt
     assert len(prompt) < 30 * 2 * 700

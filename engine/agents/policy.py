@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from learnact.actions.models import ActionSet
+from learnact.actions.transcript import ChatMessage, Turn
 from learnact.engine.agents.parsing import MAX_PROGRAM_CHARS, parse_answer, parse_program
 from learnact.engine.agents.prompts import (
-    Turn,
     call_example,
     demonstration,
     fill,
@@ -26,7 +26,7 @@ from learnact.engine.agents.prompts import (
     program_task_prompt,
     task_prompt,
 )
-from learnact.engine.llm import Backbone, ChatMessage, ChatRequest
+from learnact.engine.llm import Backbone, ChatRequest, chat_request
 from learnact.engine.llm.grammar import call_grammar
 from learnact.engine.records import ModelSettings
 from learnact.envs import Environment, ResetInfo, env_profile
@@ -126,7 +126,7 @@ class ModelPolicy(Policy):
         learned = [action.name for action in actions.actions] if actions is not None else []
         self.grammar = call_grammar([*learned, *(p.name for p in primitives)], thoughts=react)
         self.turns: list[Turn] = []
-        self._written: str | None = None  # the last step, waiting for its observation
+        self._pending: Turn | None = None  # the last step, waiting for its observation
 
     def request(self) -> ChatRequest:
         """The next step's request: the most recent steps, up to the window, whose prompt leaves the answer's
@@ -154,32 +154,25 @@ class ModelPolicy(Policy):
 
     def _request(self, window: int) -> ChatRequest:
         prompt = task_prompt(self.demo, self.goal, self.initial, self.turns, window, self.usage).rstrip()
-        return ChatRequest(
-            model=self.model.model,
-            messages=(ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=prompt)),
-            temperature=self.model.temperature,
-            max_tokens=self.model.max_tokens,
-            stop=STOP,
-            seed=self.seed,
-            grammar=self.grammar,
-        )
+        messages = (ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=prompt))
+        return chat_request(self.model, messages, seed=self.seed, grammar=self.grammar, stop=STOP)
 
     def decide(self, observation: str) -> Decision | None:
-        if self._written is not None:
-            self.turns.append(Turn(self._written, observation))
+        if self._pending is not None:
+            self.turns.append(replace(self._pending, observation=observation))
         answer = self.backbone.complete(self.request()).text
         parsed = parse_answer(answer, thoughts=self.react)
         decision: Decision
         if parsed.thought is not None:
             decision = Think(parsed.thought, answer)
-            self._written = f"Think: {parsed.thought}"
+            self._pending = Turn(parsed.thought, "", thought=True)
         elif parsed.code is not None:
             decision = Act(parsed.code, answer)
-            self._written = f"Action: {parsed.code}"
+            self._pending = Turn(parsed.code, "")
         else:
             first = next((line.strip() for line in answer.splitlines() if line.strip()), "")
             decision = NoCode(fill("no_code", example=self.example).strip(), answer)
-            self._written = f"Action: {first[:200]}"
+            self._pending = Turn(first[:200], "")
         return decision
 
 
@@ -204,13 +197,8 @@ class ProgramPolicy(Policy):
         self._asked = False
 
     def request(self) -> ChatRequest:
-        return ChatRequest(
-            model=self.model.model,
-            messages=(ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=self.prompt)),
-            temperature=self.model.temperature,
-            max_tokens=self.model.max_tokens,
-            seed=self.seed,
-        )
+        messages = (ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=self.prompt))
+        return chat_request(self.model, messages, seed=self.seed)
 
     def decide(self, observation: str) -> Decision | None:
         if self._asked:

@@ -11,6 +11,7 @@ from importlib import resources
 from string import Template
 
 from learnact.actions.models import ActionSet, LearnedAction, UsageDemonstration
+from learnact.actions.transcript import StepWindow, Turn, render_turns
 from learnact.envs import PrimitiveSpec, env_profile
 
 DATA = "learnact.engine.agents"
@@ -24,14 +25,6 @@ def template(name: str) -> Template:
 
 def fill(name: str, **fields: object) -> str:
     return template(name).substitute({k: str(v) for k, v in fields.items()})
-
-
-@dataclass(frozen=True)
-class Turn:
-    """One step of a history: what was written (``Action: …`` or ``Think: …``) and what came back."""
-
-    written: str
-    observation: str
 
 
 @dataclass(frozen=True)
@@ -51,9 +44,9 @@ def demonstration(env_name: str, task_type: str, thoughts: bool) -> Demonstratio
     data = env_profile(env_name).demonstration(task_type)
     if data is None:
         return None
-    turns = [Turn(f"Action: {s['action']}", s["observation"]) for s in data["steps"]]
+    turns = [Turn(s["action"], s["observation"]) for s in data["steps"]]
     if thoughts and data.get("thought"):
-        turns.insert(0, Turn(f"Think: {data['thought']}", "OK."))
+        turns.insert(0, Turn(data["thought"], "OK.", thought=True))
     return Demonstration(
         env=data["env"], task=data["task"], type=data["type"], goal=data["goal"], initial=data["initial"],
         turns=tuple(turns),
@@ -73,14 +66,6 @@ def example_call(primitives: list[PrimitiveSpec]) -> str:
         return "action()"
     p = primitives[0]
     return f"{p.name}({', '.join(repr(param.name) if param.type == 'str' else '1' for param in p.params)})"
-
-
-def history_text(turns: list[Turn], window: int) -> str:
-    shown = turns[-window:] if window > 0 else []
-    lines = [fill("omitted", count=len(turns) - len(shown)).strip()] if len(shown) < len(turns) else []
-    for turn in shown:
-        lines += [turn.written, f"Observation: {turn.observation}"]
-    return "\n".join(lines)
 
 
 def action_signature(action: LearnedAction) -> str:
@@ -162,14 +147,12 @@ def task_prompt(
     demonstration, the goal, the first observation and the last ``window`` steps."""
     shown_demo = ""
     if usage is not None:
-        steps = [Turn(f"Action: {step.code}", step.observation) for step in usage.steps]
-        shown_demo += fill(
-            "usage_demonstration", goal=usage.goal, initial=usage.initial, history=history_text(steps, 10**6)
-        )
+        steps = [Turn(step.code, step.observation) for step in usage.steps]
+        shown_demo += fill("usage_demonstration", goal=usage.goal, initial=usage.initial, history=render_turns(steps))
     if demo is not None:
-        history = history_text(list(demo.turns), 10**6)
-        shown_demo += fill("demonstration", goal=demo.goal, initial=demo.initial, history=history)
-    return fill("task", demonstration=shown_demo, goal=goal, initial=initial, history=history_text(turns, window))
+        shown_demo += fill("demonstration", goal=demo.goal, initial=demo.initial, history=render_turns(demo.turns))
+    history = render_turns(turns, StepWindow(window, template("omitted")))
+    return fill("task", demonstration=shown_demo, goal=goal, initial=initial, history=history)
 
 
 def program_instruction(env_name: str, task_type: str, primitives: list[PrimitiveSpec]) -> str:
@@ -184,6 +167,6 @@ def program_task_prompt(demo: Demonstration | None, goal: str, initial: str) -> 
     goal and the initial observation."""
     shown_demo = ""
     if demo is not None:
-        lines = [t.written.removeprefix("Action: ") for t in demo.turns if t.written.startswith("Action: ")]
+        lines = [turn.text for turn in demo.turns if not turn.thought]
         shown_demo = fill("program_demonstration", goal=demo.goal, initial=demo.initial, program="\n".join(lines))
     return fill("program_task", demonstration=shown_demo, goal=goal, initial=initial)

@@ -26,6 +26,7 @@ from learnact.engine.llm.base import (
     ChatResponse,
     LLMError,
     Usage,
+    chat_request,
 )
 from learnact.engine.llm.cache import CachedBackbone, CacheError, ResponseCache, cache_key, default_cache_dir
 from learnact.engine.llm.choice import DEFAULT_SERVER_MODEL, LOCAL, default_model
@@ -58,6 +59,7 @@ __all__ = [
     "Totals",
     "Usage",
     "backbone_plugins",
+    "chat_request",
     "cache_key",
     "default_cache_dir",
     "default_model",

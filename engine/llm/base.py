@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.errors import LearnactError
+from learnact.actions.transcript import ChatMessage
+from learnact.engine.records import ModelSettings
 
 DEFAULT_TIMEOUT_S = 120.0  # a model request's deadline unless configured
 DEFAULT_MAX_RETRIES = 5
@@ -34,13 +35,6 @@ ESTIMATE_BYTES_PER_TOKEN = 3
 TEMPLATE_TOKENS = 8
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    role: Literal["system", "user", "assistant"]
-    content: str
-
-
 class ChatRequest(BaseModel):
     """One chat completion request, complete: what was asked and with which settings."""
 
@@ -55,6 +49,31 @@ class ChatRequest(BaseModel):
     # GBNF text (llama.cpp's grammar format) the answer must match; None: any text. Part of the request, so of
     # the cache key: the same messages under another grammar are another request.
     grammar: str | None = Field(default=None, min_length=1)
+
+
+def chat_request(
+    settings: ModelSettings,
+    messages: Sequence[ChatMessage],
+    *,
+    seed: int | None,
+    grammar: str | None = None,
+    stop: tuple[str, ...] = (),
+) -> ChatRequest:
+    """The request asking ``settings``' model (its name, temperature and answer length) for an answer to
+    ``messages``, sampled with ``seed``, under ``grammar`` (None: any text), stopping at any of ``stop``: the one
+    way every caller turns its model settings into a request.
+
+    :raises pydantic.ValidationError: for an empty ``grammar``.
+    """
+    return ChatRequest(
+        model=settings.model,
+        messages=tuple(messages),
+        temperature=settings.temperature,
+        max_tokens=settings.max_tokens,
+        stop=stop,
+        seed=seed,
+        grammar=grammar,
+    )
 
 
 class Usage(BaseModel):
