@@ -30,7 +30,7 @@ from learnact.engine.cli_options import (
 from learnact.engine.executor import Executor, ExecutorName
 from learnact.engine.llm import PriceTable
 from learnact.engine.planning import EvalPlan, plan_evaluation
-from learnact.engine.records import RETRIED, EpisodeRecord, Method, Summary, TokenUsage, TypeSummary, episode_key
+from learnact.engine.records import EpisodeRecord, Method, Summary, TokenUsage, TypeSummary, episode_key
 from learnact.engine.rundir import SPLITS, RunDir
 
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
@@ -54,7 +54,7 @@ class PlainProgress:
 
     def advance(self, record: EpisodeRecord) -> None:
         self.finished += 1
-        self.errors += record.status in RETRIED
+        self.errors += record.status.retried
         now = time.monotonic()
         if now - self.last_line >= PROGRESS_EVERY_S or self.finished >= self.total:
             self.last_line = now
@@ -247,7 +247,7 @@ def show_summary(summary: Summary, out: Path) -> None:
     if summary.learned is not None:
         console.print(summary.learned.describe(), soft_wrap=True)
     several_seeds = len(summary.per_seed) > 1
-    failed = [r for r in summary.results if r.status in RETRIED]
+    failed = [r for r in summary.results if r.status.retried]
     for row in failed[:SHOWN_ERRORS]:
         first_line = (row.error or "").splitlines()[0] if row.error else ""
         episode = episode_key(row.task, row.seed) if several_seeds else row.task

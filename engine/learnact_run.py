@@ -47,7 +47,7 @@ from learnact.engine.llm import (
 )
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR
-from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
+from learnact.engine.records import EpisodeRecord, EpisodeStatus, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import (
     CONFIG,
     LEARN_STATE,
@@ -238,7 +238,7 @@ def trajectory(record: EpisodeRecord, reset: ResetInfo) -> Trajectory:
                 index=step.index,
                 code=step.code,
                 observation=step.observation,
-                status=result.status.value if result is not None else None,
+                status=result.status if result is not None else None,
                 error=error,
                 calls=calls,
             )
@@ -266,7 +266,7 @@ def scorer(config: LearnactRunConfig, out: Path, services: LearningServices, res
             executor=services.executor,
         )  # fmt: skip
         latest = RunDir(folder).latest()
-        failed = [r for r in latest.values() if r.status == "llm_error"]
+        failed = [r for r in latest.values() if r.status is EpisodeStatus.llm_error]
         if failed:
             raise ScoringFailed(
                 folder,

@@ -41,7 +41,7 @@ from learnact.engine.llm import (
     Totals,
 )
 from learnact.engine.records import (
-    RETRIED,
+    EndReason,
     EpisodeRecord,
     EpisodeSpec,
     MethodName,
@@ -102,7 +102,7 @@ class AttemptRow(BaseModel):
     success: bool
     progress: float
     steps: int
-    ended: str | None = None
+    ended: EndReason | None = None
 
 
 class ReflexionSummary(BaseModel):
@@ -192,7 +192,7 @@ def _trajectory(reset: ResetInfo, record: EpisodeRecord) -> Trajectory:
         else:  # an answer holding no code: its first line, as the agent's history shows it
             written = "Action: " + next((line.strip() for line in (step.answer or "").splitlines() if line.strip()), "")
         steps.append(Step(written, step.observation))
-    ending = record.ended if record.ended in ("max_steps", "repeated_failure") else "other"
+    ending = record.ended if record.ended in (EndReason.max_steps, EndReason.repeated_failure) else "other"
     return Trajectory(reset.goal, reset.observation, tuple(steps), fill(f"ending_{ending}", steps=len(steps)).strip())
 
 
@@ -246,7 +246,7 @@ def run_reflexion(
             calls = CallLog(out)
             attempts: dict[str, list[EpisodeRecord]] = {}
             for record in run_dir.finished():
-                if record.status not in RETRIED:
+                if not record.status.retried:
                     attempts.setdefault(record.task, []).append(record)
             resets: dict[str, ResetInfo] = {}
             rows: list[AttemptRow] = []
@@ -265,7 +265,7 @@ def run_reflexion(
                     recording = RecordingBackbone(backbone, Ledger(prices, sink=calls.append))  # this attempt's
                     record = run_episode(spec, env=worker.env, sandbox=worker.sandbox, backbone=recording)
                     run_dir.append(record)
-                    if record.status in RETRIED:
+                    if record.status.retried:
                         raise _Stop(f"attempt {index + 1} at {task} ended by {record.status}: {record.error}")
                     done.append(record)
                     on_attempt(index, record, len(notes))
