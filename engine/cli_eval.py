@@ -118,10 +118,18 @@ def evaluate(
         prices = model_options.prices()
         m = model_options
         plan = plan_evaluation(
-            env_options.run_spec(), method, m.description(), tasks=tasks, seeds=seeds, max_steps=max_steps,
-            temperature=m.temperature, max_tokens=m.max_tokens, sandbox=sandbox_options.config(),
-            workers=executing.workers, test_on_rest=test_on_rest,
-        )  # fmt: skip
+            env_options.run_spec(),
+            method,
+            m.description(),
+            tasks=tasks,
+            seeds=seeds,
+            max_steps=max_steps,
+            temperature=m.temperature,
+            max_tokens=m.max_tokens,
+            sandbox=sandbox_options.config(),
+            workers=executing.workers,
+            test_on_rest=test_on_rest,
+        )
         out = output.out or Path("runs") / f"{env_options.env.replace('/', '-')}-{method}"
         RunDir(out).check_usable()
         runner = executing.open(method, plan.model)
@@ -231,9 +239,13 @@ def show_summary(summary: Summary, out: Path) -> None:
         )
     table.add_section()
     table.add_row(
-        "all", str(summary.episodes), *failure_cells(summary), f"{summary.success_rate:.1%}",
-        f"{summary.progress_rate:.1%}", style="bold",
-    )  # fmt: skip
+        "all",
+        str(summary.episodes),
+        *failure_cells(summary),
+        f"{summary.success_rate:.1%}",
+        f"{summary.progress_rate:.1%}",
+        style="bold",
+    )
     console.print(table)
     if len(summary.per_seed) > 1:
         console.print(seed_table(summary, shown_failures, failure_cells))
@@ -272,13 +284,21 @@ def seed_table(
     for row in summary.per_seed:
         usage = row.usage or TokenUsage()
         table.add_row(
-            str(row.seed), str(row.episodes), *failure_cells(row), f"{row.success_rate:.1%}",
+            str(row.seed),
+            str(row.episodes),
+            *failure_cells(row),
+            f"{row.success_rate:.1%}",
             f"{row.progress_rate:.1%}",
             *((f"{usage.prompt_tokens + usage.completion_tokens}", f"${usage.cost_usd:.4f}") if used else ()),
-        )  # fmt: skip
+        )
     table.add_section()
     table.add_row(
-        "mean ± std", "", *("" for _ in shown_failures), f"{summary.success_mean:.1%} ± {summary.success_std:.1%}",
-        f"{summary.progress_mean:.1%} ± {summary.progress_std:.1%}", *(("", "") if used else ()), style="bold",
-    )  # fmt: skip
+        "mean ± std",
+        "",
+        *("" for _ in shown_failures),
+        f"{summary.success_mean:.1%} ± {summary.success_std:.1%}",
+        f"{summary.progress_mean:.1%} ± {summary.progress_std:.1%}",
+        *(("", "") if used else ()),
+        style="bold",
+    )
     return table

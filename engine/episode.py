@@ -178,14 +178,10 @@ def run_episode(
         error = None
     except EpisodeInterrupted:
         raise
-    except LLMError as exc:
-        if should_stop():
-            raise EpisodeInterrupted(spec.task) from exc
-        error, status, ended = error_text(exc), EpisodeStatus.llm_error, EndReason.llm_error
     except Exception as exc:
-        if should_stop():  # e.g. the planner killed by the same Ctrl-C: not the episode's fault
+        if should_stop():  # e.g. the planner or the model call ended by the same Ctrl-C: not the episode's fault
             raise EpisodeInterrupted(spec.task) from exc
-        error, status, ended = error_text(exc), EpisodeStatus.error, EndReason.error
+        error, status, ended = _failure(exc)
     finally:
         if own_sandbox and sandbox is not None:
             sandbox.close()
@@ -205,6 +201,13 @@ def run_episode(
         usage=_usage(recording),
         learned=learned_use(steps, settings.actions_for(task_type)),
     )
+
+
+def _failure(exc: Exception) -> tuple[str, EpisodeStatus, EndReason]:
+    """How ``exc`` ended an episode: the model gave no answer (``llm_error``), or anything else (``error``)."""
+    if isinstance(exc, LLMError):
+        return error_text(exc), EpisodeStatus.llm_error, EndReason.llm_error
+    return error_text(exc), EpisodeStatus.error, EndReason.error
 
 
 def _load(session: Session, actions: ActionSet | None) -> None:
@@ -266,10 +269,15 @@ def _play(
             failing = None
         steps.append(
             StepRecord(
-                index=index, code=code, result=result, observation=observation,
-                duration_s=time.perf_counter() - step_started, thought=thought, answer=decision.answer,
+                index=index,
+                code=code,
+                result=result,
+                observation=observation,
+                duration_s=time.perf_counter() - step_started,
+                thought=thought,
+                answer=decision.answer,
             )
-        )  # fmt: skip
+        )
         if tracker.done:
             return EndReason.done
         if repeated:

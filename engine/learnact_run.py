@@ -262,9 +262,13 @@ def scorer(config: LearnactRunConfig, out: Path, services: LearningServices, res
             raise describe_os_error(exc, folder, "create") from None
         evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,), workers=services.workers)
         run_evaluation(
-            evaluation, folder, on_episode=services.on_episode, backbone=services.agent, prices=services.prices,
+            evaluation,
+            folder,
+            on_episode=services.on_episode,
+            backbone=services.agent,
+            prices=services.prices,
             executor=services.executor,
-        )  # fmt: skip
+        )
         latest = RunDir(folder).latest()
         failed = [r for r in latest.values() if r.status is EpisodeStatus.llm_error]
         if failed:
