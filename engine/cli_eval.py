@@ -30,7 +30,7 @@ from learnact.engine.cli_options import (
 from learnact.engine.executor import Executor, ExecutorName
 from learnact.engine.llm import PriceTable
 from learnact.engine.planning import EvalPlan, plan_evaluation
-from learnact.engine.records import RETRIED, EpisodeRecord, Method, Summary, TokenUsage, TypeSummary, episode_key
+from learnact.engine.records import EpisodeRecord, Method, Summary, TokenUsage, TypeSummary, episode_key
 from learnact.engine.rundir import SPLITS, RunDir
 
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
@@ -54,7 +54,7 @@ class PlainProgress:
 
     def advance(self, record: EpisodeRecord) -> None:
         self.finished += 1
-        self.errors += record.status in RETRIED
+        self.errors += record.status.retried
         now = time.monotonic()
         if now - self.last_line >= PROGRESS_EVERY_S or self.finished >= self.total:
             self.last_line = now
@@ -118,10 +118,18 @@ def evaluate(
         prices = model_options.prices()
         m = model_options
         plan = plan_evaluation(
-            env_options.run_spec(), method, m.description(), tasks=tasks, seeds=seeds, max_steps=max_steps,
-            temperature=m.temperature, max_tokens=m.max_tokens, sandbox=sandbox_options.config(),
-            workers=executing.workers, test_on_rest=test_on_rest,
-        )  # fmt: skip
+            env_options.run_spec(),
+            method,
+            m.description(),
+            tasks=tasks,
+            seeds=seeds,
+            max_steps=max_steps,
+            temperature=m.temperature,
+            max_tokens=m.max_tokens,
+            sandbox=sandbox_options.config(),
+            workers=executing.workers,
+            test_on_rest=test_on_rest,
+        )
         out = output.out or Path("runs") / f"{env_options.env.replace('/', '-')}-{method}"
         RunDir(out).check_usable()
         runner = executing.open(method, plan.model)
@@ -231,9 +239,13 @@ def show_summary(summary: Summary, out: Path) -> None:
         )
     table.add_section()
     table.add_row(
-        "all", str(summary.episodes), *failure_cells(summary), f"{summary.success_rate:.1%}",
-        f"{summary.progress_rate:.1%}", style="bold",
-    )  # fmt: skip
+        "all",
+        str(summary.episodes),
+        *failure_cells(summary),
+        f"{summary.success_rate:.1%}",
+        f"{summary.progress_rate:.1%}",
+        style="bold",
+    )
     console.print(table)
     if len(summary.per_seed) > 1:
         console.print(seed_table(summary, shown_failures, failure_cells))
@@ -247,7 +259,7 @@ def show_summary(summary: Summary, out: Path) -> None:
     if summary.learned is not None:
         console.print(summary.learned.describe(), soft_wrap=True)
     several_seeds = len(summary.per_seed) > 1
-    failed = [r for r in summary.results if r.status in RETRIED]
+    failed = [r for r in summary.results if r.status.retried]
     for row in failed[:SHOWN_ERRORS]:
         first_line = (row.error or "").splitlines()[0] if row.error else ""
         episode = episode_key(row.task, row.seed) if several_seeds else row.task
@@ -272,13 +284,21 @@ def seed_table(
     for row in summary.per_seed:
         usage = row.usage or TokenUsage()
         table.add_row(
-            str(row.seed), str(row.episodes), *failure_cells(row), f"{row.success_rate:.1%}",
+            str(row.seed),
+            str(row.episodes),
+            *failure_cells(row),
+            f"{row.success_rate:.1%}",
             f"{row.progress_rate:.1%}",
             *((f"{usage.prompt_tokens + usage.completion_tokens}", f"${usage.cost_usd:.4f}") if used else ()),
-        )  # fmt: skip
+        )
     table.add_section()
     table.add_row(
-        "mean ± std", "", *("" for _ in shown_failures), f"{summary.success_mean:.1%} ± {summary.success_std:.1%}",
-        f"{summary.progress_mean:.1%} ± {summary.progress_std:.1%}", *(("", "") if used else ()), style="bold",
-    )  # fmt: skip
+        "mean ± std",
+        "",
+        *("" for _ in shown_failures),
+        f"{summary.success_mean:.1%} ± {summary.success_std:.1%}",
+        f"{summary.progress_mean:.1%} ± {summary.progress_std:.1%}",
+        *(("", "") if used else ()),
+        style="bold",
+    )
     return table

@@ -106,9 +106,16 @@ def learn(
         prices = model_options.prices()
         m = model_options
         plan = plan_learning(
-            env_options.run_spec(), method, m.description(), seed=seed, train_per_type=train_per_type,
-            max_steps=max_steps, temperature=m.temperature, max_tokens=m.max_tokens, sandbox=sandbox_options.config(),
-        )  # fmt: skip
+            env_options.run_spec(),
+            method,
+            m.description(),
+            seed=seed,
+            train_per_type=train_per_type,
+            max_steps=max_steps,
+            temperature=m.temperature,
+            max_tokens=m.max_tokens,
+            sandbox=sandbox_options.config(),
+        )
         out = output.out or Path("runs") / f"{env_options.env.replace('/', '-')}-{method}-learn-seed{seed}"
         RunDir(out).check_usable()
         runner = executing.open(method, plan.model)
@@ -121,16 +128,24 @@ def learn(
             if learns is Learns.notes:
                 _learn_notes(settings, plan.split, rounds, out, backbone, prices, output.json_output)
                 return
-            learner = None
-            chosen = learnact_options.learner_model
-            if chosen is not None and chosen != model_options.model:
-                learner = _learner(method, model_options, chosen)
+            learner = _learner(method, model_options, learnact_options.learner_model)
+            if learner is not None:
                 opened.append(learner[0])
             learn_actions(
-                settings, plan.split, out, backbone, learner, prices, learnact_options.samples, rounds,
-                output.json_output, runner, executing.workers, drop_unused=learnact_options.drop_unused,
+                settings,
+                plan.split,
+                out,
+                backbone,
+                learner,
+                prices,
+                learnact_options.samples,
+                rounds,
+                output.json_output,
+                runner,
+                executing.workers,
+                drop_unused=learnact_options.drop_unused,
                 learner_temperature=learnact_options.learner_temperature,
-            )  # fmt: skip
+            )
     finally:
         for model in opened:
             close_backbone(model)
@@ -159,12 +174,16 @@ def _what_is_learned(method: str, learnact_options: LearnactOptions, executing: 
     return learns
 
 
-def _learner(method: str, model_options: ModelOptions, learner_model: str) -> tuple[Backbone, ModelSettings]:
+def _learner(
+    method: str, model_options: ModelOptions, learner_model: str | None
+) -> tuple[Backbone, ModelSettings] | None:
     """``--learner-model``: the model that writes the actions, on the server the options name, its answers as
-    long as the method's.
+    long as the method's; None when it is not given or is the agent's model (the agent's backbone writes them).
 
     :raises LearnactError: when it cannot be built (see :func:`make_backbone`).
     """
+    if learner_model is None or learner_model == model_options.model:
+        return None
     description = model_options.description().model_copy(update={"model": learner_model, "model_path": None})
     planned = planned_model(method, description, model_options.temperature)
     assert planned is not None  # every learning method uses a model
@@ -223,9 +242,14 @@ def show_notes_summary(summary: ReflexionSummary, out: Path) -> None:
         table.add_column(column, justify="left" if column in ("task", "ended") else "right")
     for row in summary.attempts:
         table.add_row(
-            shown(row.task), str(row.attempt + 1), str(row.notes_shown), "yes" if row.success else "no",
-            f"{row.progress:.0%}", str(row.steps), shown(row.ended or ""),
-        )  # fmt: skip
+            shown(row.task),
+            str(row.attempt + 1),
+            str(row.notes_shown),
+            "yes" if row.success else "no",
+            f"{row.progress:.0%}",
+            str(row.steps),
+            shown(row.ended or ""),
+        )
     console.print(table)
     for note in summary.notes:
         if note.text:

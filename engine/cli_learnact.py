@@ -99,10 +99,12 @@ def learn_actions(
         for task_type, result in learned.items():
             show_library(result, out / BY_TYPE / task_type, task_type)
         Console().print(
-            shown(f"one library per task type in {out / BY_TYPE}; use them with `learnact eval --method learnact "
-                  f"--library {out}`"),
+            shown(
+                f"one library per task type in {out / BY_TYPE}; use them with `learnact eval --method learnact "
+                f"--library {out}`"
+            ),
             soft_wrap=True,
-        )  # fmt: skip
+        )
     else:
         show_library(learned, out)
 

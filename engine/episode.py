@@ -31,6 +31,7 @@ from learnact.engine.records import (
     EndReason,
     EpisodeRecord,
     EpisodeSpec,
+    EpisodeStatus,
     LearnedUse,
     StepRecord,
     TokenUsage,
@@ -137,11 +138,11 @@ def run_episode(
     findings or the traceback.
 
     The steps are :func:`_play`'s. A backbone that gives no answer ends the episode with
-    ``status="llm_error"``.
+    :attr:`EpisodeStatus.llm_error`.
 
     An exception while the episode runs (the planner finds no plan or times out, the environment or
     the sandbox fails, an unknown task) does not propagate: the episode is recorded with
-    ``status="error"`` and the reason, with the steps made until then.
+    :attr:`EpisodeStatus.error` and the reason, with the steps made until then.
 
     :raises EpisodeInterrupted: when ``should_stop`` says so (also when the stop made something fail).
         BaseExceptions such as KeyboardInterrupt propagate too.
@@ -152,7 +153,7 @@ def run_episode(
     tracker: OutcomeTracker | None = None
     settings = spec.run
     env_name = env.name if env is not None else settings.env.name
-    own_sandbox, status, ended = False, "finished", None
+    own_sandbox, status, ended = False, EpisodeStatus.finished, None
     recording = _recording(backbone, spec.key)
     try:
         env = env or make_env(settings.env)
@@ -177,14 +178,10 @@ def run_episode(
         error = None
     except EpisodeInterrupted:
         raise
-    except LLMError as exc:
-        if should_stop():
-            raise EpisodeInterrupted(spec.task) from exc
-        error, status, ended = error_text(exc), "llm_error", "llm_error"
     except Exception as exc:
-        if should_stop():  # e.g. the planner killed by the same Ctrl-C: not the episode's fault
+        if should_stop():  # e.g. the planner or the model call ended by the same Ctrl-C: not the episode's fault
             raise EpisodeInterrupted(spec.task) from exc
-        error, status, ended = error_text(exc), "error", "error"
+        error, status, ended = _failure(exc)
     finally:
         if own_sandbox and sandbox is not None:
             sandbox.close()
@@ -194,7 +191,7 @@ def run_episode(
         type=task_type,
         env=env_name,
         method=settings.method,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         error=error,
         success=error is None and tracker is not None and tracker.success,
         progress=tracker.progress if tracker is not None else 0.0,
@@ -204,6 +201,13 @@ def run_episode(
         usage=_usage(recording),
         learned=learned_use(steps, settings.actions_for(task_type)),
     )
+
+
+def _failure(exc: Exception) -> tuple[str, EpisodeStatus, EndReason]:
+    """How ``exc`` ended an episode: the model gave no answer (``llm_error``), or anything else (``error``)."""
+    if isinstance(exc, LLMError):
+        return error_text(exc), EpisodeStatus.llm_error, EndReason.llm_error
+    return error_text(exc), EpisodeStatus.error, EndReason.error
 
 
 def _load(session: Session, actions: ActionSet | None) -> None:
@@ -240,7 +244,7 @@ def _play(
     it stopped. Each step the policy proposes a line of code, which is checked and run in the sandbox
     (code_as_policy: one whole program, checked as a program and run once, its only step), or a thought
     (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
-    step REPEATED_FAILURES times in a row ends the episode (``"repeated_failure"``). ``final_state``: how a
+    step REPEATED_FAILURES times in a row ends the episode (:attr:`EndReason.repeated_failure`). ``final_state``: how a
     step's observation is built (:func:`observation_of`).
 
     :raises EpisodeInterrupted: when ``should_stop`` says so before a step.
@@ -252,7 +256,7 @@ def _play(
         step_started = time.perf_counter()
         decision = policy.decide(observation)
         if decision is None:
-            return "policy_end"
+            return EndReason.policy_end
         code, thought, result, observation, failed_as = _take_step(decision, session, tracker, final_state)
         repeated = False
         if failed_as is not None:
@@ -265,15 +269,20 @@ def _play(
             failing = None
         steps.append(
             StepRecord(
-                index=index, code=code, result=result, observation=observation,
-                duration_s=time.perf_counter() - step_started, thought=thought, answer=decision.answer,
+                index=index,
+                code=code,
+                result=result,
+                observation=observation,
+                duration_s=time.perf_counter() - step_started,
+                thought=thought,
+                answer=decision.answer,
             )
-        )  # fmt: skip
+        )
         if tracker.done:
-            return "done"
+            return EndReason.done
         if repeated:
-            return "repeated_failure"
-    return "max_steps"
+            return EndReason.repeated_failure
+    return EndReason.max_steps
 
 
 def _take_step(

@@ -37,7 +37,7 @@ from learnact.engine.llm import (
     RecordingBackbone,
     make_backbone,
 )
-from learnact.engine.records import EpisodeRecord, EpisodeSpec, ModelSettings, RunSettings
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, EpisodeStatus, ModelSettings, RunSettings
 from learnact.envs import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class EpisodeRunner:
         self, spec_json: str, task_type: str, files: dict[str, str], model_json: str, ahead: int | None = None
     ) -> str:
         """Run one episode and return its :class:`EpisodeOutcome` as JSON; an episode that cannot start
-        (no sandbox, no model on this node) is recorded as such (``status="error"``), like one that fails
+        (no sandbox, no model on this node) is recorded as such (:attr:`EpisodeStatus.error`), like one that fails
         on its way; one stopped by :meth:`stop` has no record, only the calls it made. ``files`` are the
         run's shipped files, ``model_json`` its :class:`NodeModel` (empty for the expert); ``ahead``, when
         known, how many more episodes this runner expects after this one (its warm pool starts no more).
@@ -152,7 +152,7 @@ class EpisodeRunner:
                 )
         except EpisodeInterrupted:
             return EpisodeOutcome(record=None, calls=tuple(calls)).model_dump_json()
-        if record.status == "error":  # its sandbox or environment may be broken: start afresh
+        if record.status is EpisodeStatus.error:  # its sandbox or environment may be broken: start afresh
             self._drop_worker()
         return EpisodeOutcome(record=record, calls=tuple(calls)).model_dump_json()
 

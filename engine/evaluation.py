@@ -14,7 +14,7 @@ from learnact.engine.agents import method_spec
 from learnact.engine.executor import Executor, LocalExecutor
 from learnact.engine.llm import Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
 from learnact.engine.llm.base import ModelFailure
-from learnact.engine.records import RETRIED, EpisodeRecord, EpisodeSpec, RunSettings, Summary, episode_key
+from learnact.engine.records import EpisodeRecord, EpisodeSpec, EpisodeStatus, RunSettings, Summary, episode_key
 from learnact.engine.rundir import RunDir
 from learnact.engine.splits import Split, split_tasks
 from learnact.envs import TaskInfo
@@ -154,7 +154,7 @@ def _evaluate(
     pending = [
         config.episode(task, seed)
         for task, seed in wanted
-        if (task, seed) not in records or records[task, seed].status in RETRIED
+        if (task, seed) not in records or records[task, seed].status.retried
     ]
     on_start(len(wanted) - len(pending), len(wanted))
     log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(wanted), config.workers)
@@ -215,13 +215,13 @@ def _run_pending(
         nonlocal failing
         run_dir.append(record)
         records[record.task, record.seed] = record
-        if record.status == "llm_error" and record.error is not None:
+        if record.status is EpisodeStatus.llm_error and record.error is not None:
             failing = (record.error, failing[1] + 1 if failing[0] == record.error else 1)
             if failing[1] >= STOP_AFTER_SAME_MODEL_FAILURES:
                 raise ModelUnavailable(record.error, failing[1])
         else:
             failing = (None, 0)
-        outcome = f"ended by {record.error}" if record.status in RETRIED else f"success={record.success}"
+        outcome = f"ended by {record.error}" if record.status.retried else f"success={record.success}"
         key = episode_key(record.task, record.seed)
         log.info("episode %s: %s, %d steps, %.1f s", key, outcome, len(record.steps), record.duration_s)
         on_episode(record)

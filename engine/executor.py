@@ -6,7 +6,7 @@ pending, writes every finished record and the summary. An :class:`Executor` only
 it finishes; it never writes to the run directory. :class:`LocalExecutor` runs them on threads of this
 process; ``engine/ray_executor.py`` on a Ray cluster. An executor must never raise for one episode's
 failure (its sandbox or environment broke, its worker died): that episode becomes a record with
-``status="error"``, which a rerun retries.
+the status :attr:`EpisodeStatus.error`, which a rerun retries.
 
 An executor that runs episodes in other processes builds the run's language model there with
 :func:`learnact.engine.llm.make_backbone` from the run's :class:`ModelDescription` (JSON, and never the API
@@ -25,7 +25,7 @@ from enum import Enum
 
 from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.engine.llm import Backbone
-from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
+from learnact.engine.records import EndReason, EpisodeRecord, EpisodeSpec, EpisodeStatus, RunSettings
 from learnact.envs import Environment, TaskInfo, make_env
 from learnact.sandbox import Sandbox
 
@@ -56,11 +56,21 @@ def default_executor(uses_model: bool) -> ExecutorName:
 
 
 def failed_record(spec: EpisodeSpec, task_type: str, reason: str) -> EpisodeRecord:
-    """The record of an episode that could not run at all (no sandbox, a dead worker): ``status="error"``."""
+    """The record of an episode that could not run at all (no sandbox, a dead worker): :attr:`EpisodeStatus.error`."""
     return EpisodeRecord(
-        task=spec.task, seed=spec.seed, type=task_type, env=spec.run.env.name, method=spec.run.method, status="error",
-        error=reason, success=False, progress=0.0, steps=[], duration_s=0.0, ended="error",
-    )  # fmt: skip
+        task=spec.task,
+        seed=spec.seed,
+        type=task_type,
+        env=spec.run.env.name,
+        method=spec.run.method,
+        status=EpisodeStatus.error,
+        error=reason,
+        success=False,
+        progress=0.0,
+        steps=[],
+        duration_s=0.0,
+        ended=EndReason.error,
+    )
 
 
 class Executor(ABC):
@@ -191,7 +201,7 @@ class LocalExecutor(Executor):
                 with lock:
                     free_workers.append(worker)
                 raise
-            if record.status == "error":  # its sandbox or environment may be broken: start afresh
+            if record.status is EpisodeStatus.error:  # its sandbox or environment may be broken: start afresh
                 with lock:
                     all_workers.remove(worker)
                 close_quietly(worker)

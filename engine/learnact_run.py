@@ -41,7 +41,7 @@ from learnact.engine.llm import (
 )
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR
-from learnact.engine.records import EpisodeRecord, Method, ModelSettings, RunSettings
+from learnact.engine.records import EpisodeRecord, EpisodeStatus, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import (
     CONFIG,
     LEARN_STATE,
@@ -230,7 +230,7 @@ def trajectory(record: EpisodeRecord, reset: ResetInfo) -> Trajectory:
                 index=step.index,
                 code=step.code,
                 observation=step.observation,
-                status=result.status.value if result is not None else None,
+                status=result.status if result is not None else None,
                 error=error,
                 calls=calls,
             )
@@ -254,11 +254,15 @@ def scorer(config: LearnactRunConfig, out: Path, services: LearningServices, res
             raise describe_os_error(exc, folder, "create") from None
         evaluation = EvalConfig(run=settings, tasks=config.train, seeds=(config.seed,), workers=services.workers)
         run_evaluation(
-            evaluation, folder, on_episode=services.on_episode, backbone=services.agent, prices=services.prices,
+            evaluation,
+            folder,
+            on_episode=services.on_episode,
+            backbone=services.agent,
+            prices=services.prices,
             executor=services.executor,
-        )  # fmt: skip
+        )
         latest = RunDir(folder).latest()
-        failed = [r for r in latest.values() if r.status == "llm_error"]
+        failed = [r for r in latest.values() if r.status is EpisodeStatus.llm_error]
         if failed:
             raise ScoringFailed(
                 folder,

@@ -41,7 +41,7 @@ from learnact.engine.llm import (
     chat_request,
 )
 from learnact.engine.records import (
-    RETRIED,
+    EndReason,
     EpisodeRecord,
     EpisodeSpec,
     MethodName,
@@ -102,7 +102,7 @@ class AttemptRow(BaseModel):
     success: bool
     progress: float
     steps: int
-    ended: str | None = None
+    ended: EndReason | None = None
 
 
 class ReflexionSummary(BaseModel):
@@ -192,7 +192,7 @@ def _trajectory(reset: ResetInfo, record: EpisodeRecord) -> Trajectory:
         else:  # an answer holding no code: its first line, as the agent's history shows it
             first = next((line.strip() for line in (step.answer or "").splitlines() if line.strip()), "")
             steps.append(Turn(first, step.observation))
-    ending = record.ended if record.ended in ("max_steps", "repeated_failure") else "other"
+    ending = record.ended if record.ended in (EndReason.max_steps, EndReason.repeated_failure) else "other"
     return Trajectory(reset.goal, reset.observation, tuple(steps), fill(f"ending_{ending}", steps=len(steps)).strip())
 
 
@@ -233,7 +233,6 @@ def run_reflexion(
     settings = config.run
     if method_spec(settings.method).learns is not Learns.notes or settings.model is None:
         raise LearnactError(f"the method {settings.method} does not learn by reflection with a model")
-    model = settings.model
     run_dir = RunDir(out, RunKind.reflexion)
     with run_dir.opened(config):
         worker = Worker(settings)
@@ -242,89 +241,15 @@ def run_reflexion(
                 run_dir.write_splits(RunSplits(test_on_rest=False, train_from="seed", splits=(split,)))
             written = _written_notes(out)
             _write_notes(out, config, written, complete=False)  # an unfinished run says so from the start
-            types = {t.id: t.type for t in worker.env.tasks()}
-            calls = CallLog(out)
-            attempts: dict[str, list[EpisodeRecord]] = {}
-            for record in run_dir.finished():
-                if record.status not in RETRIED:
-                    attempts.setdefault(record.task, []).append(record)
-            resets: dict[str, ResetInfo] = {}
-            rows: list[AttemptRow] = []
-
-            def reset_of(task: str) -> ResetInfo:
-                if task not in resets:
-                    resets[task] = worker.env.reset(task)
-                return resets[task]
-
-            def attempt(task: str, index: int, notes: tuple[str, ...]) -> Attempt:
-                done = attempts.setdefault(task, [])
-                if index < len(done):
-                    record = done[index]
-                else:
-                    spec = EpisodeSpec(run=settings.model_copy(update={"notes": notes}), task=task, seed=config.seed)
-                    recording = RecordingBackbone(backbone, Ledger(prices, sink=calls.append))  # this attempt's
-                    record = run_episode(spec, env=worker.env, sandbox=worker.sandbox, backbone=recording)
-                    run_dir.append(record)
-                    if record.status in RETRIED:
-                        raise _Stop(f"attempt {index + 1} at {task} ended by {record.status}: {record.error}")
-                    done.append(record)
-                    on_attempt(index, record, len(notes))
-                rows.append(
-                    AttemptRow(
-                        task=task,
-                        attempt=index,
-                        notes_shown=len(notes),
-                        success=record.success,
-                        progress=record.progress,
-                        steps=len(record.steps),
-                        ended=record.ended,
-                    )
-                )
-                return Attempt(record.success, lambda: _trajectory(reset_of(task), record))
-
-            def reflect(task: str, round: int, prompt: str) -> str:
-                request = chat_request(model, (ChatMessage(role="user", content=prompt),), seed=config.seed)
-                label = f"{episode_key(task, config.seed)} reflection {round}"
-                recording = RecordingBackbone(backbone, Ledger(prices, sink=calls.append), label)
-                try:
-                    return recording.complete(request).text
-                except LLMError as exc:
-                    raise _Stop(f"the reflection {round} on {task} got no answer: {exc}") from None
-
-            notes: list[Note] = list(written)
-
-            def store(so_far: list[Note]) -> None:
-                _write_notes(out, config, tuple(so_far), complete=False)
-                notes[:] = so_far
-                on_note(so_far[-1])
-
-            stopped: str | None = None
-            try:
-                notes[:] = reflexion(
-                    config.train,
-                    attempt,
-                    reflect,
-                    _templates(),
-                    rounds=config.rounds,
-                    written=written,
-                    on_note=store,
-                    domain=env_profile(settings.env.name).domain_text(
-                        types.get(config.train[0], "") if config.train else ""
-                    ),
-                    primitives=primitives_text(worker.env.primitives()),
-                )
-            except _Stop as stop:
-                stopped = stop.reason
-                log.warning("%s: the learning run stopped: %s", out, stopped)
-            else:
-                _write_notes(out, config, tuple(notes), complete=True)  # notes: every one, also those resumed
+            trials = _Trials(config, run_dir, worker, backbone, prices, on_attempt)
+            notes, stopped = _reflect_on_every_task(config, out, trials, written, on_note)
             summary = ReflexionSummary(
                 env=settings.env.name,
                 method=settings.method,
                 seed=config.seed,
                 train=config.train,
-                attempts=rows,
-                notes=tuple(notes),
+                attempts=trials.rows,
+                notes=notes,
                 complete=stopped is None,
                 stopped=stopped,
                 usage=_usage(out),
@@ -333,6 +258,117 @@ def run_reflexion(
         finally:
             close_quietly(worker)
     return summary
+
+
+def _reflect_on_every_task(
+    config: ReflexionConfig, out: Path, trials: _Trials, written: tuple[Note, ...], on_note: Callable[[Note], None]
+) -> tuple[tuple[Note, ...], str | None]:
+    """Run the reflexion loop over the training tasks, ``notes.json`` replaced after each new note and marked
+    complete at the end; every note (those ``written`` before included), and why the run stopped (None: it
+    did not)."""
+    notes: list[Note] = list(written)
+
+    def store(so_far: list[Note]) -> None:
+        _write_notes(out, config, tuple(so_far), complete=False)
+        notes[:] = so_far
+        on_note(so_far[-1])
+
+    env = trials.worker.env
+    types = {t.id: t.type for t in env.tasks()}
+    try:
+        notes[:] = reflexion(
+            config.train,
+            trials.attempt,
+            trials.reflect,
+            _templates(),
+            rounds=config.rounds,
+            written=written,
+            on_note=store,
+            domain=env_profile(config.run.env.name).domain_text(types.get(config.train[0], "") if config.train else ""),
+            primitives=primitives_text(env.primitives()),
+        )
+    except _Stop as stop:
+        log.warning("%s: the learning run stopped: %s", out, stop.reason)
+        return tuple(notes), stop.reason
+    _write_notes(out, config, tuple(notes), complete=True)  # notes: every one, also those resumed
+    return tuple(notes), None
+
+
+class _Trials:
+    """The attempts and reflections of one learning run, as the reflexion loop asks for them: an attempt
+    already in ``episodes.jsonl`` is read back, a new one runs as an episode and is appended; ``rows`` lists
+    every attempt in the order asked."""
+
+    def __init__(
+        self,
+        config: ReflexionConfig,
+        run_dir: RunDir,
+        worker: Worker,
+        backbone: Backbone,
+        prices: PriceTable | None,
+        on_attempt: Callable[[int, EpisodeRecord, int], None],
+    ) -> None:
+        self.config, self.run_dir, self.worker = config, run_dir, worker
+        self.backbone, self.prices, self.on_attempt = backbone, prices, on_attempt
+        self.calls = CallLog(run_dir.path)
+        self.attempts: dict[str, list[EpisodeRecord]] = {}  # the finished attempts of each task, in order
+        for record in run_dir.finished():
+            if not record.status.retried:
+                self.attempts.setdefault(record.task, []).append(record)
+        self.resets: dict[str, ResetInfo] = {}
+        self.rows: list[AttemptRow] = []
+
+    def attempt(self, task: str, index: int, notes: tuple[str, ...]) -> Attempt:
+        """Attempt ``index`` at ``task`` with ``notes`` shown.
+
+        :raises _Stop: when a new attempt ended by an error or a model failure.
+        """
+        done = self.attempts.setdefault(task, [])
+        if index < len(done):
+            record = done[index]
+        else:
+            settings = self.config.run.model_copy(update={"notes": notes})
+            spec = EpisodeSpec(run=settings, task=task, seed=self.config.seed)
+            recording = RecordingBackbone(self.backbone, Ledger(self.prices, sink=self.calls.append))  # this attempt's
+            record = run_episode(spec, env=self.worker.env, sandbox=self.worker.sandbox, backbone=recording)
+            self.run_dir.append(record)
+            if record.status.retried:
+                raise _Stop(f"attempt {index + 1} at {task} ended by {record.status}: {record.error}")
+            done.append(record)
+            self.on_attempt(index, record, len(notes))
+        self.rows.append(
+            AttemptRow(
+                task=task,
+                attempt=index,
+                notes_shown=len(notes),
+                success=record.success,
+                progress=record.progress,
+                steps=len(record.steps),
+                ended=record.ended,
+            )
+        )
+        return Attempt(record.success, lambda: _trajectory(self._reset(task), record))
+
+    def reflect(self, task: str, round: int, prompt: str) -> str:
+        """The model's reflection ``round`` on ``task``, asked with ``prompt``.
+
+        :raises _Stop: when the model gave no answer.
+        """
+        model, seed = self.config.run.model, self.config.seed
+        assert model is not None  # run_reflexion refuses a run without a model
+        request = chat_request(model, (ChatMessage(role="user", content=prompt),), seed=seed)
+        label = f"{episode_key(task, seed)} reflection {round}"
+        recording = RecordingBackbone(self.backbone, Ledger(self.prices, sink=self.calls.append), label)
+        try:
+            return recording.complete(request).text
+        except LLMError as exc:
+            raise _Stop(f"the reflection {round} on {task} got no answer: {exc}") from None
+
+    def _reset(self, task: str) -> ResetInfo:
+        """``task`` reset once, for the trajectories of its attempts."""
+        if task not in self.resets:
+            self.resets[task] = self.worker.env.reset(task)
+        return self.resets[task]
 
 
 def _templates() -> PromptTemplates:

@@ -10,7 +10,7 @@ the driver writes an order per episode to a worker's stdin, the worker answers w
 its ledger and hands to the run, which writes it.
 
 A worker that dies (killed, out of memory), that sends something other than an outcome, or that cannot
-start: the episode it held is recorded with ``status="error"`` (a rerun retries it), the worker is
+start: the episode it held is recorded with :attr:`EpisodeStatus.error` (a rerun retries it), the worker is
 replaced while episodes are left, and the others go on. Ctrl-C and SIGTERM reach the driver (the workers
 ignore Ctrl-C): it sends ``stop`` to every busy worker, keeps the model calls of the stopped episodes,
 drops their records, ends every worker (each removes its sandbox) and lets the interrupt propagate.

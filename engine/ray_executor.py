@@ -22,7 +22,7 @@ log and the token totals are those of the local executor; the driver's prices tr
 
 A runner that cannot start, a node without a Docker engine (or without the model's key), a runner
 process that dies (killed, out of memory, its node lost): each becomes the record of the episode it
-held, with ``status="error"``, which a rerun retries; the runner is replaced and the run goes on.
+held, with :attr:`EpisodeStatus.error`, which a rerun retries; the runner is replaced and the run goes on.
 Nothing here ever waits without a bound on a runner that is gone.
 """
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -149,11 +149,36 @@ class TokenUsage(BaseModel):
         return TokenUsage(**{name: getattr(self, name) + getattr(other, name) for name in type(self).model_fields})
 
 
-EpisodeStatus = Literal["finished", "error", "llm_error"]
-RETRIED: tuple[str, ...] = ("error", "llm_error")  # statuses a rerun runs again
-# Why an episode stopped: the task ended, the step budget ran out, the policy had nothing more, the same
-# failing action came too often, an error.
-EndReason = Literal["done", "max_steps", "policy_end", "repeated_failure", "error", "llm_error"]
+class EpisodeStatus(str, Enum):
+    """Whether an episode ran to its end (serialised as its value, so records keep the same strings)."""
+
+    finished = "finished"  # it ran to its end (the task may still have failed)
+    error = "error"  # an exception of the engine, planner, environment or sandbox ended it
+    llm_error = "llm_error"  # the language model gave no answer after its retries
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def retried(self) -> bool:
+        """Whether a rerun runs the episode again: it did not run to its end."""
+        return self is not EpisodeStatus.finished
+
+
+class EndReason(str, Enum):
+    """Why an episode stopped (serialised as its value)."""
+
+    done = "done"  # the task ended
+    max_steps = "max_steps"  # the step budget ran out
+    policy_end = "policy_end"  # the policy had nothing more
+    repeated_failure = "repeated_failure"  # the same failing action came too often
+    error = "error"  # an error (status ``error``)
+    llm_error = "llm_error"  # a model failure (status ``llm_error``)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 MAX_ERROR_CHARS = 4000
 
 
@@ -205,7 +230,7 @@ class EpisodeRecord(BaseModel):
     type: str
     env: str
     method: MethodName
-    status: EpisodeStatus = "finished"
+    status: EpisodeStatus = EpisodeStatus.finished
     error: str | None = None
     success: bool
     progress: float
@@ -241,7 +266,7 @@ class ResultRow(BaseModel):
     task: str
     seed: int = 0
     type: str
-    status: EpisodeStatus = "finished"
+    status: EpisodeStatus = EpisodeStatus.finished
     error: str | None = None
     success: bool
     progress: float
@@ -264,8 +289,8 @@ def _rates(group: list[EpisodeRecord]) -> dict[str, Any]:
     n = len(group)
     return {
         "episodes": n,
-        "errors": sum(r.status == "error" for r in group),
-        "llm_errors": sum(r.status == "llm_error" for r in group),
+        "errors": sum(r.status is EpisodeStatus.error for r in group),
+        "llm_errors": sum(r.status is EpisodeStatus.llm_error for r in group),
         "success_rate": sum(r.success for r in group) / n if n else 0.0,
         "progress_rate": sum(r.progress for r in group) / n if n else 0.0,
     }

@@ -36,7 +36,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, ConfigDict, Field
 
-from learnact.actions import CodeKind, Finding, check, infer_kind
+from learnact.actions import CodeKind, Finding, Severity, check, infer_kind
 from learnact.actions.errors import LearnactError
 from learnact.envs import Environment, EnvSpec, env_names, make_env, primitive_specs, select_tasks
 from learnact.sandbox import ExecutionResult, Sandbox, SandboxConfig, Session
@@ -285,7 +285,7 @@ def _add_code_tools(server: MCPServer) -> None:
         except LearnactError as exc:
             raise ToolError(str(exc)) from None
         findings = check(code, chosen, primitives)
-        errors = sum(f.severity.value == "error" for f in findings)
+        errors = sum(f.severity is Severity.error for f in findings)
         return CheckResult(kind=chosen.value, findings=findings, errors=errors)
 
     @server.tool(

@@ -67,7 +67,7 @@ class StepView(BaseModel):
     index: int
     code: str
     observation: str
-    status: str | None  # the ExecutionStatus value; None for a step that ran no code
+    status: ExecutionStatus | None  # None for a step that ran no code
     error: str | None = None  # "Type: message" when the code raised (or the check rejected it)
     calls: list[CallView] = Field(default_factory=list)
 
@@ -116,11 +116,12 @@ def score_trajectories(
         for position, step in enumerate(trajectory.steps):
             steps += 1
             invalid = next((c.observation for c in step.calls if not c.valid), None)
-            ok = step.status == ExecutionStatus.ok.value and invalid is None
+            ok = step.status is ExecutionStatus.ok and invalid is None
+            status = step.status.value if step.status is not None else "none"
             for name in called_names(step.code, actions):
                 calls[name] += 1
                 successes += ok
-                error = None if ok else step.error or invalid or f"the step ended with the status {step.status}"
+                error = None if ok else step.error or invalid or f"the step ended with the status {status}"
                 substeps = [c.line() for c in step.calls]
                 outcomes.append(
                     CallOutcome(
@@ -133,7 +134,7 @@ def score_trajectories(
                         step=step.index,
                         code=step.code,
                         ok=ok,
-                        status=step.status or "none",
+                        status=status,
                         error=error,
                         primitive_steps=substeps,
                     )

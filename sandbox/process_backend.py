@@ -126,9 +126,17 @@ def launch(
         if drop_root:
             os.chown(workdir, NOBODY, NOBODY)
         process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=diagnostics, env={}, cwd=workdir,
-            start_new_session=True, close_fds=True, pass_fds=pass_fds, bufsize=0,
-        )  # fmt: skip
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=diagnostics,
+            env={},
+            cwd=workdir,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=pass_fds,
+            bufsize=0,
+        )
     except OSError as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         diagnostics.close()
@@ -243,9 +251,16 @@ def _interpreter() -> str:
         try:
             probe = subprocess.run(
                 [candidate, "-I", "-S", "-c", "import sys; sys.exit(sys.version_info < (3, 9))"],
-                user=NOBODY, group=NOBODY, extra_groups=[], env={}, cwd="/", timeout=30,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+                user=NOBODY,
+                group=NOBODY,
+                extra_groups=[],
+                env={},
+                cwd="/",
+                timeout=30,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.SubprocessError):
             continue
         if probe.returncode == 0:

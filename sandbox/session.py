@@ -150,7 +150,7 @@ class Session:
         self._send(transport, protocol.encode(Setup(primitives=[p.name for p in self.primitives])))
         for module in self._actions:
             done = self._run(transport, self._execution(module, load=True))
-            if done.status != "ok":
+            if done.status is not ExecutionStatus.ok:
                 raise _Violation(f"reloading the action modules into a fresh sandbox failed: {done.error}")
         return transport
 

@@ -19,6 +19,7 @@ from learnact.engine import EvalConfig, RunDirError, RunSettings, run_evaluation
 from learnact.engine.cli import app
 from learnact.engine.executor import Executor, LocalExecutor
 from learnact.engine.process_executor import ProcessExecutor
+from learnact.engine.records import EndReason, EpisodeRecord, EpisodeStatus
 from learnact.engine.rundir import EPISODES, FORMAT
 from learnact.envs import EnvSpec, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
@@ -95,6 +96,34 @@ def test_a_torn_last_line_from_a_killed_run_is_dropped_and_its_episode_rerun(tmp
     assert [json.loads(line)["task"] for line in (tmp_path / EPISODES).read_text().splitlines()] == (
         blockworld_tasks("0-1")
     )
+
+
+def test_records_written_when_statuses_were_plain_strings_read_back_and_a_rerun_retries_the_error(
+    tmp_path: Path,
+) -> None:
+    first, second = blockworld_tasks("0-1")
+    run_evaluation(config([first]), tmp_path)
+    # An episode ended by an error, as learnact wrote it before its status and end reason were enumerations.
+    earlier = (
+        f'{{"task":"{second}","seed":0,"type":"blockworld","env":"pddl/blockworld","method":"expert",'
+        '"status":"error","error":"PlannerError: found no plan","success":false,"progress":0.0,"steps":[],'
+        '"duration_s":0.5,"ended":"error","usage":null,"learned":null}'
+    )
+    with (tmp_path / EPISODES).open("a", encoding="utf-8") as episodes:
+        episodes.write(earlier + "\n")
+    record = EpisodeRecord.model_validate_json(earlier)
+    assert record.status is EpisodeStatus.error and record.ended is EndReason.error
+    assert json.loads(record.model_dump_json()) == json.loads(earlier)  # written back as the same strings
+
+    ran: list[str] = []
+    summary = run_evaluation(config([first, second]), tmp_path, on_episode=lambda r: ran.append(r.task))
+    assert ran == [second]
+    assert summary.errors == 0 and [r.status for r in summary.results] == [EpisodeStatus.finished] * 2
+    assert [(r["task"], r["status"], r["ended"]) for r in records_of(tmp_path)] == [
+        (first, "finished", "done"),
+        (second, "error", "error"),
+        (second, "finished", "done"),
+    ]
 
 
 def test_ctrl_c_keeps_finished_episodes(tmp_path: Path, executor: Executor) -> None:

@@ -327,13 +327,31 @@ def test_a_repeated_request_makes_no_request(tmp_path: Path) -> None:
         llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))
         first = llm.complete(ask(seed=1))
         again = llm.complete(ask(seed=1))
-        assert len(server.received) == 1 and again == first
-        assert llm.complete(ask(seed=2)) != first  # another seed is another request
-        assert llm.complete_and_tell(ask(seed=2)) == (llm.complete(ask(seed=2)), True)
+        assert len(server.received) == 1 and again.model_dump() == first.model_dump()  # the same answer
+        assert again.cached and not first.cached  # the cache says which one it gave
+        other = llm.complete(ask(seed=2))  # another seed is another request
+        assert other.text != first.text and not other.cached
         assert len(server.received) == 2
         # a new cache object on the same folder (a new run) answers too
-        assert CachedBackbone(backbone(server), ResponseCache(tmp_path)).complete(ask(seed=1)) == first
+        reopened = CachedBackbone(backbone(server), ResponseCache(tmp_path)).complete(ask(seed=1))
+        assert reopened.model_dump() == first.model_dump() and reopened.cached
         assert len(server.received) == 2
+
+
+def test_the_cached_flag_is_the_caches_and_is_stored_nowhere(tmp_path: Path) -> None:
+    cache = ResponseCache(tmp_path)
+    # A row as learnact stored answers before the flag existed, and one stored by an answer that claims the flag.
+    before = '{"text":"stored before","finish_reason":"stop","usage":{"prompt_tokens":3,"completion_tokens":2}}'
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        db.execute("INSERT INTO responses VALUES (?, ?, 0)", (cache_key("server", ask("before")), before))
+    cache.put("server", ask("claims"), ChatResponse(text="claims", cached=True))
+    with sqlite3.connect(tmp_path / DB_NAME) as db:
+        stored = [json.loads(value) for (value,) in db.execute("SELECT value FROM responses")]
+    assert [sorted(value) for value in stored] == [["finish_reason", "text", "usage"]] * 2
+    old = cache.get("server", ask("before"))
+    assert old is not None and old.cached and old.text == "stored before" and old.usage.completion_tokens == 2
+    assert ChatResponse.model_validate_json(ChatResponse(text="a", cached=True).model_dump_json()).cached is False
+    cache.close()
 
 
 def test_the_key_is_the_whole_request() -> None:
@@ -401,10 +419,8 @@ def test_workers_missing_on_the_same_request_send_it_once(tmp_path: Path) -> Non
 
     with ScriptedServer(responder=slow_answer) as server:
         llm = CachedBackbone(backbone(server), ResponseCache(tmp_path))
-        answers: list[tuple[str, bool]] = []
-        threads = [
-            threading.Thread(target=lambda: answers.append(llm.complete_and_tell(ask("same")))) for _ in range(4)
-        ]
+        answers: list[ChatResponse] = []
+        threads = [threading.Thread(target=lambda: answers.append(llm.complete(ask("same")))) for _ in range(4)]
         for thread in threads:
             thread.start()
         while not server.received:
@@ -413,8 +429,8 @@ def test_workers_missing_on_the_same_request_send_it_once(tmp_path: Path) -> Non
         for thread in threads:
             thread.join()
         assert len(server.received) == 1
-        assert sorted(cached for _, cached in answers) == [False, True, True, True]
-        assert {text.text for text, _ in answers} == {"the answer"}
+        assert sorted(answer.cached for answer in answers) == [False, True, True, True]
+        assert {answer.text for answer in answers} == {"the answer"}
         assert not llm._asking  # no lock left behind
 
 
@@ -525,7 +541,8 @@ def test_every_call_is_recorded_with_totals_and_cost(tmp_path: Path) -> None:
     assert total.cost_usd == pytest.approx(paid) and total.unpriced_calls == 0
     assert ledger.episode_totals("blockworld/0").prompt_tokens == 1000
     assert ledger.episode_totals("blockworld/1").calls == 2
-    json.loads((tmp_path / CALLS).read_text().splitlines()[0])  # plain JSON lines
+    lines = [json.loads(line) for line in (tmp_path / CALLS).read_text().splitlines()]  # plain JSON lines
+    assert [line["cached"] for line in lines] == [False, True, False] and "cached" not in lines[1]["response"]
 
 
 def test_an_unknown_price_is_no_cost() -> None:

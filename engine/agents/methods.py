@@ -78,9 +78,16 @@ def _model_policy(react: bool) -> PolicyFactory:
     def make(context: PolicyContext) -> Policy:
         backbone, model = _needs_model(context)
         return ModelPolicy(
-            context.env, context.task_type, context.reset, backbone, model, react=react, seed=context.seed,
-            notes=context.notes, actions=context.actions,
-        )  # fmt: skip
+            context.env,
+            context.task_type,
+            context.reset,
+            backbone,
+            model,
+            react=react,
+            seed=context.seed,
+            notes=context.notes,
+            actions=context.actions,
+        )
 
     return make
 

@@ -226,15 +226,15 @@ class RecordingBackbone(Backbone):
         """:raises LLMError: from the backbone (recorded first).
         :raises RunDirError: when the ledger's sink cannot write the record."""
         started, clock = time.time(), time.monotonic()
-        tell = getattr(self.backbone, "complete_and_tell", None)
         try:
-            response, cached = tell(request) if tell is not None else (self.backbone.complete(request), False)
+            response = self.backbone.complete(request)
         except LLMError as exc:
             self._record(request, started, clock, error=str(exc))
             raise
         usage = response.usage
-        cost = 0.0 if cached else self.ledger.prices.cost(request.model, usage.prompt_tokens, usage.completion_tokens)
-        self._record(request, started, clock, response=response, cached=cached, cost=cost)
+        prices = self.ledger.prices
+        cost = 0.0 if response.cached else prices.cost(request.model, usage.prompt_tokens, usage.completion_tokens)
+        self._record(request, started, clock, response=response, cost=cost)
         return response
 
     def _record(
@@ -244,7 +244,6 @@ class RecordingBackbone(Backbone):
         clock: float,
         *,
         response: ChatResponse | None = None,
-        cached: bool = False,
         cost: float | None = None,
         error: str | None = None,
     ) -> None:
@@ -254,7 +253,7 @@ class RecordingBackbone(Backbone):
                 backbone=self.identity,
                 started=started,
                 latency_s=max(time.monotonic() - clock, 0.0),
-                cached=cached,
+                cached=response is not None and response.cached,
                 request=request,
                 response=response,
                 error=error,

@@ -84,13 +84,17 @@ class Usage(BaseModel):
 
 
 class ChatResponse(BaseModel):
-    """The model's answer: untrusted text, why it stopped, and what it cost in tokens."""
+    """The model's answer: untrusted text, why it stopped, and what it cost in tokens; ``cached`` when the
+    response cache gave it instead of the model (set by the cache only)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     text: str
     finish_reason: str | None = None
     usage: Usage = Usage()
+    # How this answer was obtained, not part of it: never serialised, so a stored answer and a call record's
+    # response read as before (the call record keeps it as its own ``cached``).
+    cached: bool = Field(default=False, exclude=True)
 
 
 class ModelFailure(LearnactError):

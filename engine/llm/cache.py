@@ -136,8 +136,8 @@ class ResponseCache:
         return connection
 
     def get(self, identity: str, request: ChatRequest) -> ChatResponse | None:
-        """The stored answer to ``request`` by the backbone ``identity``; None on a miss, an unreadable
-        row or a database error (logged): the cache never stands between a caller and an answer."""
+        """The stored answer to ``request`` by the backbone ``identity``, marked ``cached``; None on a miss, an
+        unreadable row or a database error (logged): the cache never stands between a caller and an answer."""
         key = cache_key(identity, request)
         try:
             row = self._connection().execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()
@@ -150,10 +150,11 @@ class ResponseCache:
         try:
             if not isinstance(value, str) or len(value) > MAX_VALUE_BYTES:
                 raise ValueError("not a bounded text value")
-            return ChatResponse.model_validate_json(value)
+            stored = ChatResponse.model_validate_json(value)
         except (ValidationError, ValueError) as exc:
             log.warning("response cache %s: row %s is corrupt, treated as a miss: %s", self.path, key[:12], exc)
             return None
+        return stored.model_copy(update={"cached": True})
 
     def put(self, identity: str, request: ChatRequest, response: ChatResponse) -> None:
         """Store ``response`` as the answer to ``request`` (replacing any row); a failure is logged. A read-only
@@ -185,8 +186,8 @@ class ResponseCache:
 
 
 class CachedBackbone(Backbone):
-    """``backbone`` behind ``cache``: a hit answers without a request; a miss asks and stores the answer.
-    Errors are never stored."""
+    """``backbone`` behind ``cache``: a hit answers without a request (its answer says ``cached``); a miss asks
+    and stores the answer. Errors are never stored."""
 
     def __init__(self, backbone: Backbone, cache: ResponseCache) -> None:
         self.backbone, self.cache = backbone, cache
@@ -194,14 +195,11 @@ class CachedBackbone(Backbone):
         self._asking: dict[str, tuple[threading.Lock, int]] = {}  # key -> (its lock, threads using it)
         self._asking_lock = threading.Lock()
 
-    def complete_and_tell(self, request: ChatRequest) -> tuple[ChatResponse, bool]:
-        """The answer and whether it came from the cache.
-
-        :raises LLMError: from the backbone, on a miss.
-        """
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        """:raises LLMError: from the backbone, on a miss."""
         cached = self.cache.get(self.identity, request)
         if cached is not None:
-            return cached, True
+            return cached
         key = cache_key(self.identity, request)
         with self._asking_lock:
             lock, users = self._asking.get(key, (threading.Lock(), 0))
@@ -210,10 +208,10 @@ class CachedBackbone(Backbone):
             with lock:  # a thread that asked the same request first has stored its answer by now
                 cached = self.cache.get(self.identity, request)
                 if cached is not None:
-                    return cached, True
+                    return cached
                 response = self.backbone.complete(request)
                 self.cache.put(self.identity, request, response)
-                return response, False
+                return response
         finally:
             with self._asking_lock:
                 lock, users = self._asking[key]
@@ -221,10 +219,6 @@ class CachedBackbone(Backbone):
                     del self._asking[key]
                 else:
                     self._asking[key] = (lock, users - 1)
-
-    def complete(self, request: ChatRequest) -> ChatResponse:
-        """:raises LLMError: from the backbone, on a miss."""
-        return self.complete_and_tell(request)[0]
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         """The backbone's count."""

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.table import Table
 
+from learnact.actions import Severity
 from learnact.actions.library import RoundRecord
 from learnact.engine.cli_common import shown
 from learnact.engine.reports.audit import TERMINAL_FAILED_CALLS, TERMINAL_TEXT_LINES, ActionAudit, Audit, CallCounts
@@ -145,7 +146,7 @@ def _print_action(action: ActionAudit, console: Console) -> None:
         if verdict:
             console.print("  static verdict:", soft_wrap=True)
             for finding in verdict:
-                style = "red" if finding.severity.value == "error" else "yellow"
+                style = "red" if finding.severity is Severity.error else "yellow"
                 rendered = finding.render(f"{version.name}/v{version.version}.py")
                 console.print(f"    [{style}]{shown(rendered)}[/{style}]", soft_wrap=True)
         else:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from learnact.engine.agents import method_names
-from learnact.engine.records import LearnedUse, ModelSettings, ResultRow, TokenUsage, mean_and_std
+from learnact.engine.records import EpisodeStatus, LearnedUse, ModelSettings, ResultRow, TokenUsage, mean_and_std
 from learnact.engine.reports.model import (
     ALL,
     Cell,
@@ -69,7 +69,7 @@ def _cell(run: EvalRun, column: str, rows: list[ResultRow], warnings: list[str])
         seeds=len(seeds),
         tasks=len({row.task for row in rows}),
         episodes=len(rows),
-        errors=sum(row.status != "finished" for row in rows),
+        errors=sum(row.status is not EpisodeStatus.finished for row in rows),
         success=Spread(mean=success[0], std=success[1]),
         progress=Spread(mean=progress[0], std=progress[1]),
     )
