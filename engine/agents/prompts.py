@@ -48,9 +48,13 @@ def demonstration(env_name: str, task_type: str, thoughts: bool) -> Demonstratio
     if thoughts and data.get("thought"):
         turns.insert(0, Turn(data["thought"], "OK.", thought=True))
     return Demonstration(
-        env=data["env"], task=data["task"], type=data["type"], goal=data["goal"], initial=data["initial"],
+        env=data["env"],
+        task=data["task"],
+        type=data["type"],
+        goal=data["goal"],
+        initial=data["initial"],
         turns=tuple(turns),
-    )  # fmt: skip
+    )
 
 
 def primitives_text(primitives: list[PrimitiveSpec]) -> str:
@@ -118,8 +122,9 @@ def instruction(
     and the ``notes`` of earlier reflections at the end (the reflexion methods)."""
     example = call_example(primitives, actions)
     if actions is not None and actions.actions:  # learned actions first, and the call asked for is one of any
-        shown = fill("learned_actions", actions=actions_text(actions), primitives=primitives_text(primitives),
-                     example=example)  # fmt: skip
+        shown = fill(
+            "learned_actions", actions=actions_text(actions), primitives=primitives_text(primitives), example=example
+        )
         one_action = "one action, learned or primitive"
     else:
         shown, one_action = fill("primitive_actions", primitives=primitives_text(primitives)), "one primitive action"
