@@ -53,6 +53,14 @@ class NodeModel(BaseModel):
     prices: dict[str, Price]
 
 
+def node_model(settings: RunSettings, description: ModelDescription | None, ledger: Ledger) -> NodeModel | None:
+    """What a runner builds ``settings``' model from (the description and the driver's ``ledger`` prices); None
+    for a method that uses no model or a run given no description."""
+    if not method_spec(settings.method).uses_model or description is None:
+        return None
+    return NodeModel(description=description, prices=ledger.prices.prices)
+
+
 class EpisodeOutcome(BaseModel):
     """What a runner sends back for one episode: its record (None: the run was stopped before it ended)
     and every model call it made, in order."""

@@ -36,7 +36,7 @@ from learnact.actions.errors import LearnactError
 from learnact.actions.text import visible
 from learnact.engine.agents import method_spec
 from learnact.engine.episode import error_text
-from learnact.engine.episode_runner import NodeModel, StrayCalls, checked_outcome
+from learnact.engine.episode_runner import NodeModel, StrayCalls, checked_outcome, node_model
 from learnact.engine.executor import Executor, OnRecord, failed_record
 from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
 from learnact.engine.process_worker import RunOrder, StopOrder, WorkerLog, WorkerOrder, WorkerReady
@@ -174,9 +174,7 @@ class ProcessExecutor(Executor):
         if self._settings is None:
             raise RuntimeError("open the executor before running episodes")
         ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
-        model = None
-        if method_spec(self._settings.method).uses_model and self.model is not None:
-            model = NodeModel(description=self.model, prices=ledger.prices.prices)
+        model = node_model(self._settings, self.model, ledger)
         if specs:
             _Dispatch(self, specs, workers, ledger, model).run(on_record)
 

@@ -43,7 +43,7 @@ from pydantic import ValidationError
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
 from learnact.engine.episode import error_text
-from learnact.engine.episode_runner import EpisodeOutcome, EpisodeRunner, NodeModel, StrayCalls, checked_outcome
+from learnact.engine.episode_runner import EpisodeOutcome, EpisodeRunner, StrayCalls, checked_outcome, node_model
 from learnact.engine.executor import Executor, OnRecord, failed_record
 from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
@@ -262,11 +262,10 @@ class RayExecutor(Executor):
         if self._settings is None:
             raise RuntimeError("open the executor before running episodes")
         ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
-        node_model = ""
-        if method_spec(self._settings.method).uses_model and self.model is not None:
-            node_model = NodeModel(description=self.model, prices=ledger.prices.prices).model_dump_json()
+        built = node_model(self._settings, self.model, ledger)
+        shipped = built.model_dump_json() if built is not None else ""
         if specs:
-            _Dispatch(self, specs, workers, ledger, node_model).run(on_record)
+            _Dispatch(self, specs, workers, ledger, shipped).run(on_record)
 
 
 class _Dispatch:
