@@ -149,7 +149,8 @@ def test_a_valid_call_changes_the_state_and_answers_the_new_facts(blocks: PddlEn
 def test_an_inapplicable_call_leaves_the_state_unchanged(blocks: PddlEnv) -> None:
     before = blocks.observation()
     out = blocks.call("Pickup", ["b1"])  # b1 is not clear
-    assert out.observation == INVALID_ACTION == "The action is not valid and therefore takes no effect."
+    assert out.observation == INVALID_ACTION + " Not true now: b1 is clear."
+    assert INVALID_ACTION == "The action is not valid and therefore takes no effect."
     assert not out.valid and not out.done and not out.success
     assert blocks.observation() == before
 
@@ -158,10 +159,18 @@ def test_unknown_objects_and_wrongly_typed_objects_are_invalid_calls() -> None:
     env = PddlEnv.builtin("tyreworld")
     env.reset("tyreworld-01")
     before = env.observation()
-    assert env.call("open", ["garage"]).observation == INVALID_ACTION
-    assert not env.call("open", ["the-hub1"]).valid  # a hub is not a container
+    assert env.call("open", ["garage"]).observation == INVALID_ACTION + " There is no garage in this task."
+    wrong_type = env.call("open", ["the-hub1"])
+    assert not wrong_type.valid and wrong_type.observation == INVALID_ACTION + " the-hub1 is not a container."
     assert env.observation() == before
     assert env.call("open", ["boot"]).valid
+
+
+def test_an_invalid_call_names_every_precondition_that_does_not_hold(blocks: PddlEnv) -> None:
+    """What a weak agent needs to correct its arguments: Stack(b2, b1) while the arm is empty and b2 lies on b1."""
+    out = blocks.call("Stack", ["b2", "b1"])
+    assert not out.valid
+    assert out.observation == INVALID_ACTION + " Not true now: b1 is clear; you are holding b2."
 
 
 def test_object_names_are_case_insensitive_like_pddl(blocks: PddlEnv) -> None:

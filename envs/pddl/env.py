@@ -125,18 +125,21 @@ class PddlEnv(Environment):
         return self._text.facts(self._running().state)
 
     def _perform(self, name: str, args: list[Any]) -> StepOutcome:
-        """AgentBoard semantics: an inapplicable call changes nothing and answers INVALID_ACTION;
-        a valid one answers the new facts. Progress is the running maximum, over the states that
-        valid calls reach, of the fraction of goal atoms that hold (0 until the first valid call)."""
+        """AgentBoard semantics: an inapplicable call changes nothing and answers INVALID_ACTION (followed here by
+        what does not hold: AgentBoard says only "not valid", which leaves a weak agent to guess its mistake); a
+        valid one answers the new facts. Progress is the running maximum, over the states that valid calls
+        reach, of the fraction of goal atoms that hold (0 until the first valid call)."""
         sim = self._running()
         action = self._text.by_primitive[name]
-        valid = sim.apply(action, [str(a).lower() for a in args])
+        objects = [str(a).lower() for a in args]
+        unmet = sim.unmet(action, objects)
+        valid = not unmet and sim.apply(action, objects)
         success = sim.goal_reached()
         if valid:
             self._progress = max(self._progress, sim.goal_fraction())
             observation = self.observation() + (" " + GOAL_SATISFIED if success else "")
         else:
-            observation = INVALID_ACTION
+            observation = f"{INVALID_ACTION} {self._text.unmet(unmet)}"
         return StepOutcome(observation=observation, valid=valid, done=success, success=success, progress=self._progress)
 
     def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:

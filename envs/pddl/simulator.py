@@ -30,6 +30,19 @@ class _Compiled:
     delete: tuple[_Template, ...]
 
 
+@dataclass(frozen=True)
+class Unmet:
+    """What keeps a ground action from applying: objects the task does not have, objects of the wrong type,
+    or precondition atoms false in the state."""
+
+    unknown: tuple[str, ...] = ()
+    wrong_type: tuple[tuple[str, str], ...] = ()  # (object, the type the parameter needs)
+    atoms: tuple[Atom, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.unknown or self.wrong_type or self.atoms)
+
+
 def type_closure(domain: Domain) -> dict[str, frozenset[str]]:
     """Every type mapped to itself and all its ancestors (the root type included)."""
     closure = {}
@@ -64,18 +77,28 @@ class Simulator:
     def reset(self) -> None:
         self.state = set(self.problem.init)
 
-    def applicable(self, action: str, args: Sequence[str]) -> bool:
+    def unmet(self, action: str, args: Sequence[str]) -> Unmet:
+        """Why the ground action is not applicable now (an empty :class:`Unmet` when it is).
+
+        :raises ValueError: for an action the domain does not have, or a wrong number of arguments.
+        """
         compiled = self._schemas.get(action)
         if compiled is None or len(args) != len(compiled.types):
-            return False
-        for arg, typ in zip(args, compiled.types):
-            kinds = self._kinds.get(arg)
-            if kinds is None or typ not in kinds:
-                return False
-        return all(atom in self.state for atom in _ground(compiled.pre, args))
+            raise ValueError(f"{action}({', '.join(args)}) is not an action of the domain with its arguments")
+        wrong = [(arg, typ) for arg, typ in zip(args, compiled.types) if typ not in self._kinds.get(arg, (typ,))]
+        unknown = [arg for arg in args if arg not in self._kinds]
+        if unknown or wrong:
+            return Unmet(unknown=tuple(unknown), wrong_type=tuple(wrong))
+        return Unmet(atoms=tuple(atom for atom in _ground(compiled.pre, args) if atom not in self.state))
+
+    def applicable(self, action: str, args: Sequence[str]) -> bool:
+        return not self.unmet(action, args)
 
     def apply(self, action: str, args: Sequence[str]) -> bool:
-        """Apply the ground action if it is applicable (delete, then add); report whether it was."""
+        """Apply the ground action if it is applicable (delete, then add); report whether it was.
+
+        :raises ValueError: as :meth:`unmet`.
+        """
         if not self.applicable(action, args):
             return False
         compiled = self._schemas[action]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from learnact.envs.base import ParamSpec, PrimitiveSpec
 
 from .model import ROOT_TYPE, Atom, Domain, PddlError, Schema
+from .simulator import Unmet
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,19 @@ class Describer:
         conditions = sorted(self.fact(a).rstrip(".") for a in atoms)
         return "The goal is to satisfy the following conditions: " + ", ".join(conditions) + "."
 
+    def clauses(self, atoms: Iterable[Atom]) -> str:
+        """Facts as the clauses of one sentence: "you are holding b1; b2 is clear" (mid-sentence, so lower case)."""
+        rendered = [self.fact(atom).rstrip(".") for atom in atoms]
+        return "; ".join(r[:1].lower() + r[1:] for r in rendered)
+
+    def unmet(self, unmet: Unmet) -> str:
+        """Why a call did not apply, in the domain's words, so that an agent can correct its arguments."""
+        reasons = [f"There is no {name} in this task." for name in unmet.unknown]
+        reasons += [f"{name} is not a {typ}." for name, typ in unmet.wrong_type]
+        if unmet.atoms:
+            reasons.append(f"Not true now: {self.clauses(unmet.atoms)}.")
+        return " ".join(reasons)
+
     def primitives(self) -> list[PrimitiveSpec]:
         return [self._spec(self.domain.schemas[name], text) for name, text in self.profile.actions.items()]
 
@@ -244,10 +258,7 @@ class Describer:
         rename = {"?" + var: param for (var, _), param in zip(schema.params, text.params)}
 
         def sentence(atoms: tuple[Atom, ...]) -> str:
-            rendered = [self.fact((a[0], *(rename.get(x, x) for x in a[1:]))).rstrip(".") for a in atoms]
-            # mid-sentence: "you are holding block", not "You are holding block"
-            rendered = [r[:1].lower() + r[1:] for r in rendered]
-            return "; ".join(rendered) if rendered else "none"
+            return self.clauses(tuple((a[0], *(rename.get(x, x) for x in a[1:])) for a in atoms)) or "none"
 
         lines = [text.summary]
         if any(typ != ROOT_TYPE for _, typ in schema.params):
