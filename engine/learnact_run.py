@@ -40,7 +40,7 @@ from learnact.engine.llm import (
     chat_request,
 )
 from learnact.engine.llm.base import ModelFailure
-from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR
+from learnact.engine.llm.grammar import definitions_grammar
 from learnact.engine.records import EpisodeRecord, EpisodeStatus, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import (
     CONFIG,
@@ -194,19 +194,20 @@ class LearningServices:
 # --- the model and the scoring, as the learner asks for them ----------------------------------------------
 
 
-def asker(backbone: RecordingBackbone, settings: ModelSettings, seed: int) -> Ask:
+def asker(backbone: RecordingBackbone, settings: ModelSettings, seed: int, max_functions: int) -> Ask:
     """Ask the learner model: each call recorded under ``learn:<call id>``, sample ``s`` sent with the seed
     ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache); a fix at temperature 0; an answer
-    that must be function definitions under the grammar of them."""
+    that must be function definitions under the grammar of at most ``max_functions`` of them."""
 
     fix_settings = settings.model_copy(update={"temperature": 0.0})
+    definitions_only = definitions_grammar(max_functions)
 
     def ask(call_id: str, messages: Sequence[ChatMessage], sample: int, fixing: bool, definitions: bool) -> str:
         request = chat_request(
             fix_settings if fixing else settings,
             messages,
             seed=seed * 1000 + sample,
-            grammar=DEFINITIONS_GRAMMAR if definitions else None,
+            grammar=definitions_only if definitions else None,
         )
         return backbone.for_episode(f"learn:{call_id}").complete(request).text
 
@@ -309,7 +310,7 @@ def run_learnact(config: LearnactRunConfig, out: Path, services: LearningService
             except OSError as exc:
                 raise describe_os_error(exc, state_path, "write") from None
 
-        ask = asker(recording, config.learner, config.seed)
+        ask = asker(recording, config.learner, config.seed, config.learnact.max_actions)
         tries = config.learnact.fix_tries + 1
         demonstrate = UsageDemonstrator(demo, prompts.system, ask, config.run.sandbox, tries, services.progress)
         with Sandbox(config.run.sandbox) as sandbox:

@@ -18,7 +18,7 @@ from learnact.actions.library import LearningProgress, Library, Origin
 from learnact.engine.evaluation import EvalConfig, run_evaluation
 from learnact.engine.learnact_run import LearningServices, learnact_run_config, learned_library, run_learnact
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
-from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR, call_grammar
+from learnact.engine.llm.grammar import call_grammar, definitions_grammar
 from learnact.engine.records import ModelSettings
 from learnact.engine.reports.audit import build_audit
 from learnact.engine.reports.audit_html import audit_html
@@ -310,7 +310,7 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         assert "Here is a task solved with the learned actions" in scoring[0]["messages"][-1]["content"]
         # create and fix answers are asked under the grammar of function definitions; the optimise answer (a
         # reason and Update or Plan) and the usage lines are free text
-        assert [body.get("grammar") for body in asked[:2]] == [DEFINITIONS_GRAMMAR] * 2
+        assert [body.get("grammar") for body in asked[:2]] == [definitions_grammar(LearnactConfig().max_actions)] * 2
         assert all("grammar" not in body for body in asked[2:])
         optimise_prompt = asked[4]["messages"][-1]["content"]
         assert "That call of pick_and_stack failed: The action is not valid" in optimise_prompt

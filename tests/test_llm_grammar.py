@@ -16,7 +16,7 @@ from llm_server import Answer, ScriptedServer, Status
 from learnact.actions.models import ActionSet, LearnedAction
 from learnact.engine.agents.policy import ModelPolicy
 from learnact.engine.llm import ChatMessage, ChatRequest, LLMError, OpenAIBackbone, cache_key, local
-from learnact.engine.llm.grammar import DEFINITIONS_GRAMMAR, GrammarError, call_grammar
+from learnact.engine.llm.grammar import GrammarError, call_grammar, definitions_grammar
 from learnact.engine.records import ModelSettings
 from learnact.envs import EnvSpec, make_env
 from learnact.envs.pddl.env import DOMAINS
@@ -74,7 +74,7 @@ def step_grammars() -> list[str]:
 
 
 def test_every_grammar_learnact_sends_is_parsed_by_llama_cpp(vocabulary: object) -> None:
-    for grammar in [*step_grammars(), DEFINITIONS_GRAMMAR]:
+    for grammar in [*step_grammars(), definitions_grammar(1), definitions_grammar(8)]:
         assert parses(vocabulary, grammar), grammar
     assert not parses(vocabulary, 'root ::= step\nstep ::= "Pickup(" args'), "an undefined rule must be refused"
 
@@ -89,9 +89,18 @@ def test_a_step_grammar_names_exactly_the_available_actions_learned_first() -> N
         call_grammar([])
 
 
+def test_an_answer_of_definitions_is_one_python_block_of_at_most_the_functions_kept() -> None:
+    """The closing fence lets the model end its answer; the count bounds it (a model that cannot close the block
+    writes functions to the token limit)."""
+    assert definitions_grammar(8).startswith('root ::= "```python\\n" function (blank* function){0,7} blank* "```"\n')
+    assert definitions_grammar(1).startswith('root ::= "```python\\n" function blank* "```"\n')
+    with pytest.raises(GrammarError, match="at least one"):
+        definitions_grammar(0)
+
+
 def test_the_grammar_is_part_of_the_cache_key() -> None:
     request = ChatRequest(model="m", messages=(ChatMessage(role="user", content="hi"),))
-    constrained = request.model_copy(update={"grammar": DEFINITIONS_GRAMMAR})
+    constrained = request.model_copy(update={"grammar": definitions_grammar(8)})
     assert cache_key("b", request) != cache_key("b", constrained) == cache_key("b", constrained.model_copy())
 
 
@@ -157,9 +166,12 @@ def test_the_real_model_under_the_step_grammar_answers_one_call_of_an_available_
         # every token) gives.
         write = (ChatMessage(role="user", content="Write a Python function pick(b) that calls Pickup(b) twice."),)
         free = backbone.complete(ChatRequest(model="local", messages=write, max_tokens=6))
-        constrained = ChatRequest(model="local", messages=write, max_tokens=6, grammar=DEFINITIONS_GRAMMAR)
+        constrained = ChatRequest(model="local", messages=write, max_tokens=6, grammar=definitions_grammar(8))
         checked = backbone.complete(constrained)
-        assert not free.text.startswith("def") and checked.text.startswith("def ")
+        assert not free.text.startswith("def") and checked.text.startswith("```python\ndef ")
+        # Asked for one function, the model writes it and closes the block: the grammar ends the answer.
+        one = backbone.complete(constrained.model_copy(update={"max_tokens": 120, "grammar": definitions_grammar(1)}))
+        assert one.finish_reason == "stop" and one.text.rstrip().endswith("```") and one.text.count("def ") == 1
         backbone._llm._init_sampler = functools.partial(llama_cpp.Llama._init_sampler, backbone._llm)
         assert backbone.complete(constrained.model_copy(update={"seed": 1})).text == checked.text
         del backbone._llm._init_sampler

@@ -55,13 +55,24 @@ def call_grammar(names: Sequence[str], thoughts: bool = False) -> str:
     return root + step + f"name ::= {alternatives}\n" + _ARGUMENTS.lstrip("\n")
 
 
-DEFINITIONS_GRAMMAR = r"""root ::= function (blank* function)*
-function ::= "def " ident "(" [^\n]* ":" "\n" body
+def definitions_grammar(max_functions: int) -> str:
+    """The learner's create and fix answers: one ```python block of 1 to ``max_functions`` top-level function
+    definitions (a ``def`` line and its indented body lines, the docstring among them; blank lines between),
+    nothing else: no prose, no top-level statement. The closing fence is what lets the model end its answer:
+    without it a model that wants to close the block can only write one more function, to the token limit.
+    Whether the code parses and does what it says is the learner's check.
+
+    :raises GrammarError: when ``max_functions`` is below 1.
+    """
+    if max_functions < 1:
+        raise GrammarError(f"an answer of function definitions holds at least one, not {max_functions}")
+    more = f" (blank* function){{0,{max_functions - 1}}}" if max_functions > 1 else ""
+    return (
+        f'root ::= "```python\\n" function{more} blank* "```"\n'
+        + r"""function ::= "def " ident "(" [^\n]* ":" "\n" body
 body ::= line (blank* line)*
 line ::= ("    " | "\t") [^\n]* "\n"
 blank ::= [ \t]* "\n"
 ident ::= [A-Za-z_] [A-Za-z0-9_]*
 """
-"""The learner's create and fix answers: one or more top-level Python function definitions (a ``def`` line
-and its indented body lines, the docstring among them; blank lines between), nothing else: no prose, no code
-fence, no top-level statement. Whether the code parses and does what it says is the learner's check."""
+    )
