@@ -40,7 +40,7 @@ from learnact.engine.llm import (
     chat_request,
 )
 from learnact.engine.llm.base import ModelFailure
-from learnact.engine.llm.grammar import definitions_grammar
+from learnact.engine.llm.grammar import call_lines_grammar, definitions_grammar
 from learnact.engine.records import EpisodeRecord, EpisodeStatus, Method, ModelSettings, RunSettings
 from learnact.engine.rundir import (
     CONFIG,
@@ -53,7 +53,7 @@ from learnact.engine.rundir import (
 )
 from learnact.engine.usage import DemoTask, UsageDemonstrator
 from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
-from learnact.learner.learnact import Ask, LearnactConfig, LearnactLearner, LearnState, RunTasks
+from learnact.learner.learnact import AnswerForm, Ask, LearnactConfig, LearnactLearner, LearnState, RunTasks
 from learnact.learner.scoring import CallView, FailureCase, StepView, Trajectory
 from learnact.learner.validation import SandboxValidator
 from learnact.sandbox import Sandbox, SandboxConfig
@@ -197,17 +197,20 @@ class LearningServices:
 def asker(backbone: RecordingBackbone, settings: ModelSettings, seed: int, max_functions: int) -> Ask:
     """Ask the learner model: each call recorded under ``learn:<call id>``, sample ``s`` sent with the seed
     ``seed * 1000 + s`` (samples differ, and a rerun hits the response cache); a fix at temperature 0; an answer
-    that must be function definitions under the grammar of at most ``max_functions`` of them."""
+    of a fixed form under its grammar (at most ``max_functions`` function definitions, or lines of calls)."""
 
     fix_settings = settings.model_copy(update={"temperature": 0.0})
     definitions_only = definitions_grammar(max_functions)
 
-    def ask(call_id: str, messages: Sequence[ChatMessage], sample: int, fixing: bool, definitions: bool) -> str:
+    def ask(call_id: str, messages: Sequence[ChatMessage], sample: int, fixing: bool, form: AnswerForm) -> str:
+        if form.definitions:
+            grammar = definitions_only
+        elif form.calls:
+            grammar = call_lines_grammar(form.calls, form.max_lines)
+        else:
+            grammar = None
         request = chat_request(
-            fix_settings if fixing else settings,
-            messages,
-            seed=seed * 1000 + sample,
-            grammar=definitions_only if definitions else None,
+            fix_settings if fixing else settings, messages, seed=seed * 1000 + sample, grammar=grammar
         )
         return backbone.for_episode(f"learn:{call_id}").complete(request).text
 

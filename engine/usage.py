@@ -25,7 +25,7 @@ from learnact.engine.agents.prompts import fill
 from learnact.engine.episode import OutcomeTracker, observation_of
 from learnact.envs import Environment, env_profile
 from learnact.learner.answers import called_names, code_of
-from learnact.learner.learnact import Ask
+from learnact.learner.learnact import AnswerForm, Ask
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -163,10 +163,11 @@ class UsageDemonstrator:
         model copies its own mistake), sampled with the try's seed, so that a repeated answer can change."""
         max_lines = self.demo.steps + MAX_EXTRA_LINES
         learned = actions.names()
+        form = AnswerForm(calls=(*learned, *(p.name for p in env.primitives())), max_lines=max_lines)
         asked = list(messages)
         for attempt in range(self.tries):
             call_id = first_call if attempt == 0 else f"{first_call}-fix-{attempt}"
-            answer = self.ask(call_id, asked, attempt, False, False)
+            answer = self.ask(call_id, asked, attempt, False, form)
             lines, problem = parse_lines(answer, max_lines)
             if problem is None and not any(called_names(line, learned) for line in lines):
                 problem = f"the lines call none of the learned actions ({', '.join(learned)}); use them where they fit"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,12 +102,24 @@ class PromptBook(Protocol):
         """The Optimise request for ``case``, showing the whole current set ``actions_code``."""
 
 
-# Ask the learner model: (call id, messages, sample, fixing, definitions) -> the answer's text. The call id names
-# the call in the run's call log; ``fixing`` marks an answer to a problem found in the previous one, which is
-# asked for without sampling (temperature 0): a fix should follow the feedback; ``definitions`` marks a request
-# whose answer must be Python function definitions and nothing else (create and fix), which the asker may
-# enforce (a grammar the model samples under).
-Ask = Callable[[str, Sequence[ChatMessage], int, bool, bool], str]
+@dataclass(frozen=True)
+class AnswerForm:
+    """The form an answer must have, which the asker may enforce (a grammar the model samples under): free text
+    (the default), Python function definitions and nothing else (create and fix), or one call per line of one
+    of ``calls``, at most ``max_lines`` lines (a usage demonstration)."""
+
+    definitions: bool = False
+    calls: tuple[str, ...] = ()
+    max_lines: int = 0
+
+
+FREE_TEXT = AnswerForm()
+DEFINITIONS = AnswerForm(definitions=True)
+
+# Ask the learner model: (call id, messages, sample, fixing, form) -> the answer's text. The call id names the
+# call in the run's call log; ``fixing`` marks an answer to a problem found in the previous one, which is asked
+# for without sampling (temperature 0): a fix should follow the feedback.
+Ask = Callable[[str, Sequence[ChatMessage], int, bool, AnswerForm], str]
 
 
 # (actions, round, candidate) -> one trajectory per training task.
@@ -233,7 +246,7 @@ class LearnactLearner:
             if attempt == 0 and first_answer is not None:
                 answer = first_answer
             else:
-                answer = self.ask(call_id, asked, sample, attempt > 0, True)
+                answer = self.ask(call_id, asked, sample, attempt > 0, DEFINITIONS)
             parsed = parse_actions(answer, self.primitive_names, self.config.max_actions)
             if "" not in parsed.problems:
                 parsed.problems = self.validator.problems(parsed.actions, parsed.problems)
@@ -482,7 +495,7 @@ class LearnactLearner:
     ) -> dict[str, int] | None:
         messages = list(self.prompts.optimise(failure, actions_code))
         call_base = f"r{round_}/optimise/s{sample}"
-        answer = self.ask(f"{call_base}/t0", messages, sample, False, False)
+        answer = self.ask(f"{call_base}/t0", messages, sample, False, FREE_TEXT)
         improvement = parse_improvement(answer)
         if improvement is None:
             log.info("%s: the answer says neither Update nor Plan; no candidate", call_base)

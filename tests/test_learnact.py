@@ -25,7 +25,7 @@ from learnact.engine.reports.audit_html import audit_html
 from learnact.engine.rundir import CONFIG, RunDir
 from learnact.envs import EnvSpec, make_env
 from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement
-from learnact.learner.learnact import LearnactConfig
+from learnact.learner.learnact import AnswerForm, LearnactConfig
 from learnact.learner.scoring import CallView, StepView, Trajectory, score_trajectories
 from learnact.sandbox import SandboxConfig
 
@@ -308,10 +308,12 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         # the scoring agent saw the candidate at work before its first step
         scoring = [r.body for r in server.received if not r.body["messages"][0]["content"].startswith("You design")]
         assert "Here is a task solved with the learned actions" in scoring[0]["messages"][-1]["content"]
-        # create and fix answers are asked under the grammar of function definitions; the optimise answer (a
-        # reason and Update or Plan) and the usage lines are free text
+        # create and fix answers are asked under the grammar of function definitions, the usage demonstration under
+        # one of call lines; the optimise answer (a reason and Update or Plan) is free text
         assert [body.get("grammar") for body in asked[:2]] == [definitions_grammar(LearnactConfig().max_actions)] * 2
-        assert all("grammar" not in body for body in asked[2:])
+        usage = [body for body in asked[2:] if "Rewrite that solution" in body["messages"][1]["content"]]
+        assert usage and all('call ::= name "(" args? ")"' in body["grammar"] for body in usage)
+        assert all("grammar" not in body for body in asked[2:] if body not in usage)
         optimise_prompt = asked[4]["messages"][-1]["content"]
         assert "That call of pick_and_stack failed: The action is not valid" in optimise_prompt
         assert "Pickup('b1') -> The action is not valid" in optimise_prompt
@@ -779,7 +781,7 @@ def test_the_create_prompt_shows_the_domains_worked_example() -> None:
 @pytest.mark.usefixtures("sandbox_image")
 def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
     from learnact.actions.models import ActionSet, LearnedAction
-    from learnact.engine.usage import DemoTask, UsageDemonstrator
+    from learnact.engine.usage import MAX_EXTRA_LINES, DemoTask, UsageDemonstrator
     from learnact.envs.pddl import PddlEnv
 
     parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
@@ -788,9 +790,11 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     primitive_only = "```python\n" + "\n".join([*solution, "Stack('b2', 'b3')"]) + "\n```"  # reaches the goal
     answers = iter([primitive_only, USAGE])
     asked: list[list] = []
+    forms: list[AnswerForm] = []
 
-    def ask(call_id: str, messages, sample: int, fixing: bool, definitions: bool) -> str:
+    def ask(call_id: str, messages, sample: int, fixing: bool, form: AnswerForm) -> str:
         asked.append(list(messages))
+        forms.append(form)
         return next(answers)
 
     env = PddlEnv.demonstration("blockworld")
@@ -800,6 +804,9 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=3)(actions, "usage")
     assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
     assert usage is not None and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
+    # each answer is asked as lines of calls of the learned actions, then the primitives, at most 6 + extra lines
+    learned_first = ("pick_and_stack", "clear_block", "Pickup", "Putdown", "Stack", "Unstack")
+    assert forms[0].calls == learned_first and forms[0].max_lines == 6 + MAX_EXTRA_LINES and forms[0] == forms[1]
 
 
 def per_type_action(task_type: str) -> str:

@@ -44,15 +44,34 @@ def call_grammar(names: Sequence[str], thoughts: bool = False) -> str:
 
     :raises GrammarError: when ``names`` is empty or holds a name that is not a Python identifier.
     """
+    step = 'step ::= ("Action: ")? name "(" args? ")"\n'
+    root = 'root ::= step | "Think: " [^\\n]+\n' if thoughts else "root ::= step\n"
+    return root + step + _names_and_arguments(names)
+
+
+def call_lines_grammar(names: Sequence[str], max_lines: int) -> str:
+    """A usage demonstration: one ```python block of 1 to ``max_lines`` lines, each one call of one of ``names``
+    with literal arguments.
+
+    :raises GrammarError: as :func:`call_grammar`, or when ``max_lines`` is below 1.
+    """
+    if max_lines < 1:
+        raise GrammarError(f"a block of call lines holds at least one, not {max_lines}")
+    return (
+        f'root ::= "```python\\n" (call "\\n"){{1,{max_lines}}} "```"\n'
+        + 'call ::= name "(" args? ")"\n'
+        + _names_and_arguments(names)
+    )
+
+
+def _names_and_arguments(names: Sequence[str]) -> str:
     if not names:
-        raise GrammarError("an agent step's grammar needs at least one action name")
+        raise GrammarError("a grammar of calls needs at least one action name")
     bad = [name for name in names if not _NAME.fullmatch(name)]
     if bad:
         raise GrammarError(f"the action name {bad[0]!r} is not a Python identifier")
     alternatives = " | ".join(f'"{name}"' for name in dict.fromkeys(names))
-    step = 'step ::= ("Action: ")? name "(" args? ")"\n'
-    root = 'root ::= step | "Think: " [^\\n]+\n' if thoughts else "root ::= step\n"
-    return root + step + f"name ::= {alternatives}\n" + _ARGUMENTS.lstrip("\n")
+    return f"name ::= {alternatives}\n" + _ARGUMENTS.lstrip("\n")
 
 
 def definitions_grammar(max_functions: int) -> str:
