@@ -39,8 +39,8 @@ from typing import Any
 
 from learnact.actions.models import CodeKind
 from learnact.engine import EpisodeSpec, EvalConfig, RunSettings, run_episode, run_evaluation
-from learnact.engine.executor import Executor, ExecutorName, LocalExecutor
-from learnact.engine.process_executor import ProcessExecutor
+from learnact.engine.runs.executor import Executor, ExecutorName, LocalExecutor
+from learnact.engine.runs.process_executor import ProcessExecutor
 from learnact.envs import EnvSpec, PrimitiveSpec
 from learnact.envs.pddl import DOMAINS, PddlEnv
 from learnact.sandbox import (
@@ -122,7 +122,7 @@ def run_all_as_evaluations(
 
 def compare_executors(config: SandboxConfig, workers: int, episodes: int) -> dict[str, float]:
     """The local executor and Ray on the same episodes with the same parallelism."""
-    from learnact.engine.ray_executor import RayExecutor
+    from learnact.engine.runs.ray_executor import RayExecutor
 
     with tempfile.TemporaryDirectory(prefix="eval-bench-") as folder:
         with LocalExecutor() as local:

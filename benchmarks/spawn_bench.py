@@ -19,7 +19,7 @@ import statistics
 import subprocess
 import time
 
-import learnact.engine.episode_runner  # noqa: F401 - a worker's imports: a realistic heap
+import learnact.engine.runs.episode_runner  # noqa: F401 - a worker's imports: a realistic heap
 from learnact.sandbox.process_backend import NOBODY
 
 REPEATS = 40

@@ -5,13 +5,13 @@ handle whatever learnact raises on purpose; anything else is a bug.
 """
 
 from learnact.actions.errors import LearnactError
-from learnact.engine.episode import EpisodeInterrupted, run_episode
-from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.inputs import InputError, read_code
+from learnact.engine.commands.inputs import InputError, read_code
 from learnact.engine.llm import ModelDescription
-from learnact.engine.planning import EvalPlan, LearnPlan, evaluate, plan_evaluation, plan_learning
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, Method, RunSettings, StepRecord, Summary
 from learnact.engine.rundir import RunDir, RunDirBusy, RunDirError
+from learnact.engine.runs.episode import EpisodeInterrupted, run_episode
+from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
+from learnact.engine.runs.planning import EvalPlan, LearnPlan, evaluate, plan_evaluation, plan_learning
 
 __all__ = [
     "EpisodeInterrupted",

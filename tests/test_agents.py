@@ -17,7 +17,7 @@ from learnact.actions.models import ActionSet, LearnedAction
 from learnact.engine import EvalConfig, RunSettings, run_evaluation
 from learnact.engine.agents import call_code, parse_answer, parse_program
 from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import Method, ModelSettings
 from learnact.engine.rundir import EPISODES, differences
@@ -258,8 +258,8 @@ def test_with_learned_actions_the_instruction_lists_them_first_and_asks_for_any_
 
 def test_a_learned_action_call_works_only_when_every_primitive_call_inside_was_valid() -> None:
     from learnact.actions.models import ActionSet, LearnedAction
-    from learnact.engine.episode import learned_use
     from learnact.engine.records import StepRecord
+    from learnact.engine.runs.episode import learned_use
     from learnact.sandbox import ExecutionResult, ExecutionStatus
     from learnact.sandbox.result import PrimitiveCall
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from learnact.actions import CodeKind, check
 from learnact.actions.library import CallOutcome, CandidateScore, Feedback, Library, Origin, RoundRecord
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 from learnact.engine.reports.audit import build_audit
 from learnact.engine.reports.audit_html import audit_html
 from learnact.envs import primitive_specs

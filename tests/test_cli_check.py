@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from learnact.actions import RULES
-from learnact.engine import cli_check
-from learnact.engine.cli import app
+from learnact.engine.commands import check as check_command
+from learnact.engine.commands.cli import app
 from learnact.envs import ParamSpec, PrimitiveSpec, UnknownEnvironment, primitive_specs
 
 BAD_MODULE = "import os\n\n\ndef act(x):\n    return eval(x)\n"
@@ -39,7 +39,7 @@ def fake_env(monkeypatch: pytest.MonkeyPatch) -> None:
             raise UnknownEnvironment(name, ["toy"])
         return [PrimitiveSpec(name="pickup", params=(ParamSpec(name="block"),), doc="Pick up a block.")]
 
-    monkeypatch.setattr(cli_check, "primitive_specs", specs)
+    monkeypatch.setattr(check_command, "primitive_specs", specs)
 
 
 def test_text_output_is_one_linter_line_per_finding_and_a_summary_on_stderr(tmp_path: Path) -> None:
@@ -224,9 +224,9 @@ def test_sarif_output_is_a_sarif_2_1_0_log(tmp_path: Path) -> None:
 
 
 def test_sarif_uri_of_a_relative_path_is_percent_encoded() -> None:
-    log = cli_check.to_sarif([], "my actions/a b.py")
+    log = check_command.to_sarif([], "my actions/a b.py")
     assert log["runs"][0]["results"] == []
-    assert cli_check._artifact_uri("my actions/a b.py") == "my%20actions/a%20b.py"
+    assert check_command._artifact_uri("my actions/a b.py") == "my%20actions/a%20b.py"
 
 
 def test_the_installed_command_keeps_stdout_for_findings(tmp_path: Path) -> None:
@@ -234,7 +234,7 @@ def test_the_installed_command_keeps_stdout_for_findings(tmp_path: Path) -> None
     command = [
         sys.executable,
         "-c",
-        "from learnact.engine.cli import app; app()",
+        "from learnact.engine.commands.cli import app; app()",
         "check",
         str(path),
         "--format",
@@ -272,7 +272,7 @@ def test_text_output_shows_control_characters_of_quoted_code_as_escapes(tmp_path
 # high-water mark that the child inherited from the (large) pytest process at fork.
 MEASURED_CHECK = """
 import re, sys
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 try:
     app(["check", *sys.argv[1:]])
 except SystemExit as exit:

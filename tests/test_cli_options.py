@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from learnact.engine.cli import app
-from learnact.engine.cli_options import ModelOptions, SandboxOptions, with_groups
+from learnact.engine.commands.cli import app
+from learnact.engine.commands.options import ModelOptions, SandboxOptions, with_groups
 from learnact.sandbox import BackendName
 
 

@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from learnact.engine import EpisodeRecord, Summary, cli_common, cli_eval
+from learnact.engine import EpisodeRecord, Summary
+from learnact.engine.commands import common
+from learnact.engine.commands import eval as eval_command
 
 # Window title (OSC 0), clipboard (OSC 52), a hyperlink (OSC 8), a cursor move up with an erased line
 # and a fake status line, 8-bit CSI, a right-to-left override, rich markup; then in an exception.
@@ -68,7 +70,7 @@ def run_in_pty(args: list[str], timeout_s: float = 120.0) -> tuple[int, bytes]:
 
 
 def learnact(*args: str) -> list[str]:
-    return [sys.executable, "-m", "learnact.engine.cli", *args]
+    return [sys.executable, "-m", "learnact.engine.commands.cli", *args]
 
 
 @pytest.mark.docker
@@ -124,10 +126,10 @@ def test_eval_summary_and_errors_show_hostile_text_literally(tmp_path: Path, mon
     summary = Summary.of("pddl" + hostile, "expert", [record])
     buffer = tmp_path / "out.txt"
     with buffer.open("w") as file:
-        monkeypatch.setattr(cli_eval, "Console", lambda **kwargs: Console(file=file, width=300, **kwargs))
-        cli_eval.show_summary(summary, tmp_path / ("run" + hostile))
-        monkeypatch.setattr(cli_common, "err", Console(file=file, width=300))
-        cli_common.fail("bad problem file: " + hostile)
+        monkeypatch.setattr(eval_command, "Console", lambda **kwargs: Console(file=file, width=300, **kwargs))
+        eval_command.show_summary(summary, tmp_path / ("run" + hostile))
+        monkeypatch.setattr(common, "err", Console(file=file, width=300))
+        common.fail("bad problem file: " + hostile)
     text = buffer.read_text(encoding="utf-8")
     for char in ("\x1b", "\x07", "\r", "\u202e"):
         assert char not in text

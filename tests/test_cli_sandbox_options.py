@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 
 PICKUP = 'print(Pickup("b1"))\n'
 

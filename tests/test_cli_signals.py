@@ -23,7 +23,7 @@ def test_sigterm_during_an_execution_removes_the_container(tmp_path: Path) -> No
     program = tmp_path / "spin.py"
     program.write_text("while True:\n    pass\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "learnact.engine.cli", "sandbox", "exec", str(program), "--timeout", "60"],
+        [sys.executable, "-m", "learnact.engine.commands.cli", "sandbox", "exec", str(program), "--timeout", "60"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -84,7 +84,7 @@ def test_stop_signals_during_an_eval_leave_no_container_folder_or_traceback(
     # driver only, as `kill` would: a terminal's Ctrl-C reaches the workers too, which ignore it.
     codes = {130 if number == signal.SIGINT else 128 + number for number in signals}
     process = subprocess.Popen(
-        [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/barman", "--workers", "2",
+        [sys.executable, "-m", "learnact.engine.commands.cli", "eval", "--env", "pddl/barman", "--workers", "2",
          "--executor", executor, "--out", str(tmp_path / "run")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -130,8 +130,9 @@ def test_a_stop_signal_does_not_wait_for_a_model_that_never_answers(
 ) -> None:
     with ScriptedServer(responder=lambda body: Answer("too late", delay_s=600)) as server:
         process = subprocess.Popen(
-            [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/blockworld", "--method", "act",
-             "--tasks", "0-1", "--seeds", "1", "--workers", "2", "--model", "m", "--base-url", server.base_url,
+            [sys.executable, "-m", "learnact.engine.commands.cli", "eval", "--env", "pddl/blockworld",
+             "--method", "act", "--tasks", "0-1", "--seeds", "1", "--workers", "2", "--model", "m",
+             "--base-url", server.base_url,
              "--no-cache", "--executor", executor, "--out", str(tmp_path / "run")],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from learnact.engine.agents.policy import ModelPolicy
 from learnact.engine.agents.prompts import task_prompt
-from learnact.engine.cli import app
-from learnact.engine.episode import observation_of
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import ChatMessage, OpenAIBackbone
 from learnact.engine.records import ModelSettings
+from learnact.engine.runs.episode import observation_of
 from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.sandbox import ExecutionResult, ExecutionStatus
 from learnact.sandbox.result import PrimitiveCall

@@ -33,13 +33,13 @@ from learnact.engine import (
     Method,
     RunDirBusy,
     RunSettings,
-    cli_common,
-    cli_eval,
-    cli_sandbox,
-    planning,
 )
-from learnact.engine.cli import app
+from learnact.engine.commands import common
+from learnact.engine.commands import eval as eval_command
+from learnact.engine.commands import sandbox as sandbox_command
+from learnact.engine.commands.cli import app
 from learnact.engine.rundir import differences
+from learnact.engine.runs import planning
 from learnact.envs import EnvSpec, EnvSpecError, UnknownTask, make_env
 from learnact.sandbox import BackendName, RuntimeName, SandboxConfig, SandboxUnavailable
 
@@ -85,7 +85,7 @@ def test_backend_and_runtime_are_one_vocabulary_for_config_and_command_line() ->
     with pytest.raises(ValidationError, match="backend"):
         SandboxConfig(backend="kubernetes")
     default = SandboxConfig().backend
-    for command in (cli_eval.evaluate, cli_sandbox.exec_program):
+    for command in (eval_command.evaluate, sandbox_command.exec_program):
         parameters = inspect.signature(command).parameters
         assert parameters["backend"].default is default
         assert parameters["runtime"].default is SandboxConfig().runtime
@@ -162,8 +162,8 @@ def test_library_messages_name_parameters_and_the_command_line_names_flags() -> 
         "the environment 'pddl' needs external files; give `pddl_domain` and `pddl_problems` (files or folders), "
         "or use a built-in set such as pddl/blockworld"
     )
-    eval_command = typer.main.get_command(app).commands["eval"]  # type: ignore[attr-defined]
-    assert "--pddl-domain and --pddl-problems" in error.describe(cli_common.flag_naming(eval_command))
+    command = typer.main.get_command(app).commands["eval"]  # type: ignore[attr-defined]
+    assert "--pddl-domain and --pddl-problems" in error.describe(common.flag_naming(command))
     assert "--" not in str(error)
 
 
@@ -185,9 +185,9 @@ def test_typed_errors_build_their_messages_from_their_fields(tmp_path: Path) -> 
 
 
 def test_exit_codes_are_one_table() -> None:
-    assert cli_common.exit_code(SandboxUnavailable("x")) is cli_common.ExitCode.UNAVAILABLE
-    assert cli_common.exit_code(learnact.images.ImageBuildError("x")) is cli_common.ExitCode.FAILED
-    assert cli_common.exit_code(UnknownTask("t", "e")) is cli_common.ExitCode.USAGE
+    assert common.exit_code(SandboxUnavailable("x")) is common.ExitCode.UNAVAILABLE
+    assert common.exit_code(learnact.images.ImageBuildError("x")) is common.ExitCode.FAILED
+    assert common.exit_code(UnknownTask("t", "e")) is common.ExitCode.USAGE
 
 
 # --- the command line: one line per error, a traceback for a bug -----------------------------------------
@@ -248,8 +248,8 @@ def test_a_bug_is_not_a_usage_error_and_keeps_its_traceback(
 def test_a_bug_prints_its_traceback_in_a_real_process(tmp_path: Path) -> None:
     program = (
         "import sys\n"
-        "from learnact.engine import planning\n"
-        "from learnact.engine.cli import app\n"
+        "from learnact.engine.runs import planning\n"
+        "from learnact.engine.commands.cli import app\n"
         "def broken(*args):\n"
         "    raise RuntimeError('a bug in select_tasks')\n"
         "planning.select_tasks = broken\n"
@@ -272,18 +272,18 @@ def test_verbose_shows_log_lines_and_quiet_does_not() -> None:
     verbose = CliRunner().invoke(app, ["-v", "envs", "list", "--json"])
     assert verbose.exit_code == 0, verbose.output
     assert (
-        "INFO learnact.engine.cli_envs: cannot count the tasks of alfworld: no ALFWorld data folder; "
+        "INFO learnact.engine.commands.envs: cannot count the tasks of alfworld: no ALFWorld data folder; "
         "give `alfworld_data`" in verbose.stderr
     )
 
 
 def test_log_lines_show_untrusted_text_literally(capsys: pytest.CaptureFixture[str]) -> None:
-    cli_common.configure_logging(0)
+    common.configure_logging(0)
     try:
         logging.getLogger("learnact.test").warning("runner said %s", "\x1b]0;pwned\x07\u202e[bold]x[/bold]")
         logging.getLogger("learnact.test").info("not shown without --verbose")
     finally:
-        cli_common.configure_logging(0)
+        common.configure_logging(0)
     err = capsys.readouterr().err
     assert "WARNING learnact.test: runner said \\x1b]0;pwned\\x07\\u202e[bold]x[/bold]" in err
     assert "\x1b" not in err and "not shown" not in err

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from learnact.engine import EvalConfig, RunDirError, RunSettings, run_evaluation
-from learnact.engine.cli import app
-from learnact.engine.executor import Executor, LocalExecutor
-from learnact.engine.process_executor import ProcessExecutor
+from learnact.engine.commands.cli import app
 from learnact.engine.records import EndReason, EpisodeRecord, EpisodeStatus
 from learnact.engine.rundir import EPISODES, FORMAT
+from learnact.engine.runs.executor import Executor, LocalExecutor
+from learnact.engine.runs.process_executor import ProcessExecutor
 from learnact.envs import EnvSpec, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
 
@@ -379,7 +379,7 @@ def test_a_second_process_on_a_locked_run_directory_fails_fast_naming_the_holder
 
 def eval_process(out: Path, tasks: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/blockworld", "--tasks", tasks,
+        [sys.executable, "-m", "learnact.engine.commands.cli", "eval", "--env", "pddl/blockworld", "--tasks", tasks,
          "--out", str(out), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -545,4 +545,4 @@ def test_very_verbose_logs_the_sandbox_lifecycle(tmp_path: Path) -> None:
     )
     assert loud.exit_code == 0, loud.output
     assert "DEBUG" in loud.stderr and "learnact.sandbox.docker_backend: removed sandbox container" in loud.stderr
-    assert f"INFO learnact.engine.evaluation: episode {blockworld_tasks('0')[0]}#0: success=True" in loud.stderr
+    assert f"INFO learnact.engine.runs.evaluation: episode {blockworld_tasks('0')[0]}#0: success=True" in loud.stderr

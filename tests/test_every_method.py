@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from learnact.actions.library import Library, Origin
 from learnact.engine.agents import call_code
 from learnact.engine.agents.prompts import demonstration
-from learnact.engine.cli import app
-from learnact.engine.learning import NOTES
+from learnact.engine.commands.cli import app
 from learnact.engine.records import Method
 from learnact.engine.rundir import EPISODES, SUMMARY
+from learnact.engine.runs.learning import NOTES
 from learnact.envs import EnvSpec, PrimitiveSpec, env_profile, make_env, select_tasks
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("sandbox_image")]

@@ -36,7 +36,7 @@ def victim(tmp_path: Path) -> Path:
 
 def learnact(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "learnact.engine.cli", *args], capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "learnact.engine.commands.cli", *args], capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -13,8 +13,8 @@ import typer
 from docker.errors import ImageNotFound
 from typer.testing import CliRunner
 
-from learnact.engine import cli_images
-from learnact.engine.cli import app
+from learnact.engine.commands import images as images_command
+from learnact.engine.commands.cli import app
 from learnact.images import ImageBuildError, ImageInfo, build_images, sandbox_image
 from learnact.images import base as base_module
 from learnact.images.common import INPUTS_LABEL, SOURCES_LABEL, connect
@@ -154,7 +154,7 @@ def test_base_build_as_non_root_says_it_needs_root(monkeypatch: pytest.MonkeyPat
 def build_command() -> typer.Typer:
     """`learnact images build` alone (a single-command app takes the options directly)."""
     cli = typer.Typer()
-    cli.command()(cli_images.build)
+    cli.command()(images_command.build)
     return cli
 
 

@@ -15,14 +15,14 @@ import pytest
 from llm_server import Answer, ScriptedServer, Status
 
 from learnact.actions.library import LearningProgress, Library, Origin
-from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.learnact_run import LearningServices, learnact_run_config, learned_library, run_learnact
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.llm.grammar import call_grammar, definitions_grammar
 from learnact.engine.records import ModelSettings
 from learnact.engine.reports.audit import build_audit
 from learnact.engine.reports.audit_html import audit_html
 from learnact.engine.rundir import CONFIG, RunDir
+from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
+from learnact.engine.runs.learnact_run import LearningServices, learnact_run_config, learned_library, run_learnact
 from learnact.envs import EnvSpec, make_env
 from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement
 from learnact.learner.learnact import AnswerForm, LearnactConfig
@@ -237,7 +237,7 @@ def test_the_defaults_follow_the_domain() -> None:
 
 def test_alfworld_create_prompt_decomposes_the_demonstrated_plan(alfworld_data: Path) -> None:
     from learnact.engine.agents.prompts import demonstration
-    from learnact.engine.learnact_run import LearnactPrompts, demo_task
+    from learnact.engine.runs.learnact_run import LearnactPrompts, demo_task
     from learnact.envs import make_env
 
     spec = EnvSpec(name="alfworld/clean", alfworld_data=str(alfworld_data), split="valid_seen")
@@ -256,7 +256,7 @@ def test_alfworld_create_prompt_decomposes_the_demonstrated_plan(alfworld_data: 
 
 
 def test_a_domain_without_a_stored_demonstration_is_shown_the_expert_on_an_unseen_task(tmp_path: Path) -> None:
-    from learnact.engine.learnact_run import demo_task
+    from learnact.engine.runs.learnact_run import demo_task
     from learnact.envs import make_env
 
     builtin = Path(__file__).resolve().parents[1] / "envs" / "pddl"
@@ -516,7 +516,7 @@ def test_a_retry_is_rebuilt_from_the_first_prompt_the_last_answer_and_its_proble
 
 
 def test_samples_differ_by_what_their_prompt_asks_to_look_for_first() -> None:
-    from learnact.engine.learnact_run import LearnactPrompts
+    from learnact.engine.runs.learnact_run import LearnactPrompts
     from learnact.envs import make_env
 
     env = make_env(BLOCKS)
@@ -543,7 +543,7 @@ def test_the_learner_temperature_is_a_setting_with_a_low_default_for_the_local_m
 def test_a_library_whose_learning_has_not_finished_is_not_taken_for_a_result(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from learnact.engine.cli import app
+    from learnact.engine.commands.cli import app
 
     out, cache, runner = tmp_path / "run", ResponseCache(tmp_path / "cache"), CliRunner()
 
@@ -584,7 +584,7 @@ def test_a_library_whose_learning_has_not_finished_is_not_taken_for_a_result(tmp
 def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from learnact.engine.cli import app
+    from learnact.engine.commands.cli import app
 
     out, runner = tmp_path / "run", CliRunner()
     with ScriptedServer(responder=StandIn()) as server:
@@ -628,7 +628,7 @@ def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> Non
 def test_the_best_set_is_kept_whole_by_default_even_when_the_agent_never_called_it(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from learnact.engine.cli import app
+    from learnact.engine.commands.cli import app
 
     out = tmp_path / "run"
     with ScriptedServer(responder=StandIn(primitives_only=True)) as server:
@@ -644,7 +644,7 @@ def test_the_best_set_is_kept_whole_by_default_even_when_the_agent_never_called_
 def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_kept(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from learnact.engine.cli import app
+    from learnact.engine.commands.cli import app
 
     out = tmp_path / "run"
     with ScriptedServer(responder=StandIn(primitives_only=True)) as server:
@@ -678,7 +678,7 @@ def test_actions_the_agent_never_calls_are_dropped_and_learn_says_nothing_was_ke
 def test_a_model_failure_while_learning_exits_3(tmp_path: Path, method: str) -> None:
     from typer.testing import CliRunner
 
-    from learnact.engine.cli import app
+    from learnact.engine.commands.cli import app
 
     with ScriptedServer(responder=lambda body: Status(500, "down")) as server:
         args = ["learn", "--method", method, "--env", "pddl/blockworld", "--model", "m", "--seed", "2"]
@@ -704,7 +704,7 @@ HAND_WRITTEN = '''def move_onto(block, target):
 def test_hand_written_actions_are_imported_checked_validated_and_evaluated_like_learned_ones(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from learnact.engine.cli import app
+    from learnact.engine.commands.cli import app
 
     runner, source, library = CliRunner(), tmp_path / "hand.py", tmp_path / "library"
     source.write_text(HAND_WRITTEN.replace("    Stack(block, target)\n", "    import os\n"))
@@ -768,7 +768,7 @@ def test_each_domains_worked_example_is_an_action_the_learner_would_accept(domai
 
 
 def test_the_create_prompt_shows_the_domains_worked_example() -> None:
-    from learnact.engine.learnact_run import LearnactPrompts
+    from learnact.engine.runs.learnact_run import LearnactPrompts
     from learnact.envs import env_profile, make_env
 
     env = make_env(BLOCKS)
@@ -781,7 +781,7 @@ def test_the_create_prompt_shows_the_domains_worked_example() -> None:
 @pytest.mark.usefixtures("sandbox_image")
 def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
     from learnact.actions.models import ActionSet, LearnedAction
-    from learnact.engine.usage import MAX_EXTRA_LINES, DemoTask, UsageDemonstrator
+    from learnact.engine.runs.usage import MAX_EXTRA_LINES, DemoTask, UsageDemonstrator
     from learnact.envs.pddl import PddlEnv
 
     parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
@@ -837,9 +837,9 @@ def test_alfworld_learns_a_library_per_task_type_and_each_episode_uses_its_types
 ) -> None:
     from typer.testing import CliRunner
 
-    from learnact.engine.cli import app
-    from learnact.engine.learnact_run import BY_TYPE, learn_by_type, learns_by_type
+    from learnact.engine.commands.cli import app
     from learnact.engine.reports.runs import load_runs
+    from learnact.engine.runs.learnact_run import BY_TYPE, learn_by_type, learns_by_type
     from learnact.envs import make_env
 
     spec = EnvSpec(name="alfworld", alfworld_data=str(alfworld_data), split="valid_seen")

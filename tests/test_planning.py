@@ -22,8 +22,8 @@ from learnact.engine.llm import (
     OpenAIBackbone,
     make_backbone,
 )
-from learnact.engine.planning import EXPERT_MAX_STEPS
 from learnact.engine.records import Method, ModelSettings
+from learnact.engine.runs.planning import EXPERT_MAX_STEPS
 from learnact.envs import EnvSpec, env_profile, make_env
 
 ROOT = Path(__file__).resolve().parents[1]

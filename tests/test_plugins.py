@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from learnact.actions.plugins import BACKBONE_GROUP, ENV_GROUP, METHOD_GROUP, PluginError
 from learnact.engine.agents import method_spec
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import ModelDescription, OpenAIBackbone, make_backbone
 from learnact.engine.rundir import EPISODES
 from learnact.envs import (

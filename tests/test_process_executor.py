@@ -20,13 +20,14 @@ import pytest
 from llm_server import Answer, ScriptedServer
 from typer.testing import CliRunner
 
-from learnact.engine import EpisodeRecord, EvalConfig, RunSettings, process_executor, run_evaluation
+from learnact.engine import EpisodeRecord, EvalConfig, RunSettings, run_evaluation
 from learnact.engine.agents import call_code
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import CallLog, ModelDescription, OpenAIBackbone
-from learnact.engine.process_executor import WORKER_MODULE, ProcessExecutor
 from learnact.engine.records import Method, ModelSettings
 from learnact.engine.rundir import EPISODES
+from learnact.engine.runs import process_executor
+from learnact.engine.runs.process_executor import WORKER_MODULE, ProcessExecutor
 from learnact.envs import EnvSpec, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
 
@@ -235,7 +236,7 @@ def test_the_workers_of_a_killed_command_end_by_themselves_and_remove_their_sand
 
     out = tmp_path / "run"
     killed = subprocess.Popen(
-        [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/blockworld", "--tasks", "0-9",
+        [sys.executable, "-m", "learnact.engine.commands.cli", "eval", "--env", "pddl/blockworld", "--tasks", "0-9",
          "--workers", "2", "--executor", "processes", "--out", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

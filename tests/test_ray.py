@@ -25,11 +25,11 @@ from typer.testing import CliRunner
 
 from learnact.engine import EpisodeRecord, EvalConfig, RunSettings, run_evaluation
 from learnact.engine.agents import call_code
-from learnact.engine.cli import app
-from learnact.engine.executor import LocalExecutor
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import CALLS, CachedBackbone, CallLog, ModelDescription, OpenAIBackbone, ResponseCache
 from learnact.engine.records import Method, ModelSettings
 from learnact.engine.rundir import EPISODES
+from learnact.engine.runs.executor import LocalExecutor
 from learnact.envs import EnvSpec, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
 from learnact.sandbox.config import CONTAINER_LABEL
@@ -40,7 +40,7 @@ if os.environ.get("CI") == "true":  # CI installs the ray extra: its absence is 
 else:
     ray = pytest.importorskip("ray")
 
-from learnact.engine.ray_executor import RayExecutor, RayUnavailable  # noqa: E402
+from learnact.engine.runs.ray_executor import RayExecutor, RayUnavailable  # noqa: E402
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("sandbox_image")]
 
@@ -471,8 +471,8 @@ def test_eval_executor_ray_on_the_command_line(tmp_path: Path) -> None:
 
 def test_sigterm_stops_the_runners_keeps_what_finished_and_exits_143(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "learnact.engine.cli", "eval", "--env", "pddl/barman", "--executor", "ray",
-               "--workers", "2", "--out", str(out), "--json"]  # fmt: skip
+    command = [sys.executable, "-m", "learnact.engine.commands.cli", "eval", "--env", "pddl/barman",
+               "--executor", "ray", "--workers", "2", "--out", str(out), "--json"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     runners: set[int] = set()
     try:

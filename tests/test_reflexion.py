@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from learnact.actions.transcript import Turn
 from learnact.engine.agents import call_code
-from learnact.engine.cli import app
-from learnact.engine.learning import NOTES, ReflexionConfig, run_reflexion
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import CALLS, OpenAIBackbone
 from learnact.engine.records import Method, ModelSettings, RunSettings
 from learnact.engine.rundir import EPISODES, SPLITS
+from learnact.engine.runs.learning import NOTES, ReflexionConfig, run_reflexion
 from learnact.engine.splits import split_tasks
 from learnact.envs import EnvSpec, make_env
 from learnact.learner.reflexion import (

@@ -20,7 +20,7 @@ from learnact.actions.library import CandidateScore, Library, RoundRecord
 from learnact.actions.text import visible
 from learnact.engine import EvalConfig, RunSettings, run_evaluation
 from learnact.engine.agents import call_code
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import OpenAIBackbone
 from learnact.engine.records import Method, ModelSettings, mean_and_std
 from learnact.engine.reports.model import PlotFormat, Report, ReportError

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from learnact.actions import RULES, RULES_BY_ID, CodeKind, RuleId, Severity, check, checker
 from learnact.actions import rules as rules_module
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 
 CHECKER_SOURCE = Path(checker.__file__).read_text()
 

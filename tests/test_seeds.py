@@ -1,7 +1,7 @@
 """Seeds and splits of an evaluation: every task repeated with seeds 0..N-1, the seed in every model request,
 one run directory keyed by (task, seed) that resumes per episode, the training split of each seed
 (``--test-on-rest``, ``splits.json``), and summaries with per-seed rates and their mean ± std. Also the model
-options `eval` shares with `learn` (engine/cli_common.py). Real sandbox and planner; models come from the
+options `eval` shares with `learn` (engine/commands/common.py). Real sandbox and planner; models come from the
 scripted OpenAI-protocol stand-in (tests/llm_server.py). Never the network."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from learnact.engine import EvalConfig, RunDirError, RunSettings, run_evaluation
 from learnact.engine.agents import call_code
-from learnact.engine.cli import app
+from learnact.engine.commands.cli import app
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.records import Method, ModelSettings, mean_and_std
 from learnact.engine.rundir import EPISODES, SPLITS

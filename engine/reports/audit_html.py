@@ -201,7 +201,9 @@ def audit_html(audit: Audit) -> str:
         body.extend(_version_html(entry) for entry in action.versions)
         body.append(_calls_html(action))
         body.append("</section>")
-    template = Template(resources.files("learnact.engine").joinpath("data", "audit.html").read_text(encoding="utf-8"))
+    template = Template(
+        resources.files("learnact.engine.reports").joinpath("data", "audit.html").read_text(encoding="utf-8")
+    )
     return template.substitute(title=h(f"learnact audit: {audit.library}"), body="\n".join(body))
 
 

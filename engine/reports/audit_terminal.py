@@ -10,7 +10,7 @@ from rich.table import Table
 
 from learnact.actions import Severity
 from learnact.actions.library import RoundRecord
-from learnact.engine.cli_common import shown
+from learnact.engine.markup import shown
 from learnact.engine.reports.audit import TERMINAL_FAILED_CALLS, TERMINAL_TEXT_LINES, ActionAudit, Audit, CallCounts
 
 # --- terminal ------------------------------------------------------------------------------------------

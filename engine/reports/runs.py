@@ -14,12 +14,12 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from learnact.actions.library import RUN_LIBRARY, Library, LibraryError
-from learnact.engine.evaluation import EvalConfig, RunSplits
-from learnact.engine.learnact_run import SCORING, learned_by_type
 from learnact.engine.llm import CallLog, Totals
 from learnact.engine.records import ResultRow, Summary, TokenUsage, mean_and_std
 from learnact.engine.reports.model import MAX_LABEL_CHARS, LearningCurve, ReportError
 from learnact.engine.rundir import CONFIG, EPISODES, SPLITS, SUMMARY, RunDir, RunDirError, RunKind, read_model
+from learnact.engine.runs.evaluation import EvalConfig, RunSplits
+from learnact.engine.runs.learnact_run import SCORING, learned_by_type
 
 MAX_SUMMARY_BYTES = 50_000_000
 RATE_TOLERANCE = 1e-9  # a summary's stated rate and the one recomputed from its rows must agree within it

@@ -13,9 +13,12 @@ from rich.table import Table
 
 from learnact.actions.models import ActionSet
 from learnact.engine.agents import Learns, method_spec
-from learnact.engine.cli_common import err, fail, reported, shown
-from learnact.engine.executor import Executor
-from learnact.engine.learnact_run import (
+from learnact.engine.commands.common import err, fail, reported
+from learnact.engine.llm import Backbone, PriceTable
+from learnact.engine.markup import shown
+from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
+from learnact.engine.runs.executor import Executor
+from learnact.engine.runs.learnact_run import (
     BY_TYPE,
     LearnactResult,
     LearningServices,
@@ -26,8 +29,6 @@ from learnact.engine.learnact_run import (
     learns_by_type,
     run_learnact,
 )
-from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec
 from learnact.learner.learnact import LearnactConfig

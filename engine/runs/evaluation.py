@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.executor import Executor, LocalExecutor
+from learnact.engine.runs.executor import Executor, LocalExecutor
 from learnact.engine.llm import Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, EpisodeStatus, RunSettings, Summary, episode_key

@@ -22,11 +22,12 @@ import typer
 from learnact.actions.library import Library, Origin
 from learnact.actions.models import ActionSet, LearnedAction, UsageDemonstration
 from learnact.actions.text import visible
-from learnact.engine.cli_common import ExitCode, err, fail, reported, shown
-from learnact.engine.cli_options import SandboxOptions, with_groups
-from learnact.engine.inputs import read_code
-from learnact.engine.learnact_run import demo_task
-from learnact.engine.usage import parse_lines, replay
+from learnact.engine.commands.common import ExitCode, err, fail, reported
+from learnact.engine.commands.inputs import read_code
+from learnact.engine.commands.options import SandboxOptions, with_groups
+from learnact.engine.markup import shown
+from learnact.engine.runs.learnact_run import demo_task
+from learnact.engine.runs.usage import parse_lines, replay
 from learnact.envs import Environment, EnvSpec, make_env, select_tasks
 from learnact.learner.answers import ParsedAction, called_names, parse_actions
 from learnact.learner.validation import SandboxValidator

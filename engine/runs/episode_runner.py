@@ -1,5 +1,5 @@
 """An episode runner: what a worker outside the driver's process holds and does, shared by Ray's actors
-(``engine/ray_executor.py``) and the local worker processes (``engine/process_worker.py``).
+(``engine/runs/ray_executor.py``) and the local worker processes (``engine/runs/process_worker.py``).
 
 A runner keeps one environment, one sandbox and the run's model for all the episodes it is sent (building
 them costs more than an expert episode), rebuilding them only when the run settings change. It takes an
@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
-from learnact.engine.executor import Worker, close_quietly, failed_record
+from learnact.engine.runs.episode import EpisodeInterrupted, error_text, run_episode
+from learnact.engine.runs.executor import Worker, close_quietly, failed_record
 from learnact.engine.llm import (
     Backbone,
     CallRecord,

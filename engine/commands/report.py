@@ -14,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from learnact.engine.cli_common import err, fail, reported, shown
+from learnact.engine.commands.common import err, fail, reported
+from learnact.engine.markup import shown
 from learnact.engine.reports.model import PlotFormat, Report
 from learnact.engine.reports.output import write_file, write_report
 from learnact.engine.reports.render import (

@@ -2,7 +2,7 @@
 
 Why: the episodes of one interpreter share its lock (issue 17: 16 threads keep 4.5 of 16 cores busy, and
 the host's CPU per episode grows six-fold), so an expert run, whose every step is host work (planner,
-checker, sandbox protocol), wants processes. A worker (``engine/process_worker.py``) is started once per
+checker, sandbox protocol), wants processes. A worker (``engine/runs/process_worker.py``) is started once per
 executor, all of them at once, and keeps its environment, sandbox and model for every episode and every
 run of the executor (the domains of a multi-domain run included), as Ray's runners do. Only JSON crosses:
 the driver writes an order per episode to a worker's stdin, the worker answers with the episode's
@@ -35,17 +35,17 @@ from pydantic import ValidationError
 from learnact.actions.errors import LearnactError
 from learnact.actions.text import visible
 from learnact.engine.agents import method_spec
-from learnact.engine.episode import error_text
-from learnact.engine.episode_runner import NodeModel, StrayCalls, checked_outcome, node_model
-from learnact.engine.executor import Executor, OnRecord, failed_record
+from learnact.engine.runs.episode import error_text
+from learnact.engine.runs.episode_runner import NodeModel, StrayCalls, checked_outcome, node_model
+from learnact.engine.runs.executor import Executor, OnRecord, failed_record
 from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
-from learnact.engine.process_worker import RunOrder, StopOrder, WorkerLog, WorkerOrder, WorkerReady
+from learnact.engine.runs.process_worker import RunOrder, StopOrder, WorkerLog, WorkerOrder, WorkerReady
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
 from learnact.envs import make_env
 from learnact.sandbox.backend import open_backend
 
 log = logging.getLogger(__name__)
-WORKER_MODULE = "learnact.engine.process_worker"
+WORKER_MODULE = "learnact.engine.runs.process_worker"
 MAX_LINE_BYTES = 64 * 2**20  # one episode's outcome; a longer line is a broken worker
 MAX_LOG_BYTES = 2**16  # one line of a worker's stderr; a longer one is cut
 POLL_S = 0.5  # the longest a stop signal waits to be handled while the driver waits for a worker

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.evaluation import EvalConfig, run_evaluation
-from learnact.engine.executor import Executor
+from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
+from learnact.engine.runs.executor import Executor
 from learnact.engine.llm import Backbone, ModelDescription, PriceTable, make_backbone
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings, Summary
 from learnact.engine.splits import TRAIN_PER_TYPE, Split, split_tasks

@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from learnact.engine.agents import BUILTIN_METHODS, Learns, method_spec
-from learnact.engine.cli_common import ExitCode, err, fail, reported, resumable, shown
-from learnact.engine.cli_learnact import learn_actions
-from learnact.engine.cli_options import (
+from learnact.engine.commands.common import ExitCode, err, fail, reported, resumable
+from learnact.engine.commands.learnact import learn_actions
+from learnact.engine.commands.options import (
     EnvOptions,
     ExecutorOptions,
     ModelOptions,
@@ -24,8 +24,12 @@ from learnact.engine.cli_options import (
     SandboxOptions,
     with_groups,
 )
-from learnact.engine.executor import ExecutorName
-from learnact.engine.learning import (
+from learnact.engine.llm import Backbone, PriceTable
+from learnact.engine.markup import shown
+from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
+from learnact.engine.rundir import RunDir
+from learnact.engine.runs.executor import ExecutorName
+from learnact.engine.runs.learning import (
     NOTES,
     NotesFile,
     ReflexionConfig,
@@ -33,10 +37,7 @@ from learnact.engine.learning import (
     notes_for,
     run_reflexion,
 )
-from learnact.engine.llm import Backbone, PriceTable
-from learnact.engine.planning import close_backbone, open_planned_model, plan_learning, planned_model
-from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
-from learnact.engine.rundir import RunDir
+from learnact.engine.runs.planning import close_backbone, open_planned_model, plan_learning, planned_model
 from learnact.engine.splits import TRAIN_PER_TYPE, Split
 from learnact.envs import EnvSpec
 from learnact.learner.reflexion import ROUNDS, Note

@@ -1,10 +1,10 @@
 """Where episodes run: the seam between an evaluation run and the machines that run its episodes.
 
-An evaluation run (``engine/evaluation.py``) owns the run directory: it decides which episodes are
+An evaluation run (``engine/runs/evaluation.py``) owns the run directory: it decides which episodes are
 pending, writes every finished record and the summary. An :class:`Executor` only turns self-contained
 :class:`EpisodeSpec` s into :class:`EpisodeRecord` s and hands each back, in the calling thread, as soon as
 it finishes; it never writes to the run directory. :class:`LocalExecutor` runs them on threads of this
-process; ``engine/ray_executor.py`` on a Ray cluster. An executor must never raise for one episode's
+process; ``engine/runs/ray_executor.py`` on a Ray cluster. An executor must never raise for one episode's
 failure (its sandbox or environment broke, its worker died): that episode becomes a record with
 the status :attr:`EpisodeStatus.error`, which a rerun retries.
 
@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from enum import Enum
 
-from learnact.engine.episode import EpisodeInterrupted, error_text, run_episode
+from learnact.engine.runs.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.engine.llm import Backbone
 from learnact.engine.records import EndReason, EpisodeRecord, EpisodeSpec, EpisodeStatus, RunSettings
 from learnact.envs import Environment, TaskInfo, make_env
@@ -35,7 +35,7 @@ OnRecord = Callable[[EpisodeRecord], None]
 
 class ExecutorName(str, Enum):
     """Where episodes run: threads of this process, worker processes of this machine
-    (``engine/process_executor.py``), or a Ray cluster (the ``ray`` extra)."""
+    (``engine/runs/process_executor.py``), or a Ray cluster (the ``ray`` extra)."""
 
     threads = "threads"
     processes = "processes"

@@ -21,9 +21,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from learnact.engine.cli_common import ExitCode, fail, reported, shown
-from learnact.engine.cli_options import EnvDataOptions, SandboxOptions, with_groups
-from learnact.engine.inputs import read_code
+from learnact.engine.commands.common import ExitCode, fail, reported
+from learnact.engine.commands.inputs import read_code
+from learnact.engine.commands.options import EnvDataOptions, SandboxOptions, with_groups
+from learnact.engine.markup import shown
 from learnact.envs import Environment, EnvSpec, make_env, select_tasks
 from learnact.sandbox import ExecutionResult, Sandbox
 

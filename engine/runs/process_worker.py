@@ -1,4 +1,4 @@
-"""A worker process of the local executor: ``python -m learnact.engine.process_worker``.
+"""A worker process of the local executor: ``python -m learnact.engine.runs.process_worker``.
 
 Why a process: the episodes of one interpreter share its lock, so threads leave most cores idle (issue
 17: 16 threads keep 4.5 of 16 cores busy). Why this entry point and not :mod:`multiprocessing`: a fresh
@@ -28,7 +28,7 @@ from typing import Annotated, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from learnact.engine.episode_runner import EpisodeRunner, NodeModel
+from learnact.engine.runs.episode_runner import EpisodeRunner, NodeModel
 from learnact.engine.records import EpisodeSpec
 
 log = logging.getLogger(__name__)

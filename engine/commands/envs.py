@@ -13,7 +13,8 @@ from rich.table import Table
 
 from learnact.actions import LearnactError
 from learnact.actions.plugins import PluginError
-from learnact.engine.cli_common import ExitCode, failure, shown
+from learnact.engine.commands.common import ExitCode, failure
+from learnact.engine.markup import shown
 from learnact.envs import (
     EnvSpec,
     PrimitiveSpec,

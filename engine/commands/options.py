@@ -22,11 +22,11 @@ from pydantic import BaseModel, ConfigDict
 
 from learnact.actions import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.executor import Executor, ExecutorName, LocalExecutor, default_executor
 from learnact.engine.llm import DEFAULT_SERVER_MODEL, LOCAL, ModelDescription, PriceTable
 from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
-from learnact.engine.planning import DEFAULT_TEMPERATURE
 from learnact.engine.records import Method, ModelSettings
+from learnact.engine.runs.executor import Executor, ExecutorName, LocalExecutor, default_executor
+from learnact.engine.runs.planning import DEFAULT_TEMPERATURE
 from learnact.envs import EnvSpec
 from learnact.envs.pddl.family import expand_problem_paths
 from learnact.sandbox import BackendName, RuntimeName, SandboxConfig
@@ -304,10 +304,10 @@ class ExecutorOptions(OptionGroup):
         if executor is ExecutorName.threads:
             return LocalExecutor()
         if executor is ExecutorName.processes:
-            from learnact.engine.process_executor import ProcessExecutor
+            from learnact.engine.runs.process_executor import ProcessExecutor
 
             return ProcessExecutor(model=model)
-        from learnact.engine.ray_executor import RayExecutor  # imports Ray (seconds): only when asked for
+        from learnact.engine.runs.ray_executor import RayExecutor  # imports Ray (seconds): only when asked for
 
         return RayExecutor(self.ray_address, self.ray_cpus_per_episode, model=model)
 

@@ -14,12 +14,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from learnact.engine import planning
 from learnact.engine.agents import method_names
-from learnact.engine.cli_common import ExitCode, err, reported, resumable, shown
-from learnact.engine.cli_learn import learned_notes
-from learnact.engine.cli_learnact import learned_actions
-from learnact.engine.cli_options import (
+from learnact.engine.commands.common import ExitCode, err, reported, resumable
+from learnact.engine.commands.learn import learned_notes
+from learnact.engine.commands.learnact import learned_actions
+from learnact.engine.commands.options import (
     EnvOptions,
     ExecutorOptions,
     ModelOptions,
@@ -27,11 +26,13 @@ from learnact.engine.cli_options import (
     SandboxOptions,
     with_groups,
 )
-from learnact.engine.executor import Executor, ExecutorName
 from learnact.engine.llm import PriceTable
-from learnact.engine.planning import EvalPlan, plan_evaluation
+from learnact.engine.markup import shown
 from learnact.engine.records import EpisodeRecord, Method, Summary, TokenUsage, TypeSummary, episode_key
 from learnact.engine.rundir import SPLITS, RunDir
+from learnact.engine.runs import planning
+from learnact.engine.runs.executor import Executor, ExecutorName
+from learnact.engine.runs.planning import EvalPlan, plan_evaluation
 
 SHOWN_ERRORS = 10  # episodes ended by an error listed under the summary table
 PROGRESS_EVERY_S = 10.0  # plain progress lines (stderr not a terminal): at most one per interval

@@ -22,7 +22,7 @@ from learnact.actions.errors import LearnactError
 from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
 from learnact.actions.transcript import ChatMessage
 from learnact.engine.agents.prompts import fill
-from learnact.engine.episode import OutcomeTracker, observation_of
+from learnact.engine.runs.episode import OutcomeTracker, observation_of
 from learnact.envs import Environment, env_profile
 from learnact.learner.answers import called_names, code_of
 from learnact.learner.learnact import AnswerForm, Ask

@@ -27,9 +27,9 @@ from learnact.actions.errors import LearnactError
 from learnact.actions.transcript import ChatMessage, Turn
 from learnact.engine.agents import Learns, method_spec
 from learnact.engine.agents.prompts import fill, primitives_text, template
-from learnact.engine.episode import run_episode
-from learnact.engine.evaluation import RunSplits
-from learnact.engine.executor import Worker, close_quietly
+from learnact.engine.runs.episode import run_episode
+from learnact.engine.runs.evaluation import RunSplits
+from learnact.engine.runs.executor import Worker, close_quietly
 from learnact.engine.llm import (
     Backbone,
     CallLog,

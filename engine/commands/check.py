@@ -21,8 +21,8 @@ from learnact.actions import RULES, CodeKind, Finding, Severity, infer_kind
 from learnact.actions import check as check_code
 from learnact.actions.library import ActionVersion, Library
 from learnact.actions.text import visible
-from learnact.engine.cli_common import ExitCode, fail, reported
-from learnact.engine.inputs import read_code
+from learnact.engine.commands.common import ExitCode, fail, reported
+from learnact.engine.commands.inputs import read_code
 from learnact.envs import primitive_specs
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"

@@ -1,4 +1,5 @@
-"""The `learnact` command line. Each command lives in its own module and is registered here."""
+"""The `learnact` command line (the console script): the group, its signals and logging. Each command lives in its
+own module of this package and is registered here."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import typer
 from typer._click.exceptions import NoArgsIsHelpError  # typer vendors click since 0.29
 from typer.core import TyperGroup
 
-from learnact.engine.cli_common import configure_logging, err, shown
+from learnact.engine.commands import actions, check, envs, images, import_actions, learn, report, sandbox, serve
+from learnact.engine.commands import eval as eval_command
+from learnact.engine.commands.common import configure_logging, err
+from learnact.engine.markup import shown
 
 
 class OneLineErrors(TyperGroup):
@@ -111,33 +115,17 @@ def main(
 
 
 # Command registrations (one line each, module per command):
-from learnact.engine import cli_envs, cli_eval  # noqa: E402
-
-app.command("eval")(cli_eval.evaluate)
-envs_app.command("list")(cli_envs.list_envs)
-from learnact.engine import cli_images  # noqa: E402
-
-images_app.command("build")(cli_images.build)
-from learnact.engine import cli_sandbox  # noqa: E402
-
-sandbox_app.command("exec")(cli_sandbox.exec_program)
-from learnact.engine import cli_check  # noqa: E402
-
-app.command("check")(cli_check.check)
-from learnact.engine import cli_report  # noqa: E402
-
-app.command("report")(cli_report.report)
-from learnact.engine import cli_actions, cli_import  # noqa: E402
-
-cli_actions.app.command("import")(cli_import.import_actions)
-app.add_typer(cli_actions.app, name="actions")
-app.command("audit")(cli_actions.audit)
-from learnact.engine import cli_learn  # noqa: E402
-
-app.command("learn")(cli_learn.learn)
-from learnact.engine import cli_serve  # noqa: E402
-
-app.command("serve")(cli_serve.serve)
+app.command("eval")(eval_command.evaluate)
+envs_app.command("list")(envs.list_envs)
+images_app.command("build")(images.build)
+sandbox_app.command("exec")(sandbox.exec_program)
+app.command("check")(check.check)
+app.command("report")(report.report)
+actions.app.command("import")(import_actions.import_actions)
+app.add_typer(actions.app, name="actions")
+app.command("audit")(actions.audit)
+app.command("learn")(learn.learn)
+app.command("serve")(serve.serve)
 
 if __name__ == "__main__":
     app()

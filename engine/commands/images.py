@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from learnact.engine.cli_common import failure
+from learnact.engine.commands.common import failure
 from learnact.images import ImageBuildError, ImageInfo, build_images
 
 

@@ -1,4 +1,4 @@
-"""`learnact serve`: the sandbox as a Model Context Protocol server (``engine/serve.py``), over stdio or HTTP.
+"""`learnact serve`: the sandbox as a Model Context Protocol server (``mcp_server.py``), over stdio or HTTP.
 
 An MCP client's configuration, for stdio (the usual ``mcpServers`` entry of a desktop or IDE client)::
 
@@ -15,8 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from learnact.engine.cli_common import fail, reported
-from learnact.engine.cli_options import SandboxOptions, with_groups
+from learnact.engine.commands.common import fail, reported
+from learnact.engine.commands.options import SandboxOptions, with_groups
 
 
 @with_groups
@@ -51,7 +51,7 @@ def serve(
     or run `learnact serve --http 127.0.0.1:8765` and point the client at http://127.0.0.1:8765/mcp.
     """
     try:
-        from learnact.engine.serve import ServeConfig, bearer_guard, build_server
+        from learnact.engine.commands.mcp_server import ServeConfig, bearer_guard, build_server
     except ImportError as exc:
         raise fail(f"learnact serve needs the MCP SDK ({exc}): pip install 'learnact[serve]'") from None
     token = None

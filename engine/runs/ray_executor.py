@@ -42,9 +42,9 @@ from pydantic import ValidationError
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.episode import error_text
-from learnact.engine.episode_runner import EpisodeOutcome, EpisodeRunner, StrayCalls, checked_outcome, node_model
-from learnact.engine.executor import Executor, OnRecord, failed_record
+from learnact.engine.runs.episode import error_text
+from learnact.engine.runs.episode_runner import EpisodeOutcome, EpisodeRunner, StrayCalls, checked_outcome, node_model
+from learnact.engine.runs.executor import Executor, OnRecord, failed_record
 from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
 from learnact.envs import EnvSpec, make_env

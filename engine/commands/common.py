@@ -1,5 +1,5 @@
 """What the commands share: the exit statuses, how an error is shown, and logging (the options more than one
-command takes are the groups of ``cli_options.py``).
+command takes are the groups of ``options.py``).
 
 Errors: a command lets a :class:`LearnactError` end it through :func:`reported` (or :func:`failure`),
 which prints it as one line, ``error: ...``, with the parameters its remedy names written as the running
@@ -22,7 +22,6 @@ import typer
 from rich.console import Console
 from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
-from rich.markup import escape
 from typer._click.core import Command  # typer vendors click since 0.29
 from typer._click.globals import get_current_context
 
@@ -30,6 +29,7 @@ from learnact.actions import LearnactError
 from learnact.actions.errors import parameter
 from learnact.actions.text import visible
 from learnact.engine.llm.base import ModelFailure
+from learnact.engine.markup import shown
 from learnact.images import ImageBuildError
 from learnact.sandbox import SandboxUnavailable
 
@@ -75,12 +75,6 @@ def flag_naming(command: Command | None = None) -> Callable[[str], str]:
 
 # soft_wrap: a message is one line however narrow the terminal (or the 80 columns of a pipe).
 err = Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
-
-
-def shown(text: str) -> str:
-    """Untrusted text as rich markup that prints it literally: control characters made visible,
-    markup escaped (program output, errors, observations, messages quoting code, diagnostics)."""
-    return escape(visible(text))
 
 
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:

@@ -24,7 +24,8 @@ from rich.table import Table
 from learnact.actions import Severity
 from learnact.actions.library import ActionVersion, Library
 from learnact.actions.text import visible
-from learnact.engine.cli_common import err, fail, reported, shown
+from learnact.engine.commands.common import err, fail, reported
+from learnact.engine.markup import shown
 from learnact.engine.reports.audit import build_audit
 from learnact.engine.reports.audit_html import write_audit_html
 from learnact.engine.reports.audit_terminal import diff_markup, print_audit
