@@ -1,5 +1,6 @@
 """An episode runner: what a worker outside the driver's process holds and does, shared by Ray's actors
-(``engine/runs/ray_executor.py``) and the local worker processes (``engine/runs/process_worker.py``).
+(``engine/runs/ray_executor.py``) and the local worker processes (``engine/runs/process_worker.py``), and the
+driver's side that both executors share (:class:`NodeExecutor`).
 
 A runner keeps one environment, one sandbox and the run's model for all the episodes it is sent (building
 them costs more than an expert episode), rebuilding them only when the run settings change. It takes an
@@ -19,14 +20,14 @@ import socket
 import sys
 import tempfile
 import threading
+from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.runs.episode import EpisodeInterrupted, error_text, run_episode
-from learnact.engine.runs.executor import Worker, close_quietly, failed_record
 from learnact.engine.llm import (
     Backbone,
     CallRecord,
@@ -38,6 +39,8 @@ from learnact.engine.llm import (
     make_backbone,
 )
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, EpisodeStatus, ModelSettings, RunSettings
+from learnact.engine.runs.episode import EpisodeInterrupted, error_text, run_episode
+from learnact.engine.runs.executor import Executor, OnRecord, Worker, close_quietly, failed_record
 from learnact.envs import EnvSpec
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,46 @@ def node_model(settings: RunSettings, description: ModelDescription | None, ledg
     if not method_spec(settings.method).uses_model or description is None:
         return None
     return NodeModel(description=description, prices=ledger.prices.prices)
+
+
+class NodeExecutor(Executor):
+    """An executor whose episodes run in runners outside this process, each building the run's model from
+    ``model`` (its description): the check that a model method can be run so, and the driver's side of a run.
+    """
+
+    def __init__(self, model: ModelDescription | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self._settings: RunSettings | None = None  # those opened, None while closed
+
+    def lacks_model(self, settings: RunSettings) -> bool:
+        """Whether ``settings``' method uses a model that the runners cannot build: no description of it, or
+        no model settings in the run."""
+        return method_spec(settings.method).uses_model and (self.model is None or settings.model is None)
+
+    def run(
+        self, specs: Sequence[EpisodeSpec], workers: int, on_record: OnRecord, backbone: Backbone | None = None
+    ) -> None:
+        """See :meth:`Executor.run`: up to ``workers`` runners, one episode each at a time. Runners left from an
+        earlier run of this executor are used first; they stay for the next run unless it is interrupted.
+
+        ``backbone`` is the driver's: its ledger (a :class:`RecordingBackbone`'s) counts and logs the calls the
+        episodes made in the runners; it is never called.
+
+        :raises RuntimeError: when the executor was not opened.
+        :raises RunDirError: when the ledger's call log cannot be written.
+        """
+        if self._settings is None:
+            raise RuntimeError("open the executor before running episodes")
+        ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
+        if specs:
+            self._dispatch(specs, workers, ledger, node_model(self._settings, self.model, ledger), on_record)
+
+    @abstractmethod
+    def _dispatch(
+        self, specs: Sequence[EpisodeSpec], workers: int, ledger: Ledger, model: NodeModel | None, on_record: OnRecord
+    ) -> None:
+        """Run ``specs`` as :meth:`run` says, the runners building ``model`` and ``ledger`` counting their calls."""
 
 
 class EpisodeOutcome(BaseModel):

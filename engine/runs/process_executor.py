@@ -34,13 +34,12 @@ from pydantic import ValidationError
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.text import visible
-from learnact.engine.agents import method_spec
-from learnact.engine.runs.episode import error_text
-from learnact.engine.runs.episode_runner import NodeModel, StrayCalls, checked_outcome, node_model
-from learnact.engine.runs.executor import Executor, OnRecord, failed_record
-from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
-from learnact.engine.runs.process_worker import RunOrder, StopOrder, WorkerLog, WorkerOrder, WorkerReady
+from learnact.engine.llm import Ledger, ModelDescription
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
+from learnact.engine.runs.episode import error_text
+from learnact.engine.runs.episode_runner import NodeExecutor, NodeModel, StrayCalls, checked_outcome
+from learnact.engine.runs.executor import OnRecord, failed_record
+from learnact.engine.runs.process_worker import RunOrder, StopOrder, WorkerLog, WorkerOrder, WorkerReady
 from learnact.envs import make_env
 from learnact.sandbox.backend import open_backend
 
@@ -107,16 +106,14 @@ def _relay_stderr(stderr: IO[bytes]) -> None:
             logging.getLogger(entry.name).log(entry.level, "%s", entry.message)
 
 
-class ProcessExecutor(Executor):
+class ProcessExecutor(NodeExecutor):
     """Episodes on worker processes of this machine, at most ``workers`` of a run at a time. ``model`` is how
     the workers build the language model of a model method (each its own: a local GGUF is loaded once per
     worker, which is why the command line runs model methods on threads unless told otherwise).
     """
 
     def __init__(self, model: ModelDescription | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self._settings: RunSettings | None = None
+        super().__init__(model)
         self._idle: list[_Worker] = []  # workers kept from an earlier run, ready for the next one
         self._events: queue.SimpleQueue[tuple[_Worker, bytes | None]] = queue.SimpleQueue()
 
@@ -127,7 +124,7 @@ class ProcessExecutor(Executor):
             the environment cannot be built (see :func:`learnact.envs.make_env`).
         :raises SandboxUnavailable: when the sandbox cannot start.
         """
-        if method_spec(settings.method).uses_model and (self.model is None or settings.model is None):
+        if self.lacks_model(settings):
             raise LearnactError(
                 f"the method {settings.method} on worker processes needs the run's model settings and how the"
                 " workers build the model",
@@ -158,25 +155,10 @@ class ProcessExecutor(Executor):
         threading.Thread(target=_read_lines, args=(worker, self._events), name="worker-lines", daemon=True).start()
         return worker
 
-    def run(
-        self, specs: Sequence[EpisodeSpec], workers: int, on_record: OnRecord, backbone: Backbone | None = None
+    def _dispatch(
+        self, specs: Sequence[EpisodeSpec], workers: int, ledger: Ledger, model: NodeModel | None, on_record: OnRecord
     ) -> None:
-        """See :meth:`Executor.run`: up to ``workers`` processes, one episode each at a time. Workers left
-        from an earlier run of this executor are used first; they stay for the next run unless it is
-        interrupted.
-
-        ``backbone`` is the driver's: its ledger (a :class:`RecordingBackbone`'s) counts and logs the calls the
-        episodes made in the workers; it is never called.
-
-        :raises RuntimeError: when the executor was not opened.
-        :raises RunDirError: when the ledger's call log cannot be written.
-        """
-        if self._settings is None:
-            raise RuntimeError("open the executor before running episodes")
-        ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
-        model = node_model(self._settings, self.model, ledger)
-        if specs:
-            _Dispatch(self, specs, workers, ledger, model).run(on_record)
+        _Dispatch(self, specs, workers, ledger, model).run(on_record)
 
 
 class _Dispatch:

@@ -41,12 +41,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from learnact.actions.errors import LearnactError
-from learnact.engine.agents import method_spec
-from learnact.engine.runs.episode import error_text
-from learnact.engine.runs.episode_runner import EpisodeOutcome, EpisodeRunner, StrayCalls, checked_outcome, node_model
-from learnact.engine.runs.executor import Executor, OnRecord, failed_record
-from learnact.engine.llm import Backbone, Ledger, ModelDescription, RecordingBackbone
+from learnact.engine.llm import Ledger, ModelDescription
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, RunSettings
+from learnact.engine.runs.episode import error_text
+from learnact.engine.runs.episode_runner import (
+    EpisodeOutcome,
+    EpisodeRunner,
+    NodeExecutor,
+    NodeModel,
+    StrayCalls,
+    checked_outcome,
+)
+from learnact.engine.runs.executor import OnRecord, failed_record
 from learnact.envs import EnvSpec, make_env
 from learnact.envs.pddl.family import expand_problem_paths
 
@@ -153,7 +159,7 @@ class _DeferredSignals:
         self._restore()
 
 
-class RayExecutor(Executor):
+class RayExecutor(NodeExecutor):
     """Episodes on Ray: on the cluster at ``address`` (``auto``: the one this machine belongs to), or on a
     Ray instance started here when None (with ``num_cpus``: that many CPUs, else all). Each episode
     runner reserves ``cpus_per_episode`` CPUs of its node. ``model`` is how the runners build the
@@ -172,16 +178,14 @@ class RayExecutor(Executor):
         *,
         model: ModelDescription | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(model)
         ray_module()
         if cpus_per_episode <= 0:
             raise RayUnavailable(f"{cpus_per_episode:g} CPUs per episode", "give {ray_cpus_per_episode} above 0")
         self.address = address
         self.cpus_per_episode = cpus_per_episode
         self.num_cpus = num_cpus
-        self.model = model
         self._started_ray = False
-        self._settings: RunSettings | None = None
         self._files: dict[str, str] = {}
         self._idle: list[Any] = []  # runners kept from an earlier run, ready for the next one
 
@@ -221,7 +225,7 @@ class RayExecutor(Executor):
             large to ship.
         :raises LearnactError: when the environment cannot be built (see :func:`learnact.envs.make_env`).
         """
-        if method_spec(settings.method).uses_model and (self.model is None or settings.model is None):
+        if self.lacks_model(settings):
             raise RayUnavailable(
                 f"the method {settings.method} on Ray needs the run's model settings and how the nodes build the model",
                 "give the RayExecutor a ModelDescription (the CLI does) and the run a ModelSettings",
@@ -246,26 +250,11 @@ class RayExecutor(Executor):
             ray.shutdown()
         self._started_ray = False
 
-    def run(
-        self, specs: Sequence[EpisodeSpec], workers: int, on_record: OnRecord, backbone: Backbone | None = None
+    def _dispatch(
+        self, specs: Sequence[EpisodeSpec], workers: int, ledger: Ledger, model: NodeModel | None, on_record: OnRecord
     ) -> None:
-        """See :meth:`Executor.run`: up to ``workers`` runners, one episode each at a time. Runners left
-        from an earlier run of this executor are used first; they stay for the next run unless it is
-        interrupted.
-
-        ``backbone`` is the driver's: its ledger (a :class:`RecordingBackbone`'s) counts and logs the calls the
-        episodes made on the nodes; it is never called.
-
-        :raises RuntimeError: when the executor was not opened.
-        :raises RunDirError: when the ledger's call log cannot be written.
-        """
-        if self._settings is None:
-            raise RuntimeError("open the executor before running episodes")
-        ledger = backbone.ledger if isinstance(backbone, RecordingBackbone) else Ledger()
-        built = node_model(self._settings, self.model, ledger)
-        shipped = built.model_dump_json() if built is not None else ""
-        if specs:
-            _Dispatch(self, specs, workers, ledger, shipped).run(on_record)
+        shipped = model.model_dump_json() if model is not None else ""
+        _Dispatch(self, specs, workers, ledger, shipped).run(on_record)
 
 
 class _Dispatch:
