@@ -11,7 +11,7 @@ from learnact.engine.records import EpisodeRecord, EpisodeSpec, Method, RunSetti
 from learnact.engine.rundir import RunDir, RunDirBusy, RunDirError
 from learnact.engine.runs.episode import EpisodeInterrupted, run_episode
 from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
-from learnact.engine.runs.planning import EvalPlan, LearnPlan, evaluate, plan_evaluation, plan_learning
+from learnact.engine.runs.planning import EvalPlan, LearnPlan, RunChoice, evaluate, plan_evaluation, plan_learning
 
 __all__ = [
     "EpisodeInterrupted",
@@ -26,6 +26,7 @@ __all__ = [
     "ModelDescription",
     "RunDir",
     "RunDirBusy",
+    "RunChoice",
     "RunDirError",
     "RunSettings",
     "StepRecord",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from llm_server import Answer, ScriptedServer
 
-from learnact.engine import ModelDescription, plan_evaluation, plan_learning
+from learnact.engine import ModelDescription, RunChoice, plan_evaluation, plan_learning
 from learnact.engine.agents import call_code
 from learnact.engine.llm import (
     DEFAULT_SERVER_MODEL,
@@ -82,18 +82,19 @@ def test_the_readme_example_acts_on_blockworld_with_the_methods_and_environments
 
 @pytest.mark.usefixtures("no_server")
 def test_plans_apply_the_defaults_of_the_method_and_the_environment() -> None:
-    expert = plan_evaluation(BLOCKS, Method.expert, tasks="0-1")
+    expert = plan_evaluation(RunChoice(env=BLOCKS, method=Method.expert), tasks="0-1")
     assert expert.model is None and expert.config.run.model is None
     assert expert.config.run.max_steps == EXPERT_MAX_STEPS and expert.config.seeds == (0,)
     assert expert.config.tasks == ("blockworld-01", "blockworld-02")
-    program = plan_evaluation(BLOCKS, Method.code_as_policy, ModelDescription(model="m", base_url="http://x/v1"))
+    described = ModelDescription(model="m", base_url="http://x/v1")
+    program = plan_evaluation(RunChoice(env=BLOCKS, method=Method.code_as_policy, model=described))
     assert program.config.run.model == ModelSettings(model="m", base_url="http://x/v1", max_tokens=1024)
     assert program.config.seeds == (0, 1, 2)
-    learning = plan_learning(BLOCKS, Method.learnact, ModelDescription(model=LOCAL), seed=1)
+    learning = plan_learning(RunChoice(env=BLOCKS, method=Method.learnact, model=ModelDescription(model=LOCAL)), seed=1)
     assert learning.run.max_steps == env_profile("pddl/blockworld").learn_steps
     assert learning.split.seed == 1 and learning.model.model == LOCAL
     with pytest.raises(BackboneConfigError, match="no language model"):
-        plan_evaluation(BLOCKS, Method.act)
+        plan_evaluation(RunChoice(env=BLOCKS, method=Method.act))
 
 
 def test_the_description_is_json_without_the_key_and_every_process_resolves_it_alike(

@@ -28,8 +28,10 @@ from typer._click.globals import get_current_context
 from learnact.actions import LearnactError
 from learnact.actions.errors import parameter
 from learnact.actions.text import visible
+from learnact.engine.agents import BUILTIN_METHODS, Learns, method_spec
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.markup import shown
+from learnact.envs import EnvSpec
 from learnact.images import ImageBuildError
 from learnact.sandbox import SandboxUnavailable
 
@@ -112,6 +114,35 @@ def reported() -> Iterator[None]:
         yield
     except LearnactError as error:
         raise failure(error) from None
+
+
+# What each kind of learning gives `learnact eval`: its name, and what a method that uses it needs.
+_LEARNED = {
+    Learns.notes: ("notes", "the notes of a learning run"),
+    Learns.library: ("learned actions", "a learned action library"),
+}
+
+
+def learning_run(method: str, learns: Learns, run: Path | None, flag: str, env: EnvSpec) -> Path | None:
+    """The learning run given as ``flag`` (``--notes``, ``--library``) when ``method`` uses what ``learns``
+    names; None for a method that uses none.
+
+    :raises typer.Exit: (the error printed, status USAGE) for a run given to a method that uses none of it, or
+        none given to a method that does.
+    """
+    what, needed = _LEARNED[learns]
+    if method_spec(method).learns is not learns:
+        if run is not None:
+            users = [name for name, spec in BUILTIN_METHODS.items() if spec.learns is learns]
+            does = "do" if len(users) > 1 else "does"
+            raise fail(f"{flag}: the method {method} uses no {what} ({' and '.join(users)} {does})")
+        return None
+    if run is None:
+        raise fail(
+            f"the method {method} needs {needed}: run `learnact learn --method {method} --env {env.name} ...` "
+            f"first, then give its run directory as {flag} RUN"
+        )
+    return run
 
 
 # --- logging ---------------------------------------------------------------------------------------

@@ -24,12 +24,13 @@ from learnact.engine.commands.options import (
     ModelOptions,
     OutputOptions,
     SandboxOptions,
+    run_choice,
     with_groups,
 )
 from learnact.engine.llm import PriceTable
 from learnact.engine.markup import shown
 from learnact.engine.records import EpisodeRecord, Method, Summary, TokenUsage, TypeSummary, episode_key
-from learnact.engine.rundir import SPLITS, RunDir
+from learnact.engine.rundir import SPLITS
 from learnact.engine.runs import planning
 from learnact.engine.runs.executor import Executor, ExecutorName
 from learnact.engine.runs.planning import EvalPlan, plan_evaluation
@@ -117,22 +118,9 @@ def evaluate(
     """Evaluate METHOD on the tasks of ENV; every step runs as checked code in the sandbox."""
     with reported():
         prices = model_options.prices()
-        m = model_options
-        plan = plan_evaluation(
-            env_options.run_spec(),
-            method,
-            m.description(),
-            tasks=tasks,
-            seeds=seeds,
-            max_steps=max_steps,
-            temperature=m.temperature,
-            max_tokens=m.max_tokens,
-            sandbox=sandbox_options.config(),
-            workers=executing.workers,
-            test_on_rest=test_on_rest,
-        )
-        out = output.out or Path("runs") / f"{env_options.env.replace('/', '-')}-{method}"
-        RunDir(out).check_usable()
+        choice = run_choice(env_options, method, model_options, sandbox_options, max_steps)
+        plan = plan_evaluation(choice, tasks=tasks, seeds=seeds, workers=executing.workers, test_on_rest=test_on_rest)
+        out = output.run_dir(f"{env_options.env}-{method}")
         runner = executing.open(method, plan.model)
     plan = _with_learned(plan, notes, library, interim)
     cores = os.cpu_count() or 1

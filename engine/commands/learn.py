@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from learnact.engine.agents import BUILTIN_METHODS, Learns, method_spec
-from learnact.engine.commands.common import ExitCode, err, fail, reported, resumable
+from learnact.engine.commands.common import ExitCode, err, fail, learning_run, reported, resumable
 from learnact.engine.commands.learnact import learn_actions
 from learnact.engine.commands.options import (
     EnvOptions,
@@ -22,12 +22,12 @@ from learnact.engine.commands.options import (
     OptionGroup,
     OutputOptions,
     SandboxOptions,
+    run_choice,
     with_groups,
 )
 from learnact.engine.llm import Backbone, PriceTable
 from learnact.engine.markup import shown
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
-from learnact.engine.rundir import RunDir
 from learnact.engine.runs.executor import ExecutorName
 from learnact.engine.runs.learning import (
     NOTES,
@@ -105,20 +105,9 @@ def learn(
     learns = _what_is_learned(method, learnact_options, executing)
     with reported():
         prices = model_options.prices()
-        m = model_options
-        plan = plan_learning(
-            env_options.run_spec(),
-            method,
-            m.description(),
-            seed=seed,
-            train_per_type=train_per_type,
-            max_steps=max_steps,
-            temperature=m.temperature,
-            max_tokens=m.max_tokens,
-            sandbox=sandbox_options.config(),
-        )
-        out = output.out or Path("runs") / f"{env_options.env.replace('/', '-')}-{method}-learn-seed{seed}"
-        RunDir(out).check_usable()
+        choice = run_choice(env_options, method, model_options, sandbox_options, max_steps)
+        plan = plan_learning(choice, seed=seed, train_per_type=train_per_type)
+        out = output.run_dir(f"{env_options.env}-{method}-learn-seed{seed}")
         runner = executing.open(method, plan.model)
     opened: list[Backbone] = []
     try:
@@ -274,14 +263,8 @@ def learned_notes(method: str, notes: Path | None, env: EnvSpec) -> NotesFile | 
     :raises typer.Exit: (the error printed, status USAGE) for a reflexion method without notes, notes given
         to another method, or notes that do not fit (another environment or method, an unfinished run).
     """
-    if method_spec(method).learns is not Learns.notes:
-        if notes is not None:
-            raise fail(f"--notes: the method {method} uses no notes (act_reflexion and react_reflexion do)")
+    run = learning_run(method, Learns.notes, notes, "--notes", env)
+    if run is None:
         return None
-    if notes is None:
-        raise fail(
-            f"the method {method} needs the notes of a learning run: run `learnact learn --method "
-            f"{method} --env {env.name} ...` first, then give its run directory as --notes RUN"
-        )
     with reported():
-        return notes_for(notes, env, method)
+        return notes_for(run, env, method)

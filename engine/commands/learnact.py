@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from learnact.actions.models import ActionSet
-from learnact.engine.agents import Learns, method_spec
-from learnact.engine.commands.common import err, fail, reported
+from learnact.engine.agents import Learns
+from learnact.engine.commands.common import err, fail, learning_run, reported
 from learnact.engine.llm import Backbone, PriceTable
 from learnact.engine.markup import shown
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
@@ -159,15 +159,9 @@ def learned_actions(method: str, library: Path | None, env: EnvSpec, interim: bo
     :raises typer.Exit: (the error printed, status USAGE) for learnact without a library, a library given to
         another method, a library learned on another environment, or a library that cannot be used.
     """
-    if method_spec(method).learns is not Learns.library:
-        if library is not None:
-            raise fail(f"--library: the method {method} uses no learned actions (learnact does)")
-        return None
+    library = learning_run(method, Learns.library, library, "--library", env)
     if library is None:
-        raise fail(
-            f"the method learnact needs a learned action library: run `learnact learn --method learnact --env "
-            f"{env.name} ...` first, then give its run directory as --library RUN"
-        )
+        return None
     by_type = learned_by_type(library)
     if by_type is None:
         actions, train = _selected(library, env, interim)

@@ -25,8 +25,9 @@ from learnact.engine.agents import method_spec
 from learnact.engine.llm import DEFAULT_SERVER_MODEL, LOCAL, ModelDescription, PriceTable
 from learnact.engine.llm.openai_backbone import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from learnact.engine.records import Method, ModelSettings
+from learnact.engine.rundir import RunDir
 from learnact.engine.runs.executor import Executor, ExecutorName, LocalExecutor, default_executor
-from learnact.engine.runs.planning import DEFAULT_TEMPERATURE
+from learnact.engine.runs.planning import DEFAULT_TEMPERATURE, RunChoice
 from learnact.envs import EnvSpec
 from learnact.envs.pddl.family import expand_problem_paths
 from learnact.sandbox import BackendName, RuntimeName, SandboxConfig
@@ -317,3 +318,31 @@ class OutputOptions(OptionGroup):
 
     out: Annotated[Optional[Path], typer.Option(help="run directory; re-running with the same one resumes")] = None
     json_output: Annotated[bool, typer.Option("--json", help="print only the summary as JSON")] = False
+
+    def run_dir(self, default: str) -> Path:
+        """The run directory: ``--out``, else ``runs/<default>`` (its slashes made dashes), checked usable before
+        anything runs.
+
+        :raises RunDirError: when it cannot be used (a file, a folder of another kind, one another run holds).
+        """
+        out = self.out or Path("runs") / default.replace("/", "-")
+        RunDir(out).check_usable()
+        return out
+
+
+def run_choice(
+    env: EnvOptions, method: str, model: ModelOptions, sandbox: SandboxOptions, max_steps: int | None
+) -> RunChoice:
+    """The run that a command's options name, the same for ``eval`` and ``learn``.
+
+    :raises LearnactError: when the options name no usable environment (see :meth:`EnvOptions.run_spec`).
+    """
+    return RunChoice(
+        env=env.run_spec(),
+        method=method,
+        model=model.description(),
+        temperature=model.temperature,
+        max_tokens=model.max_tokens,
+        max_steps=max_steps,
+        sandbox=sandbox.config(),
+    )

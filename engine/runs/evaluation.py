@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.runs.executor import Executor, LocalExecutor
 from learnact.engine.llm import Backbone, CallLog, Ledger, PriceTable, RecordingBackbone
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.records import EpisodeRecord, EpisodeSpec, EpisodeStatus, RunSettings, Summary, episode_key
 from learnact.engine.rundir import RunDir
+from learnact.engine.runs.executor import Executor, LocalExecutor
 from learnact.engine.splits import Split, split_tasks
 from learnact.envs import TaskInfo
 

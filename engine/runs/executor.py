@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from enum import Enum
 
-from learnact.engine.runs.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.engine.llm import Backbone
 from learnact.engine.records import EndReason, EpisodeRecord, EpisodeSpec, EpisodeStatus, RunSettings
+from learnact.engine.runs.episode import EpisodeInterrupted, error_text, run_episode
 from learnact.envs import Environment, TaskInfo, make_env
 from learnact.sandbox import Sandbox
 

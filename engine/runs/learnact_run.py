@@ -28,8 +28,6 @@ from learnact.actions.models import ActionSet
 from learnact.actions.transcript import ChatMessage, Turn, render_turns
 from learnact.engine.agents import call_code
 from learnact.engine.agents.prompts import demonstration, fill, primitives_text
-from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
-from learnact.engine.runs.executor import Executor
 from learnact.engine.llm import (
     LOCAL,
     Backbone,
@@ -51,6 +49,8 @@ from learnact.engine.rundir import (
     describe_os_error,
     read_model,
 )
+from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
+from learnact.engine.runs.executor import Executor
 from learnact.engine.runs.usage import DemoTask, UsageDemonstrator
 from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
 from learnact.learner.learnact import AnswerForm, Ask, LearnactConfig, LearnactLearner, LearnState, RunTasks

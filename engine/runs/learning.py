@@ -27,9 +27,6 @@ from learnact.actions.errors import LearnactError
 from learnact.actions.transcript import ChatMessage, Turn
 from learnact.engine.agents import Learns, method_spec
 from learnact.engine.agents.prompts import fill, primitives_text, template
-from learnact.engine.runs.episode import run_episode
-from learnact.engine.runs.evaluation import RunSplits
-from learnact.engine.runs.executor import Worker, close_quietly
 from learnact.engine.llm import (
     Backbone,
     CallLog,
@@ -50,6 +47,9 @@ from learnact.engine.records import (
     episode_key,
 )
 from learnact.engine.rundir import ANOTHER, NOTES, RunDir, RunDirError, RunKind, read_model
+from learnact.engine.runs.episode import run_episode
+from learnact.engine.runs.evaluation import RunSplits
+from learnact.engine.runs.executor import Worker, close_quietly
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, ResetInfo, env_profile
 from learnact.learner.reflexion import ROUNDS, Attempt, Note, PromptTemplates, Trajectory, reflexion, shown_notes

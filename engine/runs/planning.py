@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict
 
 from learnact.actions.errors import LearnactError
 from learnact.engine.agents import method_spec
-from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
-from learnact.engine.runs.executor import Executor
 from learnact.engine.llm import Backbone, ModelDescription, PriceTable, make_backbone
 from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings, Summary
+from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
+from learnact.engine.runs.executor import Executor
 from learnact.engine.splits import TRAIN_PER_TYPE, Split, split_tasks
 from learnact.envs import EnvSpec, env_profile, make_env, select_tasks
 from learnact.sandbox import SandboxConfig
@@ -65,6 +65,29 @@ def open_planned_model(description: ModelDescription, settings: ModelSettings) -
     return backbone, settings.model_copy(update=update)
 
 
+class RunChoice(BaseModel):
+    """What a person names for a run, an evaluation or a learning run alike: the environment, the method, the
+    model (None: the default model) and how it is asked (``max_tokens`` None: the method's answer length), the
+    step budget (None: the default of the method and the environment) and the sandbox (None: the default).
+
+    :raises pydantic.ValidationError: for an unknown field.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: EnvSpec
+    method: str
+    model: ModelDescription | None = None
+    temperature: float = DEFAULT_TEMPERATURE
+    max_tokens: int | None = None
+    max_steps: int | None = None
+    sandbox: SandboxConfig | None = None
+
+    def planned_model(self) -> tuple[ModelDescription, ModelSettings] | None:
+        """The method's model as :func:`planned_model` plans it."""
+        return planned_model(self.method, self.model, self.temperature, self.max_tokens)
+
+
 class EvalPlan(BaseModel):
     """An evaluation as planned: its config (the model's identity not yet known) and how to build its model
     (None for a method that uses none).
@@ -79,37 +102,32 @@ class EvalPlan(BaseModel):
 
 
 def plan_evaluation(
-    env: EnvSpec,
-    method: str,
-    model: ModelDescription | None = None,
+    choice: RunChoice,
     *,
     tasks: str | None = None,
     seeds: int | None = None,
-    max_steps: int | None = None,
-    temperature: float = DEFAULT_TEMPERATURE,
-    max_tokens: int | None = None,
-    sandbox: SandboxConfig | None = None,
     workers: int = 1,
     test_on_rest: bool = False,
 ) -> EvalPlan:
-    """``method`` on the ``tasks`` of ``env`` (see :func:`select_tasks`; None: all), each with the seeds
-    0..``seeds``-1 (default: DEFAULT_SEEDS for a model method, one for the expert), at most ``max_steps`` steps
-    (default: the profile's for a model method, EXPERT_MAX_STEPS for the expert), the model as
-    :func:`planned_model` plans it.
+    """The method of ``choice`` on the ``tasks`` of its environment (see :func:`select_tasks`; None: all), each
+    with the seeds 0..``seeds``-1 (default: DEFAULT_SEEDS for a model method, one for the expert), at most
+    ``choice.max_steps`` steps (default: the profile's for a model method, EXPERT_MAX_STEPS for the expert), the
+    model as :func:`planned_model` plans it, ``workers`` episodes at a time.
 
     :raises UnknownMethod: for a method neither built in nor installed.
     :raises BackboneConfigError: for a model description that does not resolve.
     :raises LearnactError: when the environment cannot be built or the selection is refused.
     """
-    uses_model = method_spec(method).uses_model
-    planned = planned_model(method, model, temperature, max_tokens)
+    env, uses_model = choice.env, method_spec(choice.method).uses_model
+    planned = choice.planned_model()
+    max_steps = choice.max_steps
     if max_steps is None:
         max_steps = env_profile(env.name).max_steps if uses_model else EXPERT_MAX_STEPS
     run = RunSettings(
         env=env,
-        method=method,
+        method=choice.method,
         max_steps=max_steps,
-        sandbox=sandbox or SandboxConfig(),
+        sandbox=choice.sandbox or SandboxConfig(),
         model=planned[1] if planned else None,
         test_on_rest=test_on_rest,
     )
@@ -160,34 +178,23 @@ class LearnPlan(BaseModel):
     model: ModelDescription
 
 
-def plan_learning(
-    env: EnvSpec,
-    method: str,
-    model: ModelDescription | None = None,
-    *,
-    seed: int = 0,
-    train_per_type: int = TRAIN_PER_TYPE,
-    max_steps: int | None = None,
-    temperature: float = DEFAULT_TEMPERATURE,
-    max_tokens: int | None = None,
-    sandbox: SandboxConfig | None = None,
-) -> LearnPlan:
-    """Learning ``method`` on ``train_per_type`` training tasks of each type of ``env`` chosen by ``seed``,
-    at most ``max_steps`` steps an attempt (default: the profile's learning budget), the model as
-    :func:`planned_model` plans it.
+def plan_learning(choice: RunChoice, *, seed: int = 0, train_per_type: int = TRAIN_PER_TYPE) -> LearnPlan:
+    """Learning the method of ``choice`` on ``train_per_type`` training tasks of each type of its environment
+    chosen by ``seed``, at most ``choice.max_steps`` steps an attempt (default: the profile's learning budget),
+    the model as :func:`planned_model` plans it.
 
     :raises UnknownMethod: for a method neither built in nor installed.
     :raises LearnactError: for a method that learns nothing, a model description that does not resolve, or an
         environment that cannot be built.
     """
-    planned = planned_model(method, model, temperature, max_tokens)
+    env, method, planned = choice.env, choice.method, choice.planned_model()
     if method_spec(method).learns is None or planned is None:
         raise LearnactError(f"the method {method} learns nothing", "give a {method} that learns notes or actions")
     run = RunSettings(
         env=env,
         method=method,
-        max_steps=max_steps or env_profile(env.name).learn_steps,
-        sandbox=sandbox or SandboxConfig(),
+        max_steps=choice.max_steps or env_profile(env.name).learn_steps,
+        sandbox=choice.sandbox or SandboxConfig(),
         model=planned[1],
     )
     split = split_tasks(make_env(env).tasks(), seed, per_type=train_per_type)

@@ -28,8 +28,8 @@ from typing import Annotated, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from learnact.engine.runs.episode_runner import EpisodeRunner, NodeModel
 from learnact.engine.records import EpisodeSpec
+from learnact.engine.runs.episode_runner import EpisodeRunner, NodeModel
 
 log = logging.getLogger(__name__)
 
