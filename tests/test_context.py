@@ -13,7 +13,7 @@ import pytest
 from llm_server import Answer, ScriptedServer
 from typer.testing import CliRunner
 
-from learnact.engine.agents.policy import ModelPolicy
+from learnact.engine.agents.policy import ModelPolicy, PolicyContext
 from learnact.engine.agents.prompts import task_prompt
 from learnact.engine.commands.cli import app
 from learnact.engine.llm import ChatMessage, OpenAIBackbone
@@ -40,7 +40,8 @@ def played(context: int | None, steps: int) -> tuple[ModelPolicy, OpenAIBackbone
     reset = env.reset(TASK)
     with ScriptedServer(responder=lambda body: Answer("Pickup('b1')")) as server:
         backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=0, context_tokens=context)
-        policy = ModelPolicy(env, "blockworld", reset, backbone, ModelSettings(model="m", base_url=server.base_url))
+        settings = ModelSettings(model="m", base_url=server.base_url)
+        policy = ModelPolicy(PolicyContext(env, "blockworld", reset, backbone, settings))
         for step in range(steps):
             policy.decide(f"state {step}: " + "b1 is on the table. " * 20)
         backbone.close()

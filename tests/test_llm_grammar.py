@@ -14,7 +14,7 @@ import pytest
 from llm_server import Answer, ScriptedServer, Status
 
 from learnact.actions.models import ActionSet, LearnedAction
-from learnact.engine.agents.policy import ModelPolicy
+from learnact.engine.agents.policy import ModelPolicy, PolicyContext
 from learnact.engine.llm import ChatMessage, ChatRequest, LLMError, OpenAIBackbone, cache_key, local
 from learnact.engine.llm.grammar import GrammarError, call_grammar, definitions_grammar
 from learnact.engine.records import ModelSettings
@@ -108,7 +108,7 @@ def policy(backbone: OpenAIBackbone, react: bool = False, actions: ActionSet | N
     env = make_env(EnvSpec(name="pddl/blockworld"))
     reset = env.reset("blockworld-01")
     settings = ModelSettings(model="m", base_url=backbone.base_url)
-    return ModelPolicy(env, "blockworld", reset, backbone, settings, react=react, actions=actions)
+    return ModelPolicy(PolicyContext(env, "blockworld", reset, backbone, settings, actions=actions), react=react)
 
 
 def test_an_agent_step_is_asked_under_the_grammar_of_its_actions_and_a_server_gets_it() -> None:

@@ -18,12 +18,16 @@ from dataclasses import dataclass, replace
 from enum import Enum
 
 from learnact.actions.errors import LearnactError
-from learnact.actions.models import ActionSet
 from learnact.actions.plugins import METHOD_GROUP, Discovery, Plugin, discover
-from learnact.engine.agents.policy import PROGRAM_MAX_TOKENS, ExpertPolicy, ModelPolicy, Policy, ProgramPolicy
-from learnact.engine.llm import Backbone
-from learnact.engine.records import Method, ModelSettings
-from learnact.envs import Environment, ResetInfo
+from learnact.engine.agents.policy import (
+    PROGRAM_MAX_TOKENS,
+    ExpertPolicy,
+    ModelPolicy,
+    Policy,
+    PolicyContext,
+    ProgramPolicy,
+)
+from learnact.engine.records import Method
 
 
 class Learns(str, Enum):
@@ -31,22 +35,6 @@ class Learns(str, Enum):
 
     notes = "notes"  # lessons of reflection on the training tasks (--notes RUN)
     library = "library"  # a library of learned actions (--library RUN)
-
-
-@dataclass(frozen=True)
-class PolicyContext:
-    """What a method's policy is built from: the environment just reset to a task of ``task_type``, the model
-    (None for a method without one), the episode's ``seed`` (sent with every model request) and what was
-    learned for the run (``notes`` of reflection, learned ``actions``: empty or None when nothing was)."""
-
-    env: Environment
-    task_type: str
-    reset: ResetInfo
-    backbone: Backbone | None
-    model: ModelSettings | None
-    seed: int = 0
-    notes: tuple[str, ...] = ()
-    actions: ActionSet | None = None
 
 
 PolicyFactory = Callable[[PolicyContext], Policy]
@@ -76,32 +64,9 @@ def _model_policy(react: bool) -> PolicyFactory:
     """act or react, shown the notes and learned actions the context carries."""
 
     def make(context: PolicyContext) -> Policy:
-        backbone, model = _needs_model(context)
-        return ModelPolicy(
-            context.env,
-            context.task_type,
-            context.reset,
-            backbone,
-            model,
-            react=react,
-            seed=context.seed,
-            notes=context.notes,
-            actions=context.actions,
-        )
+        return ModelPolicy(context, react=react)
 
     return make
-
-
-def _program_policy(context: PolicyContext) -> Policy:
-    backbone, model = _needs_model(context)
-    return ProgramPolicy(context.env, context.task_type, context.reset, backbone, model, seed=context.seed)
-
-
-def _needs_model(context: PolicyContext) -> tuple[Backbone, ModelSettings]:
-    """:raises ValueError: for a context without a backbone or model settings."""
-    if context.backbone is None or context.model is None:
-        raise ValueError("a model method needs a model backbone and model settings")
-    return context.backbone, context.model
 
 
 BUILTIN_METHODS: dict[str, MethodSpec] = {
@@ -117,7 +82,7 @@ BUILTIN_METHODS: dict[str, MethodSpec] = {
         _model_policy(True), learns=Learns.notes, description="react, with the notes of its reflections"
     ),
     Method.code_as_policy: MethodSpec(
-        _program_policy, max_tokens=PROGRAM_MAX_TOKENS, description="a model writes one program per task"
+        ProgramPolicy, max_tokens=PROGRAM_MAX_TOKENS, description="a model writes one program per task"
     ),
     Method.learnact: MethodSpec(
         _model_policy(False), learns=Learns.library, description="act, with the actions learned by learnact learn"

@@ -37,6 +37,31 @@ PROGRAM_MAX_TOKENS = 1024  # code_as_policy's default answer length: a whole pro
 
 
 @dataclass(frozen=True)
+class PolicyContext:
+    """What a method's policy is built from: the environment just reset to a task of ``task_type``, the model
+    (None for a method without one), the episode's ``seed`` (sent with every model request) and what was
+    learned for the run (``notes`` of reflection, learned ``actions``: empty or None when nothing was)."""
+
+    env: Environment
+    task_type: str
+    reset: ResetInfo
+    backbone: Backbone | None
+    model: ModelSettings | None
+    seed: int = 0
+    notes: tuple[str, ...] = ()
+    actions: ActionSet | None = None
+
+    def asked(self) -> tuple[Backbone, ModelSettings]:
+        """The model a model method asks, and how.
+
+        :raises ValueError: for a context without a backbone or model settings.
+        """
+        if self.backbone is None or self.model is None:
+            raise ValueError("a model method needs a model backbone and model settings")
+        return self.backbone, self.model
+
+
+@dataclass(frozen=True)
 class Act:
     code: str
     answer: str | None = None
@@ -102,26 +127,17 @@ class ModelPolicy(Policy):
     dropped, never the instruction or the demonstrations, and the prompt says how many are not shown, as the
     paper's agents trim to their ``max_context_length``."""
 
-    def __init__(
-        self,
-        env: Environment,
-        task_type: str,
-        reset: ResetInfo,
-        backbone: Backbone,
-        model: ModelSettings,
-        react: bool = False,
-        window: int | None = None,
-        seed: int = 0,
-        notes: tuple[str, ...] = (),
-        actions: ActionSet | None = None,
-    ) -> None:
+    def __init__(self, context: PolicyContext, react: bool = False, window: int | None = None) -> None:
+        """:raises ValueError: for a context without a backbone or model settings."""
+        env, task_type, actions = context.env, context.task_type, context.actions
         primitives = env.primitives()
-        self.backbone, self.model, self.react, self.seed = backbone, model, react, seed
+        self.backbone, self.model = context.asked()
+        self.react, self.seed = react, context.seed
         self.window = window if window is not None else env_profile(env.name).window
-        self.system = instruction(react, env.name, task_type, primitives, actions=actions, notes=notes)
+        self.system = instruction(react, env.name, task_type, primitives, actions=actions, notes=context.notes)
         self.demo = demonstration(env.name, task_type, react)
         self.example = call_example(primitives, actions)
-        self.goal, self.initial = reset.goal, reset.observation
+        self.goal, self.initial = context.reset.goal, context.reset.observation
         self.usage = actions.usage if actions is not None and actions.actions else None
         learned = [action.name for action in actions.actions] if actions is not None else []
         self.grammar = call_grammar([*learned, *(p.name for p in primitives)], thoughts=react)
@@ -180,16 +196,11 @@ class ProgramPolicy(Policy):
     """``code_as_policy``: the instruction, the demonstration as a program, the goal and the initial
     observation go to the model once; its answer is one program, run once, with no feedback."""
 
-    def __init__(
-        self,
-        env: Environment,
-        task_type: str,
-        reset: ResetInfo,
-        backbone: Backbone,
-        model: ModelSettings,
-        seed: int = 0,
-    ) -> None:
-        self.backbone, self.model, self.seed = backbone, model, seed
+    def __init__(self, context: PolicyContext) -> None:
+        """:raises ValueError: for a context without a backbone or model settings."""
+        env, task_type, reset = context.env, context.task_type, context.reset
+        self.backbone, self.model = context.asked()
+        self.seed = context.seed
         self.system = program_instruction(env.name, task_type, env.primitives())
         self.prompt = program_task_prompt(
             demonstration(env.name, task_type, False), reset.goal, reset.observation
