@@ -231,10 +231,7 @@ class RecordingBackbone(Backbone):
         except LLMError as exc:
             self._record(request, started, clock, error=str(exc))
             raise
-        usage = response.usage
-        prices = self.ledger.prices
-        cost = 0.0 if response.cached else prices.cost(request.model, usage.prompt_tokens, usage.completion_tokens)
-        self._record(request, started, clock, response=response, cost=cost)
+        self._record(request, started, clock, response=response)
         return response
 
     def _record(
@@ -244,9 +241,14 @@ class RecordingBackbone(Backbone):
         clock: float,
         *,
         response: ChatResponse | None = None,
-        cost: float | None = None,
         error: str | None = None,
     ) -> None:
+        """The call of ``request`` begun at ``started`` (``clock``: the monotonic clock then), with its cost at the
+        ledger's prices (none for a failed call, nothing for one the cache answered)."""
+        cost = None
+        if response is not None:
+            usage, prices = response.usage, self.ledger.prices
+            cost = 0.0 if response.cached else prices.cost(request.model, usage.prompt_tokens, usage.completion_tokens)
         self.ledger.record(
             CallRecord(
                 episode=self.episode,

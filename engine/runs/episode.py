@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from learnact.actions.errors import LearnactError
@@ -137,7 +138,7 @@ def run_episode(
     the first step; a module the check rejects or that fails to load ends the episode as an ``error`` naming the
     findings or the traceback.
 
-    The steps are :func:`_play`'s. A backbone that gives no answer ends the episode with
+    The steps are :meth:`_Playing.play`'s. A backbone that gives no answer ends the episode with
     :attr:`EpisodeStatus.llm_error`.
 
     An exception while the episode runs (the planner finds no plan or times out, the environment or
@@ -172,9 +173,7 @@ def run_episode(
         final_state = env_profile(env_name).final_state_observations
         with sandbox.session(env.primitives(), tracker) as session:
             _load(session, actions)
-            ended = _play(
-                policy, session, tracker, observation, settings.max_steps, should_stop, spec.task, steps, final_state
-            )
+            ended = _Playing(policy, session, tracker, final_state, steps).play(observation, spec, should_stop)
         error = None
     except EpisodeInterrupted:
         raise
@@ -229,75 +228,75 @@ def _recording(backbone: Backbone | None, episode: str) -> RecordingBackbone | N
     return recording.for_episode(episode)
 
 
-def _play(
-    policy: Policy,
-    session: Session,
-    tracker: OutcomeTracker,
-    observation: str,
-    max_steps: int,
-    should_stop: Callable[[], bool],
-    task: str,
-    steps: list[StepRecord],
-    final_state: bool,
-) -> EndReason:
-    """Play the episode's steps (each appended to ``steps`` as it ends) from the first ``observation``; why
-    it stopped. Each step the policy proposes a line of code, which is checked and run in the sandbox
-    (code_as_policy: one whole program, checked as a program and run once, its only step), or a thought
-    (answered ``OK.``), or an answer without code (its message is the next observation). The same failing
-    step REPEATED_FAILURES times in a row ends the episode (:attr:`EndReason.repeated_failure`). ``final_state``: how a
-    step's observation is built (:func:`observation_of`).
+@dataclass
+class _Playing:
+    """An episode in play: the ``policy`` asked for each step, the ``session`` its code runs in, the ``tracker`` of
+    what the environment did, how a step's observation is built (``final_state``: :func:`observation_of`), and
+    the ``steps`` made, each appended as it ends (kept by the caller when the episode breaks)."""
 
-    :raises EpisodeInterrupted: when ``should_stop`` says so before a step.
-    """
-    failing: tuple[str, int] | None = None  # the last failing step and how often in a row
-    for index in range(max_steps):
-        if should_stop():
-            raise EpisodeInterrupted(task)
-        step_started = time.perf_counter()
-        decision = policy.decide(observation)
-        if decision is None:
-            return EndReason.policy_end
-        code, thought, result, observation, failed_as = _take_step(decision, session, tracker, final_state)
-        repeated = False
-        if failed_as is not None:
-            times = failing[1] + 1 if failing is not None and failing[0] == failed_as else 1
-            failing = (failed_as, times)
-            if times >= REPEATED_FAILURES:
-                observation += "\n" + fill("repeated", count=times).strip()
-                repeated = True
-        elif not isinstance(decision, Think):
-            failing = None
-        steps.append(
-            StepRecord(
-                index=index,
-                code=code,
-                result=result,
-                observation=observation,
-                duration_s=time.perf_counter() - step_started,
-                thought=thought,
-                answer=decision.answer,
+    policy: Policy
+    session: Session
+    tracker: OutcomeTracker
+    final_state: bool
+    steps: list[StepRecord]
+
+    def play(self, observation: str, spec: EpisodeSpec, should_stop: Callable[[], bool]) -> EndReason:
+        """Play ``spec``'s steps from the first ``observation``; why it stopped. Each step the policy proposes a
+        line of code, which is checked and run in the sandbox (code_as_policy: one whole program, checked as a
+        program and run once, its only step), or a thought (answered ``OK.``), or an answer without code (its
+        message is the next observation). The same failing step REPEATED_FAILURES times in a row ends the episode
+        (:attr:`EndReason.repeated_failure`).
+
+        :raises EpisodeInterrupted: when ``should_stop`` says so before a step.
+        """
+        failing: tuple[str, int] | None = None  # the last failing step and how often in a row
+        for index in range(spec.run.max_steps):
+            if should_stop():
+                raise EpisodeInterrupted(spec.task)
+            step_started = time.perf_counter()
+            decision = self.policy.decide(observation)
+            if decision is None:
+                return EndReason.policy_end
+            code, thought, result, observation, failed_as = self._take_step(decision)
+            repeated = False
+            if failed_as is not None:
+                times = failing[1] + 1 if failing is not None and failing[0] == failed_as else 1
+                failing = (failed_as, times)
+                if times >= REPEATED_FAILURES:
+                    observation += "\n" + fill("repeated", count=times).strip()
+                    repeated = True
+            elif not isinstance(decision, Think):
+                failing = None
+            self.steps.append(
+                StepRecord(
+                    index=index,
+                    code=code,
+                    result=result,
+                    observation=observation,
+                    duration_s=time.perf_counter() - step_started,
+                    thought=thought,
+                    answer=decision.answer,
+                )
             )
-        )
-        if tracker.done:
-            return EndReason.done
-        if repeated:
-            return EndReason.repeated_failure
-    return EndReason.max_steps
+            if self.tracker.done:
+                return EndReason.done
+            if repeated:
+                return EndReason.repeated_failure
+        return EndReason.max_steps
 
-
-def _take_step(
-    decision: Decision, session: Session, tracker: OutcomeTracker, final_state: bool
-) -> tuple[str, str | None, ExecutionResult | None, str, str | None]:
-    """Carry ``decision`` out: its code, thought, result and observation, and what failed (None: nothing)."""
-    if isinstance(decision, Think):
-        return "", decision.thought, None, THINK_ANSWER, None
-    if isinstance(decision, NoCode):
-        return "", None, None, decision.message, "no code: " + decision.answer.strip()
-    invalid_before = tracker.invalid_calls
-    kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
-    result = session.execute(decision.code, kind=kind)
-    failed = result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before
-    return decision.code, None, result, observation_of(result, final_state), decision.code if failed else None
+    def _take_step(self, decision: Decision) -> tuple[str, str | None, ExecutionResult | None, str, str | None]:
+        """Carry ``decision`` out: its code, thought, result and observation, and what failed (None: nothing)."""
+        if isinstance(decision, Think):
+            return "", decision.thought, None, THINK_ANSWER, None
+        if isinstance(decision, NoCode):
+            return "", None, None, decision.message, "no code: " + decision.answer.strip()
+        tracker = self.tracker
+        invalid_before = tracker.invalid_calls
+        kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
+        result = self.session.execute(decision.code, kind=kind)
+        failed = result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before
+        observation = observation_of(result, self.final_state)
+        return decision.code, None, result, observation, decision.code if failed else None
 
 
 def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUse | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
@@ -124,49 +125,78 @@ def run_evaluation(
     try:
         with run_dir.opened(config, identity=lambda c: c.run, merge=_merged_selections) as merged:
             executor.open(config.run)
-            summary = _evaluate(config, merged, run_dir, executor, on_start, on_episode, backbone, prices)
+            recording = (
+                RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out).append))
+                if backbone is not None and method_spec(config.run.method).uses_model
+                else None
+            )
+            summary = _Evaluation(config, run_dir, executor, recording).run(merged, on_start, on_episode)
     finally:
         if own_executor:
             executor.close()
     return summary
 
 
-def _evaluate(
-    config: EvalConfig,
-    merged: EvalConfig,
-    run_dir: RunDir,
-    executor: Executor,
-    on_start: Callable[[int, int], None],
-    on_episode: Callable[[EpisodeRecord], None],
-    backbone: Backbone | None,
-    prices: PriceTable | None,
-) -> Summary:
-    """The episodes of ``config`` not yet in the folder, run; the summary of every selection (``merged``).
+@dataclass
+class _Evaluation:
+    """One evaluation in its locked run folder: the episodes of ``config`` run on ``executor`` (the model's calls
+    counted by ``recording``; None for a method without a model), each record written as it comes back."""
 
-    :raises RunDirError: when a write fails.
-    """
-    out = run_dir.path
-    all_tasks, all_seeds, env_tasks = merged.tasks, merged.seeds, executor.tasks
-    run_dir.write_splits(_splits(config.run, env_tasks, all_tasks, all_seeds))
-    selected = _splits(config.run, env_tasks, config.tasks, config.seeds)
-    wanted = [(task, split.seed) for split in selected.splits for task in split.test]
-    records = run_dir.latest()
-    pending = [
-        config.episode(task, seed)
-        for task, seed in wanted
-        if (task, seed) not in records or records[task, seed].status.retried
-    ]
-    on_start(len(wanted) - len(pending), len(wanted))
-    log.info("%s: %d of %d episodes to run, %d worker(s)", out, len(pending), len(wanted), config.workers)
-    recording = (
-        RecordingBackbone(backbone, Ledger(prices, sink=CallLog(out).append))
-        if backbone is not None and method_spec(config.run.method).uses_model
-        else None
-    )
-    _run_pending(config, run_dir, pending, executor, records, on_episode, recording)
-    summary = _summary(merged, records)
-    run_dir.write_summary(summary)  # still under the lock: no other run writes it meanwhile
-    return summary
+    config: EvalConfig
+    run_dir: RunDir
+    executor: Executor
+    recording: RecordingBackbone | None
+    records: dict[tuple[str, int], EpisodeRecord] = field(default_factory=dict)  # the latest of each episode
+    failing: tuple[str | None, int] = (None, 0)  # the model failure of the latest episodes, and how many in a row
+
+    def run(
+        self, merged: EvalConfig, on_start: Callable[[int, int], None], on_episode: Callable[[EpisodeRecord], None]
+    ) -> Summary:
+        """The episodes of ``config`` not yet in the folder, run; the summary of every selection (``merged``).
+
+        :raises RunDirError: when a write fails.
+        :raises ModelUnavailable: when episodes in a row end by the same model failure.
+        """
+        config, run_dir, env_tasks = self.config, self.run_dir, self.executor.tasks
+        run_dir.write_splits(_splits(config.run, env_tasks, merged.tasks, merged.seeds))
+        selected = _splits(config.run, env_tasks, config.tasks, config.seeds)
+        wanted = [(task, split.seed) for split in selected.splits for task in split.test]
+        self.records = records = run_dir.latest()
+        pending = [
+            config.episode(task, seed)
+            for task, seed in wanted
+            if (task, seed) not in records or records[task, seed].status.retried
+        ]
+        on_start(len(wanted) - len(pending), len(wanted))
+        log.info("%s: %d of %d episodes to run, %d worker(s)", run_dir.path, len(pending), len(wanted), config.workers)
+
+        def finished(record: EpisodeRecord) -> None:
+            self._keep(record)  # before on_episode hears of it: an interrupted run keeps every episode it told of
+            on_episode(record)
+
+        self.executor.run(pending, config.workers, finished, self.recording)
+        summary = _summary(merged, records)
+        run_dir.write_summary(summary)  # still under the lock: no other run writes it meanwhile
+        return summary
+
+    def _keep(self, record: EpisodeRecord) -> None:
+        """Write ``record``; stop the run when it is the STOP_AFTER_SAME_MODEL_FAILURES-th episode in a row
+        ended by the same model failure.
+
+        :raises ModelUnavailable: then.
+        """
+        self.run_dir.append(record)
+        self.records[record.task, record.seed] = record
+        if record.status is EpisodeStatus.llm_error and record.error is not None:
+            reason, count = self.failing
+            self.failing = (record.error, count + 1 if reason == record.error else 1)
+            if self.failing[1] >= STOP_AFTER_SAME_MODEL_FAILURES:
+                raise ModelUnavailable(record.error, self.failing[1])
+        else:
+            self.failing = (None, 0)
+        outcome = f"ended by {record.error}" if record.status.retried else f"success={record.success}"
+        key = episode_key(record.task, record.seed)
+        log.info("episode %s: %s, %d steps, %.1f s", key, outcome, len(record.steps), record.duration_s)
 
 
 def _merged_selections(previous: EvalConfig, config: EvalConfig) -> EvalConfig:
@@ -195,35 +225,3 @@ class ModelUnavailable(ModelFailure):
             "fix the model server or its options ({model_timeout}, {model_retries}), then run the same command"
             " to resume",
         )
-
-
-def _run_pending(
-    config: EvalConfig,
-    run_dir: RunDir,
-    pending: list[EpisodeSpec],
-    executor: Executor,
-    records: dict[tuple[str, int], EpisodeRecord],
-    on_episode: Callable[[EpisodeRecord], None],
-    backbone: Backbone | None = None,
-) -> None:
-    """Run ``pending`` on ``executor``; each record is written to ``run_dir`` as it comes back, before
-    ``on_episode`` hears of it, so that an interrupted run keeps every episode it was told about."""
-
-    failing: tuple[str | None, int] = (None, 0)  # the model failure of the latest episodes, and how many in a row
-
-    def finished(record: EpisodeRecord) -> None:
-        nonlocal failing
-        run_dir.append(record)
-        records[record.task, record.seed] = record
-        if record.status is EpisodeStatus.llm_error and record.error is not None:
-            failing = (record.error, failing[1] + 1 if failing[0] == record.error else 1)
-            if failing[1] >= STOP_AFTER_SAME_MODEL_FAILURES:
-                raise ModelUnavailable(record.error, failing[1])
-        else:
-            failing = (None, 0)
-        outcome = f"ended by {record.error}" if record.status.retried else f"success={record.success}"
-        key = episode_key(record.task, record.seed)
-        log.info("episode %s: %s, %d steps, %.1f s", key, outcome, len(record.steps), record.duration_s)
-        on_episode(record)
-
-    executor.run(pending, config.workers, finished, backbone)
