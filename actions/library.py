@@ -31,7 +31,8 @@ import json
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -187,6 +188,27 @@ class ActionVersion(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class VersionDraft:
+    """A version of an action as its writer gives it to :meth:`Library.new_version`, which numbers it, reads its
+    signature from the code, computes its sha256 and validates it: ``parent`` an earlier version of the same
+    action, ``call_id`` the model call that wrote it (None for a rollback), ``verdict`` the static checker's
+    findings, ``round`` the learning round that wrote it, ``dropped`` why it was dropped."""
+
+    name: str
+    code: str
+    description: str
+    example: str
+    origin: Origin
+    notes: tuple[str, ...] = ()
+    parent: int | None = None
+    call_id: str | None = None
+    feedback: Feedback | None = None
+    verdict: tuple[Finding, ...] = ()
+    round: int = 0
+    dropped: str | None = None
+
+
 class CandidateScore(BaseModel):
     """The score of one candidate action set on the training tasks."""
 
@@ -324,29 +346,15 @@ class Library:
 
     # --- versions ----------------------------------------------------------------------------------------
 
-    def new_version(
-        self,
-        name: str,
-        code: str,
-        *,
-        description: str,
-        example: str,
-        notes: Iterable[str] = (),
-        origin: Origin,
-        parent: int | None = None,
-        call_id: str | None = None,
-        feedback: Feedback | None = None,
-        verdict: Iterable[Finding] = (),
-        round: int = 0,
-        dropped: str | None = None,
-    ) -> ActionVersion:
-        """Record a new version of ``name``: its number is the last one's + 1; the signature is read from the
-        code's ``def``, the sha256 computed; ``code/<name>/v<N>.py`` is written, then the line appended.
+    def new_version(self, draft: VersionDraft) -> ActionVersion:
+        """Record ``draft`` as a new version of its action: its number is the last one's + 1; the signature is
+        read from the code's ``def``, the sha256 computed; ``code/<name>/v<N>.py`` is written, then the line
+        appended.
 
         :raises LibraryError: for a name that is not an identifier, a ``parent`` that is not an earlier
             version of ``name``, an invalid field, or a library that cannot be read or written.
         """
-        code = encodable(code)
+        name, code, parent = draft.name, encodable(draft.code), draft.parent
         with self._lock:
             existing = self._all_versions().get(name, [])
             number = len(existing) + 1
@@ -363,16 +371,16 @@ class Library:
                     parent=parent,
                     code=code,
                     signature=signature_of(name, code),
-                    description=description,
-                    example=example,
-                    notes=tuple(notes),
+                    description=draft.description,
+                    example=draft.example,
+                    notes=draft.notes,
                     sha256=_sha256(code),
-                    origin=origin,
-                    call_id=call_id,
-                    feedback=feedback,
-                    verdict=list(verdict),
-                    dropped=dropped,
-                    round=round,
+                    origin=draft.origin,
+                    call_id=draft.call_id,
+                    feedback=draft.feedback,
+                    verdict=list(draft.verdict),
+                    dropped=draft.dropped,
+                    round=draft.round,
                 )
             except ValidationError as exc:
                 raise LibraryError(self.path, f"invalid version of action {name!r}: {_first_error(exc)}") from None

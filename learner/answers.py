@@ -10,13 +10,12 @@ from __future__ import annotations
 import ast
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from learnact.actions.library import (
-    ACTION_NAME,
-)
+from learnact.actions.library import ACTION_NAME, Origin, VersionDraft
+from learnact.actions.models import Finding
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +34,24 @@ class Problem:
 
 @dataclass(frozen=True)
 class ParsedAction:
+    """One function of an answer: its name, its code, and the description and usage example its docstring gives."""
+
     name: str
     code: str
     description: str
     example: str
+
+    def draft(self, origin: Origin, verdict: Sequence[Finding]) -> VersionDraft:
+        """This function as a new version of its action, written as ``origin``, with the static checker's
+        ``verdict``; where it comes from (its parent, call, round, feedback) is the writer's to add."""
+        return VersionDraft(
+            name=self.name,
+            code=self.code,
+            description=self.description,
+            example=self.example,
+            origin=origin,
+            verdict=tuple(verdict),
+        )
 
 
 @dataclass

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,13 +30,13 @@ from learnact.actions.library import (
     Library,
     Origin,
     RoundRecord,
+    VersionDraft,
 )
 from learnact.actions.models import ActionSet, UsageDemonstration
 from learnact.actions.transcript import ChatMessage
 from learnact.envs import env_profile
 from learnact.learner.answers import (
     MAX_ANSWER_CHARS,
-    ParsedAction,
     ParsedAnswer,
     Problem,
     cut,
@@ -130,6 +130,31 @@ Demonstrate = Callable[[ActionSet, str], UsageDemonstration | None]
 string is the call id of its first request (its fixes: ``<id>-fix-N``)."""
 
 
+@dataclass(frozen=True)
+class LearnerPorts:
+    """What the learner is handed from above (it imports no engine): its ``prompts``, how to ``ask`` the model,
+    how to ``run_tasks`` (score a candidate set), how to ``demonstrate`` a set at work, where its state is
+    ``save``d after every step and where ``progress`` lines are told."""
+
+    prompts: PromptBook
+    ask: Ask
+    run_tasks: RunTasks
+    demonstrate: Demonstrate = lambda actions, call_id: None
+    save: Callable[[LearnState], None] = lambda state: None
+    progress: Callable[[str], None] = lambda line: None
+
+
+@dataclass(frozen=True)
+class _Writing:
+    """Where the versions written from one request come from: their ``origin`` (a fix's is validated_fix), the
+    ``round``, the versions they replace by name (``parents``) and the ``feedback`` that asked for them."""
+
+    origin: Origin
+    round: int
+    parents: Mapping[str, int] = field(default_factory=dict)
+    feedback: Feedback | None = None
+
+
 class LearnState(BaseModel):
     """Where a learning run stands; saved after every step so a rerun continues from there."""
 
@@ -162,20 +187,20 @@ class LearnactLearner:
         self,
         config: LearnactConfig,
         library: Library,
-        prompts: PromptBook,
-        ask: Ask,
-        run_tasks: RunTasks,
         validator: SandboxValidator,
+        ports: LearnerPorts,
         env_name: str,
         state: LearnState | None = None,
-        save: Callable[[LearnState], None] = lambda state: None,
-        progress: Callable[[str], None] = lambda line: None,
-        demonstrate: Demonstrate = lambda actions: None,
     ) -> None:
-        self.config, self.library, self.prompts, self.ask = config, library, prompts, ask
-        self.run_tasks, self.validator, self.env_name = run_tasks, validator, env_name
+        self.config, self.library, self.validator, self.env_name = config, library, validator, env_name
+        self.prompts, self.ask, self.run_tasks, self.demonstrate = (
+            ports.prompts,
+            ports.ask,
+            ports.run_tasks,
+            ports.demonstrate,
+        )
+        self.save, self.progress = ports.save, ports.progress
         self.state = state or LearnState()
-        self.save, self.progress, self.demonstrate = save, progress, demonstrate
         self.primitive_names = [p.name for p in validator.primitives]
 
     # ---- the whole run -------------------------------------------------------------------------------
@@ -224,17 +249,14 @@ class LearnactLearner:
 
     def _create(self, sample: int) -> dict[str, int]:
         messages = list(self.prompts.create(sample))
-        return self._write_validated(f"create/s{sample}", messages, sample, Origin.created, 0, {}, None)
+        return self._write_validated(f"create/s{sample}", messages, sample, _Writing(Origin.created, 0))
 
     def _write_validated(
         self,
         call_base: str,
         messages: list[ChatMessage],
         sample: int,
-        origin: Origin,
-        round_: int,
-        parents: Mapping[str, int],
-        feedback: Feedback | None,
+        writing: _Writing,
         first_answer: str | None = None,
     ) -> dict[str, int]:
         """Ask (or take ``first_answer``), validate, send the problems back up to ``fix_tries`` times; record
@@ -263,16 +285,11 @@ class LearnactLearner:
                     ChatMessage(role="assistant", content=answer[:MAX_ANSWER_CHARS]),
                     ChatMessage(role="user", content=self.prompts.fix(shown)),
                 ]
-        return self._record_attempts(attempts, origin, round_, parents, feedback)
+        return self._record_attempts(attempts, writing)
 
-    def _record_attempts(
-        self,
-        attempts: list[tuple[str, ParsedAnswer]],
-        origin: Origin,
-        round_: int,
-        parents: Mapping[str, int],
-        feedback: Feedback | None,
-    ) -> dict[str, int]:
+    def _record_attempts(self, attempts: list[tuple[str, ParsedAnswer]], writing: _Writing) -> dict[str, int]:
+        """Every attempt's functions as versions (a function an attempt left unchanged only when it is dropped);
+        the valid functions of the last attempt by name."""
         latest: dict[str, ActionVersion] = {}
         previous_problems: dict[str, Problem] = {}
         for index, (call_id, parsed) in enumerate(attempts):
@@ -280,103 +297,55 @@ class LearnactLearner:
             names = [a.name for a in parsed.actions]
             for action in parsed.actions:
                 before = latest.get(action.name)
-                parent = before.version if before else parents.get(action.name)
+                parent = before.version if before else writing.parents.get(action.name)
                 if before is None and parent is not None:  # an Update that rewrote a function unchanged
                     before = latest[action.name] = self.library.get(action.name, parent)
+                dropped = parsed.problems[action.name].text if final and action.name in parsed.problems else None
                 if before is not None and (before.code, before.description, before.example) == (
                     action.code,
                     action.description,
                     action.example,
                 ):
-                    if final and action.name in parsed.problems:
-                        latest[action.name] = self._write(
-                            action,
-                            Origin.validated_fix if index else origin,
-                            call_id,
-                            round_,
-                            parent,
-                            before.feedback,
-                            names,
-                            dropped=parsed.problems[action.name].text,
-                        )
-                    continue
-                why = feedback if index == 0 else _feedback_of(previous_problems, action.name)
-                dropped = parsed.problems[action.name].text if final and action.name in parsed.problems else None
-                latest[action.name] = self._write(
-                    action, origin if index == 0 else Origin.validated_fix, call_id, round_, parent, why, names, dropped
+                    if dropped is None:
+                        continue
+                    why = before.feedback
+                else:
+                    why = writing.feedback if index == 0 else _feedback_of(previous_problems, action.name)
+                origin = writing.origin if index == 0 else Origin.validated_fix
+                draft = action.draft(origin, self.validator.verdict(action, names))
+                latest[action.name] = self._version(
+                    replace(draft, parent=parent, call_id=call_id, feedback=why, round=writing.round, dropped=dropped)
                 )
             previous_problems = parsed.problems
         final = attempts[-1][1]
         kept = {a.name for a in final.actions}
+        last_call = attempts[-1][0]
         for name, version in list(latest.items()):  # a function an earlier answer had and the last one left out
             if name not in kept and version.dropped is None:
-                latest[name] = self._version(
-                    name,
-                    version.code,
-                    description=version.description,
-                    example=version.example,
-                    notes=version.notes,
+                latest[name] = self._rewritten(
+                    version,
                     origin=Origin.validated_fix,
-                    parent=version.version,
-                    call_id=attempts[-1][0],
+                    call_id=last_call,
                     feedback=version.feedback,
-                    verdict=version.verdict,
-                    round=round_,
-                    dropped=f"the model's last answer ({attempts[-1][0]}) left {name} out (renamed or removed)",
+                    round=writing.round,
+                    dropped=f"the model's last answer ({last_call}) left {name} out (renamed or removed)",
                 )
         return {a.name: latest[a.name].version for a in final.actions if a.name not in final.problems}
 
-    def _write(
-        self,
-        action: ParsedAction,
-        origin: Origin,
-        call_id: str | None,
-        round_: int,
-        parent: int | None,
-        feedback: Feedback | None,
-        names: Sequence[str],
-        dropped: str | None = None,
-        notes: Sequence[str] = (),
-    ) -> ActionVersion:
-        verdict = self.validator.verdict(action, names)
-        return self._version(
-            action.name,
-            action.code,
-            description=action.description,
-            example=action.example,
-            notes=tuple(notes),
-            origin=origin,
-            parent=parent,
-            call_id=call_id,
-            feedback=feedback,
-            verdict=verdict,
-            round=round_,
-            dropped=dropped,
-        )
-
-    def _version(self, name: str, code: str, **fields: Any) -> ActionVersion:
+    def _version(self, draft: VersionDraft) -> ActionVersion:
         """A new version, or the identical one a killed run already wrote (same call, same code)."""
-        for existing in self.library.versions(name) if name in self.library.names() else []:
-            same = existing.code == code and all(
-                getattr(existing, k) == (tuple(v) if k == "notes" else v)
-                for k, v in fields.items()
-                if k in ("notes", "origin", "parent", "call_id", "round", "dropped", "description", "example")
-            )
-            if same:
+        compared = ("code", "notes", "origin", "parent", "call_id", "round", "dropped", "description", "example")
+        for existing in self.library.versions(draft.name) if draft.name in self.library.names() else []:
+            if all(getattr(existing, k) == getattr(draft, k) for k in compared):
                 return existing
-        return self.library.new_version(name, code, **fields)
+        return self.library.new_version(draft)
 
     def _rewritten(self, kept: ActionVersion, **changes: Any) -> ActionVersion:
         """A new version of ``kept`` with the same code, description, example, notes and verdict, but for
         ``changes`` (its origin, call, round and feedback at least), whose parent is ``kept``."""
-        fields = dict(
-            description=kept.description,
-            example=kept.example,
-            notes=kept.notes,
-            verdict=kept.verdict,
-            parent=kept.version,
-        )
-        return self._version(kept.name, kept.code, **{**fields, **changes})
+        kept_fields = kept.model_dump(include={"name", "code", "description", "example", "origin", "notes"})
+        same = VersionDraft(**kept_fields, parent=kept.version, verdict=tuple(kept.verdict))
+        return self._version(replace(same, **changes))
 
     # ---- Score ------------------------------------------------------------------------------------------
 
@@ -473,25 +442,18 @@ class LearnactLearner:
         best = dict(state.best)
         found: list[dict[str, int]] = [best]
         actions_code = self.action_set(best).module
-        trajectory = Feedback(kind="failed_call", text=failure.error, trajectory=failure.history)
         for sample in range(self.config.samples):
             key = _key(round_, sample)
             if key not in state.optimised:
                 self.progress(f"round {round_}: improving {failure.name}, sample {sample + 1} of {self.config.samples}")
-                state.optimised[key] = self._improve(round_, sample, failure, best, actions_code, trajectory)
+                state.optimised[key] = self._improve(round_, sample, failure, best, actions_code)
                 self.save(state)
             if state.optimised[key] is not None:
                 found.append(state.optimised[key])  # type: ignore[arg-type]
         return _unique(found)
 
     def _improve(
-        self,
-        round_: int,
-        sample: int,
-        failure: FailureCase,
-        best: dict[str, int],
-        actions_code: str,
-        trajectory: Feedback,
+        self, round_: int, sample: int, failure: FailureCase, best: dict[str, int], actions_code: str
     ) -> dict[str, int] | None:
         messages = list(self.prompts.optimise(failure, actions_code))
         call_base = f"r{round_}/optimise/s{sample}"
@@ -503,7 +465,7 @@ class LearnactLearner:
         why = Feedback(
             kind="failed_call",
             text=cut(f"{failure.error}\nFailed reason: {improvement.reason}", 60_000),
-            trajectory=trajectory.trajectory,
+            trajectory=failure.history,
         )
         if improvement.kind == "plan":
             note = cut(" ".join(improvement.content.split()), MAX_NOTE_CHARS)
@@ -519,9 +481,8 @@ class LearnactLearner:
                 feedback=why,
             )
             return {**best, kept.name: version.version}
-        updated = self._write_validated(
-            call_base, messages, sample, Origin.update, round_, best, why, first_answer=improvement.content
-        )
+        writing = _Writing(Origin.update, round_, best, why)
+        updated = self._write_validated(call_base, messages, sample, writing, first_answer=improvement.content)
         return {**best, **updated} if updated else None
 
     # ---- the end ---------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from learnact.actions import CodeKind, check
-from learnact.actions.library import CallOutcome, CandidateScore, Feedback, Library, Origin, RoundRecord
+from learnact.actions.library import CallOutcome, CandidateScore, Feedback, Library, Origin, RoundRecord, VersionDraft
 from learnact.engine.commands.cli import app
 from learnact.engine.reports.audit import build_audit
 from learnact.engine.reports.audit_html import audit_html
@@ -61,50 +62,15 @@ TRACEBACK = (
 BROKEN = "def tower(blocks:\n    pass\n"
 
 
-def build_library(path: Path) -> Library:
-    """The library of a two-round LearnAct run on blockworld: stack_on created, updated after a failed call,
-    then rewritten (hostile) and rolled back; clear_block fixed after a finding; tower dropped."""
-    library = Library(path)
-    library.new_version(
-        "stack_on",
-        STACK_V1,
-        description="stack block on target",
-        example='stack_on("b1", "b2")',
-        origin=Origin.created,
-        call_id="create-0",
-        verdict=check(STACK_V1, CodeKind.action_module, PRIMITIVES),
-    )
-    clear_v1 = library.new_version(
-        "clear_block",
-        CLEAR_V1,
-        description="clear a block",
-        example='clear_block("b2")',
-        origin=Origin.created,
-        call_id="create-0",
-        verdict=check(CLEAR_V1, CodeKind.action_module, PRIMITIVES),
-    )
-    assert clear_v1.verdict  # top_of is not defined: a real finding
-    library.new_version(
-        "clear_block",
-        CLEAR_V2,
-        description="take top off block",
-        example='clear_block("b2", "b1")',
-        origin=Origin.validated_fix,
-        parent=1,
-        call_id="validate-1",
-        feedback=Feedback(kind="finding", text="\n".join(f.render("clear_block.py") for f in clear_v1.verdict)),
-        verdict=check(CLEAR_V2, CodeKind.action_module, PRIMITIVES),
-    )
-    library.new_version(
-        "tower",
-        BROKEN,
-        description="build a tower",
-        example='tower(["b1"])',
-        origin=Origin.created,
-        call_id="create-0",
-        verdict=check(BROKEN, CodeKind.action_module, PRIMITIVES),
-        dropped="still failing after 3 fixes: LA001 syntax error",
-    )
+def created(name: str, code: str, description: str, example: str = 'stack_on("b1", "b2")') -> VersionDraft:
+    """A version as Create writes it (the call create-0), with the static checker's verdict."""
+    verdict = tuple(check(code, CodeKind.action_module, PRIMITIVES))
+    return VersionDraft(name, code, description, example, Origin.created, call_id="create-0", verdict=verdict)
+
+
+def score_round_zero(library: Library) -> CallOutcome:
+    """Round 0 scored: stack_on v1's call failed on problem1 and worked on problem2, clear_block v2's worked; the
+    set kept. The failed call."""
     failed = CallOutcome(
         name="stack_on",
         version=1,
@@ -153,35 +119,34 @@ def build_library(path: Path) -> Library:
         )
     )
     library.select({"stack_on": 1, "clear_block": 2}, 1.25, ENV)
-    library.new_version(
-        "stack_on",
-        STACK_V2,
-        description="stack block on target, unstacking it first",
-        example='stack_on("b1", "b2")',
-        origin=Origin.update,
-        parent=1,
-        call_id="optimise-1",
-        round=1,
-        feedback=Feedback(
-            kind="failed_call",
-            text="Pickup: b1 is not clear (the call's 1st primitive step)",
-            trajectory=f'> stack_on("b1", "b2")\nPickup: b1 is not clear\n{ATTACK}',
-        ),
-        verdict=check(STACK_V2, CodeKind.action_module, PRIMITIVES),
+    return failed
+
+
+def build_library(path: Path) -> Library:
+    """The library of a two-round LearnAct run on blockworld: stack_on created, updated after a failed call,
+    then rewritten (hostile) and rolled back; clear_block fixed after a finding; tower dropped."""
+    library = Library(path)
+    stack_v1 = created("stack_on", STACK_V1, "stack block on target")
+    library.new_version(stack_v1)
+    clear_v1 = library.new_version(created("clear_block", CLEAR_V1, "clear a block", 'clear_block("b2")'))
+    assert clear_v1.verdict  # top_of is not defined: a real finding
+    finding = Feedback(kind="finding", text="\n".join(f.render("clear_block.py") for f in clear_v1.verdict))
+    fixed = created("clear_block", CLEAR_V2, "take top off block", 'clear_block("b2", "b1")')
+    library.new_version(replace(fixed, origin=Origin.validated_fix, parent=1, call_id="validate-1", feedback=finding))
+    tower = created("tower", BROKEN, "build a tower", 'tower(["b1"])')
+    library.new_version(replace(tower, dropped="still failing after 3 fixes: LA001 syntax error"))
+    failed = score_round_zero(library)
+    failed_call = Feedback(
+        kind="failed_call",
+        text="Pickup: b1 is not clear (the call's 1st primitive step)",
+        trajectory=f'> stack_on("b1", "b2")\nPickup: b1 is not clear\n{ATTACK}',
     )
-    library.new_version(
-        "stack_on",
-        STACK_V3,
-        description=f"stack {ATTACK}",
-        example='stack_on("b1", "b2")',
-        origin=Origin.update,
-        parent=2,
-        call_id="optimise-2",
-        round=2,
-        notes=(f"note {ATTACK}",),
-        feedback=Feedback(kind="traceback", text=f"Traceback: {ATTACK}"),
-        verdict=check(STACK_V3, CodeKind.action_module, PRIMITIVES),
-    )
+    update = {"origin": Origin.update, "call_id": "optimise-1", "parent": 1, "round": 1, "feedback": failed_call}
+    library.new_version(replace(created("stack_on", STACK_V2, "stack block on target, unstacking it first"), **update))
+    hostile = replace(created("stack_on", STACK_V3, f"stack {ATTACK}"), notes=(f"note {ATTACK}",))
+    traceback = Feedback(kind="traceback", text=f"Traceback: {ATTACK}")
+    second = {**update, "call_id": "optimise-2", "parent": 2, "round": 2, "feedback": traceback}
+    library.new_version(replace(hostile, **second))
     library.record_outcomes(
         [
             failed.model_copy(
@@ -207,16 +172,7 @@ def build_library(path: Path) -> Library:
             rolled_back=True,
         )
     )
-    library.new_version(
-        "stack_on",
-        STACK_V1,
-        description="stack block on target",
-        example='stack_on("b1", "b2")',
-        origin=Origin.rollback,
-        parent=1,
-        round=2,
-        verdict=check(STACK_V1, CodeKind.action_module, PRIMITIVES),
-    )
+    library.new_version(replace(stack_v1, origin=Origin.rollback, call_id=None, parent=1, round=2))
     library.select({"stack_on": 4, "clear_block": 2}, 1.25, ENV)
     return library
 
@@ -328,7 +284,7 @@ def test_check_a_library_checks_the_selected_version_of_every_action(run_dir: Pa
 
 def test_check_a_library_without_an_environment_names_every_primitive_call(tmp_path: Path) -> None:
     library = Library(tmp_path / "lib")
-    library.new_version("stack_on", STACK_V1, description="", example="", origin=Origin.created)
+    library.new_version(VersionDraft(name="stack_on", code=STACK_V1, description="", example="", origin=Origin.created))
     bare = invoke("check", str(tmp_path / "lib"))
     assert bare.exit_code == 1 and "latest (nothing selected yet)" in bare.output and "give --env" in bare.output
     assert invoke("check", str(tmp_path / "lib"), "--env", ENV).exit_code == 0

@@ -322,11 +322,13 @@ def test_an_empty_task_selection_is_refused_not_taken_for_every_task(tmp_path: P
 
 
 def test_a_library_learned_on_another_environment_is_refused_up_front(tmp_path: Path) -> None:
-    from learnact.actions.library import Library, Origin
+    from learnact.actions.library import Library, Origin, VersionDraft
 
     library = Library(tmp_path / "lib")
     code = 'def two(a):\n    """Pick up and put down."""\n    pick(a)\n    drop(a)\n'
-    library.new_version("two", code, description="two", example="two('a')", origin=Origin.created)
+    library.new_version(
+        VersionDraft(name="two", code=code, description="two", example="two('a')", origin=Origin.created)
+    )
     library.select({"two": 1}, 1.0, "pddl/blockworld")
     args = ["eval", "--env", "pddl/gripper", "--method", "learnact", "--library", str(tmp_path / "lib")]
     args += ["--model", "m", "--base-url", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "run")]

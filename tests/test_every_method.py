@@ -15,7 +15,7 @@ import pytest
 from llm_server import Answer, ScriptedServer
 from typer.testing import CliRunner
 
-from learnact.actions.library import Library, Origin
+from learnact.actions.library import Library, Origin, VersionDraft
 from learnact.engine.agents import call_code
 from learnact.engine.agents.prompts import demonstration
 from learnact.engine.commands.cli import app
@@ -167,7 +167,11 @@ def notes_run(method: Method, domain: Domain, out: Path) -> Path:
 def library_of(domain: Domain, folder: Path) -> Path:
     name, code, call = learned_action(domain)
     library = Library(folder)
-    library.new_version(name, code, description=f"{domain.calls[0][0]}, checked", example=call, origin=Origin.created)
+    library.new_version(
+        VersionDraft(
+            name=name, code=code, description=f"{domain.calls[0][0]}, checked", example=call, origin=Origin.created
+        )
+    )
     library.select({name: 1}, score=None, env=domain.env)
     return folder
 

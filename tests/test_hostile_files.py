@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from learnact.actions.files import AppendLog, make_folders, read_bounded, write_atomic
-from learnact.actions.library import Library, LibraryError, Origin
+from learnact.actions.library import Library, LibraryError, Origin, VersionDraft
 from learnact.engine.llm import CallLog
 from learnact.engine.rundir import FORMAT, RunDir, RunDirError, RunKind
 
@@ -52,7 +52,11 @@ def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) ->
 def library_run(folder: Path) -> Path:
     """A run folder holding a finished library of one selected action on blockworld."""
     library = Library(folder / "library")
-    library.new_version("stack_on", ACTION, description="stack", example='stack_on("b1", "b2")', origin=Origin.created)
+    library.new_version(
+        VersionDraft(
+            name="stack_on", code=ACTION, description="stack", example='stack_on("b1", "b2")', origin=Origin.created
+        )
+    )
     library.select({"stack_on": 1}, score=1.0, env="pddl/blockworld")
     return folder
 

@@ -17,13 +17,14 @@ from llm_server import Answer, ScriptedServer, Status
 from learnact.actions.library import LearningProgress, Library, Origin
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.llm.grammar import call_grammar, definitions_grammar
-from learnact.engine.records import ModelSettings
+from learnact.engine.records import Method, ModelSettings, RunSettings
 from learnact.engine.reports.audit import build_audit
 from learnact.engine.reports.audit_html import audit_html
 from learnact.engine.rundir import CONFIG, RunDir
 from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
 from learnact.engine.runs.learnact_run import LearningServices, learnact_run_config, learned_library, run_learnact
-from learnact.envs import EnvSpec, make_env
+from learnact.engine.splits import Split
+from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement
 from learnact.learner.learnact import AnswerForm, LearnactConfig
 from learnact.learner.scoring import CallView, StepView, Trajectory, score_trajectories
@@ -31,6 +32,18 @@ from learnact.sandbox import SandboxConfig
 
 BLOCKS = EnvSpec(name="pddl/blockworld")
 TASK = "blockworld-01"  # b2 is on b1; the goal: b3 on b2. Pickup('b3'), Stack('b3', 'b2') solve it
+
+
+def agent_run(
+    spec: EnvSpec, agent: ModelSettings, train: tuple[str, ...], max_steps: int | None = None
+) -> tuple[RunSettings, Split]:
+    """The scoring agent's settings and the split of a learning run on ``train`` (seed 0), as planned."""
+    steps = max_steps or env_profile(spec.name).learn_steps
+    sandbox = SandboxConfig(pool_size=1)
+    run = RunSettings(env=spec, method=Method.learnact, max_steps=steps, sandbox=sandbox, model=agent)
+    return run, Split(seed=0, train=train, test=())
+
+
 PRIMITIVES = ("Pickup", "Putdown", "Stack", "Unstack")
 NOTE = "Only call pick_and_stack on a block that is clear."
 
@@ -119,10 +132,8 @@ def learn(
     rounds: int = 2,
 ):
     agent = ModelSettings(model="m", base_url=server.base_url)
-    config = learnact_run_config(
-        BLOCKS, agent, None, (TASK,), seed=0, sandbox=SandboxConfig(pool_size=1),
-        learnact=LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds),
-    )  # fmt: skip
+    run, split = agent_run(BLOCKS, agent, (TASK,))
+    config = learnact_run_config(run, split, LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds))
     backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
     if cache is not None:
         backbone = CachedBackbone(backbone, cache)
@@ -531,12 +542,11 @@ def test_the_learner_temperature_is_a_setting_with_a_low_default_for_the_local_m
     config = LearnactConfig.for_env(BLOCKS.name)
     temperature = {
         (agent.model, given): learnact_run_config(
-            BLOCKS, agent, None, (TASK,), seed=0, sandbox=SandboxConfig(), learnact=config,
-            learner_temperature=given,
+            *agent_run(BLOCKS, agent, (TASK,)), config, learner_temperature=given
         ).learner.temperature
         for agent in (server, local)
         for given in (None, 0.0)
-    }  # fmt: skip
+    }
     assert temperature == {("m", None): 0.7, ("m", 0.0): 0.0, ("local", None): 0.2, ("local", 0.0): 0.0}
 
 
@@ -847,11 +857,8 @@ def test_alfworld_learns_a_library_per_task_type_and_each_episode_uses_its_types
     clean, heat = (next(t.id for t in tasks if t.type == task_type) for task_type in ("clean", "heat"))
     out = tmp_path / "learn"
     with ScriptedServer(responder=per_type_stand_in) as server:
-        config = learnact_run_config(
-            spec, ModelSettings(model="m", base_url=server.base_url), None, (clean, heat), seed=0,
-            sandbox=SandboxConfig(pool_size=1), max_steps=2,
-            learnact=LearnactConfig.for_env("alfworld", samples=1, rounds=0, fix_tries=0),
-        )  # fmt: skip
+        run, split = agent_run(spec, ModelSettings(model="m", base_url=server.base_url), (clean, heat), max_steps=2)
+        config = learnact_run_config(run, split, LearnactConfig.for_env("alfworld", samples=1, rounds=0, fix_tries=0))
         assert learns_by_type(config)
         assert not learns_by_type(config.model_copy(update={"run": config.run.model_copy(update={"env": BLOCKS})}))
         backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from learnact.actions.library import (
     LibraryError,
     Origin,
     RoundRecord,
+    VersionDraft,
 )
 from learnact.actions.models import ActionSet, CodeKind, LearnedAction
 
@@ -46,38 +48,21 @@ TRACEBACK = 'Traceback (most recent call last):\n  File "<action>", line 3, in s
 def build(path: Path) -> Library:
     """A library with two actions: stack_on created, fixed, then annotated; clear_all created."""
     library = Library(path)
+    example = 'stack_on("b1", "b2")'
+    first = VersionDraft("stack_on", STACK_V1, "stack a block", example, Origin.created, call_id="call-1")
+    library.new_version(first)
+    fixed = replace(first, code=STACK_V2, description="stack a block, unstacking it first", parent=1)
+    traceback = Feedback(kind="traceback", text=TRACEBACK)
+    verdict = tuple(check(STACK_V2, CodeKind.action_module))
     library.new_version(
-        "stack_on",
-        STACK_V1,
-        description="stack a block",
-        example='stack_on("b1", "b2")',
-        origin=Origin.created,
-        call_id="call-1",
+        replace(fixed, origin=Origin.validated_fix, call_id="call-2", feedback=traceback, verdict=verdict)
     )
+    failed = Feedback(kind="failed_call", text="stack failed: b2 is not clear", trajectory="> stack_on(b1, b2)")
+    note = ("call it only when block is clear",)
     library.new_version(
-        "stack_on",
-        STACK_V2,
-        description="stack a block, unstacking it first",
-        example='stack_on("b1", "b2")',
-        origin=Origin.validated_fix,
-        parent=1,
-        call_id="call-2",
-        feedback=Feedback(kind="traceback", text=TRACEBACK),
-        verdict=check(STACK_V2, CodeKind.action_module),
+        replace(fixed, origin=Origin.plan_note, notes=note, parent=2, call_id="call-3", round=1, feedback=failed)
     )
-    library.new_version(
-        "stack_on",
-        STACK_V2,
-        description="stack a block, unstacking it first",
-        example='stack_on("b1", "b2")',
-        notes=("call it only when block is clear",),
-        origin=Origin.plan_note,
-        parent=2,
-        call_id="call-3",
-        round=1,
-        feedback=Feedback(kind="failed_call", text="stack failed: b2 is not clear", trajectory="> stack_on(b1, b2)"),
-    )
-    library.new_version("clear_all", CLEAR, description="clear", example='clear_all(["b1"])', origin=Origin.created)
+    library.new_version(VersionDraft("clear_all", CLEAR, "clear", 'clear_all(["b1"])', Origin.created))
     return library
 
 
@@ -145,7 +130,9 @@ def test_unknown_actions_versions_and_selections_are_refused(tmp_path: Path) -> 
         library.select({"stack_on": 9}, 1.0, "pddl/blockworld")
     assert not (tmp_path / "lib/library.json").exists()
     with pytest.raises(LibraryError, match="parent .* must be one of its earlier versions"):
-        library.new_version("stack_on", STACK_V1, description="", example="", origin=Origin.update, parent=4)
+        library.new_version(
+            VersionDraft(name="stack_on", code=STACK_V1, description="", example="", origin=Origin.update, parent=4)
+        )
     assert len(library.versions("stack_on")) == 3
 
 
@@ -153,7 +140,9 @@ def test_a_model_written_name_cannot_leave_the_library_folder(tmp_path: Path) ->
     library = Library(tmp_path / "lib")
     for name in ("../escape", "a/b", "", "x" * 101, "é"):
         with pytest.raises(LibraryError, match="name"):
-            library.new_version(name, "def f():\n    pass\n", description="", example="", origin=Origin.created)
+            library.new_version(
+                VersionDraft(name=name, code="def f():\n    pass\n", description="", example="", origin=Origin.created)
+            )
     assert not (tmp_path / "escape").exists()
     assert not (tmp_path / "lib").exists() or list((tmp_path / "lib").rglob("*")) == []
 
@@ -161,14 +150,8 @@ def test_a_model_written_name_cannot_leave_the_library_folder(tmp_path: Path) ->
 def test_untrusted_text_is_made_encodable_and_feedback_bounded(tmp_path: Path) -> None:
     library = Library(tmp_path / "lib")
     huge = "E" * 200_000
-    version = library.new_version(
-        "odd",
-        "def odd():\n    return '\ud800'\n",
-        description="lone \udcff surrogate",
-        example="odd()",
-        origin=Origin.created,
-        feedback=Feedback(kind="traceback", text=huge),
-    )
+    odd = VersionDraft("odd", "def odd():\n    return '\ud800'\n", "lone \udcff surrogate", "odd()", Origin.created)
+    version = library.new_version(replace(odd, feedback=Feedback(kind="traceback", text=huge)))
     assert "\\ud800" in version.code and "\\udcff" in version.description
     assert len(version.feedback.text.encode()) <= 64_000 and version.feedback.text.endswith("bytes]")
     assert Library.open_existing(tmp_path / "lib").get("odd", 1) == version
@@ -184,15 +167,10 @@ def test_untrusted_text_is_made_encodable_and_feedback_bounded(tmp_path: Path) -
 
 def test_signature_is_empty_for_code_that_does_not_parse(tmp_path: Path) -> None:
     library = Library(tmp_path / "lib")
-    broken = library.new_version("broken", "def broken(:\n", description="", example="", origin=Origin.created)
+    broken = library.new_version(VersionDraft("broken", "def broken(:\n", "", "", Origin.created))
     assert broken.signature == "" and broken.code == "def broken(:\n"
-    helper = library.new_version(
-        "outer",
-        "def helper(a):\n    '''h'''\n\ndef outer(x, *ys, k=1):\n    '''o'''\n",
-        description="",
-        example="",
-        origin=Origin.created,
-    )
+    two = "def helper(a):\n    '''h'''\n\ndef outer(x, *ys, k=1):\n    '''o'''\n"
+    helper = library.new_version(VersionDraft("outer", two, "", "", Origin.created))
     assert helper.signature == "outer(x, *ys, k=1)"
 
 
@@ -242,7 +220,9 @@ def test_a_torn_last_line_is_ignored_and_cut_before_the_next_append(tmp_path: Pa
     versions_file.write_bytes(whole + torn)  # a write killed half-way
     reopened = Library.open_existing(tmp_path / "lib")
     assert reopened.names() == ["stack_on", "clear_all"] and len(reopened.versions("stack_on")) == 3
-    added = reopened.new_version("clear_all", CLEAR + "\n", description="", example="", origin=Origin.update)
+    added = reopened.new_version(
+        VersionDraft(name="clear_all", code=CLEAR + "\n", description="", example="", origin=Origin.update)
+    )
     assert added.version == 2
     assert versions_file.read_bytes().startswith(whole) and torn not in versions_file.read_bytes()
     assert Library.open_existing(tmp_path / "lib").versions("clear_all")[-1] == added
@@ -282,7 +262,9 @@ def test_a_write_that_fails_says_so_and_changes_no_record(tmp_path: Path) -> Non
     os.replace(versions_file, tmp_path / "saved.jsonl")
     versions_file.mkdir()
     with pytest.raises(LibraryError, match="cannot write .*versions.jsonl"):
-        library.new_version("clear_all", CLEAR, description="", example="", origin=Origin.update)
+        library.new_version(
+            VersionDraft(name="clear_all", code=CLEAR, description="", example="", origin=Origin.update)
+        )
     versions_file.rmdir()
     os.replace(tmp_path / "saved.jsonl", versions_file)
     assert versions_file.read_bytes() == before
@@ -348,12 +330,14 @@ def test_diff_shows_code_description_and_notes_changes(tmp_path: Path) -> None:
     assert note_change.endswith("+call it only when block is clear\n")
     assert library.diff("stack_on", 3, 3) == ""
     no_newline = library.new_version(
-        "clear_all",
-        CLEAR.rstrip("\n"),
-        description="clear",
-        example='clear_all(["b1"])',
-        origin=Origin.update,
-        parent=1,
+        VersionDraft(
+            name="clear_all",
+            code=CLEAR.rstrip("\n"),
+            description="clear",
+            example='clear_all(["b1"])',
+            origin=Origin.update,
+            parent=1,
+        )
     )
     assert library.diff("clear_all", 1, no_newline.version) == ""  # only the final newline differs
     with pytest.raises(LibraryError, match="no version 7"):

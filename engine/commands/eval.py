@@ -129,7 +129,7 @@ def evaluate(
             f"[yellow]warning:[/yellow] --workers {executing.workers} is far above the {cores} CPU cores of this "
             "machine; the episodes will compete for them (and their timeouts may fire)"
         )
-    summary = _run_with_progress(plan, out, f"{env_options.env} · {method}", output.json_output, prices, runner)
+    summary = _run_with_progress(plan, out, output.json_output, prices, runner)
     _tell_outcome(summary, out, output.json_output)
 
 
@@ -150,11 +150,10 @@ def _with_learned(plan: EvalPlan, notes: Path | None, library: Path | None, inte
     return plan.model_copy(update={"config": plan.config.model_copy(update={"run": run})})
 
 
-def _run_with_progress(
-    plan: EvalPlan, out: Path, label: str, quiet: bool, prices: PriceTable | None, runner: Executor
-) -> Summary:
+def _run_with_progress(plan: EvalPlan, out: Path, quiet: bool, prices: PriceTable | None, runner: Executor) -> Summary:
     """Run the evaluation with a progress bar on a terminal (plain lines otherwise, nothing when ``quiet``);
     the executor is closed at the end, however it ends."""
+    label = f"{plan.config.run.env.name} · {plan.config.run.method}"
     plain = PlainProgress(label) if not quiet and not err.is_terminal else None
     with Progress(
         TextColumn("[bold]{task.description}"),

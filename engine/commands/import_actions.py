@@ -28,7 +28,7 @@ from learnact.engine.commands.options import SandboxOptions, with_groups
 from learnact.engine.markup import shown
 from learnact.engine.runs.learnact_run import demo_task
 from learnact.engine.runs.usage import parse_lines, replay
-from learnact.envs import Environment, EnvSpec, make_env, select_tasks
+from learnact.envs import EnvSpec, make_env, select_tasks
 from learnact.learner.answers import ParsedAction, called_names, parse_actions
 from learnact.learner.validation import SandboxValidator
 from learnact.sandbox import Sandbox
@@ -80,19 +80,12 @@ def import_actions(
         shown_at_work = None
         if usage_lines is not None:
             assert usage is not None
-            shown_at_work = _demonstrated(usage, usage_lines, parsed.actions, environment, spec, on, sandbox)
+            shown_at_work = _demonstrated(usage, usage_lines, parsed.actions, validator, spec)
     names = [action.name for action in parsed.actions]
     with reported():
         library = Library(out)
         for action in parsed.actions:
-            library.new_version(
-                action.name,
-                action.code,
-                description=action.description,
-                example=action.example,
-                origin=Origin.human,
-                verdict=validator.verdict(action, names),
-            )
+            library.new_version(action.draft(Origin.human, validator.verdict(action, names)))
         library.select(dict.fromkeys(names, 1), None, environment.name, usage=shown_at_work)
     typer.echo(
         visible(
@@ -103,20 +96,16 @@ def import_actions(
 
 
 def _demonstrated(
-    file: Path,
-    text: str,
-    actions: list[ParsedAction],
-    environment: Environment,
-    spec: EnvSpec,
-    task: str,
-    sandbox: Sandbox,
+    file: Path, text: str, actions: list[ParsedAction], validator: SandboxValidator, spec: EnvSpec
 ) -> UsageDemonstration:
-    """The lines of ``file`` run on the demonstration task of ``task``'s type, grounded as a learned set's.
+    """The lines of ``file`` run in ``validator``'s sandbox on the demonstration task of the type of the task the
+    actions were validated on, grounded as a learned set's (``spec``: the environment's).
 
     :raises typer.Exit: (the problem printed, status FAILED) for lines that are not calls with literal arguments,
         that call none of the actions, fail, or end before the goal.
     """
-    task_type = next(t.type for t in environment.tasks() if t.id == task)
+    environment = validator.env
+    task_type = next(t.type for t in environment.tasks() if t.id == validator.task)
     demo = demo_task(environment, spec, task_type, ())
     lines, problem = parse_lines(text, MAX_USAGE_LINES)
     names = [action.name for action in actions]
@@ -128,7 +117,7 @@ def _demonstrated(
             raise fail(f"--usage: the demonstration task of {environment.name} cannot be opened to run the lines on")
         action_set = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in actions))
         try:
-            ran = replay(demo_env, demo.task, action_set, lines, sandbox)
+            ran = replay(demo_env, demo.task, action_set, lines, validator.sandbox)
         finally:
             demo_env.close()
         if ran.success:

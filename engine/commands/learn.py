@@ -25,10 +25,11 @@ from learnact.engine.commands.options import (
     run_choice,
     with_groups,
 )
-from learnact.engine.llm import Backbone, PriceTable
+from learnact.engine.llm import Backbone
 from learnact.engine.markup import shown
-from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
+from learnact.engine.records import EpisodeRecord, ModelSettings
 from learnact.engine.runs.executor import ExecutorName
+from learnact.engine.runs.learnact_run import LearningServices, learnact_run_config
 from learnact.engine.runs.learning import (
     NOTES,
     NotesFile,
@@ -40,6 +41,7 @@ from learnact.engine.runs.learning import (
 from learnact.engine.runs.planning import close_backbone, open_planned_model, plan_learning, planned_model
 from learnact.engine.splits import TRAIN_PER_TYPE, Split
 from learnact.envs import EnvSpec
+from learnact.learner.learnact import LearnactConfig
 from learnact.learner.reflexion import ROUNDS, Note
 
 
@@ -70,6 +72,13 @@ class LearnactOptions(OptionGroup):
             " the default, keep the set whole)",
         ),
     ] = False
+
+    def config(self, env_name: str, rounds: int) -> LearnactConfig:
+        """The learner's settings these options and ``rounds`` name, ``env_name``'s defaults for the rest.
+
+        :raises pydantic.ValidationError: for a value out of range.
+        """
+        return LearnactConfig.for_env(env_name, samples=self.samples, rounds=rounds, drop_unused=self.drop_unused)
 
 
 @with_groups
@@ -114,28 +123,21 @@ def learn(
         with resumable(out, "what was learned is"), reported():
             backbone, model_settings = open_planned_model(plan.model, plan.run.model)
             opened.append(backbone)
-            settings = plan.run.model_copy(update={"model": model_settings})
+            plan = plan.model_copy(update={"run": plan.run.model_copy(update={"model": model_settings})})
             if learns is Learns.notes:
-                _learn_notes(settings, plan.split, rounds, out, backbone, prices, output.json_output)
+                notes = ReflexionConfig(run=plan.run, seed=plan.split.seed, train=plan.split.train, rounds=rounds)
+                _learn_notes(notes, plan.split, out, LearningServices(backbone, prices=prices), output.json_output)
                 return
             learner = _learner(method, model_options, learnact_options.learner_model)
             if learner is not None:
                 opened.append(learner[0])
-            learn_actions(
-                settings,
-                plan.split,
-                out,
-                backbone,
-                learner,
-                prices,
-                learnact_options.samples,
-                rounds,
-                output.json_output,
-                runner,
-                executing.workers,
-                drop_unused=learnact_options.drop_unused,
-                learner_temperature=learnact_options.learner_temperature,
+            learner_model, learner_settings = learner if learner is not None else (None, None)
+            learnact = learnact_options.config(plan.run.env.name, rounds)
+            config = learnact_run_config(
+                plan.run, plan.split, learnact, learner_settings, learnact_options.learner_temperature
             )
+            services = LearningServices(backbone, learner_model, prices, executor=runner, workers=executing.workers)
+            learn_actions(config, out, services, output.json_output)
     finally:
         for model in opened:
             close_backbone(model)
@@ -181,17 +183,11 @@ def _learner(
 
 
 def _learn_notes(
-    settings: RunSettings,
-    chosen: Split,
-    rounds: int,
-    out: Path,
-    backbone: Backbone,
-    prices: PriceTable | None,
-    json_output: bool,
+    config: ReflexionConfig, chosen: Split, out: Path, services: LearningServices, json_output: bool
 ) -> None:
-    """The reflexion methods: attempts, reflections and retries on the training tasks; the notes."""
-    config = ReflexionConfig(run=settings, seed=chosen.seed, train=chosen.train, rounds=rounds)
-    quiet = json_output
+    """The reflexion methods: attempts, reflections and retries on the training tasks of ``chosen`` with
+    ``services``' agent; the notes."""
+    settings, rounds, quiet = config.run, config.rounds, json_output
 
     def on_attempt(index: int, record: EpisodeRecord, notes: int) -> None:
         if not quiet:
@@ -212,7 +208,7 @@ def _learn_notes(
         )
     with reported():
         summary = run_reflexion(
-            config, out, backbone, split=chosen, prices=prices, on_attempt=on_attempt, on_note=on_note
+            config, out, services.agent, split=chosen, prices=services.prices, on_attempt=on_attempt, on_note=on_note
         )
     if json_output:
         sys.stdout.write(summary.model_dump_json() + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,58 +15,28 @@ from rich.table import Table
 from learnact.actions.models import ActionSet
 from learnact.engine.agents import Learns
 from learnact.engine.commands.common import err, fail, learning_run, reported
-from learnact.engine.llm import Backbone, PriceTable
 from learnact.engine.markup import shown
-from learnact.engine.records import EpisodeRecord, ModelSettings, RunSettings
-from learnact.engine.runs.executor import Executor
+from learnact.engine.records import EpisodeRecord
 from learnact.engine.runs.learnact_run import (
     BY_TYPE,
     LearnactResult,
+    LearnactRunConfig,
     LearningServices,
     learn_by_type,
-    learnact_run_config,
     learned_by_type,
     learned_library,
     learns_by_type,
     run_learnact,
 )
-from learnact.engine.splits import Split
 from learnact.envs import EnvSpec
-from learnact.learner.learnact import LearnactConfig
 
 
-def learn_actions(
-    settings: RunSettings,
-    chosen: Split,
-    out: Path,
-    agent: Backbone,
-    learner: tuple[Backbone, ModelSettings] | None,
-    prices: PriceTable | None,
-    samples: int | None,
-    rounds: int | None,
-    json_output: bool,
-    executor: Executor | None = None,
-    workers: int = 1,
-    drop_unused: bool = False,
-    learner_temperature: float | None = None,
-) -> None:
-    """`learnact learn --method learnact`: create, validate, score and optimise actions on the training
-    tasks of ``chosen`` (``settings``: the agent that scores them); the library at ``<out>/library``.
+def learn_actions(config: LearnactRunConfig, out: Path, services: LearningServices, json_output: bool) -> None:
+    """`learnact learn --method learnact`: create, validate, score and optimise actions on the training tasks of
+    ``config`` with ``services`` (their progress printed here); the library at ``<out>/library``.
 
     :raises typer.Exit: (the error printed) when learning cannot go on.
     """
-    assert settings.model is not None  # every learning method uses a model
-    config = learnact_run_config(
-        settings.env,
-        settings.model,
-        learner[1] if learner is not None else None,
-        chosen.train,
-        chosen.seed,
-        settings.sandbox,
-        LearnactConfig.for_env(settings.env.name, samples=samples, rounds=rounds, drop_unused=drop_unused),
-        max_steps=settings.max_steps,
-        learner_temperature=learner_temperature,
-    )
     quiet = json_output
 
     def progress(line: str) -> None:
@@ -80,17 +51,14 @@ def learn_actions(
     if not quiet:
         c = config.learnact
         err.print(
-            f"{shown(settings.env.name)} · learnact: {len(chosen.train)} training tasks (seed {chosen.seed}), "
+            f"{shown(config.run.env.name)} · learnact: {len(config.train)} training tasks (seed {config.seed}), "
             f"{c.samples} sample{'s' * (c.samples != 1)}, up to {c.rounds} round{'s' * (c.rounds != 1)}, "
             f"style {c.style}, score {' + '.join(c.score_terms)}"
         )
     with reported():
         by_type = learns_by_type(config)
         learn = learn_by_type if by_type else run_learnact
-        services = LearningServices(
-            agent, learner[0] if learner is not None else None, prices, progress, on_episode, executor, workers
-        )
-        learned = learn(config, out, services)
+        learned = learn(config, out, replace(services, progress=progress, on_episode=on_episode))
     if json_output:
         if isinstance(learned, dict):
             sys.stdout.write(json.dumps({"types": {t: r.model_dump(mode="json") for t, r in learned.items()}}) + "\n")

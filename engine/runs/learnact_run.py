@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from learnact.actions.errors import LearnactError
 from learnact.actions.files import make_folders, write_atomic
 from learnact.actions.library import RUN_LIBRARY, Library, LibraryError
 from learnact.actions.models import ActionSet
@@ -39,7 +40,7 @@ from learnact.engine.llm import (
 )
 from learnact.engine.llm.base import ModelFailure
 from learnact.engine.llm.grammar import call_lines_grammar, definitions_grammar
-from learnact.engine.records import EpisodeRecord, EpisodeStatus, Method, ModelSettings, RunSettings
+from learnact.engine.records import EpisodeRecord, EpisodeStatus, ModelSettings, RunSettings
 from learnact.engine.rundir import (
     CONFIG,
     LEARN_STATE,
@@ -52,11 +53,20 @@ from learnact.engine.rundir import (
 from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
 from learnact.engine.runs.executor import Executor
 from learnact.engine.runs.usage import DemoTask, UsageDemonstrator
+from learnact.engine.splits import Split
 from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
-from learnact.learner.learnact import AnswerForm, Ask, LearnactConfig, LearnactLearner, LearnState, RunTasks
+from learnact.learner.learnact import (
+    AnswerForm,
+    Ask,
+    LearnactConfig,
+    LearnactLearner,
+    LearnerPorts,
+    LearnState,
+    RunTasks,
+)
 from learnact.learner.scoring import CallView, FailureCase, StepView, Trajectory
 from learnact.learner.validation import SandboxValidator
-from learnact.sandbox import Sandbox, SandboxConfig
+from learnact.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -317,18 +327,12 @@ def run_learnact(config: LearnactRunConfig, out: Path, services: LearningService
         tries = config.learnact.fix_tries + 1
         demonstrate = UsageDemonstrator(demo, prompts.system, ask, config.run.sandbox, tries, services.progress)
         with Sandbox(config.run.sandbox) as sandbox:
+            ports = LearnerPorts(
+                prompts, ask, scorer(config, out, services, resets), demonstrate, save, services.progress
+            )
+            validator = SandboxValidator(sandbox, make_env(config.run.env), config.train[0])
             learner_run = LearnactLearner(
-                config.learnact,
-                library,
-                prompts,
-                ask,
-                scorer(config, out, services, resets),
-                SandboxValidator(sandbox, make_env(config.run.env), config.train[0]),
-                config.run.env.name,
-                state=_read_state(state_path),
-                save=save,
-                progress=services.progress,
-                demonstrate=demonstrate,
+                config.learnact, library, validator, ports, config.run.env.name, _read_state(state_path)
             )
             selected = learner_run.run()
         return LearnactResult(
@@ -396,39 +400,32 @@ def learned_by_type(path: Path) -> dict[str, Path] | None:
 
 
 def learnact_run_config(
-    spec: EnvSpec,
-    agent: ModelSettings,
-    learner: ModelSettings | None,
-    train: Sequence[str],
-    seed: int,
-    sandbox: SandboxConfig,
+    run: RunSettings,
+    split: Split,
     learnact: LearnactConfig | None = None,
-    max_steps: int | None = None,
+    learner: ModelSettings | None = None,
     learner_temperature: float | None = None,
 ) -> LearnactRunConfig:
-    """The run's config: the agent (method learnact, ``max_steps`` while scoring, by default the environment
-    profile's ``learn_steps``), the learner model (the
-    agent's when not given, sampling at ``learner_temperature``, by default LEARNER_TEMPERATURE, or
-    LOCAL_LEARNER_TEMPERATURE for the local model, with room for several functions; fixes at 0) and the
-    learner's settings (the domain's defaults when not given)."""
-    model = learner or agent
+    """The run's config: the agent ``run`` (its model scores the candidates, each episode at most its
+    ``max_steps``), trained on the training tasks of ``split``; the learner's settings (the domain's defaults
+    when not given); the learner model (the agent's when not given, sampling at ``learner_temperature``, by
+    default LEARNER_TEMPERATURE, or LOCAL_LEARNER_TEMPERATURE for the local model, with room for several
+    functions; fixes at 0).
+
+    :raises LearnactError: for a run without a model.
+    """
+    if run.model is None:
+        raise LearnactError("LearnAct learns with a model: the run has none", "give the run a ModelSettings")
+    model = learner or run.model
     if learner_temperature is None:
         learner_temperature = LOCAL_LEARNER_TEMPERATURE if model.model == LOCAL else LEARNER_TEMPERATURE
     learner_settings = model.model_copy(update={"temperature": learner_temperature, "max_tokens": LEARNER_MAX_TOKENS})
-    run = RunSettings(
-        env=spec,
-        method=Method.learnact,
-        max_steps=max_steps or env_profile(spec.name).learn_steps,
-        sandbox=sandbox,
-        model=agent,
-        trained_on=tuple(train),
-    )
     return LearnactRunConfig(
-        run=run,
+        run=run.model_copy(update={"trained_on": split.train}),
         learner=learner_settings,
-        learnact=learnact or LearnactConfig.for_env(spec.name),
-        seed=seed,
-        train=tuple(train),
+        learnact=learnact or LearnactConfig.for_env(run.env.name),
+        seed=split.seed,
+        train=split.train,
     )
 
 
