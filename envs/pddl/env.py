@@ -132,8 +132,8 @@ class PddlEnv(Environment):
         sim = self._running()
         action = self._text.by_primitive[name]
         objects = [str(a).lower() for a in args]
-        unmet = sim.unmet(action, objects)
-        valid = not unmet and sim.apply(action, objects)
+        unmet = sim.apply(action, objects)
+        valid = not unmet
         success = sim.goal_reached()
         if valid:
             self._progress = max(self._progress, sim.goal_fraction())

@@ -85,26 +85,25 @@ class Simulator:
         compiled = self._schemas.get(action)
         if compiled is None or len(args) != len(compiled.types):
             raise ValueError(f"{action}({', '.join(args)}) is not an action of the domain with its arguments")
-        wrong = [(arg, typ) for arg, typ in zip(args, compiled.types) if typ not in self._kinds.get(arg, (typ,))]
-        unknown = [arg for arg in args if arg not in self._kinds]
+        unknown = tuple(arg for arg in args if arg not in self._kinds)
+        known = [(arg, typ) for arg, typ in zip(args, compiled.types) if arg in self._kinds]
+        wrong = tuple((arg, typ) for arg, typ in known if typ not in self._kinds[arg])
         if unknown or wrong:
-            return Unmet(unknown=tuple(unknown), wrong_type=tuple(wrong))
+            return Unmet(unknown=unknown, wrong_type=wrong)
         return Unmet(atoms=tuple(atom for atom in _ground(compiled.pre, args) if atom not in self.state))
 
-    def applicable(self, action: str, args: Sequence[str]) -> bool:
-        return not self.unmet(action, args)
-
-    def apply(self, action: str, args: Sequence[str]) -> bool:
-        """Apply the ground action if it is applicable (delete, then add); report whether it was.
+    def apply(self, action: str, args: Sequence[str]) -> Unmet:
+        """Apply the ground action if it is applicable (delete, then add); what kept it from applying (empty:
+        it applied).
 
         :raises ValueError: as :meth:`unmet`.
         """
-        if not self.applicable(action, args):
-            return False
-        compiled = self._schemas[action]
-        self.state.difference_update(_ground(compiled.delete, args))
-        self.state.update(_ground(compiled.add, args))
-        return True
+        unmet = self.unmet(action, args)
+        if not unmet:
+            compiled = self._schemas[action]
+            self.state.difference_update(_ground(compiled.delete, args))
+            self.state.update(_ground(compiled.add, args))
+        return unmet
 
     def goal_fraction(self) -> float:
         return len(self._goal & self.state) / len(self._goal)
