@@ -275,10 +275,11 @@ def test_a_learned_action_call_works_only_when_every_primitive_call_inside_was_v
         step(2, "stack_on('b2', 'b3')", status="error"),
         step(3, "Pickup('b1')", True),
         StepRecord(index=4, code="", result=None, observation="OK.", duration_s=0.0),  # a Think step
+        step(5, "stack_on('b9', 'b9')"),  # returned before any primitive call: it did nothing
     ]
     use = learned_use(steps, actions)
-    assert use is not None and (use.code_steps, use.learned_steps, use.learned_ok) == (4, 3, 1)
-    assert use.describe() == "learned actions: 3 of 4 test steps called one (75%); 1 of those worked (33%)"
+    assert use is not None and (use.code_steps, use.learned_steps, use.learned_ok) == (5, 4, 1)
+    assert use.describe() == "learned actions: 4 of 5 test steps called one (80%); 1 of those worked (25%)"
     assert learned_use(steps, None) is None
 
 

@@ -819,6 +819,31 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     assert forms[0].calls == learned_first and forms[0].max_lines == 6 + MAX_EXTRA_LINES and forms[0] == forms[1]
 
 
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_usage_line_that_calls_no_primitive_action_fails_and_says_so() -> None:
+    from learnact.actions.models import ActionSet, LearnedAction
+    from learnact.engine.runs.usage import replay
+    from learnact.envs.pddl import PddlEnv
+    from learnact.sandbox import Sandbox
+
+    code = (
+        "def unstack_if_on(block, under):\n"
+        '    """Unstack block from under when it is on it.\n    Example: unstack_if_on(\'b2\', \'b1\')\n    """\n'
+        "    if block == under:\n        Unstack(block, under)\n"
+    )
+    actions = ActionSet(actions=(LearnedAction(name="unstack_if_on", code=code),))
+    env = PddlEnv.demonstration("blockworld")
+    (task,) = env.tasks()
+    with Sandbox(SandboxConfig(pool_size=0)) as sandbox:
+        ran = replay(env, task.id, actions, ["Unstack('b2', 'b1')", "unstack_if_on('b1', 'b3')"], sandbox)
+    assert not ran.success and [s.code for s in ran.steps] == ["Unstack('b2', 'b1')", "unstack_if_on('b1', 'b3')"]
+    assert ran.problem is not None and ran.problem.startswith(
+        "line 2, `unstack_if_on('b1', 'b3')`, did nothing: no action was called inside it. Before it: "
+    )
+    assert ran.steps[1].observation == "Nothing was done: the code called no action."
+
+
 def per_type_action(task_type: str) -> str:
     return (
         f'```python\ndef {task_type}_step(place):\n    """Go to a place and look at it.\n\n'

@@ -71,6 +71,9 @@ class OutcomeTracker:
         return self.last is not None and self.last.success
 
 
+NOTHING_DONE = "Nothing was done: the code called no action."
+
+
 def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     """What the agent sees after a step: the environment's answers, or what went wrong. With ``final_state``
     (an environment whose every observation is the whole state, :attr:`EnvProfile.final_state_observations`),
@@ -88,7 +91,7 @@ def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     elif result.status is not ExecutionStatus.ok:
         seen.append(f"The code stopped: {result.status.value}.")
     elif not seen:
-        seen.append(result.stdout.strip() or "Nothing was done.")
+        seen.append(result.stdout.strip() or NOTHING_DONE)
     return "\n".join(seen)
 
 
@@ -294,20 +297,21 @@ class _Playing:
         invalid_before = tracker.invalid_calls
         kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
         result = self.session.execute(decision.code, kind=kind)
-        failed = result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before
+        failed = not result.ok or not result.calls or tracker.invalid_calls > invalid_before
         observation = observation_of(result, self.final_state)
         return decision.code, None, result, observation, decision.code if failed else None
 
 
 def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUse | None:
     """How the steps used the learned ``actions`` (None without any): a step called one when its code does; it
-    worked when the code ran without an error and the environment found every primitive call inside valid."""
+    worked when the code ran without an error, called at least one primitive action, and the environment found
+    every primitive call inside valid (a call that did nothing did not work)."""
     if actions is None or not actions.actions:
         return None
     names = [action.name for action in actions.actions]
     ran = [(step.code, step.result) for step in steps if step.result is not None]
     learned = [result for code, result in ran if called_names(code, names)]
-    worked = [result for result in learned if result.ok and all(call.valid for call in result.calls)]
+    worked = [result for result in learned if result.ok and result.calls and all(call.valid for call in result.calls)]
     return LearnedUse(code_steps=len(ran), learned_steps=len(learned), learned_ok=len(worked))
 
 

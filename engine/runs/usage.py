@@ -88,7 +88,8 @@ def _is_literal_call(line: str) -> bool:
 
 def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str], sandbox: Sandbox) -> Replay:
     """Run ``lines`` one by one in a session holding ``actions``, on ``task`` from its start; stop at the goal or
-    at the first line that fails (an error, a rejected line, or a primitive call the environment found invalid).
+    at the first line that fails (an error, a rejected line, a line that called no primitive action, or a primitive
+    call the environment found invalid).
     A failure says what a small model needs to fix it: the state before the line, and the primitive calls that
     ran inside it with what each returned.
 
@@ -108,6 +109,9 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
             result = session.execute(line)
             observation = observation_of(result, final_state)
             steps.append(UsageStep(code=line, observation=observation))
+            if result.status is ExecutionStatus.ok and not result.calls:
+                problem = f"line {number}, `{line}`, did nothing: no action was called inside it. Before it: {before}"
+                return Replay(tuple(steps), False, problem + "\nCall it with arguments for which it acts, or another line.")
             if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
                 inside = "; ".join(
                     f"{call.name}({', '.join(map(repr, call.args))}) -> {call.observation}" for call in result.calls
