@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from string import Template
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -56,6 +56,11 @@ class StepWindow:
 
     steps: int
     omitted: Template
+
+
+def call_code(name: str, args: Sequence[Any]) -> str:
+    """A primitive call written as one line of agent code."""
+    return f"{name}({', '.join(repr(a) for a in args)})"
 
 
 def action_line(code: str) -> str:

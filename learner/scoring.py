@@ -106,7 +106,8 @@ def score_trajectories(
     ``call_ratio`` (successful calls per step) and ``success`` (the share of tasks solved), summed over
     ``terms``; one outcome per learned-action call; the first failed call as a :class:`FailureCase`.
 
-    A call succeeded when its step ran without an error and no primitive inside it was invalid.
+    A call succeeded when its step ran without an error, called at least one primitive action, and no primitive
+    inside it was invalid.
     """
     outcomes: list[CallOutcome] = []
     calls: dict[str, int] = dict.fromkeys(actions, 0)
@@ -116,6 +117,8 @@ def score_trajectories(
         for position, step in enumerate(trajectory.steps):
             steps += 1
             invalid = next((c.observation for c in step.calls if not c.valid), None)
+            if step.status is ExecutionStatus.ok and not step.calls:
+                invalid = "it did nothing: no primitive action was called inside it"
             ok = step.status is ExecutionStatus.ok and invalid is None
             status = step.status.value if step.status is not None else "none"
             for name in called_names(step.code, actions):

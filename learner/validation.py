@@ -1,6 +1,8 @@
 """Validation of candidate functions in the sandbox: the static check as an action module, at least two
-primitive calls, and each function's usage example run on a training task; what fails becomes a
-:class:`~learnact.learner.answers.Problem` with the exact findings or traceback.
+primitive calls, and each function's usage example run on the example task (the demonstration the model was
+shown, where its arguments must fit); an example that raises or calls no primitive action fails (a primitive
+call the environment refuses does not: the example may need a state the task reaches later; scoring judges
+each call). What fails becomes a :class:`~learnact.learner.answers.Problem` with the exact findings or traceback.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ log = logging.getLogger(__name__)
 
 class SandboxValidator:
     """Checks functions (kind *action module*) and runs each one's usage example in the sandbox, on the
-    environment reset to a training task; a function that fails gets its exact findings or traceback."""
+    environment reset to ``task`` (the example task); a function that fails gets its exact findings or traceback."""
 
     def __init__(self, sandbox: Sandbox, env: Environment, task: str) -> None:
         self.sandbox, self.env, self.task = sandbox, env, task
@@ -64,7 +66,16 @@ class SandboxValidator:
             if not loaded.ok:
                 return _problem_of(loaded, "loading the functions")
             ran = session.execute(action.example)
-            return None if ran.ok else _problem_of(ran, f"running the usage example {action.example}")
+            doing = f"running the usage example {action.example}"
+            if not ran.ok:
+                return _problem_of(ran, doing)
+            if not ran.calls:
+                return Problem(
+                    "finding",
+                    f"{doing} did nothing: no primitive action was called inside it (a condition that is never true,"
+                    " or a `return` before the calls); make it call the primitive actions",
+                )
+            return None
 
 
 def _problem_of(result: ExecutionResult, doing: str) -> Problem:

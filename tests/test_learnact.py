@@ -238,6 +238,46 @@ def test_a_call_is_scored_by_the_environments_own_verdict_whatever_its_text() ->
     assert outcomes[0].error == "The machine hums politely."
 
 
+def test_a_learned_action_call_that_calls_no_primitive_action_did_nothing_and_failed() -> None:
+    steps = [
+        StepView(index=0, code="clear_tower(['b3', 'b2'])", observation="Nothing was done.", status="ok"),
+        StepView(index=1, code="clear_tower(['b2', 'b1'])", observation="b2 is on the table.", status="ok",
+                 calls=[CallView(name="Unstack", args=["b2", "b1"], observation="b2 is held."),
+                        CallView(name="Putdown", args=["b2"], observation="b2 is on the table.")]),
+    ]  # fmt: skip
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, steps=steps)
+    scored, outcomes = score_trajectories([trajectory], {"clear_tower": 1}, ("step_correction", "call_ratio"), 0, 0)
+    assert [o.ok for o in outcomes] == [False, True]
+    assert outcomes[0].error == "it did nothing: no primitive action was called inside it"
+    assert scored.score.components["step_correction"] == 0.5 and scored.failure is not None
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_validation_refuses_an_action_whose_example_calls_no_primitive_action() -> None:
+    from learnact.envs.pddl import PddlEnv
+    from learnact.learner.validation import SandboxValidator
+    from learnact.sandbox import Sandbox
+
+    never = (
+        "```python\ndef clear_tower(blocks):\n"
+        '    """Put the blocks of a tower on the table.\n    Example: clear_tower([\'b2\', \'b1\', \'b3\'])\n    """\n'
+        "    for upper, lower in zip(blocks, blocks[1:]):\n        if lower not in blocks:\n"
+        "            Unstack(upper, lower)\n            Putdown(upper)\n```"
+    )
+    fixed = never.replace("        if lower not in blocks:\n    ", "    ").replace("\n            Putdown", "\n        Putdown")
+    env = PddlEnv.demonstration("blockworld")
+    (task,) = env.tasks()
+    with Sandbox(SandboxConfig(pool_size=0)) as sandbox:
+        validator = SandboxValidator(sandbox, env, task.id)
+        refused = validator.problems(parse_actions(never, PRIMITIVES, 8).actions)
+        kept = validator.problems(parse_actions(fixed, PRIMITIVES, 8).actions)
+    assert refused["clear_tower"].text.startswith(
+        "running the usage example clear_tower(['b2', 'b1', 'b3']) did nothing: no primitive action was called"
+    )
+    assert kept == {}
+
+
 def test_the_defaults_follow_the_domain() -> None:
     assert LearnactConfig.for_env("pddl/gripper").score_terms == ("step_correction", "call_ratio", "success")
     alfworld = LearnactConfig.for_env("alfworld/pick_and_place", samples=2)

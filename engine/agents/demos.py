@@ -26,7 +26,7 @@ from pathlib import Path
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.files import write_atomic
-from learnact.engine.agents.policy import call_code
+from learnact.actions.transcript import call_code
 from learnact.envs import Environment, env_profile
 from learnact.envs.alfworld import TASK_TYPES, AlfworldEnv
 from learnact.envs.alfworld.expert import task_params

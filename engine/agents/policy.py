@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from learnact.actions.models import ActionSet
-from learnact.actions.transcript import ChatMessage, Turn
+from learnact.actions.transcript import ChatMessage, Turn, call_code
 from learnact.engine.agents.parsing import MAX_PROGRAM_CHARS, parse_answer, parse_program
 from learnact.engine.agents.prompts import (
     call_example,
@@ -97,11 +97,6 @@ class Policy(ABC):
 
         :raises LLMError: when a model backbone gives no answer.
         """
-
-
-def call_code(name: str, args: list[Any]) -> str:
-    """A primitive call written as one line of agent code."""
-    return f"{name}({', '.join(repr(a) for a in args)})"
 
 
 class ExpertPolicy(Policy):

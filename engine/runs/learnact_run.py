@@ -330,11 +330,20 @@ def run_learnact(config: LearnactRunConfig, out: Path, services: LearningService
             ports = LearnerPorts(
                 prompts, ask, scorer(config, out, services, resets), demonstrate, save, services.progress
             )
-            validator = SandboxValidator(sandbox, make_env(config.run.env), config.train[0])
+            example_env = demo.open_env()
+            validator = (
+                SandboxValidator(sandbox, example_env, demo.task)
+                if example_env is not None
+                else SandboxValidator(sandbox, make_env(config.run.env), config.train[0])
+            )
             learner_run = LearnactLearner(
                 config.learnact, library, validator, ports, config.run.env.name, _read_state(state_path)
             )
-            selected = learner_run.run()
+            try:
+                selected = learner_run.run()
+            finally:
+                if example_env is not None:
+                    example_env.close()
         return LearnactResult(
             library=str(out / RUN_LIBRARY),
             selected=selected,
