@@ -261,11 +261,12 @@ def test_validation_refuses_an_action_whose_example_calls_no_primitive_action() 
 
     never = (
         "```python\ndef clear_tower(blocks):\n"
-        '    """Put the blocks of a tower on the table.\n    Example: clear_tower([\'b2\', \'b1\', \'b3\'])\n    """\n'
+        "    \"\"\"Put the blocks of a tower on the table.\n    Example: clear_tower(['b2', 'b1', 'b3'])\n    \"\"\"\n"
         "    for upper, lower in zip(blocks, blocks[1:]):\n        if lower not in blocks:\n"
         "            Unstack(upper, lower)\n            Putdown(upper)\n```"
     )
-    fixed = never.replace("        if lower not in blocks:\n    ", "    ").replace("\n            Putdown", "\n        Putdown")
+    fixed = never.replace("        if lower not in blocks:\n    ", "    ")
+    fixed = fixed.replace("\n            Putdown", "\n        Putdown")
     env = PddlEnv.demonstration("blockworld")
     (task,) = env.tasks()
     with Sandbox(SandboxConfig(pool_size=0)) as sandbox:

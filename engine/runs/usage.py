@@ -111,7 +111,9 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
             steps.append(UsageStep(code=line, observation=observation))
             if result.status is ExecutionStatus.ok and not result.calls:
                 problem = f"line {number}, `{line}`, did nothing: no action was called inside it. Before it: {before}"
-                return Replay(tuple(steps), False, problem + "\nCall it with arguments for which it acts, or another line.")
+                return Replay(
+                    tuple(steps), False, problem + "\nCall it with arguments for which it acts, or another line."
+                )
             if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
                 inside = "; ".join(
                     f"{call.name}({', '.join(map(repr, call.args))}) -> {call.observation}" for call in result.calls
