@@ -832,14 +832,14 @@ def test_the_create_prompt_shows_the_domains_worked_example() -> None:
 @pytest.mark.usefixtures("sandbox_image")
 def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
     from learnact.actions.models import ActionSet, LearnedAction
-    from learnact.engine.runs.usage import MAX_EXTRA_LINES, DemoTask, UsageDemonstrator
+    from learnact.engine.runs.usage import MAX_EXTRA_LINES, REPEATED, DemoTask, UsageDemonstrator
     from learnact.envs.pddl import PddlEnv
 
     parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
     actions = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in parsed))
     solution = ["Unstack('b2', 'b1')", "Putdown('b2')", "Unstack('b1', 'b3')", "Putdown('b1')", "Pickup('b2')"]
     primitive_only = "```python\n" + "\n".join([*solution, "Stack('b2', 'b3')"]) + "\n```"  # reaches the goal
-    answers = iter([primitive_only, USAGE])
+    answers = iter([primitive_only, USAGE_WRONG, USAGE_WRONG, USAGE])
     asked: list[list] = []
     forms: list[AnswerForm] = []
 
@@ -852,8 +852,11 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     (task,) = env.tasks()
     reset = env.reset(task.id)
     demo = DemoTask("DEMO", reset.goal, reset.observation, 6, task.id, lambda: PddlEnv.demonstration("blockworld"))
-    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=3)(actions, "usage")
+    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=4)(actions, "usage")
     assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
+    # a wrong answer, then the same again: the second time the feedback says it was written before
+    assert "failed" in asked[2][-1].content and REPEATED not in asked[2][-1].content
+    assert REPEATED in asked[3][-1].content
     assert usage is not None and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
     # each answer is asked as lines of calls of the learned actions, then the primitives, at most 6 + extra lines
     learned_first = ("pick_and_stack", "clear_block", "Pickup", "Putdown", "Stack", "Unstack")

@@ -16,7 +16,7 @@ from llm_server import Answer, ScriptedServer, Status
 from learnact.actions.models import ActionSet, LearnedAction
 from learnact.engine.agents.policy import ModelPolicy, PolicyContext
 from learnact.engine.llm import ChatMessage, ChatRequest, LLMError, OpenAIBackbone, cache_key, local
-from learnact.engine.llm.grammar import GrammarError, call_grammar, definitions_grammar
+from learnact.engine.llm.grammar import MAX_LIST_ITEMS, GrammarError, call_grammar, definitions_grammar
 from learnact.engine.records import ModelSettings
 from learnact.envs import EnvSpec, make_env
 from learnact.envs.pddl.env import DOMAINS
@@ -89,6 +89,12 @@ def test_a_step_grammar_names_exactly_the_available_actions_learned_first() -> N
         call_grammar([])
 
 
+def test_a_list_argument_holds_at_most_a_bounded_number_of_values() -> None:
+    """A small model that repeats a list's items would write to its token limit, and a cut answer holds no call."""
+    for grammar in step_grammars():
+        assert f'list ::= "[" (value ("," " "? value){{0,{MAX_LIST_ITEMS - 1}}})? "]"\n' in grammar
+
+
 def test_an_answer_of_definitions_is_one_python_block_of_at_most_the_functions_kept() -> None:
     """The closing fence lets the model end its answer; the count bounds it (a model that cannot close the block
     writes functions to the token limit)."""
@@ -121,6 +127,18 @@ def test_an_agent_step_is_asked_under_the_grammar_of_its_actions_and_a_server_ge
     learned_step, react_step = (r.body for r in server.received)
     assert learned_step["grammar"] == call_grammar(["stack_on", *primitives])
     assert react_step["grammar"] == call_grammar(primitives, thoughts=True)
+
+
+def test_an_answer_without_a_call_is_told_to_call_any_action_when_actions_are_learned() -> None:
+    from learnact.engine.agents.policy import NoCode
+
+    with ScriptedServer(responder=lambda body: Answer("I would stack b1.")) as server:
+        backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=0)
+        learned, plain = (policy(backbone, actions=a).decide("b1 is on the table.") for a in (LEARNED, None))
+        backbone.close()
+    assert isinstance(learned, NoCode) and isinstance(plain, NoCode)
+    assert "one line that calls one action, learned or primitive, such as stack_on('b1', 'b2')" in learned.message
+    assert "one line that calls one primitive action, such as" in plain.message
 
 
 def test_openais_api_and_azure_are_not_sent_a_grammar_they_would_refuse() -> None:

@@ -22,6 +22,7 @@ from learnact.engine.agents.prompts import (
     demonstration,
     fill,
     instruction,
+    one_action,
     program_instruction,
     program_task_prompt,
     task_prompt,
@@ -131,7 +132,7 @@ class ModelPolicy(Policy):
         self.window = window if window is not None else env_profile(env.name).window
         self.system = instruction(react, env.name, task_type, primitives, actions=actions, notes=context.notes)
         self.demo = demonstration(env.name, task_type, react)
-        self.example = call_example(primitives, actions)
+        self.example, self.one_action = call_example(primitives, actions), one_action(actions)
         self.goal, self.initial = context.reset.goal, context.reset.observation
         self.usage = actions.usage if actions is not None and actions.actions else None
         learned = [action.name for action in actions.actions] if actions is not None else []
@@ -182,7 +183,7 @@ class ModelPolicy(Policy):
             self._pending = Turn(parsed.code, "")
         else:
             first = next((line.strip() for line in answer.splitlines() if line.strip()), "")
-            decision = NoCode(fill("no_code", example=self.example).strip(), answer)
+            decision = NoCode(fill("no_code", one_action=self.one_action, example=self.example).strip(), answer)
             self._pending = Turn(first[:200], "")
         return decision
 

@@ -110,6 +110,11 @@ def call_example(primitives: list[PrimitiveSpec], actions: ActionSet | None = No
     return example_call(primitives)
 
 
+def one_action(actions: ActionSet | None) -> str:
+    """What an agent's step calls: one action, learned or primitive, when a library is loaded."""
+    return "one action, learned or primitive" if actions is not None and actions.actions else "one primitive action"
+
+
 def instruction(
     react: bool,
     env_name: str,
@@ -125,14 +130,13 @@ def instruction(
         shown = fill(
             "learned_actions", actions=actions_text(actions), primitives=primitives_text(primitives), example=example
         )
-        one_action = "one action, learned or primitive"
     else:
-        shown, one_action = fill("primitive_actions", primitives=primitives_text(primitives)), "one primitive action"
+        shown = fill("primitive_actions", primitives=primitives_text(primitives))
     text = fill(
         "react" if react else "act",
         domain=env_profile(env_name).domain_text(task_type),
         actions=shown.strip(),
-        one_action=one_action,
+        one_action=one_action(actions),
         example=example,
     ).strip()
     if notes:

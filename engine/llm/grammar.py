@@ -22,11 +22,14 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # The arguments of a call, as primitives and learned actions take them: strings, numbers, lists of them, by
 # position or by keyword. Strings hold no quote of their kind, backslash or line break (no escape to get wrong).
-_ARGUMENTS = r"""
+# A list holds at most MAX_LIST_ITEMS values: a small model that repeats a list's items (['b4', 'b3', 'b2', 'b1',
+# 'b3', 'b4', ...]) would otherwise write until its answer is cut off, and a cut answer holds no call at all.
+MAX_LIST_ITEMS = 20
+_ARGUMENTS = rf"""
 args ::= arg ("," " "? arg)*
 arg ::= (ident "=")? value
 value ::= string | number | list
-list ::= "[" (value ("," " "? value)*)? "]"
+list ::= "[" (value ("," " "? value){{0,{MAX_LIST_ITEMS - 1}}})? "]"
 string ::= "\"" [^"\\\n]* "\"" | "'" [^'\\\n]* "'"
 number ::= "-"? [0-9]+ ("." [0-9]+)?
 ident ::= [A-Za-z_] [A-Za-z0-9_]*

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MAX_EXTRA_LINES = 5  # lines a rewritten solution may have beyond the primitive one's
 MAX_LINE_CHARS = 300
+REPEATED = "You wrote these same lines before. Write different ones: read the state before each line for its arguments."
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ class UsageDemonstrator:
         learned = actions.names()
         form = AnswerForm(calls=(*learned, *(p.name for p in env.primitives())), max_lines=max_lines)
         asked = list(messages)
+        tried: set[tuple[str, ...]] = set()
         for attempt in range(self.tries):
             call_id = first_call if attempt == 0 else f"{first_call}-fix-{attempt}"
             answer = self.ask(call_id, asked, attempt, False, form)
@@ -185,6 +187,9 @@ class UsageDemonstrator:
                         task=self.demo.task, goal=self.demo.goal, initial=self.demo.initial, steps=ran.steps
                     )
                 problem = ran.problem or "the goal was not reached"
+                if tuple(lines) in tried:  # a small model repeats itself; say so, or it will again
+                    problem += f"\n{REPEATED}"
+                tried.add(tuple(lines))
             self.progress(f"usage demonstration, answer {attempt + 1}: {problem.splitlines()[0]}")
             asked = [
                 *messages,
