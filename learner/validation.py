@@ -46,7 +46,7 @@ class SandboxValidator:
         for action in actions:
             found = [known[action.name].text] if action.name in known else []
             errors = [f for f in self.verdict(action, names) if f.severity is Severity.error]
-            found += [f.render(f"{action.name}.py") for f in errors]
+            found += shown_findings(errors, f"{action.name}.py")
             if not errors and not combines_actions(action, callable_names):
                 found.append(f"{action.name} calls the primitive actions fewer than two times; combine at least two")
             if found:
@@ -76,6 +76,22 @@ class SandboxValidator:
                     " or a `return` before the calls); make it call the primitive actions",
                 )
             return None
+
+
+def shown_findings(findings: Sequence[Finding], path: str) -> list[str]:
+    """The findings as the model reads them: each kind (rule and message) once, at its first line, with the
+    other lines it recurs on counted. A function that repeats one wrong line 300 times gets one finding, not
+    300 (which filled a small model's whole context and buried the other findings)."""
+    by_kind: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        by_kind.setdefault((finding.rule, finding.message), []).append(finding)
+    shown = []
+    for same in by_kind.values():
+        line = same[0].render(path)
+        if len(same) > 1:
+            line += f" (and on {len(same) - 1} more line{'s' if len(same) > 2 else ''}: {same[-1].line} the last)"
+        shown.append(line)
+    return shown
 
 
 def _problem_of(result: ExecutionResult, doing: str) -> Problem:

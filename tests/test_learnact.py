@@ -252,6 +252,21 @@ def test_a_learned_action_call_that_calls_no_primitive_action_did_nothing_and_fa
     assert scored.score.components["step_correction"] == 0.5 and scored.failure is not None
 
 
+def test_a_finding_repeated_on_many_lines_is_shown_once_with_its_count() -> None:
+    from learnact.actions import check
+    from learnact.actions.models import CodeKind
+    from learnact.envs import primitive_specs
+    from learnact.learner.validation import shown_findings
+
+    body = "".join("    gripper_free(room)\n" for _ in range(300))
+    code = f'def carry(room):\n    """Carry."""\n    move(room, room)\n{body}    pick(room, room, room)\n'
+    findings = check(code, CodeKind.action_module, primitive_specs("pddl/gripper"))
+    assert len([f for f in findings if "gripper_free" in f.message]) == 300
+    shown = [line for line in shown_findings(findings, "carry.py") if "gripper_free" in line]
+    assert len(shown) == 1 and shown[0].startswith("carry.py:4:5: LA006 'gripper_free' is not defined")
+    assert shown[0].endswith("(and on 299 more lines: 303 the last)")
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
 def test_validation_refuses_an_action_whose_example_calls_no_primitive_action() -> None:
