@@ -9,6 +9,7 @@ sandbox on an episode runner of that instance.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -144,22 +145,27 @@ def test_ray_gives_the_records_of_the_local_executor_and_leaves_no_sandbox_behin
     assert containers_of(runners) == []
 
 
-def test_the_runners_of_one_executor_serve_its_next_run_with_other_settings(tmp_path: Path) -> None:
+def test_the_runners_of_one_executor_serve_its_next_run_with_other_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     gripper = EnvSpec(name="pddl/gripper")
-    seen: list[set[int]] = [set(), set()]
+    started: list[list[str]] = []  # per run, the runners that became ready during it (each logs where it runs)
+    seen: set[int] = set()
+    caplog.set_level(logging.DEBUG, logger="learnact.engine.runs.ray_executor")
     with RayExecutor() as executor:
-        for index, env in enumerate((BLOCKS, gripper)):
+        for env in (BLOCKS, gripper):
+            caplog.clear()
             config = EvalConfig(run=settings(env), tasks=tasks_of(env, "0-2"), workers=2)
             summary = run_evaluation(
-                config,
-                tmp_path / env.name,
-                executor=executor,
-                on_episode=lambda _, i=index: seen[i].update(runner_pids()),
+                config, tmp_path / env.name, executor=executor, on_episode=lambda _: seen.update(runner_pids())
+            )
+            started.append(
+                [r.getMessage() for r in caplog.records if r.getMessage().startswith("episode runner ready")]
             )
             assert summary.success_rate == 1.0 and summary.episodes == 3
             assert {r.env for r in recorded(tmp_path / env.name)} == {env.name}
-    assert seen[1] and seen[1] <= seen[0]  # no runner started for the second run
-    assert gone(seen[0])
+    assert len(started[0]) == 2 and started[1] == []  # no runner started for the second run
+    assert seen and gone(seen)
 
 
 def test_external_pddl_files_travel_with_the_episodes(tmp_path: Path) -> None:
