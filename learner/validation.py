@@ -69,7 +69,7 @@ class SandboxValidator:
             doing = f"running the usage example {action.example}"
             if not ran.ok:
                 return _problem_of(ran, doing)
-            if not ran.calls:
+            if ran.did_nothing:
                 return Problem(
                     "finding",
                     f"{doing} did nothing: no primitive action was called inside it (a condition that is never true,"

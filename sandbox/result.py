@@ -75,3 +75,9 @@ class ExecutionResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.status is ExecutionStatus.ok
+
+    @property
+    def did_nothing(self) -> bool:
+        """The code ran without an error and called no primitive action: it changed nothing, which no caller
+        counts as an action that worked."""
+        return self.ok and not self.calls

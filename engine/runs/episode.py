@@ -297,7 +297,7 @@ class _Playing:
         invalid_before = tracker.invalid_calls
         kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
         result = self.session.execute(decision.code, kind=kind)
-        failed = not result.ok or not result.calls or tracker.invalid_calls > invalid_before
+        failed = not result.ok or result.did_nothing or tracker.invalid_calls > invalid_before
         observation = observation_of(result, self.final_state)
         return decision.code, None, result, observation, decision.code if failed else None
 

@@ -52,7 +52,7 @@ from learnact.engine.rundir import (
 )
 from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
 from learnact.engine.runs.executor import Executor
-from learnact.engine.runs.usage import DemoTask, UsageDemonstrator
+from learnact.engine.runs.usage import DemoTask, UsageDemonstrator, close_env
 from learnact.engine.splits import Split
 from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
 from learnact.learner.learnact import (
@@ -343,7 +343,7 @@ def run_learnact(config: LearnactRunConfig, out: Path, services: LearningService
                 selected = learner_run.run()
             finally:
                 if example_env is not None:
-                    example_env.close()
+                    close_env(example_env)
         return LearnactResult(
             library=str(out / RUN_LIBRARY),
             selected=selected,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from learnact.actions.errors import LearnactError
 from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
-from learnact.actions.transcript import ChatMessage
+from learnact.actions.transcript import ChatMessage, call_code
 from learnact.engine.agents.prompts import fill
 from learnact.engine.runs.episode import OutcomeTracker, observation_of
 from learnact.envs import Environment, env_profile
@@ -110,15 +110,13 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
             result = session.execute(line)
             observation = observation_of(result, final_state)
             steps.append(UsageStep(code=line, observation=observation))
-            if result.status is ExecutionStatus.ok and not result.calls:
+            if result.did_nothing:
                 problem = f"line {number}, `{line}`, did nothing: no action was called inside it. Before it: {before}"
                 return Replay(
                     tuple(steps), False, problem + "\nCall it with arguments for which it acts, or another line."
                 )
             if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
-                inside = "; ".join(
-                    f"{call.name}({', '.join(map(repr, call.args))}) -> {call.observation}" for call in result.calls
-                )
+                inside = "; ".join(f"{call_code(call.name, call.args)} -> {call.observation}" for call in result.calls)
                 problem = f"line {number}, `{line}`, failed. Before it: {before}"
                 problem += f"\nInside it: {inside}" if inside else f"\nIt gave: {observation}"
                 return Replay(tuple(steps), False, problem)
@@ -161,7 +159,7 @@ class UsageDemonstrator:
             with Sandbox(self.sandbox) as sandbox:
                 return self._attempts(env, sandbox, actions, messages, call_id)
         finally:
-            _close(env)
+            close_env(env)
 
     def _attempts(
         self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[ChatMessage], first_call: str
@@ -199,8 +197,9 @@ class UsageDemonstrator:
         return None
 
 
-def _close(env: Environment) -> None:
+def close_env(env: Environment) -> None:
+    """Close ``env``; a failure to close is logged, never raised over what the caller is returning."""
     try:
         env.close()
-    except (LearnactError, OSError) as exc:  # a closing failure never hides the demonstration's outcome
+    except (LearnactError, OSError) as exc:
         log.debug("closing the demonstration's environment: %s", exc)
