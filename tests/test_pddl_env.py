@@ -149,7 +149,9 @@ def test_a_valid_call_changes_the_state_and_answers_the_new_facts(blocks: PddlEn
 def test_an_inapplicable_call_leaves_the_state_unchanged(blocks: PddlEnv) -> None:
     before = blocks.observation()
     out = blocks.call("Pickup", ["b1"])  # b1 is not clear
-    assert out.observation == INVALID_ACTION + " Not true now: b1 is clear."
+    assert out.observation == INVALID_ACTION + (
+        " Not true now: b1 is clear. True now: b2 is clear; b3 is clear; b2 is on b1; b1 is on the table."
+    )
     assert INVALID_ACTION == "The action is not valid and therefore takes no effect."
     assert not out.valid and not out.done and not out.success
     assert blocks.observation() == before
@@ -170,7 +172,19 @@ def test_an_invalid_call_names_every_precondition_that_does_not_hold(blocks: Pdd
     """What a weak agent needs to correct its arguments: Stack(b2, b1) while the arm is empty and b2 lies on b1."""
     out = blocks.call("Stack", ["b2", "b1"])
     assert not out.valid
-    assert out.observation == INVALID_ACTION + " Not true now: b1 is clear; you are holding b2."
+    assert out.observation.startswith(INVALID_ACTION + " Not true now: b1 is clear; you are holding b2. True now:")
+
+
+def test_an_invalid_call_says_what_holds_instead_of_its_unmet_preconditions() -> None:
+    """The changing facts about the objects the call named, and where the robot is (a fact of one object): not
+    the static ones ("ball1 is a ball"), nor facts about other objects ("right is free")."""
+    env = PddlEnv.builtin("gripper")
+    env.reset("gripper-01")  # the robot and ball1 in rooma, ball2 in roomb
+    out = env.call("pick", ["ball1", "roomb", "left"])
+    assert out.observation == INVALID_ACTION + (
+        " Not true now: ball1 is at roomb; robby is at roomb."
+        " True now: ball1 is at rooma; ball2 is at roomb; robby is at rooma."
+    )
 
 
 def test_object_names_are_case_insensitive_like_pddl(blocks: PddlEnv) -> None:

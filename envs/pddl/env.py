@@ -139,7 +139,7 @@ class PddlEnv(Environment):
             self._progress = max(self._progress, sim.goal_fraction())
             observation = self.observation() + (" " + GOAL_SATISFIED if success else "")
         else:
-            observation = f"{INVALID_ACTION} {self._text.unmet(unmet)}"
+            observation = f"{INVALID_ACTION} {self._text.unmet(unmet, sim.state)}"
         return StepOutcome(observation=observation, valid=valid, done=success, success=success, progress=self._progress)
 
     def expert_calls(self) -> Iterator[tuple[str, list[Any]]]:

@@ -224,6 +224,7 @@ class Describer:
         self.domain = domain
         self.profile = profile_for(domain)
         self.by_primitive = {a.primitive: name for name, a in self.profile.actions.items()}
+        self.changing = {atom[0] for s in domain.schemas.values() for atom in (*s.add, *s.delete)}
 
     def fact(self, atom: Atom) -> str:
         template = self.profile.facts.get(atom[0])
@@ -243,12 +244,25 @@ class Describer:
         rendered = [self.fact(atom).rstrip(".") for atom in atoms]
         return "; ".join(r[:1].lower() + r[1:] for r in rendered)
 
-    def unmet(self, unmet: Unmet) -> str:
-        """Why a call did not apply, in the domain's words, so that an agent can correct its arguments."""
+    def unmet(self, unmet: Unmet, state: Iterable[Atom]) -> str:
+        """Why a call did not apply, in the domain's words, and what holds instead ("Not true now: b4 is on b3.
+        True now: b3 is on b4; b4 is on the table."), so that an agent can correct its arguments without
+        rereading the whole state. What holds instead: the changing facts that name an object of an unmet atom,
+        and those of an unmet atom's predicate when it names at most one object (where the robot is, which
+        block is held)."""
         reasons = [f"There is no {name} in this task." for name in unmet.unknown]
         reasons += [f"{name} is not a {typ}." for name, typ in unmet.wrong_type]
         if unmet.atoms:
             reasons.append(f"Not true now: {self.clauses(unmet.atoms)}.")
+            named = {arg for atom in unmet.atoms for arg in atom[1:]}
+            small = {atom[0] for atom in unmet.atoms if len(atom) <= 2}
+            instead = sorted(
+                atom
+                for atom in state
+                if atom[0] in self.changing and (atom[0] in small or not named.isdisjoint(atom[1:]))
+            )
+            if instead:
+                reasons.append(f"True now: {self.clauses(instead)}.")
         return " ".join(reasons)
 
     def primitives(self) -> list[PrimitiveSpec]:
