@@ -4,6 +4,7 @@ llama.cpp makes of them, and how a request carries one to the local model and to
 from __future__ import annotations
 
 import ast
+import ctypes
 import functools
 import os
 import re
@@ -16,7 +17,13 @@ from llm_server import Answer, ScriptedServer, Status
 from learnact.actions.models import ActionSet, LearnedAction
 from learnact.engine.agents.policy import ModelPolicy, PolicyContext
 from learnact.engine.llm import ChatMessage, ChatRequest, LLMError, OpenAIBackbone, cache_key, local
-from learnact.engine.llm.grammar import MAX_LIST_ITEMS, GrammarError, call_grammar, definitions_grammar
+from learnact.engine.llm.grammar import (
+    MAX_FUNCTION_LINES,
+    MAX_LIST_ITEMS,
+    GrammarError,
+    call_grammar,
+    definitions_grammar,
+)
 from learnact.engine.records import ModelSettings
 from learnact.envs import EnvSpec, make_env
 from learnact.envs.pddl.env import DOMAINS
@@ -63,6 +70,30 @@ def parses(vocabulary: object, grammar: str) -> bool:
     return bool(sampler)
 
 
+def accepts(vocabulary: object, grammar: str, text: str) -> bool:
+    """Whether llama.cpp's grammar sampler lets the model write ``text`` whole and then end its answer: each
+    token of ``text`` in turn, then the end of generation, must keep a finite logit under the grammar."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(vocabulary, grammar.encode(), b"root")
+    assert sampler, grammar
+    raw = text.encode()
+    tokens = (llama_cpp.llama_token * (len(raw) + 8))()
+    count = llama_cpp.llama_tokenize(vocabulary, raw, len(raw), tokens, len(tokens), False, False)
+    end = llama_cpp.llama_vocab_eos(vocabulary)
+    try:
+        for token in [*tokens[:count], end]:
+            data = (llama_cpp.llama_token_data * 1)(llama_cpp.llama_token_data(token, 0.0, 0.0))
+            llama_cpp.llama_sampler_apply(sampler, ctypes.byref(llama_cpp.llama_token_data_array(data, 1, -1, False)))
+            if data[0].logit == float("-inf"):
+                return False
+            if token != end:
+                llama_cpp.llama_sampler_accept(sampler, token)
+        return True
+    finally:
+        llama_cpp.llama_sampler_free(sampler)
+
+
 def step_grammars() -> list[str]:
     """Every built-in PDDL domain's agent grammar: act and react, with primitives only and with a learned set."""
     grammars = []
@@ -89,10 +120,32 @@ def test_a_step_grammar_names_exactly_the_available_actions_learned_first() -> N
         call_grammar([])
 
 
-def test_a_list_argument_holds_at_most_a_bounded_number_of_values() -> None:
+def test_a_step_is_one_call_of_an_available_action_with_a_bounded_list(vocabulary: object) -> None:
     """A small model that repeats a list's items would write to its token limit, and a cut answer holds no call."""
-    for grammar in step_grammars():
-        assert f'list ::= "[" (value ("," " "? value){{0,{MAX_LIST_ITEMS - 1}}})? "]"\n' in grammar
+    grammar = call_grammar(["clear_tower", "Pickup"])
+    blocks = ", ".join(f"'b{i}'" for i in range(MAX_LIST_ITEMS))
+    assert accepts(vocabulary, grammar, f"clear_tower([{blocks}])")
+    assert not accepts(vocabulary, grammar, f"clear_tower([{blocks}, 'b0'])")
+    assert accepts(vocabulary, grammar, "Action: Pickup('b1')")
+    assert not accepts(vocabulary, grammar, "Putdown('b1')"), "not an available action"
+    assert not accepts(vocabulary, grammar, "Pickup('b1')\nPickup('b2')"), "two calls"
+    assert not accepts(vocabulary, grammar, "Pickup(b1)"), "a name, not a literal"
+
+
+def test_a_function_of_the_learner_has_a_bounded_number_of_lines(vocabulary: object) -> None:
+    """Gripper's learner repeated one line about 330 times in one function, to its token limit."""
+
+    def answer(lines: int) -> str:
+        return "```python\ndef carry(ball):\n" + '    """Carry."""\n' + "    pick(ball)\n" * (lines - 1) + "```"
+
+    grammar = definitions_grammar(2)
+    assert accepts(vocabulary, grammar, answer(MAX_FUNCTION_LINES))
+    assert not accepts(vocabulary, grammar, answer(MAX_FUNCTION_LINES + 1))
+    assert not accepts(vocabulary, grammar, answer(3)[: -len("```")]), "the block must be closed to end"
+    assert not accepts(vocabulary, grammar, "```python\nprint(1)\n```"), "a top-level statement"
+    two = answer(3).replace("```python\n", "").replace("```", "")
+    assert accepts(vocabulary, grammar, f"```python\n{two}\n{two}```")
+    assert not accepts(vocabulary, grammar, f"```python\n{two}\n{two}\n{two}```"), "more functions than kept"
 
 
 def test_an_answer_of_definitions_is_one_python_block_of_at_most_the_functions_kept() -> None:

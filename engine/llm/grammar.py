@@ -77,12 +77,18 @@ def _names_and_arguments(names: Sequence[str]) -> str:
     return f"name ::= {alternatives}\n" + _ARGUMENTS.lstrip("\n")
 
 
+# The indented lines of one function a learner's answer may hold, its docstring's among them (the worked examples
+# have 5 to 12): a small model that repeats a line (gripper's learner wrote one about 330 times) would otherwise
+# write one function to its token limit, and a cut answer is refused whole.
+MAX_FUNCTION_LINES = 40
+
+
 def definitions_grammar(max_functions: int) -> str:
     """The learner's create and fix answers: one ```python block of 1 to ``max_functions`` top-level function
-    definitions (a ``def`` line and its indented body lines, the docstring among them; blank lines between),
-    nothing else: no prose, no top-level statement. The closing fence is what lets the model end its answer:
-    without it a model that wants to close the block can only write one more function, to the token limit.
-    Whether the code parses and does what it says is the learner's check.
+    definitions (a ``def`` line and at most :data:`MAX_FUNCTION_LINES` indented body lines, the docstring among
+    them; blank lines between), nothing else: no prose, no top-level statement. The closing fence is what lets
+    the model end its answer: without it a model that wants to close the block can only write one more function,
+    to the token limit. Whether the code parses and does what it says is the learner's check.
 
     :raises GrammarError: when ``max_functions`` is below 1.
     """
@@ -91,9 +97,9 @@ def definitions_grammar(max_functions: int) -> str:
     more = f" (blank* function){{0,{max_functions - 1}}}" if max_functions > 1 else ""
     return (
         f'root ::= "```python\\n" function{more} blank* "```"\n'
-        + r"""function ::= "def " ident "(" [^\n]* ":" "\n" body
-body ::= line (blank* line)*
-line ::= ("    " | "\t") [^\n]* "\n"
+        'function ::= "def " ident "(" [^\\n]* ":" "\\n" body\n'
+        f"body ::= line (blank* line){{0,{MAX_FUNCTION_LINES - 1}}}\n"
+        + r"""line ::= ("    " | "\t") [^\n]* "\n"
 blank ::= [ \t]* "\n"
 ident ::= [A-Za-z_] [A-Za-z0-9_]*
 """
