@@ -18,9 +18,9 @@ the test tasks. Every command is the CLI's own (subprocesses, Docker sandbox), w
 
 Printed JSON: per domain and seed, the library (actions kept, whether a usage demonstration was grounded) and,
 per agent, success and progress on the test tasks, the share of its code steps that called a library action
-and how many of those worked, tokens and wall seconds; per domain and agent, the mean and sample standard
-deviation over the seeds, and the paired difference learnact - act. A difference within the spread of the
-seeds is no effect.
+and how many of those worked and acted (at least one valid primitive call), tokens and wall seconds; per
+domain and agent, the mean and sample standard deviation over the seeds, and the paired difference learnact -
+act. A difference within the spread of the seeds is no effect.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def evaluate(args: argparse.Namespace, env: str, agent: str, library: Path | Non
         row["library_steps_share"] = used["learned_steps"] / max(used["code_steps"], 1)
         row["library_steps"] = used["learned_steps"]
         row["library_calls_ok"] = used["learned_ok"]
+        row["library_calls_acted"] = used.get("learned_acted", 0)
     return row
 
 
@@ -137,6 +138,7 @@ def over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:
             result[agent]["library_steps_share"] = stats(shares)
             result[agent]["library_calls_ok"] = sum(m["library_calls_ok"] for m in measured)
             result[agent]["library_steps"] = sum(m["library_steps"] for m in measured)
+            result[agent]["library_calls_acted"] = sum(m.get("library_calls_acted", 0) for m in measured)
     for key in ("success", "progress"):
         result[f"{key}_difference"] = stats([r["learnact"][key] - r["act"][key] for r in rows])
     return result

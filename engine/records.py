@@ -184,14 +184,16 @@ MAX_ERROR_CHARS = 4000
 
 class LearnedUse(BaseModel):
     """How an agent with learned actions used them (learnact at test time): of the steps that ran code, those
-    whose code called a learned action, and of those the ones that worked (the code ran without an error and
-    the environment found every primitive call inside valid)."""
+    whose code called a learned action; of those, the ones that acted (the environment found at least one
+    primitive call inside valid: the call changed the state, whether it then failed or not) and the ones that
+    worked (the code ran without an error and the environment found every primitive call inside valid)."""
 
     model_config = ConfigDict(frozen=True)
 
     code_steps: int = Field(0, ge=0)
     learned_steps: int = Field(0, ge=0)
     learned_ok: int = Field(0, ge=0)
+    learned_acted: int = Field(0, ge=0)  # records written before it existed read as 0
 
     @property
     def share(self) -> float:
@@ -203,12 +205,18 @@ class LearnedUse(BaseModel):
         """The share of those steps that worked (0 without such steps)."""
         return self.learned_ok / self.learned_steps if self.learned_steps else 0.0
 
+    @property
+    def acted(self) -> float:
+        """The share of those steps that acted (0 without such steps)."""
+        return self.learned_acted / self.learned_steps if self.learned_steps else 0.0
+
     def describe(self) -> str:
         if not self.learned_steps:
             return f"learned actions: none of {self.code_steps} test steps called one"
         return (
             f"learned actions: {self.learned_steps} of {self.code_steps} test steps called one ({self.share:.0%});"
-            f" {self.learned_ok} of those worked ({self.success:.0%})"
+            f" {self.learned_ok} of those worked ({self.success:.0%}), {self.learned_acted} acted"
+            " (at least one valid primitive call)"
         )
 
     def __add__(self, other: LearnedUse) -> LearnedUse:

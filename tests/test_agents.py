@@ -257,6 +257,8 @@ def test_with_learned_actions_the_instruction_lists_them_first_and_asks_for_any_
 
 
 def test_a_learned_action_call_works_only_when_every_primitive_call_inside_was_valid() -> None:
+    """It acted when at least one was: a call that changed the state and then failed is told apart from one that
+    changed nothing."""
     from learnact.actions.models import ActionSet, LearnedAction
     from learnact.engine.records import StepRecord
     from learnact.engine.runs.episode import learned_use
@@ -276,10 +278,14 @@ def test_a_learned_action_call_works_only_when_every_primitive_call_inside_was_v
         step(3, "Pickup('b1')", True),
         StepRecord(index=4, code="", result=None, observation="OK.", duration_s=0.0),  # a Think step
         step(5, "stack_on('b9', 'b9')"),  # returned before any primitive call: it did nothing
+        step(6, "stack_on('b3', 'b4')", False, False),  # every primitive call refused: it did not act
     ]
     use = learned_use(steps, actions)
-    assert use is not None and (use.code_steps, use.learned_steps, use.learned_ok) == (5, 4, 1)
-    assert use.describe() == "learned actions: 4 of 5 test steps called one (80%); 1 of those worked (25%)"
+    assert use is not None and (use.code_steps, use.learned_steps, use.learned_ok, use.learned_acted) == (6, 5, 1, 2)
+    assert use.describe() == (
+        "learned actions: 5 of 6 test steps called one (83%); 1 of those worked (20%), 2 acted (at least one"
+        " valid primitive call)"
+    )
     assert learned_use(steps, None) is None
 
 

@@ -359,6 +359,8 @@ def test_learn_eval_and_report_end_to_end_through_the_cli(tmp_path: Path) -> Non
     steps, worked = sum(u["learned_steps"] for u in learned), sum(u["learned_ok"] for u in learned)
     assert steps > 0 and rows[1]["learned_steps"] == str(steps) and rows[0]["learned_steps"] == ""
     assert float(rows[1]["learned_worked_share"]) == pytest.approx(worked / steps)
+    acted = sum(u["learned_acted"] for u in learned)
+    assert acted >= worked and float(rows[1]["learned_acted_share"]) == pytest.approx(acted / steps)
 
     rounds = Library.open_existing(tmp_path / "learn").rounds()
     assert rounds

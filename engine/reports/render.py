@@ -28,10 +28,11 @@ def cell_text(cell: Cell | None, between: str = " / ") -> str:
 
 
 def learned_text(learned: LearnedUse | None) -> str:
-    """The learned actions' use in a table cell: the share of test steps calling one, and how many worked."""
+    """The learned actions' use in a table cell: the share of test steps calling one, and how many of those
+    worked and acted."""
     if learned is None:
         return "–"
-    return f"{learned.share:.0%} of steps, {learned.success:.0%} worked"
+    return f"{learned.share:.0%} of steps, {learned.success:.0%} worked, {learned.acted:.0%} acted"
 
 
 def tokens_text(usage: TokenUsage | None) -> str:
@@ -122,7 +123,7 @@ def render_csv(report: Report) -> str:
     full precision), seeds and episodes, empty where the method was not run; then its model calls."""
     per_column = ("success_mean", "success_std", "progress_mean", "progress_std", "seeds", "episodes")
     header = ["method", "model", *(f"{c}_{field}" for c in report.columns for field in per_column)]
-    header += ["learned_steps", "learned_step_share", "learned_worked_share"]
+    header += ["learned_steps", "learned_step_share", "learned_worked_share", "learned_acted_share"]
     header += ["model_calls", "prompt_tokens", "completion_tokens", "cost_usd"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -137,7 +138,11 @@ def render_csv(report: Report) -> str:
                 values += [cell.success.mean, cell.success.std, cell.progress.mean, cell.progress.std]
                 values += [cell.seeds, cell.episodes]
         learned = row.learned
-        values += ["", "", ""] if learned is None else [learned.learned_steps, learned.share, learned.success]
+        values += (
+            ["", "", "", ""]
+            if learned is None
+            else [learned.learned_steps, learned.share, learned.success, learned.acted]
+        )
         usage = row.usage
         if usage is None:
             values += ["", "", "", ""]

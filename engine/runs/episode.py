@@ -304,15 +304,17 @@ class _Playing:
 
 def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUse | None:
     """How the steps used the learned ``actions`` (None without any): a step called one when its code does; it
-    worked when the code ran without an error, called at least one primitive action, and the environment found
-    every primitive call inside valid (a call that did nothing did not work)."""
+    acted when the environment found at least one primitive call inside valid; it worked when the code ran
+    without an error, called at least one primitive action, and the environment found every primitive call
+    inside valid (a call that did nothing did not work)."""
     if actions is None or not actions.actions:
         return None
     names = [action.name for action in actions.actions]
     ran = [(step.code, step.result) for step in steps if step.result is not None]
     learned = [result for code, result in ran if called_names(code, names)]
     worked = [result for result in learned if result.ok and result.calls and all(call.valid for call in result.calls)]
-    return LearnedUse(code_steps=len(ran), learned_steps=len(learned), learned_ok=len(worked))
+    acted = [result for result in learned if any(call.valid for call in result.calls)]
+    return LearnedUse(code_steps=len(ran), learned_steps=len(learned), learned_ok=len(worked), learned_acted=len(acted))
 
 
 def _usage(recording: RecordingBackbone | None) -> TokenUsage | None:
