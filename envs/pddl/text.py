@@ -255,11 +255,11 @@ class Describer:
         if unmet.atoms:
             reasons.append(f"Not true now: {self.clauses(unmet.atoms)}.")
             named = {arg for atom in unmet.atoms for arg in atom[1:]}
-            small = {atom[0] for atom in unmet.atoms if len(atom) <= 2}
+            one_object = {atom[0] for atom in unmet.atoms if len(atom) <= 2}
             instead = sorted(
                 atom
                 for atom in state
-                if atom[0] in self.changing and (atom[0] in small or not named.isdisjoint(atom[1:]))
+                if atom[0] in self.changing and (atom[0] in one_object or not named.isdisjoint(atom[1:]))
             )
             if instead:
                 reasons.append(f"True now: {self.clauses(instead)}.")
