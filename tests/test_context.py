@@ -18,7 +18,7 @@ from learnact.engine.agents.prompts import task_prompt
 from learnact.engine.commands.cli import app
 from learnact.engine.llm import ChatMessage, OpenAIBackbone
 from learnact.engine.records import ModelSettings
-from learnact.engine.runs.episode import observation_of
+from learnact.engine.runs.episode import MAX_INVALID_SHOWN, observation_of
 from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.sandbox import ExecutionResult, ExecutionStatus
 from learnact.sandbox.result import PrimitiveCall
@@ -119,3 +119,20 @@ def test_after_a_learned_action_in_pddl_the_agent_sees_the_final_state_and_the_i
     # One primitive call reads as it always did; an error still follows what was seen.
     single = ExecutionResult(status=ExecutionStatus.ok, calls=[call("Pickup", "b3", observation=INVALID, valid=False)])
     assert observation_of(single, final_state=True) == INVALID
+
+
+def test_a_learned_call_that_makes_many_invalid_calls_shows_the_first_few_and_counts_the_rest() -> None:
+    """A loop over a 20-item list made 38 invalid calls, 2,000 tokens in every later prompt of the episode."""
+    refused = [call("Unstack", f"b{i}", f"b{i + 1}", observation=INVALID, valid=False) for i in range(38)]
+    result = ExecutionResult(
+        status=ExecutionStatus.ok, calls=[call("Pickup", "b9", observation="b9 is held."), *refused]
+    )
+    shown = observation_of(result, final_state=True).splitlines()
+    assert shown[0] == "b9 is held."
+    assert shown[1:-1] == [f"Unstack('b{i}', 'b{i + 1}'): {INVALID}" for i in range(MAX_INVALID_SHOWN)]
+    assert shown[-1] == f"({38 - MAX_INVALID_SHOWN} more calls were not valid.)"
+    one_more = ExecutionResult(status=ExecutionStatus.ok, calls=refused[: MAX_INVALID_SHOWN + 1])
+    assert observation_of(one_more, final_state=True).endswith("\n(1 more call was not valid.)")
+    assert observation_of(ExecutionResult(status=ExecutionStatus.ok, calls=refused), final_state=False).count(
+        INVALID
+    ) == len(refused), "observations that are not whole states are all shown"

@@ -72,16 +72,26 @@ class OutcomeTracker:
 
 
 NOTHING_DONE = "Nothing was done: the code called no action."
+# The invalid calls of one step an agent is shown in an environment of whole-state observations: a learned call
+# looping over a 20-item list made 38 invalid calls, 2,000 tokens of messages in every later prompt (measured on
+# the local model: its prompts grew from 1,300 to 9,600 tokens in five steps, 85 s a step); the first ones say
+# what went wrong, the rest follow from them.
+MAX_INVALID_SHOWN = 3
 
 
 def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     """What the agent sees after a step: the environment's answers, or what went wrong. With ``final_state``
     (an environment whose every observation is the whole state, :attr:`EnvProfile.final_state_observations`),
-    a step of several calls shows the state the last valid call left, then each invalid call with its message:
-    the states in between say nothing the last does not, and would fill the agent's context."""
+    a step of several calls shows the state the last valid call left, then the first :data:`MAX_INVALID_SHOWN`
+    invalid calls with their messages and how many more there were: the states in between say nothing the last
+    does not, and would fill the agent's context."""
     if final_state and len(result.calls) > 1:
         last_valid = [c.observation for c in result.calls if c.valid][-1:]
-        seen = last_valid + [f"{call_code(c.name, c.args)}: {c.observation}" for c in result.calls if not c.valid]
+        invalid = [c for c in result.calls if not c.valid]
+        seen = last_valid + [f"{call_code(c.name, c.args)}: {c.observation}" for c in invalid[:MAX_INVALID_SHOWN]]
+        if len(invalid) > MAX_INVALID_SHOWN:
+            more = len(invalid) - MAX_INVALID_SHOWN
+            seen.append(f"({more} more call{'s were' if more > 1 else ' was'} not valid.)")
     else:
         seen = [c.observation for c in result.calls]
     if result.status is ExecutionStatus.rejected:
