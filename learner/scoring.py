@@ -22,6 +22,9 @@ from learnact.sandbox import ExecutionStatus
 log = logging.getLogger(__name__)
 
 MAX_SHOWN_CALL_CHARS = 400  # one primitive sub-step as shown to the model
+# The sub-steps of a failed call the Optimise request shows: those up to the first invalid one say what went wrong;
+# a loop over a 20-item list ran 38 (the audit's records keep them all).
+MAX_SHOWN_SUBSTEPS = 8
 
 ScoreTerm = Literal["step_correction", "call_ratio", "success"]
 HistoryView = Literal["last", "full"]
@@ -40,7 +43,7 @@ class FailureCase(BaseModel):
     call: str  # the agent's line
     error: str
     history: str  # the last step, or the whole trajectory up to the call
-    substeps: tuple[str, ...]  # the primitive calls that ran inside, with what was observed
+    substeps: tuple[str, ...]  # the primitive calls that ran inside, with what was observed (MAX_SHOWN_SUBSTEPS)
 
 
 class CallView(BaseModel):
@@ -152,7 +155,7 @@ def score_trajectories(
                         call=step.code,
                         error=error or "",
                         history=_history(trajectory, position, history),
-                        substeps=tuple(substeps),
+                        substeps=tuple(shown_substeps(substeps)),
                     )
     total_calls = sum(calls.values())
     components = {
@@ -181,3 +184,11 @@ def _history(trajectory: Trajectory, position: int, view: HistoryView) -> str:
     earlier = turn_lines([Turn(step.code, step.observation) for step in steps[:-1]])
     lines = [f"Goal: {trajectory.goal}", observation_line(trajectory.initial), *earlier, action_line(steps[-1].code)]
     return "\n".join(lines)
+
+
+def shown_substeps(substeps: list[str]) -> list[str]:
+    """The first :data:`MAX_SHOWN_SUBSTEPS` sub-steps, and how many more ran."""
+    if len(substeps) <= MAX_SHOWN_SUBSTEPS:
+        return substeps
+    more = len(substeps) - MAX_SHOWN_SUBSTEPS
+    return [*substeps[:MAX_SHOWN_SUBSTEPS], f"({more} more primitive call{'s' if more > 1 else ''} ran)"]

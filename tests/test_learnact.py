@@ -27,7 +27,7 @@ from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement
 from learnact.learner.learnact import AnswerForm, LearnactConfig
-from learnact.learner.scoring import CallView, StepView, Trajectory, score_trajectories
+from learnact.learner.scoring import MAX_SHOWN_SUBSTEPS, CallView, StepView, Trajectory, score_trajectories
 from learnact.sandbox import SandboxConfig
 
 BLOCKS = EnvSpec(name="pddl/blockworld")
@@ -250,6 +250,21 @@ def test_a_learned_action_call_that_calls_no_primitive_action_did_nothing_and_fa
     assert [o.ok for o in outcomes] == [False, True]
     assert outcomes[0].error == "it did nothing: no primitive action was called inside it"
     assert scored.score.components["step_correction"] == 0.5 and scored.failure is not None
+
+
+def test_the_optimise_request_shows_the_first_substeps_of_a_long_failed_call_and_the_audit_keeps_all() -> None:
+    """A loop over a 20-item list ran 38 primitive calls; the first ones say what went wrong."""
+    invalid = "The action is not valid and therefore takes no effect."
+    calls = [CallView(name="Unstack", args=[f"b{i}", f"b{i + 1}"], observation=invalid, valid=False) for i in range(38)]
+    steps = [StepView(index=0, code="clear_tower([...])", observation=invalid, status="ok", calls=calls)]
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, steps=steps)
+    scored, outcomes = score_trajectories([trajectory], {"clear_tower": 1}, ("step_correction",), 0, 0)
+    assert scored.failure is not None
+    assert scored.failure.substeps == (
+        *(f"Unstack('b{i}', 'b{i + 1}') -> {invalid}" for i in range(MAX_SHOWN_SUBSTEPS)),
+        f"({38 - MAX_SHOWN_SUBSTEPS} more primitive calls ran)",
+    )
+    assert len(outcomes[0].primitive_steps) == 38
 
 
 def test_a_finding_repeated_on_many_lines_is_shown_once_with_its_count() -> None:
