@@ -26,6 +26,7 @@ from learnact.engine.runs.episode import OutcomeTracker, observation_of
 from learnact.envs import Environment, env_profile
 from learnact.learner.answers import called_names, code_of
 from learnact.learner.learnact import AnswerForm, Ask
+from learnact.learner.scoring import shown_substeps
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
     at the first line that fails (an error, a rejected line, a line that called no primitive action, or a primitive
     call the environment found invalid).
     A failure says what a small model needs to fix it: the state before the line, and the primitive calls that
-    ran inside it with what each returned.
+    ran inside it with what each returned (the first few: :func:`~learnact.learner.scoring.shown_substeps`).
 
     :raises SandboxUnavailable: when the sandbox cannot start.
     :raises LearnactError: when the environment cannot reset to ``task``.
@@ -116,7 +117,11 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
                     tuple(steps), False, problem + "\nCall it with arguments for which it acts, or another line."
                 )
             if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
-                inside = "; ".join(f"{call_code(call.name, call.args)} -> {call.observation}" for call in result.calls)
+                inside = "; ".join(
+                    shown_substeps(
+                        [f"{call_code(call.name, call.args)} -> {call.observation}" for call in result.calls]
+                    )
+                )
                 problem = f"line {number}, `{line}`, failed. Before it: {before}"
                 problem += f"\nInside it: {inside}" if inside else f"\nIt gave: {observation}"
                 return Replay(tuple(steps), False, problem)
