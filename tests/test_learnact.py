@@ -684,12 +684,13 @@ def test_learn_then_eval_with_the_library_through_the_cli(tmp_path: Path) -> Non
         tested = runner.invoke(app, args)
         assert tested.exit_code == 0, tested.output
         assert json.loads(tested.stdout)["success_rate"] == 1.0
-        # the mechanism, measured: the agent's steps called the learned action, and each call worked
+        # the mechanism, measured: the agent's steps called the learned action, and each call worked (and so acted)
         (record,) = [json.loads(line) for line in (tmp_path / "test" / "episodes.jsonl").read_text().splitlines()]
         code_steps = [s for s in record["steps"] if s["result"] is not None]
         learned = [s for s in code_steps if s["code"].startswith("pick_and_stack(")]
         assert learned and record["learned"] == {
             "code_steps": len(code_steps), "learned_steps": len(learned), "learned_ok": len(learned),
+            "learned_acted": len(learned),
         }  # fmt: skip
         assert json.loads(tested.stdout)["learned"] == record["learned"]
         config = json.loads((tmp_path / "test" / "config.json").read_text())
