@@ -22,8 +22,8 @@ from learnact.sandbox import ExecutionStatus
 log = logging.getLogger(__name__)
 
 MAX_SHOWN_CALL_CHARS = 400  # one primitive sub-step as shown to the model
-# The sub-steps of a failed call the Optimise request shows: those up to the first invalid one say what went wrong;
-# a loop over a 20-item list ran 38 (the audit's records keep them all).
+# The sub-steps of a failed call the Optimise request shows: the first ones say what went wrong; a loop over a
+# 20-item list ran 38 (the audit's records keep them all).
 MAX_SHOWN_SUBSTEPS = 8
 
 ScoreTerm = Literal["step_correction", "call_ratio", "success"]
