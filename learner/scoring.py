@@ -15,7 +15,7 @@ from learnact.actions.library import (
     CallOutcome,
     CandidateScore,
 )
-from learnact.actions.transcript import Turn, action_line, observation_line, turn_lines
+from learnact.actions.transcript import Turn, action_line, call_code, observation_line, turn_lines
 from learnact.learner.answers import called_names, cut
 from learnact.sandbox import ExecutionStatus
 
@@ -58,8 +58,7 @@ class CallView(BaseModel):
 
     def line(self) -> str:
         """The call as a line of code with what was observed, bounded."""
-        args = ", ".join(repr(a) for a in self.args)
-        return cut(f"{self.name}({args}) -> {self.observation}", MAX_SHOWN_CALL_CHARS)
+        return cut(f"{call_code(self.name, self.args)} -> {self.observation}", MAX_SHOWN_CALL_CHARS)
 
 
 class StepView(BaseModel):

@@ -322,7 +322,9 @@ def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUs
     names = [action.name for action in actions.actions]
     ran = [(step.code, step.result) for step in steps if step.result is not None]
     learned = [result for code, result in ran if called_names(code, names)]
-    worked = [result for result in learned if result.ok and result.calls and all(call.valid for call in result.calls)]
+    worked = [
+        result for result in learned if result.ok and not result.did_nothing and all(c.valid for c in result.calls)
+    ]
     acted = [result for result in learned if any(call.valid for call in result.calls)]
     return LearnedUse(code_steps=len(ran), learned_steps=len(learned), learned_ok=len(worked), learned_acted=len(acted))
 
