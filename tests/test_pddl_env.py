@@ -172,7 +172,10 @@ def test_an_invalid_call_names_every_precondition_that_does_not_hold(blocks: Pdd
     """What a weak agent needs to correct its arguments: Stack(b2, b1) while the arm is empty and b2 lies on b1."""
     out = blocks.call("Stack", ["b2", "b1"])
     assert not out.valid
-    assert out.observation.startswith(INVALID_ACTION + " Not true now: b1 is clear; you are holding b2. True now:")
+    assert out.observation == INVALID_ACTION + (
+        " Not true now: b1 is clear; you are holding b2."
+        " True now: b2 is clear; b3 is clear; b2 is on b1; b1 is on the table."
+    )
 
 
 def test_an_invalid_call_says_what_holds_instead_of_its_unmet_preconditions() -> None:
