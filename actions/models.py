@@ -65,9 +65,10 @@ class UsageStep(BaseModel):
 
 
 class UsageDemonstration(BaseModel):
-    """A task solved with the learned actions: the demonstration's solution rewritten by the learner model to
-    call them, kept only after its lines ran in the sandbox on the demonstration's task and reached its goal;
-    the observations are the environment's own."""
+    """A task solved with the learned actions: the demonstration's solution rewritten to call them by the
+    learner model, or, with ``matched``, by matching the actions' primitive calls against its calls; kept only
+    after its lines ran in the sandbox on the demonstration's task and reached its goal; the observations are
+    the environment's own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -75,6 +76,7 @@ class UsageDemonstration(BaseModel):
     goal: str
     initial: str
     steps: tuple[UsageStep, ...]
+    matched: bool = False
 
 
 class ActionSet(BaseModel):

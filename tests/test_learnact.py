@@ -864,6 +864,7 @@ def test_the_create_prompt_shows_the_domains_worked_example() -> None:
 def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
     from learnact.actions.models import ActionSet, LearnedAction
     from learnact.engine.runs.usage import MAX_EXTRA_LINES, REPEATED, DemoTask, UsageDemonstrator
+    from learnact.engine.runs.usage_match import parse_calls
     from learnact.envs.pddl import PddlEnv
 
     parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
@@ -882,7 +883,8 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     env = PddlEnv.demonstration("blockworld")
     (task,) = env.tasks()
     reset = env.reset(task.id)
-    demo = DemoTask("DEMO", reset.goal, reset.observation, 6, task.id, lambda: PddlEnv.demonstration("blockworld"))
+    calls = parse_calls([*solution, "Stack('b2', 'b3')"])
+    demo = DemoTask("DEMO", reset.goal, reset.observation, calls, task.id, lambda: PddlEnv.demonstration("blockworld"))
     usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=4)(actions, "usage")
     assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
     # a wrong answer, then the same again: the second time the feedback says it was written before

@@ -53,6 +53,7 @@ from learnact.engine.rundir import (
 from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
 from learnact.engine.runs.executor import Executor
 from learnact.engine.runs.usage import DemoTask, UsageDemonstrator, close_env
+from learnact.engine.runs.usage_match import PrimitiveCall, parse_calls
 from learnact.engine.splits import Split
 from learnact.envs import Environment, EnvSpec, ResetInfo, demonstration_env, env_profile, make_env
 from learnact.learner.learnact import (
@@ -168,7 +169,7 @@ def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[s
             text.strip(),
             stored.goal,
             stored.initial,
-            len(stored.turns),
+            parse_calls([turn.text for turn in stored.turns]),
             stored.task,
             lambda: demonstration_env(spec, stored.task, stored.type),
         )
@@ -176,13 +177,15 @@ def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[s
     task = next((t for t in tasks if t not in avoid), tasks[0])
     reset = env.reset(task)
     turns: list[Turn] = []
+    calls: list[PrimitiveCall] = []
     for name, args in env.expert_calls():
         outcome = env.call(name, args)
         turns.append(Turn(call_code(name, args), outcome.observation))
+        calls.append((name, tuple(args)))
         if outcome.done or len(turns) >= MAX_DEMO_STEPS:
             break
     text = fill("demonstration", goal=reset.goal, initial=reset.observation, history=render_turns(turns))
-    return DemoTask(text.strip(), reset.goal, reset.observation, len(turns), task, lambda: make_env(spec))
+    return DemoTask(text.strip(), reset.goal, reset.observation, tuple(calls), task, lambda: make_env(spec))
 
 
 @dataclass(frozen=True)

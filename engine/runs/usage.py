@@ -5,7 +5,9 @@ usage trajectory before the primitive one). The paper's usage trajectories were 
 invented observations; here the learner model rewrites the demonstration's solution to call the learned
 actions, and the rewritten lines run in the sandbox on the demonstration's task, from its start: they are
 kept only when they reach its goal, with the observations the environment really gave. When they do not,
-what went wrong (the line, and what was observed) goes back to the model, as any finding does.
+what went wrong (the line, and what was observed) goes back to the model, as any finding does. When no answer of
+the model reached the goal, lines found by matching the actions' primitive calls against the demonstration's
+(:mod:`learnact.engine.runs.usage_match`) are tried the same way.
 
 Every line is untrusted model output: parsed here as one call with literal arguments, then checked and run
 in the sandbox like an agent's step.
@@ -23,6 +25,7 @@ from learnact.actions.models import ActionSet, UsageDemonstration, UsageStep
 from learnact.actions.transcript import ChatMessage, call_code
 from learnact.engine.agents.prompts import fill
 from learnact.engine.runs.episode import OutcomeTracker, observation_of
+from learnact.engine.runs.usage_match import PrimitiveCall, call_templates, matched_lines
 from learnact.envs import Environment, env_profile
 from learnact.learner.answers import called_names, code_of
 from learnact.learner.learnact import AnswerForm, Ask
@@ -39,15 +42,19 @@ REPEATED = "You wrote these same lines before. Write different ones: read the st
 @dataclass(frozen=True)
 class DemoTask:
     """A solved task the learner is shown: as text (``text``: goal, first observation, the primitive calls
-    with what was observed), its goal and first observation, the length of its solution, and how to open it
-    again to try learned actions on it (``open_env``, ``task``; None: it cannot be opened)."""
+    with what was observed), its goal and first observation, its solution's primitive calls (``calls``), and how
+    to open it again to try learned actions on it (``open_env``, ``task``; None: it cannot be opened)."""
 
     text: str
     goal: str
     initial: str
-    steps: int
+    calls: tuple[PrimitiveCall, ...]
     task: str
     open_env: Callable[[], Environment | None]
+
+    @property
+    def steps(self) -> int:
+        return len(self.calls)
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,7 @@ class UsageDemonstrator:
         messages = [ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=request)]
         try:
             with Sandbox(self.sandbox) as sandbox:
-                return self._attempts(env, sandbox, actions, messages, call_id)
+                return self._attempts(env, sandbox, actions, messages, call_id) or self._matched(env, sandbox, actions)
         finally:
             close_env(env)
 
@@ -199,6 +206,29 @@ class UsageDemonstrator:
                 ChatMessage(role="assistant", content=answer),
                 ChatMessage(role="user", content=fill("learnact_usage_fix", problem=problem).strip()),
             ]
+        return None
+
+    def _matched(self, env: Environment, sandbox: Sandbox, actions: ActionSet) -> UsageDemonstration | None:
+        """The demonstration's calls with the runs an action makes replaced by its call, matched with the
+        templates of all actions, then of each action alone (a long template can hide a shorter one that
+        fits); the first lines that call a learned action and reach the goal."""
+        limit = self.demo.steps + MAX_EXTRA_LINES
+        templates = call_templates(sandbox, actions, env.primitives(), limit)
+        tried: set[tuple[str, ...]] = set()
+        for subset in [templates, *([t for t in templates if t.action == name] for name in actions.names())]:
+            lines = tuple(matched_lines(self.demo.calls, subset))
+            if lines in tried or not any(called_names(line, actions.names()) for line in lines):
+                continue
+            tried.add(lines)
+            ran = replay(env, self.demo.task, actions, lines, sandbox)
+            if ran.success:
+                self.progress(
+                    f"usage demonstration: {len(ran.steps)} lines matched from the demonstration reached the goal"
+                )
+                return UsageDemonstration(
+                    task=self.demo.task, goal=self.demo.goal, initial=self.demo.initial, steps=ran.steps, matched=True
+                )
+        self.progress("usage demonstration: no lines matched from the demonstration reached the goal")
         return None
 
 
