@@ -18,7 +18,7 @@ from learnact.engine.agents.prompts import task_prompt
 from learnact.engine.commands.cli import app
 from learnact.engine.llm import ChatMessage, OpenAIBackbone
 from learnact.engine.records import ModelSettings
-from learnact.engine.runs.episode import MAX_INVALID_SHOWN, observation_of
+from learnact.engine.runs.episode import MAX_INVALID_SHOWN, MAX_OBSERVATIONS_SHOWN, observation_of
 from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.sandbox import ExecutionResult, ExecutionStatus
 from learnact.sandbox.result import PrimitiveCall
@@ -133,6 +133,18 @@ def test_a_learned_call_that_makes_many_invalid_calls_shows_the_first_few_and_co
     assert shown[-1] == f"({38 - MAX_INVALID_SHOWN} more calls were not valid.)"
     one_more = ExecutionResult(status=ExecutionStatus.ok, calls=refused[: MAX_INVALID_SHOWN + 1])
     assert observation_of(one_more, final_state=True).endswith("\n(1 more call was not valid.)")
-    assert observation_of(ExecutionResult(status=ExecutionStatus.ok, calls=refused), final_state=False).count(
-        INVALID
-    ) == len(refused), "observations that are not whole states are all shown"
+
+
+def test_a_learned_call_in_alfworld_shows_its_last_observations_after_a_count_of_the_earlier_ones() -> None:
+    """A search over every receptacle makes thirty calls; what it ended with is in the last ones."""
+    arrivals = [call("go_to", f"cabinet {i}", observation=f"You arrive at cabinet {i}.") for i in range(1, 31)]
+    taken = call("take", "apple 1", "cabinet 30", observation="You pick up the apple 1 from the cabinet 30.")
+    shown = observation_of(ExecutionResult(status=ExecutionStatus.ok, calls=[*arrivals, taken])).splitlines()
+    assert shown[0] == f"({31 - MAX_OBSERVATIONS_SHOWN} earlier observations are not shown.)"
+    assert shown[1:] == [c.observation for c in [*arrivals, taken][-MAX_OBSERVATIONS_SHOWN:]]
+    one_more = [*arrivals[:MAX_OBSERVATIONS_SHOWN], taken]
+    assert observation_of(ExecutionResult(status=ExecutionStatus.ok, calls=one_more)).startswith(
+        "(1 earlier observation is not shown.)\nYou arrive at cabinet 2."
+    )
+    few = ExecutionResult(status=ExecutionStatus.ok, calls=arrivals[:MAX_OBSERVATIONS_SHOWN])
+    assert observation_of(few).splitlines() == [c.observation for c in arrivals[:MAX_OBSERVATIONS_SHOWN]]

@@ -77,6 +77,10 @@ NOTHING_DONE = "Nothing was done: the code called no action."
 # the local model: its prompts grew from 1,300 to 9,600 tokens in five steps, 85 s a step); the first ones say
 # what went wrong, the rest follow from them.
 MAX_INVALID_SHOWN = 3
+# The observations of one step an agent is shown in an environment whose observations are not states (ALFWorld's
+# "You arrive at cabinet 1. On the cabinet 1, you see ..."): a learned call that searches every receptacle makes
+# thirty calls; what it ended with is in its last ones, and thirty would fill every later prompt.
+MAX_OBSERVATIONS_SHOWN = 8
 
 
 def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
@@ -84,7 +88,8 @@ def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     (an environment whose every observation is the whole state, :attr:`EnvProfile.final_state_observations`),
     a step of several calls shows the state the last valid call left, then the first :data:`MAX_INVALID_SHOWN`
     invalid calls with their messages and how many more there were: the states in between say nothing the last
-    does not, and would fill the agent's context."""
+    does not, and would fill the agent's context. Otherwise it shows the last :data:`MAX_OBSERVATIONS_SHOWN`
+    observations, after how many earlier ones are not shown."""
     if final_state and len(result.calls) > 1:
         last_valid = [c.observation for c in result.calls if c.valid][-1:]
         invalid = [c for c in result.calls if not c.valid]
@@ -93,7 +98,10 @@ def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
             more = len(invalid) - MAX_INVALID_SHOWN
             seen.append(f"({more} more call{'s were' if more > 1 else ' was'} not valid.)")
     else:
-        seen = [c.observation for c in result.calls]
+        seen = [c.observation for c in result.calls[-MAX_OBSERVATIONS_SHOWN:]]
+        if len(result.calls) > MAX_OBSERVATIONS_SHOWN:
+            earlier = len(result.calls) - MAX_OBSERVATIONS_SHOWN
+            seen.insert(0, f"({earlier} earlier observation{'s are' if earlier > 1 else ' is'} not shown.)")
     if result.status is ExecutionStatus.rejected:
         seen.append("The code was rejected: " + " ".join(f"line {f.line}: {f.message}" for f in result.findings))
     elif result.error is not None:
