@@ -44,8 +44,12 @@ class TaskInfo(BaseModel):
 
 
 class ResetInfo(BaseModel):
+    """What an episode starts from: the first observation, the goal, and the task's objects when the
+    environment has a fixed set of them (PDDL; empty: unknown), which bound the lists an agent step may write."""
+
     observation: str
     goal: str
+    objects: tuple[str, ...] = ()
 
 
 class StepOutcome(BaseModel):

@@ -260,15 +260,22 @@ class LearnactLearner:
         first_answer: str | None = None,
     ) -> dict[str, int]:
         """Ask (or take ``first_answer``), validate, send the problems back up to ``fix_tries`` times; record
-        every attempt's functions as versions; the valid functions of the last attempt by name."""
+        every attempt's functions as versions; the valid functions of the last attempt by name. A fix that
+        repeats the answer it fixes ends the tries: the next request would be the last one again, and a fix is
+        asked at temperature 0."""
         attempts: list[tuple[str, ParsedAnswer]] = []
         asked = messages
+        previous = None
         for attempt in range(self.config.fix_tries + 1):
             call_id = f"{call_base}/t{attempt}"
             if attempt == 0 and first_answer is not None:
                 answer = first_answer
             else:
                 answer = self.ask(call_id, asked, sample, attempt > 0, DEFINITIONS)
+            if answer == previous:
+                self.progress(f"{call_base}: the fix repeats the answer it was asked to fix; no more asked")
+                break
+            previous = answer
             parsed = parse_actions(answer, self.primitive_names, self.config.max_actions)
             if "" not in parsed.problems:
                 parsed.problems = self.validator.problems(parsed.actions, parsed.problems)

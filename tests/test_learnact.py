@@ -460,7 +460,8 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
         # the agent's step is asked under the grammar of one call of its actions, learned first
         learned = [action.name for action in library.current().actions]
         primitives = [p.name for p in make_env(BLOCKS).primitives()]
-        assert server.received[-1].body["grammar"] == call_grammar([*learned, *primitives])
+        objects = make_env(BLOCKS).reset(record.task).objects
+        assert server.received[-1].body["grammar"] == call_grammar([*learned, *primitives], max_list_items=len(objects))
         assert server.received[-1].body["messages"][0]["content"].count(NOTE) == 1
         # the agent saw the usage demonstration before the primitive one
         prompt = server.received[-1].body["messages"][-1]["content"]
@@ -512,12 +513,13 @@ def test_a_function_that_still_fails_after_every_fix_is_dropped_with_the_reason(
     with ScriptedServer(responder=StandIn(fix=still_importing)) as server:
         result = learn(server, tmp_path / "run", cache=None, rounds=0)
         fixes = [b for b in learner_requests(server) if "could not be used" in b["messages"][-1]["content"]]
-    assert len(fixes) == 3  # the first answer and three fixes, as the seed
+    # the second fix repeats the first: asking again would send the same request at temperature 0
+    assert len(fixes) == 2
     library = Library.open_existing(tmp_path / "run" / "library")
     clear = library.versions("clear_block")
     assert [(v.origin, v.call_id) for v in clear] == [
         (Origin.created, "create/s0/t0"),
-        (Origin.validated_fix, "create/s0/t3"),
+        (Origin.validated_fix, "create/s0/t1"),
     ]
     assert clear[-1].dropped is not None and "os" in clear[-1].dropped and clear[-1].verdict
     assert result.selected == {"pick_and_stack": 2}
@@ -863,7 +865,7 @@ def test_the_create_prompt_shows_the_domains_worked_example() -> None:
 @pytest.mark.usefixtures("sandbox_image")
 def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
     from learnact.actions.models import ActionSet, LearnedAction
-    from learnact.engine.runs.usage import MAX_EXTRA_LINES, REPEATED, DemoTask, UsageDemonstrator
+    from learnact.engine.runs.usage import MAX_EXTRA_LINES, DemoTask, UsageDemonstrator
     from learnact.engine.runs.usage_match import parse_calls
     from learnact.envs.pddl import PddlEnv
 
@@ -871,7 +873,7 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     actions = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in parsed))
     solution = ["Unstack('b2', 'b1')", "Putdown('b2')", "Unstack('b1', 'b3')", "Putdown('b1')", "Pickup('b2')"]
     primitive_only = "```python\n" + "\n".join([*solution, "Stack('b2', 'b3')"]) + "\n```"  # reaches the goal
-    answers = iter([primitive_only, USAGE_WRONG, USAGE_WRONG, USAGE])
+    answers = iter([primitive_only, USAGE_WRONG, USAGE])
     asked: list[list] = []
     forms: list[AnswerForm] = []
 
@@ -887,13 +889,40 @@ def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -
     demo = DemoTask("DEMO", reset.goal, reset.observation, calls, task.id, lambda: PddlEnv.demonstration("blockworld"))
     usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=4)(actions, "usage")
     assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
-    # a wrong answer, then the same again: the second time the feedback says it was written before
-    assert "failed" in asked[2][-1].content and REPEATED not in asked[2][-1].content
-    assert REPEATED in asked[3][-1].content
+    assert "failed" in asked[2][-1].content and USAGE_WRONG in asked[2][-2].content
     assert usage is not None and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
     # each answer is asked as lines of calls of the learned actions, then the primitives, at most 6 + extra lines
     learned_first = ("pick_and_stack", "clear_block", "Pickup", "Putdown", "Stack", "Unstack")
     assert forms[0].calls == learned_first and forms[0].max_lines == 6 + MAX_EXTRA_LINES and forms[0] == forms[1]
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_an_answer_the_model_gave_before_ends_the_usage_tries_and_matching_takes_over() -> None:
+    from learnact.actions.models import ActionSet, LearnedAction
+    from learnact.engine.runs.usage import DemoTask, UsageDemonstrator
+    from learnact.engine.runs.usage_match import parse_calls
+    from learnact.envs.pddl import PddlEnv
+
+    parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
+    actions = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in parsed))
+    answers = iter([USAGE_WRONG, USAGE_WRONG, USAGE])
+    asked: list[str] = []
+
+    def ask(call_id: str, messages, sample: int, fixing: bool, form: AnswerForm) -> str:
+        asked.append(call_id)
+        return next(answers)
+
+    solution = ["Unstack('b2', 'b1')", "Putdown('b2')", "Unstack('b1', 'b3')", "Putdown('b1')", "Pickup('b2')"]
+    env = PddlEnv.demonstration("blockworld")
+    (task,) = env.tasks()
+    reset = env.reset(task.id)
+    calls = parse_calls([*solution, "Stack('b2', 'b3')"])
+    demo = DemoTask("DEMO", reset.goal, reset.observation, calls, task.id, lambda: PddlEnv.demonstration("blockworld"))
+    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=4)(actions, "usage")
+    assert asked == ["usage", "usage-fix-1"]  # the third answer, which would have worked, is never asked for
+    assert usage is not None and usage.matched
+    assert [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
 
 
 @pytest.mark.docker

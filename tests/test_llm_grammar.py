@@ -130,6 +130,14 @@ def test_a_step_is_one_call_of_an_available_action_with_a_bounded_list(vocabular
     assert not accepts(vocabulary, grammar, "Putdown('b1')"), "not an available action"
     assert not accepts(vocabulary, grammar, "Pickup('b1')\nPickup('b2')"), "two calls"
     assert not accepts(vocabulary, grammar, "Pickup(b1)"), "a name, not a literal"
+    # a task's objects bound its lists further, never beyond MAX_LIST_ITEMS
+    three = call_grammar(["clear_tower"], max_list_items=3)
+    assert accepts(vocabulary, three, "clear_tower(['b3', 'b2', 'b1'])")
+    assert not accepts(vocabulary, three, "clear_tower(['b3', 'b2', 'b1', 'b3'])")
+    assert accepts(vocabulary, call_grammar(["clear_tower"], max_list_items=1), "clear_tower(['b3'])")
+    assert call_grammar(["clear_tower"], max_list_items=MAX_LIST_ITEMS + 5) == call_grammar(["clear_tower"])
+    with pytest.raises(GrammarError, match="at least one value"):
+        call_grammar(["clear_tower"], max_list_items=0)
 
 
 def test_a_function_of_the_learner_has_a_bounded_number_of_lines(vocabulary: object) -> None:
@@ -178,8 +186,10 @@ def test_an_agent_step_is_asked_under_the_grammar_of_its_actions_and_a_server_ge
         policy(backbone, react=True).decide("b1 is on the table.")
         backbone.close()
     learned_step, react_step = (r.body for r in server.received)
-    assert learned_step["grammar"] == call_grammar(["stack_on", *primitives])
-    assert react_step["grammar"] == call_grammar(primitives, thoughts=True)
+    blocks = len(make_env(EnvSpec(name="pddl/blockworld")).reset("blockworld-01").objects)
+    assert 0 < blocks < MAX_LIST_ITEMS  # a list holds at most the task's objects
+    assert learned_step["grammar"] == call_grammar(["stack_on", *primitives], max_list_items=blocks)
+    assert react_step["grammar"] == call_grammar(primitives, thoughts=True, max_list_items=blocks)
 
 
 def test_an_answer_without_a_call_is_told_to_call_any_action_when_actions_are_learned() -> None:

@@ -28,7 +28,7 @@ from learnact.engine.agents.prompts import (
     task_prompt,
 )
 from learnact.engine.llm import Backbone, ChatRequest, chat_request
-from learnact.engine.llm.grammar import call_grammar
+from learnact.engine.llm.grammar import MAX_LIST_ITEMS, call_grammar
 from learnact.engine.records import ModelSettings
 from learnact.envs import Environment, ResetInfo, env_profile
 
@@ -118,10 +118,11 @@ class ModelPolicy(Policy):
     (act_reflexion, react_reflexion).
 
     The request carries the grammar of one call of an available action (learned first, then primitives; or a
-    ``Think:`` line with ``react``). The history shown is the last ``window`` steps, fewer when the prompt would
-    not leave the answer room in the backbone's context (:attr:`Backbone.context_tokens`): the oldest steps are
-    dropped, never the instruction or the demonstrations, and the prompt says how many are not shown, as the
-    paper's agents trim to their ``max_context_length``."""
+    ``Think:`` line with ``react``), whose lists hold at most as many values as the task has objects. The
+    history shown is the last ``window`` steps, fewer when the prompt would not leave the answer room in the
+    backbone's context (:attr:`Backbone.context_tokens`): the oldest steps are dropped, never the instruction or
+    the demonstrations, and the prompt says how many are not shown, as the paper's agents trim to their
+    ``max_context_length``."""
 
     def __init__(self, context: PolicyContext, react: bool = False, window: int | None = None) -> None:
         """:raises ValueError: for a context without a backbone or model settings."""
@@ -136,7 +137,8 @@ class ModelPolicy(Policy):
         self.goal, self.initial = context.reset.goal, context.reset.observation
         self.usage = actions.usage if actions is not None and actions.actions else None
         learned = [action.name for action in actions.actions] if actions is not None else []
-        self.grammar = call_grammar([*learned, *(p.name for p in primitives)], thoughts=react)
+        objects = len(context.reset.objects) or MAX_LIST_ITEMS
+        self.grammar = call_grammar([*learned, *(p.name for p in primitives)], thoughts=react, max_list_items=objects)
         self.turns: list[Turn] = []
         self._pending: Turn | None = None  # the last step, waiting for its observation
 

@@ -22,14 +22,17 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # The arguments of a call, as primitives and learned actions take them: strings, numbers, lists of them, by
 # position or by keyword. Strings hold no quote of their kind, backslash or line break (no escape to get wrong).
-# A list holds at most MAX_LIST_ITEMS values: a small model that repeats a list's items (['b4', 'b3', 'b2', 'b1',
-# 'b3', 'b4', ...]) would otherwise write until its answer is cut off, and a cut answer holds no call at all.
+# A list holds at most MAX_LIST_ITEMS values, or as many as the task has objects when that is known: a small model
+# that repeats a list's items (['b4', 'b3', 'b2', 'b1', 'b3', 'b2', 'b1', ...]) would otherwise write until its
+# answer is cut off (a cut answer holds no call at all), or to the cap, at several seconds a step.
 MAX_LIST_ITEMS = 20
-_ARGUMENTS = rf"""
-args ::= arg ("," " "? arg)*
+
+
+def _arguments(max_list_items: int) -> str:
+    return rf"""args ::= arg ("," " "? arg)*
 arg ::= (ident "=")? value
 value ::= string | number | list
-list ::= "[" (value ("," " "? value){{0,{MAX_LIST_ITEMS - 1}}})? "]"
+list ::= "[" (value ("," " "? value){{0,{max_list_items - 1}}})? "]"
 string ::= "\"" [^"\\\n]* "\"" | "'" [^'\\\n]* "'"
 number ::= "-"? [0-9]+ ("." [0-9]+)?
 ident ::= [A-Za-z_] [A-Za-z0-9_]*
@@ -40,16 +43,18 @@ class GrammarError(LearnactError):
     """A grammar cannot be made from what was given (an action name that is not a Python identifier)."""
 
 
-def call_grammar(names: Sequence[str], thoughts: bool = False) -> str:
+def call_grammar(names: Sequence[str], thoughts: bool = False, max_list_items: int = MAX_LIST_ITEMS) -> str:
     """One agent step: exactly one line ``Name(args)`` calling one of ``names`` (the actions available in the
     step, learned first, then primitives), optionally after ``Action:`` as the prompt's history writes steps;
-    with ``thoughts`` (react) a ``Think: …`` line instead, which the agent answers with ``OK.``.
+    with ``thoughts`` (react) a ``Think: …`` line instead, which the agent answers with ``OK.``. A list argument
+    holds at most ``max_list_items`` values (capped at :data:`MAX_LIST_ITEMS`).
 
-    :raises GrammarError: when ``names`` is empty or holds a name that is not a Python identifier.
+    :raises GrammarError: when ``names`` is empty or holds a name that is not a Python identifier, or when
+        ``max_list_items`` is below 1.
     """
     step = 'step ::= ("Action: ")? name "(" args? ")"\n'
     root = 'root ::= step | "Think: " [^\\n]+\n' if thoughts else "root ::= step\n"
-    return root + step + _names_and_arguments(names)
+    return root + step + _names_and_arguments(names, max_list_items)
 
 
 def call_lines_grammar(names: Sequence[str], max_lines: int) -> str:
@@ -67,14 +72,16 @@ def call_lines_grammar(names: Sequence[str], max_lines: int) -> str:
     )
 
 
-def _names_and_arguments(names: Sequence[str]) -> str:
+def _names_and_arguments(names: Sequence[str], max_list_items: int = MAX_LIST_ITEMS) -> str:
+    if max_list_items < 1:
+        raise GrammarError(f"a list argument may hold at least one value, not {max_list_items}")
     if not names:
         raise GrammarError("a grammar of calls needs at least one action name")
     bad = [name for name in names if not _NAME.fullmatch(name)]
     if bad:
         raise GrammarError(f"the action name {bad[0]!r} is not a Python identifier")
     alternatives = " | ".join(f'"{name}"' for name in dict.fromkeys(names))
-    return f"name ::= {alternatives}\n" + _ARGUMENTS.lstrip("\n")
+    return f"name ::= {alternatives}\n" + _arguments(min(max_list_items, MAX_LIST_ITEMS))
 
 
 # The indented lines of one function a learner's answer may hold, its docstring's among them (the worked examples

@@ -74,9 +74,10 @@ class OutcomeTracker:
 NOTHING_DONE = "Nothing was done: the code called no action."
 # The invalid calls of one step an agent is shown in an environment of whole-state observations: a learned call
 # looping over a 20-item list made 38 invalid calls, 2,000 tokens of messages in every later prompt (measured on
-# the local model: its prompts grew from 1,300 to 9,600 tokens in five steps, 85 s a step); the first ones say
-# what went wrong, the rest follow from them.
-MAX_INVALID_SHOWN = 3
+# the local model: its prompts grew from 1,300 to 9,600 tokens in five steps, 85 s a step). The first says what
+# went wrong and the rest mostly follow from it: three added about 150 tokens to each failing step of the main
+# job, which the local model reads at about 70 tokens a second, in that step's prompt and every later one.
+MAX_INVALID_SHOWN = 1
 # The observations of one step an agent is shown in an environment whose observations are not states (ALFWorld's
 # "You arrive at cabinet 1. On the cabinet 1, you see ..."): a learned call that searches every receptacle makes
 # thirty calls; what it ended with is in its last ones, and thirty would fill every later prompt.
@@ -87,7 +88,7 @@ def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     """What the agent sees after a step: the environment's answers, or what went wrong. With ``final_state``
     (an environment whose every observation is the whole state, :attr:`EnvProfile.final_state_observations`),
     a step of several calls shows the state the last valid call left, then the first :data:`MAX_INVALID_SHOWN`
-    invalid calls with their messages and how many more there were: the states in between say nothing the last
+    invalid call(s) with the message and how many more there were: the states in between say nothing the last
     does not, and would fill the agent's context. Otherwise it shows the last :data:`MAX_OBSERVATIONS_SHOWN`
     observations, after how many earlier ones are not shown."""
     if final_state and len(result.calls) > 1:

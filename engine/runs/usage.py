@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 MAX_EXTRA_LINES = 5  # lines a rewritten solution may have beyond the primitive one's
 MAX_LINE_CHARS = 300
-REPEATED = "You wrote these same lines before. Write different ones: read the state before each line for its arguments."
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,9 @@ class UsageDemonstrator:
         self, env: Environment, sandbox: Sandbox, actions: ActionSet, messages: list[ChatMessage], first_call: str
     ) -> UsageDemonstration | None:
         """Each try is the request, the last answer and what was wrong with it (not every earlier answer: a small
-        model copies its own mistake), sampled with the try's seed, so that a repeated answer can change."""
+        model copies its own mistake), sampled with the try's seed. An answer the model gave before ends the tries:
+        it failed on the same task from the same start, and a model that repeats itself once does again (told it
+        had repeated itself, the local model wrote the same lines in every one of 18 tries)."""
         max_lines = self.demo.steps + MAX_EXTRA_LINES
         learned = actions.names()
         form = AnswerForm(calls=(*learned, *(p.name for p in env.primitives())), max_lines=max_lines)
@@ -187,6 +188,11 @@ class UsageDemonstrator:
             call_id = first_call if attempt == 0 else f"{first_call}-fix-{attempt}"
             answer = self.ask(call_id, asked, attempt, False, form)
             lines, problem = parse_lines(answer, max_lines)
+            written = tuple(lines) or (answer.strip(),)
+            if written in tried:
+                self.progress(f"usage demonstration, answer {attempt + 1}: the same answer again; no more asked")
+                return None
+            tried.add(written)
             if problem is None and not any(called_names(line, learned) for line in lines):
                 problem = f"the lines call none of the learned actions ({', '.join(learned)}); use them where they fit"
             if problem is None:
@@ -197,9 +203,6 @@ class UsageDemonstrator:
                         task=self.demo.task, goal=self.demo.goal, initial=self.demo.initial, steps=ran.steps
                     )
                 problem = ran.problem or "the goal was not reached"
-                if tuple(lines) in tried:  # a small model repeats itself; say so, or it will again
-                    problem += f"\n{REPEATED}"
-                tried.add(tuple(lines))
             self.progress(f"usage demonstration, answer {attempt + 1}: {problem.splitlines()[0]}")
             asked = [
                 *messages,

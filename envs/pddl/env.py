@@ -113,7 +113,9 @@ class PddlEnv(Environment):
         self._task_id = task_id
         self._sim = Simulator(self.domain, problem)
         self._progress = 0.0
-        return ResetInfo(observation=self.observation(), goal=self._text.goal(problem.goal))
+        return ResetInfo(
+            observation=self.observation(), goal=self._text.goal(problem.goal), objects=tuple(problem.objects)
+        )
 
     def _running(self) -> Simulator:
         if self._sim is None:
