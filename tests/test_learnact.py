@@ -861,44 +861,15 @@ def test_the_create_prompt_shows_the_domains_worked_example() -> None:
     assert env_profile("pddl").worked_example("towers") == ""  # an external domain without one
 
 
-@pytest.mark.docker
-@pytest.mark.usefixtures("sandbox_image")
-def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
-    from learnact.actions.models import ActionSet, LearnedAction
-    from learnact.engine.runs.usage import MAX_EXTRA_LINES, DemoTask, UsageDemonstrator
-    from learnact.engine.runs.usage_match import parse_calls
-    from learnact.envs.pddl import PddlEnv
-
-    parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
-    actions = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in parsed))
-    solution = ["Unstack('b2', 'b1')", "Putdown('b2')", "Unstack('b1', 'b3')", "Putdown('b1')", "Pickup('b2')"]
-    primitive_only = "```python\n" + "\n".join([*solution, "Stack('b2', 'b3')"]) + "\n```"  # reaches the goal
-    answers = iter([primitive_only, USAGE_WRONG, USAGE])
-    asked: list[list] = []
-    forms: list[AnswerForm] = []
-
-    def ask(call_id: str, messages, sample: int, fixing: bool, form: AnswerForm) -> str:
-        asked.append(list(messages))
-        forms.append(form)
-        return next(answers)
-
-    env = PddlEnv.demonstration("blockworld")
-    (task,) = env.tasks()
-    reset = env.reset(task.id)
-    calls = parse_calls([*solution, "Stack('b2', 'b3')"])
-    demo = DemoTask("DEMO", reset.goal, reset.observation, calls, task.id, lambda: PddlEnv.demonstration("blockworld"))
-    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=4)(actions, "usage")
-    assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in asked[1][-1].content
-    assert "failed" in asked[2][-1].content and USAGE_WRONG in asked[2][-2].content
-    assert usage is not None and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
-    # each answer is asked as lines of calls of the learned actions, then the primitives, at most 6 + extra lines
-    learned_first = ("pick_and_stack", "clear_block", "Pickup", "Putdown", "Stack", "Unstack")
-    assert forms[0].calls == learned_first and forms[0].max_lines == 6 + MAX_EXTRA_LINES and forms[0] == forms[1]
+# The blockworld demonstration's solution: b2 on b1 on b3, the goal b2 on b3.
+DEMO_SOLUTION = [
+    "Unstack('b2', 'b1')", "Putdown('b2')", "Unstack('b1', 'b3')", "Putdown('b1')", "Pickup('b2')", "Stack('b2', 'b3')"
+]  # fmt: skip
 
 
-@pytest.mark.docker
-@pytest.mark.usefixtures("sandbox_image")
-def test_an_answer_the_model_gave_before_ends_the_usage_tries_and_matching_takes_over() -> None:
+def demonstrate_usage(answers: list[str], asked: list[tuple[str, list, AnswerForm]]):
+    """The usage demonstration of FIXED's actions on the blockworld demonstration, the model answering
+    ``answers`` in turn (up to 4 tries); each request is appended to ``asked``."""
     from learnact.actions.models import ActionSet, LearnedAction
     from learnact.engine.runs.usage import DemoTask, UsageDemonstrator
     from learnact.engine.runs.usage_match import parse_calls
@@ -906,23 +877,46 @@ def test_an_answer_the_model_gave_before_ends_the_usage_tries_and_matching_takes
 
     parsed = parse_actions(FIXED, PRIMITIVES, 8).actions
     actions = ActionSet(actions=tuple(LearnedAction(name=a.name, code=a.code) for a in parsed))
-    answers = iter([USAGE_WRONG, USAGE_WRONG, USAGE])
-    asked: list[str] = []
+    given = iter(answers)
 
     def ask(call_id: str, messages, sample: int, fixing: bool, form: AnswerForm) -> str:
-        asked.append(call_id)
-        return next(answers)
+        asked.append((call_id, list(messages), form))
+        return next(given)
 
-    solution = ["Unstack('b2', 'b1')", "Putdown('b2')", "Unstack('b1', 'b3')", "Putdown('b1')", "Pickup('b2')"]
     env = PddlEnv.demonstration("blockworld")
     (task,) = env.tasks()
     reset = env.reset(task.id)
-    calls = parse_calls([*solution, "Stack('b2', 'b3')"])
+    calls = parse_calls(DEMO_SOLUTION)
     demo = DemoTask("DEMO", reset.goal, reset.observation, calls, task.id, lambda: PddlEnv.demonstration("blockworld"))
-    usage = UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=4)(actions, "usage")
-    assert asked == ["usage", "usage-fix-1"]  # the third answer, which would have worked, is never asked for
-    assert usage is not None and usage.matched
-    assert [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
+    return UsageDemonstrator(demo, "SYSTEM", ask, SandboxConfig(pool_size=0), tries=4)(actions, "usage")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_usage_demonstration_must_call_a_learned_action_and_reach_the_goal() -> None:
+    from learnact.engine.runs.usage import MAX_EXTRA_LINES
+
+    primitive_only = "```python\n" + "\n".join(DEMO_SOLUTION) + "\n```"  # reaches the goal
+    asked: list[tuple[str, list, AnswerForm]] = []
+    usage = demonstrate_usage([primitive_only, USAGE_WRONG, USAGE], asked)
+    messages = [request[1] for request in asked]
+    assert "the lines call none of the learned actions (pick_and_stack, clear_block)" in messages[1][-1].content
+    assert "failed" in messages[2][-1].content and USAGE_WRONG in messages[2][-2].content
+    assert usage is not None and not usage.matched and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
+    # each answer is asked as lines of calls of the learned actions, then the primitives, at most 6 + extra lines
+    forms = [request[2] for request in asked]
+    learned_first = ("pick_and_stack", "clear_block", "Pickup", "Putdown", "Stack", "Unstack")
+    assert forms[0].calls == learned_first and forms[0].max_lines == 6 + MAX_EXTRA_LINES and forms[0] == forms[1]
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_an_answer_the_model_gave_before_ends_the_usage_tries_and_matching_takes_over() -> None:
+    asked: list[tuple[str, list, AnswerForm]] = []
+    usage = demonstrate_usage([USAGE_WRONG, USAGE_WRONG, USAGE], asked)
+    # the third answer, which would have worked, is never asked for
+    assert [request[0] for request in asked] == ["usage", "usage-fix-1"]
+    assert usage is not None and usage.matched and [s.code for s in usage.steps] == USAGE.split("\n")[1:-1]
 
 
 @pytest.mark.docker
