@@ -209,8 +209,12 @@ class RunDir:
         path = self.path / LOCK
         try:
             if not self.path.is_dir():
-                self.path.mkdir(parents=True)
-                self._created = True
+                try:
+                    self.path.mkdir(parents=True)
+                    self._created = True
+                except FileExistsError:  # another learnact made it since: the lock below decides who runs
+                    if not self.path.is_dir():
+                        raise
             self._found = {p.name for p in self.path.iterdir()}
             fd = self._open_lock(path)
         except OSError as exc:

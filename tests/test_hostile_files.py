@@ -146,6 +146,29 @@ def test_a_busy_run_folder_names_the_command_that_holds_it(tmp_path: Path) -> No
         holder.unlock()
 
 
+def test_a_run_folder_another_process_creates_first_is_locked_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two evals started on one new folder: the one that finds it made between its look and its mkdir goes on to
+    the lock, which decides which of them runs (it had stopped with "cannot create the run directory")."""
+    out = tmp_path / "run"
+    mkdir = Path.mkdir
+
+    def made_by_the_other_process_first(self: Path, *args, **kwargs) -> None:
+        if self == out and not out.exists():
+            mkdir(out)
+        mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", made_by_the_other_process_first)
+    run = RunDir(out, RunKind.evaluation)
+    run.lock()
+    try:
+        assert (out / ".lock").read_text().startswith(f"{os.getpid()} ")
+    finally:
+        run.unlock(discard_if_unused=True)
+    assert out.is_dir()  # this process did not create it, so it does not remove it
+
+
 # --- the commands, on a planted run folder ------------------------------------------------------------------
 
 
