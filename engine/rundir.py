@@ -24,6 +24,7 @@ import fcntl
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -52,6 +53,7 @@ MAX_KIND_BYTES = 10_000
 MAX_CONFIG_BYTES = 50_000_000
 MAX_EPISODES_BYTES = 1 << 30  # episodes.jsonl: every record of every episode of a run
 MAX_LOCK_BYTES = 64
+HOLDER_WAIT_S = 1.0  # how long an empty lock file of a busy folder is read again for its holder's line
 ANOTHER = "use another {out}"  # the remedy when a run directory is not this run's to use
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -222,7 +224,7 @@ class RunDir:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            pid, command = _holder(os.pread(fd, MAX_LOCK_BYTES, 0))
+            pid, command = _busy_holder(fd)
             os.close(fd)
             raise RunDirBusy(self.path, pid, command) from None
         except OSError as exc:
@@ -388,6 +390,17 @@ class RunDir:
         :raises RunDirError: when it cannot be written.
         """
         self.write(SUMMARY, summary)
+
+
+def _busy_holder(fd: int) -> tuple[int | None, str | None]:
+    """The holder a busy lock file names. A holder that has just created the file writes its line right after
+    taking the lock: an empty file is read again for up to :data:`HOLDER_WAIT_S` before the holder is unknown."""
+    deadline = time.monotonic() + HOLDER_WAIT_S
+    content = os.pread(fd, MAX_LOCK_BYTES, 0)
+    while not content and time.monotonic() < deadline:
+        time.sleep(0.01)
+        content = os.pread(fd, MAX_LOCK_BYTES, 0)
+    return _holder(content)
 
 
 def _holder(content: bytes) -> tuple[int | None, str | None]:

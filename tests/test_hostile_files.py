@@ -169,6 +169,24 @@ def test_a_run_folder_another_process_creates_first_is_locked_not_refused(
     assert out.is_dir()  # this process did not create it, so it does not remove it
 
 
+def test_a_folder_locked_a_moment_before_its_holder_wrote_its_line_still_names_the_holder(tmp_path: Path) -> None:
+    """The second of two evals on one new folder met the lock file created and locked but still empty, and said
+    "pid unknown"."""
+    import fcntl
+    import threading
+
+    fd = os.open(tmp_path / ".lock", os.O_RDWR | os.O_CREAT | os.O_EXCL)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    writes = threading.Timer(0.2, lambda: os.pwrite(fd, b"4242 learn\n", 0))
+    writes.start()
+    try:
+        with pytest.raises(RunDirError, match=r"in use by another learnact learn \(pid 4242\)"):
+            RunDir(tmp_path).lock()
+    finally:
+        writes.join()
+        os.close(fd)
+
+
 # --- the commands, on a planted run folder ------------------------------------------------------------------
 
 
