@@ -26,10 +26,13 @@ MAX_REASON_CHARS = 1_000
 
 @dataclass(frozen=True)
 class Problem:
-    """What is wrong with one function (or, named ``""``, with the whole answer), as shown to the model."""
+    """What is wrong with one function (or, named ``""``, with the whole answer), as shown to the model; one
+    that does not ``need_fix`` drops the function without asking the model again (a duplicate: the set loses
+    nothing)."""
 
     kind: Literal["finding", "traceback"]
     text: str
+    needs_fix: bool = True
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,49 @@ def combines_actions(action: ParsedAction, callable_names: Iterable[str]) -> boo
 
     functions = [n for n in ast.parse(action.code).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     return any(sites(function.body) >= 2 for function in functions)
+
+
+def duplicates(actions: Sequence[ParsedAction]) -> dict[str, str]:
+    """The functions that do what an earlier one of ``actions`` does, each with the earlier one's name: the
+    same code once names, docstrings and the names they bind are set aside (``clear_table`` written line for
+    line as ``clear_tower``). A duplicate another function calls is not one: dropping it would break that
+    caller."""
+    called = {name for a in actions for name in called_names(a.code, [b.name for b in actions if b is not a])}
+    seen: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for action in actions:
+        form = _form(action.code)
+        if form is None:
+            continue
+        if form in seen and action.name not in called:
+            found[action.name] = seen[form]
+        seen.setdefault(form, action.name)
+    return found
+
+
+def _form(code: str) -> str | None:
+    """The first function of ``code`` without its name and docstring, the names it binds (parameters,
+    assignment and loop targets) renamed in the order they are bound: equal forms run the same calls."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    function = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    if function is None:
+        return None
+    function.name = "_"
+    if function.body and isinstance(function.body[0], ast.Expr) and isinstance(function.body[0].value, ast.Constant):
+        function.body = function.body[1:]
+    nodes = list(ast.walk(function))
+    bound = [n.arg for n in nodes if isinstance(n, ast.arg)]
+    bound += [n.id for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    renamed = {name: f"_{i}" for i, name in enumerate(dict.fromkeys(bound))}
+    for node in nodes:
+        if isinstance(node, ast.arg):
+            node.arg = renamed[node.arg]
+        elif isinstance(node, ast.Name) and node.id in renamed:
+            node.id = renamed[node.id]
+    return ast.dump(function, include_attributes=False)
 
 
 def _statements(block: list) -> list[ast.stmt]:

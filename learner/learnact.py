@@ -259,7 +259,8 @@ class LearnactLearner:
         writing: _Writing,
         first_answer: str | None = None,
     ) -> dict[str, int]:
-        """Ask (or take ``first_answer``), validate, send the problems back up to ``fix_tries`` times; record
+        """Ask (or take ``first_answer``), validate, send the problems back up to ``fix_tries`` times (an
+        answer whose only problems need no fix, duplicates, is not sent back: they are dropped); record
         every attempt's functions as versions; the valid functions of the last attempt by name. A fix that
         repeats the answer it fixes ends the tries: the next request would be the last one again, and a fix is
         asked at temperature 0."""
@@ -280,7 +281,7 @@ class LearnactLearner:
             if "" not in parsed.problems:
                 parsed.problems = self.validator.problems(parsed.actions, parsed.problems)
             attempts.append((call_id, parsed))
-            if not parsed.problems:
+            if not any(p.needs_fix for p in parsed.problems.values()):
                 break
             if attempt < self.config.fix_tries:
                 shown = _problems_text(parsed.problems)

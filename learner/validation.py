@@ -1,8 +1,10 @@
 """Validation of candidate functions in the sandbox: the static check as an action module, at least two
-primitive calls, and each function's usage example run on the example task (the demonstration the model was
-shown, where its arguments must fit); an example that raises or calls no primitive action fails (a primitive
-call the environment refuses does not: the example may need a state the task reaches later; scoring judges
-each call). What fails becomes a :class:`~learnact.learner.answers.Problem` with the exact findings or traceback.
+primitive calls, no function that repeats another's code under other names, and each function's usage example
+run on the example task (the demonstration the model was shown, where its arguments must fit); an example that
+raises or calls no primitive action fails (a primitive call the environment refuses does not: the example may
+need a state the task reaches later; scoring judges each call). What fails becomes a
+:class:`~learnact.learner.answers.Problem` with the exact findings or traceback; a duplicate is dropped without
+asking the model for a fix.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from learnact.actions import check
 from learnact.actions.models import CodeKind, Finding, Severity
 from learnact.envs import Environment, PrimitiveSpec
-from learnact.learner.answers import ParsedAction, Problem, combines_actions
+from learnact.learner.answers import ParsedAction, Problem, combines_actions, duplicates
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,14 @@ class SandboxValidator:
                 found.append(f"{action.name} calls the primitive actions fewer than two times; combine at least two")
             if found:
                 problems[action.name] = Problem("finding", "\n".join(found))
+        for name, original in duplicates(actions).items():
+            if name not in problems:
+                problems[name] = Problem(
+                    "finding",
+                    f"{name} does what {original} does (the same code under other names): {name} is dropped;"
+                    " write one function for each job",
+                    needs_fix=False,
+                )
         loadable = [a for a in actions if a.name not in problems]
         module = "\n\n".join(a.code for a in loadable)
         for action in loadable:

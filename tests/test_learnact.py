@@ -25,7 +25,7 @@ from learnact.engine.runs.evaluation import EvalConfig, run_evaluation
 from learnact.engine.runs.learnact_run import LearningServices, learnact_run_config, learned_library, run_learnact
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, env_profile, make_env
-from learnact.learner.answers import ParsedAction, combines_actions, parse_actions, parse_improvement
+from learnact.learner.answers import ParsedAction, combines_actions, duplicates, parse_actions, parse_improvement
 from learnact.learner.learnact import AnswerForm, LearnactConfig
 from learnact.learner.scoring import MAX_SHOWN_SUBSTEPS, CallView, StepView, Trajectory, score_trajectories
 from learnact.sandbox import SandboxConfig
@@ -89,9 +89,14 @@ class StandIn:
     after the first of a set fails (a noisy agent, so that a round scores lower)."""
 
     def __init__(
-        self, worse_on_repeat: bool = False, improve: str = PLAN, fix: str = FIXED, primitives_only: bool = False
+        self,
+        worse_on_repeat: bool = False,
+        improve: str = PLAN,
+        fix: str = FIXED,
+        primitives_only: bool = False,
+        create: str = BUGGY,
     ) -> None:
-        self.worse_on_repeat, self.improve, self.fix = worse_on_repeat, improve, fix
+        self.worse_on_repeat, self.improve, self.fix, self.create = worse_on_repeat, improve, fix, create
         self.primitives_only = primitives_only
         self.episodes = 0
 
@@ -106,7 +111,7 @@ class StandIn:
                 return Answer(self.fix)
             if "Improve: <Update or Plan>" in user:
                 return Answer(self.improve)
-            return Answer(BUGGY)
+            return Answer(self.create)
         own = user.split("Now it is your turn.")[-1]
         done = own.count("Action:")
         if done == 0:
@@ -192,6 +197,38 @@ def test_one_broken_function_does_not_hide_the_others() -> None:
 def test_a_learned_action_must_run_at_least_two_primitive_calls(body: str, combines: bool) -> None:
     action = ParsedAction("f", f"def f(b):\n{body}", "does it", "f('b1')")
     assert combines_actions(action, PRIMITIVES) is combines
+
+
+CLEAR_TOWER = """def clear_tower(blocks):
+    \"\"\"Put every block of a tower on the table, top first.
+    Example: clear_tower(['b3', 'b2', 'b1'])
+    \"\"\"
+    for upper, lower in zip(blocks, blocks[1:]):
+        Unstack(upper, lower)
+        Putdown(upper)
+"""
+
+
+@pytest.mark.parametrize(
+    ("other", "duplicate"),
+    [
+        (CLEAR_TOWER.replace("clear_tower", "clear_table").replace("top first", "one by one"), True),
+        (CLEAR_TOWER.replace("clear_tower", "unbuild").replace("upper", "a").replace("lower", "b"), True),
+        (CLEAR_TOWER.replace("clear_tower", "swapped").replace("Unstack(upper, lower)", "Unstack(lower, upper)"),
+         False),
+        (CLEAR_TOWER.replace("clear_tower", "stacked").replace("Putdown(upper)", "Stack(upper, 'b1')"), False),
+    ],
+)  # fmt: skip
+def test_a_function_with_another_ones_code_under_other_names_is_a_duplicate(other: str, duplicate: bool) -> None:
+    actions = [ParsedAction(code.split("(")[0][4:], code, "", "") for code in (CLEAR_TOWER, other)]
+    assert duplicates(actions) == ({actions[1].name: "clear_tower"} if duplicate else {})
+
+
+def test_a_duplicate_that_another_function_calls_is_kept() -> None:
+    copy = CLEAR_TOWER.replace("clear_tower", "clear_table")
+    caller = "def reset_all(blocks):\n    clear_table(blocks)\n    Pickup(blocks[0])\n"
+    actions = [ParsedAction(c.split("(")[0][4:], c, "", "") for c in (CLEAR_TOWER, copy, caller)]
+    assert duplicates(actions) == {}
 
 
 def test_an_optimise_answer_is_a_plan_or_an_update() -> None:
@@ -523,6 +560,21 @@ def test_a_function_that_still_fails_after_every_fix_is_dropped_with_the_reason(
     ]
     assert clear[-1].dropped is not None and "os" in clear[-1].dropped and clear[-1].verdict
     assert result.selected == {"pick_and_stack": 2}
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_duplicate_is_dropped_with_the_reason_and_no_fix_is_asked_for_it(tmp_path: Path) -> None:
+    copy = FIXED.split("def clear_block", 1)[1].split("```")[0]
+    with_copy = FIXED.replace("\n```", "\n\ndef take_off" + copy.replace("clear_block(", "take_off(") + "```")
+    with ScriptedServer(responder=StandIn(create=with_copy)) as server:
+        result = learn(server, tmp_path / "run", cache=None, rounds=0)
+        fixes = [b for b in learner_requests(server) if "could not be used" in b["messages"][-1]["content"]]
+    assert fixes == []
+    library = Library.open_existing(tmp_path / "run" / "library")
+    (take_off,) = library.versions("take_off")
+    assert take_off.dropped is not None and "take_off does what clear_block does" in take_off.dropped
+    assert result.selected == {"pick_and_stack": 1, "clear_block": 1}
 
 
 @pytest.mark.docker
