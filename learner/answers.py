@@ -229,16 +229,14 @@ def combines_actions(action: ParsedAction, callable_names: Iterable[str]) -> boo
 def duplicates(actions: Sequence[ParsedAction]) -> dict[str, str]:
     """The functions that do what an earlier one of ``actions`` does, each with the earlier one's name: the
     same code once names, docstrings and the names they bind are set aside (``clear_table`` written line for
-    line as ``clear_tower``). A duplicate another function calls is not one: dropping it would break that
-    caller."""
-    called = {name for a in actions for name in called_names(a.code, [b.name for b in actions if b is not a])}
+    line as ``clear_tower``)."""
     seen: dict[str, str] = {}
     found: dict[str, str] = {}
     for action in actions:
         form = _form(action.code)
         if form is None:
             continue
-        if form in seen and action.name not in called:
+        if form in seen:
             found[action.name] = seen[form]
         seen.setdefault(form, action.name)
     return found

@@ -4,7 +4,7 @@ run on the example task (the demonstration the model was shown, where its argume
 raises or calls no primitive action fails (a primitive call the environment refuses does not: the example may
 need a state the task reaches later; scoring judges each call). What fails becomes a
 :class:`~learnact.learner.answers.Problem` with the exact findings or traceback; a duplicate is dropped without
-asking the model for a fix.
+asking the model for a fix, unless other functions call it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from learnact.actions import check
 from learnact.actions.models import CodeKind, Finding, Severity
 from learnact.envs import Environment, PrimitiveSpec
-from learnact.learner.answers import ParsedAction, Problem, combines_actions, duplicates
+from learnact.learner.answers import ParsedAction, Problem, called_names, combines_actions, duplicates
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,7 @@ class SandboxValidator:
                 problems[action.name] = Problem("finding", "\n".join(found))
         for name, original in duplicates(actions).items():
             if name not in problems:
-                problems[name] = Problem(
-                    "finding",
-                    f"{name} does what {original} does (the same code under other names): {name} is dropped;"
-                    " write one function for each job",
-                    needs_fix=False,
-                )
+                problems[name] = _duplicate(name, original, actions)
         loadable = [a for a in actions if a.name not in problems]
         module = "\n\n".join(a.code for a in loadable)
         for action in loadable:
@@ -86,6 +81,16 @@ class SandboxValidator:
                     " or a `return` before the calls); make it call the primitive actions",
                 )
             return None
+
+
+def _duplicate(name: str, original: str, actions: Sequence[ParsedAction]) -> Problem:
+    """The problem of ``name``, which does what ``original`` does: dropped without a fix, unless other functions
+    call it (dropping it would break them): then the model is asked to call ``original`` there instead."""
+    callers = [a.name for a in actions if a.name != name and name in called_names(a.code, [name])]
+    same = f"{name} does what {original} does (the same code under other names)"
+    if callers:
+        return Problem("finding", f"{same}: remove {name} and call {original} in {', '.join(callers)} instead")
+    return Problem("finding", f"{same}: {name} is dropped; write one function for each job", needs_fix=False)
 
 
 def shown_findings(findings: Sequence[Finding], path: str) -> list[str]:

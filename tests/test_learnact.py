@@ -224,13 +224,6 @@ def test_a_function_with_another_ones_code_under_other_names_is_a_duplicate(othe
     assert duplicates(actions) == ({actions[1].name: "clear_tower"} if duplicate else {})
 
 
-def test_a_duplicate_that_another_function_calls_is_kept() -> None:
-    copy = CLEAR_TOWER.replace("clear_tower", "clear_table")
-    caller = "def reset_all(blocks):\n    clear_table(blocks)\n    Pickup(blocks[0])\n"
-    actions = [ParsedAction(c.split("(")[0][4:], c, "", "") for c in (CLEAR_TOWER, copy, caller)]
-    assert duplicates(actions) == {}
-
-
 def test_an_optimise_answer_is_a_plan_or_an_update() -> None:
     plan = parse_improvement(PLAN)
     assert plan is not None and plan.kind == "plan" and plan.content == NOTE and plan.reason.startswith("b1 was")
@@ -562,11 +555,20 @@ def test_a_function_that_still_fails_after_every_fix_is_dropped_with_the_reason(
     assert result.selected == {"pick_and_stack": 2}
 
 
+TAKE_OFF = FIXED.split("def clear_block", 1)[1].split("```")[0].replace("clear_block(", "take_off(")
+RESET_PAIR = '''def reset_pair(block, under):
+    """Take block off the block under it, then pick it up again from the table.
+    Example: reset_pair('b2', 'b1')
+    """
+    take_off(block, under)
+    Pickup(block)
+'''
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
 def test_a_duplicate_is_dropped_with_the_reason_and_no_fix_is_asked_for_it(tmp_path: Path) -> None:
-    copy = FIXED.split("def clear_block", 1)[1].split("```")[0]
-    with_copy = FIXED.replace("\n```", "\n\ndef take_off" + copy.replace("clear_block(", "take_off(") + "```")
+    with_copy = FIXED.replace("\n```", f"\n\ndef take_off{TAKE_OFF}```")
     with ScriptedServer(responder=StandIn(create=with_copy)) as server:
         result = learn(server, tmp_path / "run", cache=None, rounds=0)
         fixes = [b for b in learner_requests(server) if "could not be used" in b["messages"][-1]["content"]]
@@ -575,6 +577,21 @@ def test_a_duplicate_is_dropped_with_the_reason_and_no_fix_is_asked_for_it(tmp_p
     (take_off,) = library.versions("take_off")
     assert take_off.dropped is not None and "take_off does what clear_block does" in take_off.dropped
     assert result.selected == {"pick_and_stack": 1, "clear_block": 1}
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_a_duplicate_another_function_calls_is_sent_back_to_call_the_original(tmp_path: Path) -> None:
+    with_copy = FIXED.replace("\n```", f"\n\ndef take_off{TAKE_OFF}\n{RESET_PAIR}```")
+    fixed = FIXED.replace("\n```", f"\n\n{RESET_PAIR.replace('take_off(', 'clear_block(')}```")
+    with ScriptedServer(responder=StandIn(create=with_copy, fix=fixed)) as server:
+        result = learn(server, tmp_path / "run", cache=None, rounds=0)
+        fixes = [b for b in learner_requests(server) if "could not be used" in b["messages"][-1]["content"]]
+    assert len(fixes) == 1
+    assert "remove take_off and call clear_block in reset_pair instead" in fixes[0]["messages"][-1]["content"]
+    library = Library.open_existing(tmp_path / "run" / "library")
+    assert "take_off" not in library.selected() and "clear_block(block, under)" in library.get("reset_pair", 2).code
+    assert result.selected == {"pick_and_stack": 1, "clear_block": 1, "reset_pair": 2}
 
 
 @pytest.mark.docker
