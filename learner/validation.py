@@ -56,12 +56,14 @@ class SandboxValidator:
         for name, original in duplicates(actions).items():
             if name not in problems:
                 problems[name] = _duplicate(name, original, actions)
+        _add_callers(actions, problems)
         loadable = [a for a in actions if a.name not in problems]
         module = "\n\n".join(a.code for a in loadable)
         for action in loadable:
             failure = self._run_example(module, action)
             if failure is not None:
                 problems[action.name] = failure
+        _add_callers(actions, problems)
         return problems
 
     def _run_example(self, module: str, action: ParsedAction) -> Problem | None:
@@ -81,6 +83,24 @@ class SandboxValidator:
                     " or a `return` before the calls); make it call the primitive actions",
                 )
             return None
+
+
+def _add_callers(actions: Sequence[ParsedAction], problems: dict[str, Problem]) -> None:
+    """A problem for each function that calls, directly or through others, one with a problem: kept without
+    it, it would fail when it is loaded or called (and, loaded with the others, one function's problem would
+    fail every example)."""
+    names = [a.name for a in actions]
+    while True:
+        found = {}
+        for action in actions:
+            broken = [n for n in called_names(action.code, names) if n in problems and n != action.name]
+            if action.name not in problems and broken:
+                found[action.name] = Problem(
+                    "finding", f"{action.name} calls {', '.join(broken)}, which cannot be used as written"
+                )
+        if not found:
+            return
+        problems.update(found)
 
 
 def _duplicate(name: str, original: str, actions: Sequence[ParsedAction]) -> Problem:

@@ -596,6 +596,31 @@ def test_a_duplicate_another_function_calls_is_sent_back_to_call_the_original(tm
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
+def test_a_function_with_a_problem_fails_its_callers_and_no_other_function(tmp_path: Path) -> None:
+    helper = '''def lift(block):
+    """Pick a block up from the table and put it down again.
+    Example: lift('b2')
+    """
+    import os
+    Pickup(block)
+    Putdown(block)
+'''
+    with_helper = FIXED.replace(
+        "\n```", f"\n\n{helper}\n{RESET_PAIR.replace('take_off(block, under)', 'lift(block)')}```"
+    )
+    with ScriptedServer(responder=StandIn(create=with_helper, fix=with_helper)) as server:
+        result = learn(server, tmp_path / "run", cache=None, rounds=0)
+        (fix,) = [b for b in learner_requests(server) if "could not be used" in b["messages"][-1]["content"]]
+    shown = fix["messages"][-1]["content"]
+    assert "In lift:" in shown and "reset_pair calls lift, which cannot be used as written" in shown
+    assert "In pick_and_stack:" not in shown and "In clear_block:" not in shown
+    library = Library.open_existing(tmp_path / "run" / "library")
+    assert library.versions("reset_pair")[-1].dropped == "reset_pair calls lift, which cannot be used as written"
+    assert result.selected == {"pick_and_stack": 1, "clear_block": 1}
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
 def test_a_round_that_scores_lower_is_rolled_back(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with ScriptedServer(responder=StandIn(worse_on_repeat=True, improve=UPDATE)) as server:
