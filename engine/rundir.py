@@ -289,7 +289,11 @@ class RunDir:
         if self._lock_file is None:
             return
         fd, self._lock_file = self._lock_file, None
-        added = {p.name for p in self.path.iterdir()} - self._found if discard_if_unused else set()
+        try:
+            present = {p.name for p in self.path.iterdir()} if discard_if_unused else set()
+        except OSError:  # the folder was removed (or replaced) under the run: nothing of it to discard
+            present = set()
+        added = present - self._found
         if added and added <= {KIND, LOCK, CONFIG}:
             try:
                 for name in added:

@@ -187,6 +187,19 @@ def test_a_folder_locked_a_moment_before_its_holder_wrote_its_line_still_names_t
         os.close(fd)
 
 
+def test_a_run_whose_folder_was_removed_under_it_still_releases_it(tmp_path: Path) -> None:
+    """A learn stopped (SIGTERM) after its folder had been removed ended with a FileNotFoundError traceback."""
+    import shutil
+
+    out = tmp_path / "out"
+    run = RunDir(out, RunKind.learnact)
+    run.lock()
+    shutil.rmtree(out)
+    run.unlock(discard_if_unused=True)
+    out.mkdir()
+    RunDir(out, RunKind.learnact).lock()  # the lock was released: the folder can be taken again
+
+
 # --- the commands, on a planted run folder ------------------------------------------------------------------
 
 
