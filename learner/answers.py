@@ -27,7 +27,7 @@ MAX_REASON_CHARS = 1_000
 @dataclass(frozen=True)
 class Problem:
     """What is wrong with one function (or, named ``""``, with the whole answer), as shown to the model; one
-    that does not ``need_fix`` drops the function without asking the model again (a duplicate: the set loses
+    that does not ``needs_fix`` drops the function without asking the model again (a duplicate: the set loses
     nothing)."""
 
     kind: Literal["finding", "traceback"]
@@ -264,7 +264,10 @@ def _form(code: str) -> str | None:
             node.arg = renamed[node.arg]
         elif isinstance(node, ast.Name) and node.id in renamed:
             node.id = renamed[node.id]
-    return ast.dump(function, include_attributes=False)
+    try:
+        return ast.dump(function, include_attributes=False)
+    except RecursionError:  # nested deeper than the host's stack allows: compared with nothing
+        return None
 
 
 def _statements(block: list) -> list[ast.stmt]:

@@ -224,6 +224,11 @@ def test_a_function_with_another_ones_code_under_other_names_is_a_duplicate(othe
     assert duplicates(actions) == ({actions[1].name: "clear_tower"} if duplicate else {})
 
 
+def test_a_function_nested_too_deep_to_compare_is_no_duplicate() -> None:
+    deep = "def f(a):\n    return " + "-" * 5000 + "a\n"  # hostile: deeper than the host's stack
+    assert duplicates([ParsedAction("f", deep, "", ""), ParsedAction("g", deep.replace("f(", "g("), "", "")]) == {}
+
+
 def test_an_optimise_answer_is_a_plan_or_an_update() -> None:
     plan = parse_improvement(PLAN)
     assert plan is not None and plan.kind == "plan" and plan.content == NOTE and plan.reason.startswith("b1 was")
