@@ -53,17 +53,19 @@ class SandboxValidator:
                 found.append(f"{action.name} calls the primitive actions fewer than two times; combine at least two")
             if found:
                 problems[action.name] = Problem("finding", "\n".join(found))
+        # the answer's call graph: the functions each one calls, in the order of their first call
+        calls = {a.name: [n for n in called_names(a.code, names) if n != a.name] for a in actions}
         for name, original in duplicates(actions).items():
             if name not in problems:
-                problems[name] = _duplicate(name, original, actions)
-        _add_callers(actions, problems)
+                problems[name] = _duplicate(name, original, calls)
+        _add_callers(calls, problems)
         loadable = [a for a in actions if a.name not in problems]
         module = "\n\n".join(a.code for a in loadable)
         for action in loadable:
             failure = self._run_example(module, action)
             if failure is not None:
                 problems[action.name] = failure
-        _add_callers(actions, problems)
+        _add_callers(calls, problems)
         return problems
 
     def _run_example(self, module: str, action: ParsedAction) -> Problem | None:
@@ -85,28 +87,25 @@ class SandboxValidator:
             return None
 
 
-def _add_callers(actions: Sequence[ParsedAction], problems: dict[str, Problem]) -> None:
-    """A problem for each function that calls, directly or through others, one with a problem: kept without
-    it, it would fail when it is loaded or called (and, loaded with the others, one function's problem would
-    fail every example)."""
-    names = [a.name for a in actions]
+def _add_callers(calls: Mapping[str, list[str]], problems: dict[str, Problem]) -> None:
+    """A problem for each function that calls, directly or through others, one with a problem (``calls``: the
+    functions each one calls): kept without it, it would fail when it is loaded or called (and, loaded with the
+    others, one function's problem would fail every example)."""
     while True:
-        found = {}
-        for action in actions:
-            broken = [n for n in called_names(action.code, names) if n in problems and n != action.name]
-            if action.name not in problems and broken:
-                found[action.name] = Problem(
-                    "finding", f"{action.name} calls {', '.join(broken)}, which cannot be used as written"
-                )
+        found = {
+            name: Problem("finding", f"{name} calls {', '.join(broken)}, which cannot be used as written")
+            for name, called in calls.items()
+            if name not in problems and (broken := [n for n in called if n in problems])
+        }
         if not found:
             return
         problems.update(found)
 
 
-def _duplicate(name: str, original: str, actions: Sequence[ParsedAction]) -> Problem:
+def _duplicate(name: str, original: str, calls: Mapping[str, list[str]]) -> Problem:
     """The problem of ``name``, which does what ``original`` does: dropped without a fix, unless other functions
     call it (dropping it would break them): then the model is asked to call ``original`` there instead."""
-    callers = [a.name for a in actions if a.name != name and name in called_names(a.code, [name])]
+    callers = [caller for caller, called in calls.items() if name in called]
     same = f"{name} does what {original} does (the same code under other names)"
     if callers:
         return Problem("finding", f"{same}: remove {name} and call {original} in {', '.join(callers)} instead")
