@@ -1,32 +1,50 @@
 """Validation of candidate functions in the sandbox: the static check as an action module, at least two
 primitive calls, no function that repeats another's code under other names, and each function's usage example
-run on the example task (the demonstration the model was shown, where its arguments must fit); an example that
-raises or calls no primitive action fails (a primitive call the environment refuses does not: the example may
-need a state the task reaches later; scoring judges each call). What fails becomes a
-:class:`~learnact.learner.answers.Problem` with the exact findings or traceback; a duplicate is dropped without
-asking the model for a fix, unless other functions call it.
+run on the example task (the demonstration the model was shown, where its arguments must fit). An example fails
+when it raises, calls no primitive action, or changes nothing: the environment refused every primitive call it
+made at the task's start and in each state the demonstration's solution passes through (`Unstack(b, b)` for each
+block, a tower's blocks in an order no state has). An example that needs a later state (`Pickup` of a block the
+start has covered) is judged in the first state where it acts; a refused call among accepted ones is for scoring
+to judge. What fails becomes a
+:class:`~learnact.learner.answers.Problem` with the exact findings, traceback or refusal; a duplicate is dropped
+without asking the model for a fix, unless other functions call it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from learnact.actions import check
 from learnact.actions.models import CodeKind, Finding, Severity
+from learnact.actions.transcript import call_code
 from learnact.envs import Environment, PrimitiveSpec
-from learnact.learner.answers import ParsedAction, Problem, called_names, combines_actions, duplicates
+from learnact.learner.answers import ParsedAction, Problem, called_names, combines_actions, cut, duplicates
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
 
 log = logging.getLogger(__name__)
 
+MAX_REFUSAL_CHARS = 400  # the refused call and the environment's message, as the fix request shows them
+
 
 class SandboxValidator:
     """Checks functions (kind *action module*) and runs each one's usage example in the sandbox, on the
-    environment reset to ``task`` (the example task); a function that fails gets its exact findings or traceback."""
+    environment reset to ``task`` (the example task); a function that fails gets its exact findings or traceback.
 
-    def __init__(self, sandbox: Sandbox, env: Environment, task: str) -> None:
+    ``solution``: the primitive calls of the example task's demonstrated solution, whose states an example that
+    changed nothing at the start is tried in; None when the example task is not the one the model was shown (its
+    states unknown to the model, refusals are not judged)."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        env: Environment,
+        task: str,
+        solution: Sequence[tuple[str, Sequence[Any]]] | None = None,
+    ) -> None:
         self.sandbox, self.env, self.task = sandbox, env, task
+        self.solution = None if solution is None else tuple(solution)
         self.primitives: list[PrimitiveSpec] = env.primitives()
 
     def verdict(self, action: ParsedAction, others: Iterable[str]) -> list[Finding]:
@@ -69,13 +87,13 @@ class SandboxValidator:
         return problems
 
     def _run_example(self, module: str, action: ParsedAction) -> Problem | None:
-        self.env.reset(self.task)
+        doing = f"running the usage example {action.example}"
         with self.sandbox.session(self.primitives, self.env.call) as session:
+            self.env.reset(self.task)
             loaded = session.load_actions(module)
             if not loaded.ok:
                 return _problem_of(loaded, "loading the functions")
             ran = session.execute(action.example)
-            doing = f"running the usage example {action.example}"
             if not ran.ok:
                 return _problem_of(ran, doing)
             if ran.did_nothing:
@@ -84,7 +102,41 @@ class SandboxValidator:
                     f"{doing} did nothing: no primitive action was called inside it (a condition that is never true,"
                     " or a `return` before the calls); make it call the primitive actions",
                 )
-            return None
+            if self.solution is None or any(call.valid for call in ran.calls):
+                return None
+            for reached in range(1, len(self.solution) + 1):
+                self._reach(self.solution[:reached])
+                later = session.execute(action.example)
+                if not later.ok:  # a later state the example does not fit makes it raise, or ends the session
+                    return _problem_of(later, f"{doing} after {reached} step(s) of the demonstration's solution")
+                if any(call.valid for call in later.calls):
+                    log.debug("%s acts after %d step(s) of the solution", action.example, reached)
+                    return None
+            return _all_refused(doing, ran, len(self.solution))
+
+    def _reach(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """The example task after ``calls`` (the start of its solution), made on the host."""
+        self.env.reset(self.task)
+        for name, args in calls:
+            self.env.call(name, list(args))
+
+
+def _all_refused(doing: str, ran: ExecutionResult, later_states: int) -> Problem:
+    """The problem of an example whose every primitive call the environment refused at the start of the example
+    task and in its ``later_states`` states along the solution, with the first refusal at the start (its message
+    says which condition was false and what was true instead)."""
+    first = ran.calls[0]
+    count = len(ran.calls)
+    every = "its primitive call" if count == 1 else f"all {count} of its primitive calls"
+    later = f", and every call in each of the {later_states} states the solution passes through" if later_states else ""
+    refusal = cut(f"{call_code(first.name, first.args)} -> {first.observation}", MAX_REFUSAL_CHARS)
+    return Problem(
+        "finding",
+        f"{doing} changed nothing: the environment refused {every} at the start of the example task (the first:"
+        f" {refusal}){later}\nMake the calls fit the state (the example task is the demonstration: its first"
+        " observation is the state the example starts from), and make the docstring's example a call that works"
+        " there",
+    )
 
 
 def _add_callers(calls: Mapping[str, list[str]], problems: dict[str, Problem]) -> None:

@@ -345,6 +345,56 @@ def test_validation_refuses_an_action_whose_example_calls_no_primitive_action() 
     assert kept == {}
 
 
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_validation_refuses_an_example_that_acts_in_no_state_of_the_demonstration() -> None:
+    from learnact.engine.runs.learnact_run import demo_task
+    from learnact.learner.validation import SandboxValidator
+    from learnact.sandbox import Sandbox
+
+    def action(name: str, body: str, example: str) -> str:
+        return f'def {name}(blocks):\n    """Doc.\n    Example: {example}\n    """\n{body}'
+
+    loop = "    for upper, lower in zip(blocks, blocks[1:]):\n        Unstack(upper, lower)\n        Putdown(upper)\n"
+    answer = "```python\n" + "\n".join([
+        # a block is never on itself: refused in every state
+        action("unstack_all", "    for block in blocks:\n        Unstack(block, block)\n        Stack(block, block)\n",
+               "unstack_all(['b2', 'b1'])"),
+        # a good function whose example names a tower no state has (b3 is never on b2, nor held)
+        action("clear_tower", loop, "clear_tower(['b3', 'b2'])"),
+        # refused at the start (b3 is covered) and accepted once the solution has cleared b3
+        action("pick_and_stack", "    Pickup(blocks[0])\n    Stack(blocks[0], blocks[1])\n",
+               "pick_and_stack(['b3', 'b2'])"),
+        # its last call is refused (b2 is on the table by then), the first two are accepted at the start
+        action("clear_top", "    Unstack(blocks[0], blocks[1])\n    Putdown(blocks[0])\n    Putdown(blocks[0])\n",
+               "clear_top(['b2', 'b1'])"),
+    ]) + "```"  # fmt: skip
+    env = make_env(BLOCKS)
+    demo = demo_task(env, BLOCKS, "blockworld", ())  # b2 on b1 on b3, b3 on the table; the goal: b2 on b3
+    example_env = demo.open_env()
+    assert example_env is not None
+    actions = parse_actions(answer, PRIMITIVES, 8).actions
+    with Sandbox(SandboxConfig(pool_size=0)) as sandbox:
+        problems = SandboxValidator(sandbox, example_env, demo.task, demo.calls).problems(actions)
+        # an example task the model was not shown: its states are unknown to the model, refusals not judged
+        unjudged = SandboxValidator(sandbox, example_env, demo.task).problems(actions)
+    assert sorted(problems) == ["clear_tower", "unstack_all"]
+    assert problems["unstack_all"].text.startswith(
+        "running the usage example unstack_all(['b2', 'b1']) changed nothing: the environment refused all 4 of its"
+        " primitive calls at the start of the example task (the first: Unstack('b2', 'b2') -> The action is not"
+        " valid"
+    )
+    assert (
+        f"and every call in each of the {demo.steps} states the solution passes through" in problems["unstack_all"].text
+    )
+    refusal = problems["clear_tower"].text
+    assert "(the first: Unstack('b3', 'b2') -> The action is not valid" in refusal
+    assert "Not true now: b3 is on b2" in refusal  # the environment's own reason
+    assert "make the docstring's example a call that works there" in refusal
+    assert all(p.needs_fix for p in problems.values())
+    assert unjudged == {}
+
+
 def test_the_defaults_follow_the_domain() -> None:
     assert LearnactConfig.for_env("pddl/gripper").score_terms == ("step_correction", "call_ratio", "success")
     alfworld = LearnactConfig.for_env("alfworld/pick_and_place", samples=2)
@@ -1045,9 +1095,10 @@ def test_a_usage_line_that_calls_no_primitive_action_fails_and_says_so() -> None
 
 
 def per_type_action(task_type: str) -> str:
+    """An action whose example acts in both types' demonstration games (each has a sinkbasin 1)."""
     return (
         f'```python\ndef {task_type}_step(place):\n    """Go to a place and look at it.\n\n'
-        f'    Example: {task_type}_step(\'countertop 1\')\n    """\n    goto(place)\n    examine(place)\n```'
+        f'    Example: {task_type}_step(\'sinkbasin 1\')\n    """\n    goto(place)\n    examine(place)\n```'
     )
 
 

@@ -335,7 +335,7 @@ def run_learnact(config: LearnactRunConfig, out: Path, services: LearningService
             )
             example_env = demo.open_env()
             validator = (
-                SandboxValidator(sandbox, example_env, demo.task)
+                SandboxValidator(sandbox, example_env, demo.task, demo.calls)
                 if example_env is not None
                 else SandboxValidator(sandbox, make_env(config.run.env), config.train[0])
             )
