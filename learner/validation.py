@@ -3,11 +3,12 @@ primitive calls, no function that repeats another's code under other names, and 
 run on the example task (the demonstration the model was shown, where its arguments must fit). An example fails
 when it raises, calls no primitive action, or changes nothing: the environment refused every primitive call it
 made at the task's start and in each state the demonstration's solution passes through (`Unstack(b, b)` for each
-block, a tower's blocks in an order no state has). An example that needs a later state (`Pickup` of a block the
-start has covered) is judged in the first state where it acts; a refused call among accepted ones is for scoring
-to judge. What fails becomes a
-:class:`~learnact.learner.answers.Problem` with the exact findings, traceback or refusal; a duplicate is dropped
-without asking the model for a fix, unless other functions call it.
+block, a tower's blocks in an order no state has), or, where every observation is the whole state, the calls it
+accepted left the state they found (`Stack(a, b)` then `Unstack(a, b)`). An example that needs a later state
+(`Pickup` of a block the start has covered) is judged in the first state where it acts; a refused call among
+accepted ones is for scoring to judge. What fails becomes a :class:`~learnact.learner.answers.Problem` with the
+exact findings, traceback or refusal; a duplicate is dropped without asking the model for a fix, unless other
+functions call it.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from typing import Any
 from learnact.actions import check
 from learnact.actions.models import CodeKind, Finding, Severity
 from learnact.actions.transcript import call_code
-from learnact.envs import Environment, PrimitiveSpec
+from learnact.envs import Environment, PrimitiveSpec, env_profile
 from learnact.learner.answers import ParsedAction, Problem, called_names, combines_actions, cut, duplicates
-from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox
+from learnact.sandbox import ExecutionResult, ExecutionStatus, PrimitiveCall, Sandbox
 
 log = logging.getLogger(__name__)
 
 MAX_REFUSAL_CHARS = 400  # the refused call and the environment's message, as the fix request shows them
+MAX_UNDONE_SHOWN = 4  # the accepted calls of an example that undid itself, as the fix request shows them
 
 
 class SandboxValidator:
@@ -34,7 +36,8 @@ class SandboxValidator:
 
     ``solution``: the primitive calls of the example task's demonstrated solution, whose states an example that
     changed nothing at the start is tried in; None when the example task is not the one the model was shown (its
-    states unknown to the model, refusals are not judged)."""
+    states unknown to the model, an example the environment refused entirely at the start is not judged).
+    """
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class SandboxValidator:
     ) -> None:
         self.sandbox, self.env, self.task = sandbox, env, task
         self.solution = None if solution is None else tuple(solution)
+        self.whole_states = env_profile(env.name).final_state_observations
         self.primitives: list[PrimitiveSpec] = env.primitives()
 
     def verdict(self, action: ParsedAction, others: Iterable[str]) -> list[Finding]:
@@ -89,7 +93,7 @@ class SandboxValidator:
     def _run_example(self, module: str, action: ParsedAction) -> Problem | None:
         doing = f"running the usage example {action.example}"
         with self.sandbox.session(self.primitives, self.env.call) as session:
-            self.env.reset(self.task)
+            before = self.env.reset(self.task).observation
             loaded = session.load_actions(module)
             if not loaded.ok:
                 return _problem_of(loaded, "loading the functions")
@@ -102,23 +106,53 @@ class SandboxValidator:
                     f"{doing} did nothing: no primitive action was called inside it (a condition that is never true,"
                     " or a `return` before the calls); make it call the primitive actions",
                 )
-            if self.solution is None or any(call.valid for call in ran.calls):
-                return None
-            for reached in range(1, len(self.solution) + 1):
-                self._reach(self.solution[:reached])
-                later = session.execute(action.example)
-                if not later.ok:  # a later state the example does not fit makes it raise, or ends the session
-                    return _problem_of(later, f"{doing} after {reached} step(s) of the demonstration's solution")
-                if any(call.valid for call in later.calls):
-                    log.debug("%s acts after %d step(s) of the solution", action.example, reached)
+            first, reached, undone = ran, 0, None
+            solution = self.solution or ()
+            while True:
+                accepted = _accepted(ran)
+                if accepted and not (self.whole_states and accepted[-1].observation == before):
+                    if reached:
+                        log.debug("%s acts after %d step(s) of the solution", action.example, reached)
                     return None
-            return _all_refused(doing, ran, len(self.solution))
+                if accepted and len(accepted) == len(ran.calls):  # it fits this state, and undoes itself
+                    return _undone(doing, reached, ran)
+                undone = undone or ((reached, ran) if accepted else None)
+                if reached == len(solution):
+                    break
+                reached += 1
+                before = self._reach(solution[:reached])
+                ran = session.execute(action.example)
+                if not ran.ok:  # a later state the example does not fit makes it raise, or ends the session
+                    return _problem_of(ran, f"{doing} after {reached} step(s) of the demonstration's solution")
+            if undone is not None:
+                return _undone(doing, *undone)
+            return None if self.solution is None else _all_refused(doing, first, len(solution))
 
-    def _reach(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """The example task after ``calls`` (the start of its solution), made on the host."""
-        self.env.reset(self.task)
+    def _reach(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> str:
+        """The example task after ``calls`` (the start of its solution), made on the host; the last observation."""
+        seen = self.env.reset(self.task).observation
         for name, args in calls:
-            self.env.call(name, list(args))
+            seen = self.env.call(name, list(args)).observation
+        return seen
+
+
+def _accepted(ran: ExecutionResult) -> list[PrimitiveCall]:
+    return [call for call in ran.calls if call.valid]
+
+
+def _undone(doing: str, reached: int, ran: ExecutionResult) -> Problem:
+    """The problem of an example whose accepted calls (after ``reached`` steps of the solution) left the state as
+    they found it: calls that undo each other (`Stack(a, b)` then `Unstack(a, b)`)."""
+    accepted = [call_code(call.name, call.args) for call in _accepted(ran)]
+    shown = " then ".join(accepted[:MAX_UNDONE_SHOWN]) + (", …" if len(accepted) > MAX_UNDONE_SHOWN else "")
+    where = "at the start of the example task"
+    if reached:
+        where = f"after {reached} step(s) of the demonstration's solution"
+    return Problem(
+        "finding",
+        f"{doing} changed nothing: {where} the environment accepted {shown}, and the state they left is the state"
+        " they found (calls that undo each other do nothing); make it end in another state",
+    )
 
 
 def _all_refused(doing: str, ran: ExecutionResult, later_states: int) -> Problem:

@@ -347,7 +347,7 @@ def test_validation_refuses_an_action_whose_example_calls_no_primitive_action() 
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
-def test_validation_refuses_an_example_that_acts_in_no_state_of_the_demonstration() -> None:
+def test_validation_refuses_an_example_that_changes_no_state_of_the_demonstration() -> None:
     from learnact.engine.runs.learnact_run import demo_task
     from learnact.learner.validation import SandboxValidator
     from learnact.sandbox import Sandbox
@@ -365,6 +365,11 @@ def test_validation_refuses_an_example_that_acts_in_no_state_of_the_demonstratio
         # refused at the start (b3 is covered) and accepted once the solution has cleared b3
         action("pick_and_stack", "    Pickup(blocks[0])\n    Stack(blocks[0], blocks[1])\n",
                "pick_and_stack(['b3', 'b2'])"),
+        # Stack then Unstack: accepted once b1 is held and b2 clear, and back where it started
+        action("move_block", "    Stack(blocks[0], blocks[1])\n    Unstack(blocks[0], blocks[1])\n",
+               "move_block(['b1', 'b2'])"),
+        # undoes itself at the start: judged on any example task
+        action("lift", "    Unstack(blocks[0], blocks[1])\n    Stack(blocks[0], blocks[1])\n", "lift(['b2', 'b1'])"),
         # its last call is refused (b2 is on the table by then), the first two are accepted at the start
         action("clear_top", "    Unstack(blocks[0], blocks[1])\n    Putdown(blocks[0])\n    Putdown(blocks[0])\n",
                "clear_top(['b2', 'b1'])"),
@@ -376,9 +381,9 @@ def test_validation_refuses_an_example_that_acts_in_no_state_of_the_demonstratio
     actions = parse_actions(answer, PRIMITIVES, 8).actions
     with Sandbox(SandboxConfig(pool_size=0)) as sandbox:
         problems = SandboxValidator(sandbox, example_env, demo.task, demo.calls).problems(actions)
-        # an example task the model was not shown: its states are unknown to the model, refusals not judged
+        # an example task the model was not shown: its states unknown to the model, refusals are not judged
         unjudged = SandboxValidator(sandbox, example_env, demo.task).problems(actions)
-    assert sorted(problems) == ["clear_tower", "unstack_all"]
+    assert sorted(problems) == ["clear_tower", "lift", "move_block", "unstack_all"]
     assert problems["unstack_all"].text.startswith(
         "running the usage example unstack_all(['b2', 'b1']) changed nothing: the environment refused all 4 of its"
         " primitive calls at the start of the example task (the first: Unstack('b2', 'b2') -> The action is not"
@@ -391,8 +396,17 @@ def test_validation_refuses_an_example_that_acts_in_no_state_of_the_demonstratio
     assert "(the first: Unstack('b3', 'b2') -> The action is not valid" in refusal
     assert "Not true now: b3 is on b2" in refusal  # the environment's own reason
     assert "make the docstring's example a call that works there" in refusal
+    assert problems["move_block"].text == (
+        "running the usage example move_block(['b1', 'b2']) changed nothing: after 3 step(s) of the demonstration's"
+        " solution the environment accepted Stack('b1', 'b2') then Unstack('b1', 'b2'), and the state they left is"
+        " the state they found (calls that undo each other do nothing); make it end in another state"
+    )
+    assert problems["lift"].text.startswith(
+        "running the usage example lift(['b2', 'b1']) changed nothing: at the start of the example task the"
+        " environment accepted Unstack('b2', 'b1') then Stack('b2', 'b1'), and the state they left"
+    )
     assert all(p.needs_fix for p in problems.values())
-    assert unjudged == {}
+    assert {name: p.text for name, p in unjudged.items()} == {"lift": problems["lift"].text}
 
 
 def test_the_defaults_follow_the_domain() -> None:
