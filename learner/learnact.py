@@ -235,9 +235,12 @@ class LearnactLearner:
                 self._score_round(round_)
             if round_ >= self.config.rounds:
                 break
-            failure = state.scored[state.best_key].failure if state.best_key else None
+            best = state.scored[state.best_key] if state.best_key else None
+            failure = best.failure if best else None
             if failure is None:
-                self.progress(f"round {round_}: no learned-action call failed; stopping early")
+                called = best is not None and any(best.calls.values())
+                why = "no learned-action call failed" if called else "the best set's actions were never called"
+                self.progress(f"round {round_}: {why}, so there is nothing to optimise; stopping early")
                 break
             if round_ + 1 not in state.candidates:
                 state.candidates[round_ + 1] = self._optimise(round_ + 1, failure)
