@@ -64,7 +64,8 @@ class SandboxValidator:
         :raises SandboxUnavailable: when the sandbox cannot start.
         """
         names = [a.name for a in actions]
-        callable_names = {p.name for p in self.primitives} | set(names)
+        primitive_names = {p.name for p in self.primitives}
+        callable_names = primitive_names | set(names)
         known = known or {}
         problems: dict[str, Problem] = dict(known)
         for action in actions:
@@ -75,8 +76,10 @@ class SandboxValidator:
                 found.append(f"{action.name} calls the primitive actions fewer than two times; combine at least two")
             if found:
                 problems[action.name] = Problem("finding", "\n".join(found))
-        # the answer's call graph: the functions each one calls, in the order of their first call
-        calls = {a.name: [n for n in called_names(a.code, names) if n != a.name] for a in actions}
+        # the answer's call graph: the functions each one calls, in the order of their first call; a function
+        # under a primitive's name is refused and never loaded, so a call of that name calls the primitive
+        called = set(names) - primitive_names
+        calls = {a.name: [n for n in called_names(a.code, called) if n != a.name] for a in actions}
         for name, original in duplicates(actions).items():
             if name not in problems:
                 problems[name] = _duplicate(name, original, calls)

@@ -691,6 +691,59 @@ def test_a_function_with_a_problem_fails_its_callers_and_no_other_function(tmp_p
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
+def test_a_function_that_calls_a_refused_redefinition_of_a_primitive_calls_the_primitive() -> None:
+    from learnact.engine.runs.learnact_run import demo_task
+    from learnact.learner.validation import SandboxValidator
+    from learnact.sandbox import Sandbox
+
+    # the local model's gripper answer: the primitives redefined (printing), and a good action over their names
+    answer = """```python
+def pick(obj, room, gripper):
+    \"\"\"Pick up the object.
+    Example: pick('ball2', 'rooma', 'left')
+    \"\"\"
+    print(f"pick('{obj}', '{room}', '{gripper}')")
+
+def carry(obj, from_room, to_room, gripper):
+    \"\"\"Pick an object up in one room, carry it to another room and drop it there.
+    Example: carry('ball2', 'rooma', 'roomb', 'left')
+    \"\"\"
+    pick(obj, from_room, gripper)
+    move(from_room, to_room)
+    drop(obj, to_room, gripper)
+
+def carry_twice(obj, from_room, to_room, gripper):
+    \"\"\"Carry there and back, with an import the checker refuses.
+    Example: carry_twice('ball2', 'rooma', 'roomb', 'left')
+    \"\"\"
+    import os
+    carry(obj, from_room, to_room, gripper)
+    carry(obj, to_room, from_room, gripper)
+
+def carry_back(obj, from_room, to_room, gripper):
+    \"\"\"Carry an object there and back.
+    Example: carry_back('ball2', 'rooma', 'roomb', 'left')
+    \"\"\"
+    carry_twice(obj, from_room, to_room, gripper)
+    move(from_room, to_room)
+```"""
+    spec = EnvSpec(name="pddl/gripper")
+    demo = demo_task(make_env(spec), spec, "gripper", ())
+    example_env = demo.open_env()
+    assert example_env is not None
+    parsed = parse_actions(answer, ("move", "pick", "drop"), 8)
+    with Sandbox(SandboxConfig(pool_size=0)) as sandbox:
+        validator = SandboxValidator(sandbox, example_env, demo.task, demo.calls)
+        problems = validator.problems(parsed.actions, parsed.problems)
+    assert sorted(problems) == ["carry_back", "carry_twice", "pick"]
+    assert problems["pick"].text.startswith("pick is a primitive action's name")
+    # pick is never loaded, so carry's pick(...) is the primitive: carry passed (it was refused as "carry calls
+    # pick, which cannot be used as written", and with it every gripper action of the answer)
+    assert problems["carry_back"].text == "carry_back calls carry_twice, which cannot be used as written"
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
 def test_a_round_that_scores_lower_is_rolled_back(tmp_path: Path) -> None:
     out = tmp_path / "run"
     with ScriptedServer(responder=StandIn(worse_on_repeat=True, improve=UPDATE)) as server:
