@@ -691,6 +691,45 @@ def test_a_function_with_a_problem_fails_its_callers_and_no_other_function(tmp_p
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
+def test_a_learning_run_drops_a_function_that_changes_no_state_of_its_demonstration(tmp_path: Path) -> None:
+    idle = '''def shuffle(block):
+    """Lift a block and put it back where it was.
+    Example: shuffle('b2')
+    """
+    Unstack(block, 'b1')
+    Stack(block, 'b1')
+'''
+    nowhere = '''def unstack_self(block):
+    """Take a block off itself.
+    Example: unstack_self('b2')
+    """
+    Unstack(block, block)
+    Stack(block, block)
+'''
+    answer = FIXED.replace("\n```", f"\n\n{idle}\n{nowhere}```")
+    with ScriptedServer(responder=StandIn(create=answer, fix=answer)) as server:
+        result = learn(server, tmp_path / "run", cache=None, rounds=0)
+        (fix,) = [b for b in learner_requests(server) if "could not be used" in b["messages"][-1]["content"]]
+    because = (
+        "running the usage example shuffle('b2') changed nothing: at the start of the example task the environment"
+        " accepted Unstack('b2', 'b1') then Stack('b2', 'b1')"
+    )
+    assert because in fix["messages"][-1]["content"]
+    # refused in every state the demonstration's solution passes through (the learner gave the validator its calls)
+    assert (
+        "unstack_self('b2') changed nothing: the environment refused all 2 of its primitive calls"
+        in (fix["messages"][-1]["content"])
+    )
+    # pick_and_stack's example fits no state before the solution clears b3: judged there, and kept
+    assert "In pick_and_stack:" not in fix["messages"][-1]["content"]
+    library = Library.open_existing(tmp_path / "run" / "library")
+    assert (library.versions("shuffle")[-1].dropped or "").startswith(because)
+    assert library.versions("unstack_self")[-1].dropped is not None
+    assert result.selected == {"pick_and_stack": 1, "clear_block": 1}
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
 def test_a_function_that_calls_a_refused_redefinition_of_a_primitive_calls_the_primitive() -> None:
     from learnact.engine.runs.learnact_run import demo_task
     from learnact.learner.validation import SandboxValidator
