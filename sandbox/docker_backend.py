@@ -37,7 +37,7 @@ DIAGNOSTICS_BYTES = 4096
 # Docker API calls that end a container (kill, wait, inspect) give up after this: a teardown must
 # not hang on the engine; the background remover (force) still removes the container.
 TEARDOWN_TIMEOUT_S = 5.0
-OOM_REPORT_WAIT_S = 1.0  # how long an unexplained SIGKILL waits for the engine to record an OOM kill
+OOM_REPORT_WAIT_S = 1.0  # how long an unexplained SIGKILL waits for the engine to log an OOM kill
 log = logging.getLogger(__name__)
 START_HINT = (
     "start one (as root: `dockerd --iptables=false --ip6tables=false --bridge=none &`, or run .ci/run) "
@@ -289,6 +289,27 @@ def _remove(api: docker.APIClient, container: str) -> None:
             raise
 
 
+def oom_logged(api: docker.APIClient, container: str, since: int) -> bool:
+    """Whether the engine logged an OOM kill of ``container`` (made at ``since``, whole seconds), asked for up to
+    :data:`OOM_REPORT_WAIT_S` after an unexplained SIGKILL. The engine marks a container OOMKilled only when the
+    OOM event reached it before the exit; under gVisor it can come after (a full test run saw exit 137
+    unexplained, twice), and is then in the event log alone.
+
+    :raises DockerException: when the engine does not answer.
+    """
+    deadline = time.monotonic() + OOM_REPORT_WAIT_S
+    while True:
+        until = int(time.time()) + 1  # whole seconds: up to the end of this one, so that its events count
+        events = api.events(since=since, until=until, filters={"container": container, "event": "oom"}, decode=True)
+        try:
+            if any(True for _ in events):
+                return True
+        finally:
+            events.close()
+        if time.monotonic() > deadline:
+            return False
+
+
 class DockerTransport(Transport):
     what = "sandbox container"
     ready_timeout_s = 60.0
@@ -298,6 +319,7 @@ class DockerTransport(Transport):
     ) -> None:
         super().__init__()
         self.api, self.container = api, container
+        self._made = int(time.time()) - 1  # whole seconds: the start of the container's events (OOM kills)
         self._remove_container = remove
         self._attachment = attachment  # the attach response: closing it closes the socket
         self.sock: socket.socket = attachment.raw.connection.sock
@@ -349,19 +371,12 @@ class DockerTransport(Transport):
         try:
             self.api.wait(self.container, timeout=TEARDOWN_TIMEOUT_S if kill else 10)
             state = self.api.inspect_container(self.container)["State"]
-            deadline = time.monotonic() + OOM_REPORT_WAIT_S
-            while not kill and state.get("ExitCode") == 137 and not state.get("OOMKilled"):
-                # Killed, and not by us: the engine records an OOM kill from an event that may come after the
-                # exit (seen under gVisor), so it is asked again for a moment before the death is unexplained.
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
-                state = self.api.inspect_container(self.container)["State"]
+            oom_killed = bool(state.get("OOMKilled"))
+            if not kill and state.get("ExitCode") == 137 and not oom_killed:
+                oom_killed = oom_logged(self.api, self.container, self._made)
             # A signal's death is exit code 128 + n here, indistinguishable from exit(128 + n); no CPU limit
             # kills a container (its CPU quota slows it down), the wall clock ends it.
-            info = ExitInfo(
-                state.get("ExitCode"), bool(state.get("OOMKilled")), self._stderr.decode("utf-8", "replace")
-            )
+            info = ExitInfo(state.get("ExitCode"), oom_killed, self._stderr.decode("utf-8", "replace"))
         except (DockerException, OSError) as exc:  # already gone, or the engine failed: say so
             info = ExitInfo(None, False, f"{self._stderr.decode('utf-8', 'replace')}\n({exc})")
         self.close()

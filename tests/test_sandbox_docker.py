@@ -17,7 +17,7 @@ import pytest
 
 from learnact.sandbox import ExecutionStatus, Sandbox, SandboxConfig, SandboxUnavailable
 from learnact.sandbox.config import CONTAINER_LABEL
-from learnact.sandbox.docker_backend import connect
+from learnact.sandbox.docker_backend import connect, host_config_kwargs, oom_logged
 
 pytestmark = pytest.mark.docker
 
@@ -116,6 +116,31 @@ def test_containers_left_by_a_killed_process_are_removed_at_start(runtime: str, 
     finally:
         api.close()
     assert remaining == []
+
+
+def test_an_oom_kill_is_told_from_the_engine_s_event_log(runtime: str, sandbox_image: str) -> None:
+    """The backend's fallback when a container died of SIGKILL with no OOM mark (under gVisor the engine can get
+    the OOM event after the exit, and then only logs it): a container that hoarded memory past its limit is found
+    in the log, one killed by the engine's kill command is not."""
+    api = connect()
+    config = SandboxConfig(runtime=runtime, memory_mb=64, pool_size=0)
+    since = int(time.time()) - 1
+    hoard = "hoard = []\nwhile True:\n    hoard.append('x' * 1000000)"
+    made = []
+    try:
+        for command in (["python3", "-c", hoard], ["sleep", "60"]):
+            host_config = api.create_host_config(**host_config_kwargs(config))
+            made.append(api.create_container(sandbox_image, command=command, host_config=host_config)["Id"])
+            api.start(made[-1])
+        hoarder, sleeper = made
+        api.kill(sleeper)
+        assert [api.wait(c, timeout=30)["StatusCode"] for c in made] == [137, 137]
+        assert oom_logged(api, hoarder, since)
+        assert not oom_logged(api, sleeper, since)
+    finally:
+        for container in made:
+            api.remove_container(container, force=True)
+        api.close()
 
 
 def _a_pid_that_is_not_running() -> int:
