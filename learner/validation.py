@@ -119,24 +119,21 @@ class SandboxValidator:
                     return None
                 if accepted and len(accepted) == len(ran.calls):  # it fits this state, and undoes itself
                     return _undone(doing, reached, ran)
-                undone = undone or ((reached, ran) if accepted else None)
+                if accepted and undone is None:
+                    undone = (reached, ran)
                 if reached == len(solution):
                     break
+                # It did not act, so the task is where the solution's first calls left it (a refused call takes no
+                # effect; accepted ones ended where they began): the solution's next call goes on from there.
+                name, args = solution[reached]
+                before = self.env.call(name, list(args)).observation
                 reached += 1
-                before = self._reach(solution[:reached])
                 ran = session.execute(action.example)
                 if not ran.ok:  # a later state the example does not fit makes it raise, or ends the session
                     return _problem_of(ran, f"{doing} after {reached} step(s) of the demonstration's solution")
             if undone is not None:
                 return _undone(doing, *undone)
             return None if self.solution is None else _all_refused(doing, first, len(solution))
-
-    def _reach(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> str:
-        """The example task after ``calls`` (the start of its solution), made on the host; the last observation."""
-        seen = self.env.reset(self.task).observation
-        for name, args in calls:
-            seen = self.env.call(name, list(args)).observation
-        return seen
 
 
 def _accepted(ran: ExecutionResult) -> list[PrimitiveCall]:
