@@ -68,7 +68,9 @@ class UsageDemonstration(BaseModel):
     """A task solved with the learned actions: the demonstration's solution rewritten to call them by the
     learner model, or, with ``matched``, by matching the actions' primitive calls against its calls; kept only
     after its lines ran in the sandbox on the demonstration's task and reached its goal; the observations are
-    the environment's own."""
+    the environment's own. The agent reads it before the primitive demonstration, as the paper orders them, or
+    with ``shown_last`` after it, as the last example before its own task (learning chooses the order by scoring
+    both on the training tasks: a small agent copies the example it read last)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -77,6 +79,7 @@ class UsageDemonstration(BaseModel):
     initial: str
     steps: tuple[UsageStep, ...]
     matched: bool = False
+    shown_last: bool = False
 
 
 class ActionSet(BaseModel):

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 MAX_NOTE_CHARS = 600
 
 Style = Literal["compose", "decompose"]
+UsageOrder = Literal["first", "last", "chosen"]
 
 
 class LearnactConfig(BaseModel):
@@ -73,6 +74,12 @@ class LearnactConfig(BaseModel):
     max_actions: int = Field(8, ge=1, le=32, description="functions kept from one answer")
     drop_unused: bool = Field(
         False, description="drop the actions of the best set never called while scoring (the paper keeps it whole)"
+    )
+    usage_order: UsageOrder = Field(
+        "chosen",
+        description="where the agent reads a set's usage demonstration: first (before the primitive one, as the"
+        " paper orders them), last (after it), or chosen (the selected set scored both ways on the training tasks,"
+        " the higher score kept, a tie keeping first)",
     )
 
     @classmethod
@@ -122,9 +129,9 @@ DEFINITIONS = AnswerForm(definitions=True)
 Ask = Callable[[str, Sequence[ChatMessage], int, bool, AnswerForm], str]
 
 
-# (actions, round, candidate) -> one trajectory per training task.
-RunTasks = Callable[[ActionSet, int, int], list[Trajectory]]
-"""Score a candidate set: (actions, round, candidate index) -> the trajectories of the training tasks."""
+RunTasks = Callable[[ActionSet, str], list[Trajectory]]
+"""Run the agent with a set on the training tasks: (actions, the scoring's name, a relative folder such as
+``round-0/candidate-1``) -> one trajectory per training task."""
 Demonstrate = Callable[[ActionSet, str], UsageDemonstration | None]
 """A set at work on the demonstration's task, grounded in the sandbox (None: no answer reached its goal); the
 string is the call id of its first request (its fixes: ``<id>-fix-N``)."""
@@ -432,12 +439,15 @@ class LearnactLearner:
         if key not in self.state.usages:
             self.state.usages[key] = self.demonstrate(actions, call_id)
             self.save(self.state)
-        return actions.model_copy(update={"usage": self.state.usages[key]})
+        usage = self.state.usages[key]
+        if usage is not None and self.config.usage_order == "last":
+            usage = usage.model_copy(update={"shown_last": True})
+        return actions.model_copy(update={"usage": usage})
 
     def _score(self, round_: int, index: int, actions: Mapping[str, int]) -> Scored:
         # the scoring agent sees each candidate at work, as the test-time agent sees the selected set
         shown = self.demonstrated(self.action_set(actions), f"usage/r{round_}/c{index}")
-        trajectories = self.run_tasks(shown, round_, index)
+        trajectories = self.run_tasks(shown, f"round-{round_}/candidate-{index}")
         scored, outcomes = score_trajectories(
             trajectories, actions, self.config.score_terms, round_, index, self.config.history
         )
@@ -519,10 +529,43 @@ class LearnactLearner:
             )
             self.progress(f"dropped {name}: never called while scoring")
         usage = self.demonstrated(self.action_set(selected), "usage/selected").usage if selected else None
-        self.library.select(selected, state.best_score, self.env_name, self._progress(state, finished=True), usage)
+        score = state.best_score
+        if usage is not None and self.config.usage_order == "chosen":
+            usage, score = self._order_usage(selected, usage)
+        self.library.select(selected, score, self.env_name, self._progress(state, finished=True), usage)
         state.selected = selected
         self.save(state)
         return selected
+
+    def _order_usage(self, selected: dict[str, int], usage: UsageDemonstration) -> tuple[UsageDemonstration, float]:
+        """``usage`` placed where the selected set scored higher on the training tasks, and that score: after the
+        primitive demonstration rather than before it only when that scored strictly higher. The set as it was
+        scored (usage first) is not scored again; each other scoring is kept in the state (``usage-first``,
+        ``usage-last``), so a rerun does not repeat it."""
+        state = self.state
+        scores: dict[bool, float] = {}
+        for shown_last in (False, True):
+            place = "last" if shown_last else "first"
+            if not shown_last and state.best_score is not None and set(selected) == set(state.best):
+                scores[shown_last] = state.best_score  # the set as scored, all of it, shown first
+                continue
+            key = f"usage-{place}"
+            if key not in state.scored:
+                self.progress(f"scoring the selected set with its usage demonstration shown {place}")
+                placed = usage.model_copy(update={"shown_last": shown_last})
+                shown = self.action_set(selected).model_copy(update={"usage": placed})
+                trajectories = self.run_tasks(shown, key)
+                state.scored[key], _ = score_trajectories(
+                    trajectories, selected, self.config.score_terms, len(state.rounds), 0, self.config.history
+                )
+                self.save(state)
+            scores[shown_last] = state.scored[key].score.score
+        last = scores[True] > scores[False]
+        self.progress(
+            f"usage demonstration shown {'last' if last else 'first'}: the selected set scored "
+            f"{scores[False]:.3f} with it first, {scores[True]:.3f} with it last"
+        )
+        return usage.model_copy(update={"shown_last": last}), scores[last]
 
 
 def _unique(sets: Iterable[dict[str, int]]) -> list[dict[str, int]]:

@@ -83,10 +83,17 @@ USAGE = "```python\nclear_block('b2', 'b1')\nclear_block('b1', 'b3')\npick_and_s
 UPDATE = f"Failed reason: b1 was covered.\nImprove: Update\nContent:\n```python\n{CHECKED}```\n"
 
 
+def usage_read_last(prompt: str) -> bool:
+    """Whether an agent's prompt shows the usage demonstration after the primitive one."""
+    usage = prompt.find("Here is a task solved with the learned actions")
+    return usage > prompt.find("Here is an example of a task solved this way") >= 0
+
+
 class StandIn:
     """Answers the learner (create, fix, optimise) and the act agent. The agent calls pick_and_stack on a
-    covered block first, unless its instruction holds the Plan note; with ``worse_on_repeat`` every episode
-    after the first of a set fails (a noisy agent, so that a round scores lower)."""
+    covered block first, unless its instruction holds the Plan note (or, with ``copies_last``, it read the usage
+    demonstration last); with ``worse_on_repeat`` every episode after the first of a set fails (a noisy agent, so
+    that a round scores lower)."""
 
     def __init__(
         self,
@@ -95,9 +102,10 @@ class StandIn:
         fix: str = FIXED,
         primitives_only: bool = False,
         create: str = BUGGY,
+        copies_last: bool = False,
     ) -> None:
         self.worse_on_repeat, self.improve, self.fix, self.create = worse_on_repeat, improve, fix, create
-        self.primitives_only = primitives_only
+        self.primitives_only, self.copies_last = primitives_only, copies_last
         self.episodes = 0
 
     def __call__(self, body: dict) -> Answer:
@@ -120,7 +128,7 @@ class StandIn:
             return Answer(["Pickup('b3')", "Stack('b3', 'b2')"][min(done, 1)])
         if self.worse_on_repeat and self.episodes > 1:
             return Answer("pick_and_stack('b1', 'b3')")
-        if NOTE in system or done >= 1:
+        if NOTE in system or done >= 1 or (self.copies_last and usage_read_last(user)):
             return Answer("pick_and_stack('b3', 'b2')")
         return Answer("pick_and_stack('b1', 'b3')")
 
@@ -135,10 +143,12 @@ def learn(
     cache: ResponseCache | None,
     progress: Callable[[str], None] = lambda line: None,
     rounds: int = 2,
+    usage_order: str = "chosen",
 ):
     agent = ModelSettings(model="m", base_url=server.base_url)
     run, split = agent_run(BLOCKS, agent, (TASK,))
-    config = learnact_run_config(run, split, LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds))
+    learner = LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds, usage_order=usage_order)
+    config = learnact_run_config(run, split, learner)
     backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
     if cache is not None:
         backbone = CachedBackbone(backbone, cache)
@@ -576,6 +586,50 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
                        "-    return int(top)", "never called", "clear_block"):  # fmt: skip
         assert shown_text in page, shown_text
     assert html.escape(NOTE) in page
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+@pytest.mark.parametrize(("order", "read_last", "tried_last"), [("chosen", True, True), ("first", False, False),
+                                                                ("last", True, False)])  # fmt: skip
+def test_the_usage_demonstration_is_read_where_the_selected_set_scored_higher_on_the_training_tasks(
+    tmp_path: Path, order: str, read_last: bool, tried_last: bool
+) -> None:
+    out, lines = tmp_path / "run", []
+    # an agent that calls the action right at once only when it read the usage demonstration last
+    with ScriptedServer(responder=StandIn(copies_last=True)) as server:
+        learn(server, out, cache=None, progress=lines.append, rounds=0, usage_order=order)
+        library, _ = learned_library(out)
+        usage = library.current().usage
+        assert usage is not None and usage.shown_last is read_last
+        # with the order chosen, the selected set was scored once more, on the same training tasks, with the usage
+        # demonstration last: 3.0 (its one call right) against 2.0 as it was scored first (a wrong call, then right)
+        assert (out / "score" / "usage-last").is_dir() is tried_last
+        if order == "chosen":
+            chose = "usage demonstration shown last: the selected set scored 2.000 with it first, 3.000 with it last"
+            assert chose in lines
+        assert library.score() == (2.0 if order == "first" else 3.0)
+
+        # At test time the agent reads the demonstrations in the order the library holds.
+        config = json.loads((out / CONFIG).read_text())
+        test_run = EvalConfig.model_validate({"run": config["run"] | {"max_steps": 5}, "tasks": [TASK]})
+        test_run = test_run.model_copy(update={"run": test_run.run.model_copy(update={"actions": library.current()})})
+        backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
+        run_evaluation(test_run, tmp_path / "test", backbone=backbone)
+        assert usage_read_last(server.received[-1].body["messages"][-1]["content"]) is read_last
+
+
+def test_the_usage_order_is_an_option_of_learning_actions_only(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from learnact.engine.commands.cli import app
+
+    args = ["learn", "--method", "act_reflexion", "--env", "pddl/blockworld", "--model", "m", "--usage-order", "last"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "--usage-order: reflexion learns notes, not actions" in result.output
+    wrong = CliRunner().invoke(app, ["learn", "--method", "learnact", "--env", "pddl/blockworld", "--usage-order", "x"])
+    assert wrong.exit_code == 2 and "first" in wrong.output and "chosen" in wrong.output
 
 
 @pytest.mark.docker

@@ -5,6 +5,7 @@ the reflexion methods; the learned actions of LearnAct). Each method's learning 
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,6 +46,12 @@ from learnact.learner.learnact import LearnactConfig
 from learnact.learner.reflexion import ROUNDS, Note
 
 
+class UsageOrderChoice(str, Enum):
+    first = "first"
+    last = "last"
+    chosen = "chosen"
+
+
 class LearnactOptions(OptionGroup):
     """What only LearnAct's learning takes: how many sets, which model writes them, what is kept."""
 
@@ -72,13 +79,24 @@ class LearnactOptions(OptionGroup):
             " the default, keep the set whole)",
         ),
     ] = False
+    usage_order: Annotated[
+        Optional[UsageOrderChoice],
+        typer.Option(
+            help="learnact: where the agent reads the learned set's usage demonstration: first (before the primitive"
+            " demonstration, as the paper), last (after it), chosen (the selected set scored both ways on the training"
+            " tasks, the higher score kept) [chosen]",
+        ),
+    ] = None
 
     def config(self, env_name: str, rounds: int) -> LearnactConfig:
         """The learner's settings these options and ``rounds`` name, ``env_name``'s defaults for the rest.
 
         :raises pydantic.ValidationError: for a value out of range.
         """
-        return LearnactConfig.for_env(env_name, samples=self.samples, rounds=rounds, drop_unused=self.drop_unused)
+        order = self.usage_order.value if self.usage_order is not None else None
+        return LearnactConfig.for_env(
+            env_name, samples=self.samples, rounds=rounds, drop_unused=self.drop_unused, usage_order=order
+        )
 
 
 @with_groups
@@ -155,8 +173,13 @@ def _what_is_learned(method: str, learnact_options: LearnactOptions, executing: 
     if learns is None:
         names = ", ".join(name for name, spec in BUILTIN_METHODS.items() if spec.learns is not None)
         raise fail(f"learnact learn takes --method {names}; {method} learns nothing")
-    if learns is Learns.notes and (learnact_options.drop_unused or learnact_options.learner_temperature is not None):
-        flag = "--drop-unused" if learnact_options.drop_unused else "--learner-temperature"
+    given = {
+        "--drop-unused": learnact_options.drop_unused,
+        "--learner-temperature": learnact_options.learner_temperature is not None,
+        "--usage-order": learnact_options.usage_order is not None,
+    }
+    flag = next((name for name, set_ in given.items() if set_), None)
+    if learns is Learns.notes and flag is not None:
         raise fail(f"{flag}: reflexion learns notes, not actions (learnact learns actions)")
     if learns is Learns.notes and (executing.chosen(method) is not ExecutorName.threads or executing.workers != 1):
         raise fail(

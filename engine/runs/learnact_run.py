@@ -71,7 +71,8 @@ from learnact.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
-SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R
+SCORING = "score"  # score/round-R/candidate-C/: the act agent with candidate C of round R; score/usage-last/: the
+# selected set with its usage demonstration shown last
 BY_TYPE = "types"  # types/<type>/: the learning run of one task type (a family that learns by type)
 SAFE_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a task type that can name a folder
 LEARNER_MAX_TOKENS = 2048  # an answer holds several functions
@@ -260,11 +261,12 @@ class ScoringFailed(RunDirError, ModelFailure):
 
 
 def scorer(config: LearnactRunConfig, out: Path, services: LearningServices, resets: dict[str, ResetInfo]) -> RunTasks:
-    """Run the act agent with a candidate set on the training tasks (``score/round-R/candidate-C``)."""
+    """Run the act agent with a set on the training tasks (``score/<name>``: ``round-R/candidate-C``,
+    ``usage-last``)."""
 
-    def run_tasks(actions: ActionSet, round_: int, candidate: int) -> list[Trajectory]:
+    def run_tasks(actions: ActionSet, name: str) -> list[Trajectory]:
         settings = config.run.model_copy(update={"actions": actions})
-        folder = out / SCORING / f"round-{round_}" / f"candidate-{candidate}"
+        folder = out / SCORING / name
         try:
             make_folders(out, folder)  # a planted link on the way is refused, not followed
         except OSError as exc:
