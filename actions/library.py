@@ -220,6 +220,9 @@ class CandidateScore(BaseModel):
     components: dict[str, float]  # e.g. step_correction, call_ratio, success
     successes: int = Field(ge=0)
     tasks: int = Field(ge=0)
+    # the mean share of the goals' conditions met: what tells sets apart when the score's terms tie (learning
+    # chooses where the agent reads the usage demonstration by both)
+    progress: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class RoundRecord(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,13 +65,18 @@ class UsageStep(BaseModel):
     observation: str
 
 
+# Where the agent reads a usage demonstration, relative to the primitive demonstration (alone: instead of it).
+UsagePlacement = Literal["first", "last", "alone"]
+
+
 class UsageDemonstration(BaseModel):
     """A task solved with the learned actions: the demonstration's solution rewritten to call them by the
     learner model, or, with ``matched``, by matching the actions' primitive calls against its calls; kept only
     after its lines ran in the sandbox on the demonstration's task and reached its goal; the observations are
-    the environment's own. The agent reads it before the primitive demonstration, as the paper orders them, or
-    with ``shown_last`` after it, as the last example before its own task (learning chooses the order by scoring
-    both on the training tasks: a small agent copies the example it read last)."""
+    the environment's own. Its ``placement`` says where the agent reads it: ``first``, before the primitive
+    demonstration, as the paper orders them; ``last``, after it, as the last example before its own task; or
+    ``alone``, in its place (learning chooses by scoring each on the training tasks: a small agent copies the
+    example it read last, and a primitive line of the other example it read)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,7 +85,7 @@ class UsageDemonstration(BaseModel):
     initial: str
     steps: tuple[UsageStep, ...]
     matched: bool = False
-    shown_last: bool = False
+    placement: UsagePlacement = "first"
 
 
 class ActionSet(BaseModel):

@@ -17,8 +17,8 @@ the test tasks. Every command is the CLI's own (subprocesses, Docker sandbox), w
 ``--out``: rerunning the benchmark resumes them, and the response cache answers the calls already made.
 
 Printed JSON: per domain and seed, the library (actions kept, whether a usage demonstration was grounded, and
-whether by matching the actions' calls rather than by the model's rewrite, and whether the agent reads it after
-the primitive demonstration, as learning chose on the training tasks) and,
+whether by matching the actions' calls rather than by the model's rewrite, and where the agent reads it: before
+the primitive demonstration, after it or alone, as learning chose on the training tasks) and,
 per agent, success and progress on the test tasks, the share of its code steps that called a library action
 and how many of those worked and acted (at least one valid primitive call), tokens and wall seconds; per
 domain and agent, the mean and sample standard deviation over the seeds, and the paired difference learnact -
@@ -117,7 +117,7 @@ def one_seed(args: argparse.Namespace, env: str, seed: int) -> dict[str, Any]:
         "actions_kept": len(library["selected"]),
         "usage_grounded": library.get("usage") is not None,
         "usage_matched": (library.get("usage") or {}).get("matched", False),
-        "usage_shown_last": (library.get("usage") or {}).get("shown_last", False),
+        "usage_placement": (library.get("usage") or {}).get("placement"),
         "learning": {"tokens": learning_tokens(learn_dir), "wall_s": learn_wall},
         "test_tasks": tasks,
     }

@@ -19,12 +19,13 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from learnact.actions.library import (
     ActionVersion,
+    CandidateScore,
     Feedback,
     LearningProgress,
     Library,
@@ -32,7 +33,7 @@ from learnact.actions.library import (
     RoundRecord,
     VersionDraft,
 )
-from learnact.actions.models import ActionSet, UsageDemonstration
+from learnact.actions.models import ActionSet, UsageDemonstration, UsagePlacement
 from learnact.actions.transcript import ChatMessage
 from learnact.envs import env_profile
 from learnact.learner.answers import (
@@ -51,7 +52,8 @@ log = logging.getLogger(__name__)
 MAX_NOTE_CHARS = 600
 
 Style = Literal["compose", "decompose"]
-UsageOrder = Literal["first", "last", "chosen"]
+# where the agent reads a set's usage demonstration: a fixed placement, or the one the training tasks choose
+UsagePlacementOption = Literal["first", "last", "alone", "chosen"]
 
 
 class LearnactConfig(BaseModel):
@@ -75,11 +77,12 @@ class LearnactConfig(BaseModel):
     drop_unused: bool = Field(
         False, description="drop the actions of the best set never called while scoring (the paper keeps it whole)"
     )
-    usage_order: UsageOrder = Field(
+    usage_placement: UsagePlacementOption = Field(
         "chosen",
         description="where the agent reads a set's usage demonstration: first (before the primitive one, as the"
-        " paper orders them), last (after it), or chosen (the selected set scored both ways on the training tasks,"
-        " the higher score kept, a tie keeping first)",
+        " paper orders them), last (after it), alone (instead of it), or chosen (the selected set scored each way on"
+        " the training tasks: the highest score kept, then the most progress, a tie keeping the earlier of first,"
+        " last, alone)",
     )
 
     @classmethod
@@ -440,8 +443,8 @@ class LearnactLearner:
             self.state.usages[key] = self.demonstrate(actions, call_id)
             self.save(self.state)
         usage = self.state.usages[key]
-        if usage is not None and self.config.usage_order == "last":
-            usage = usage.model_copy(update={"shown_last": True})
+        if usage is not None and self.config.usage_placement != "chosen":
+            usage = usage.model_copy(update={"placement": self.config.usage_placement})
         return actions.model_copy(update={"usage": usage})
 
     def _score(self, round_: int, index: int, actions: Mapping[str, int]) -> Scored:
@@ -530,42 +533,48 @@ class LearnactLearner:
             self.progress(f"dropped {name}: never called while scoring")
         usage = self.demonstrated(self.action_set(selected), "usage/selected").usage if selected else None
         score = state.best_score
-        if usage is not None and self.config.usage_order == "chosen":
-            usage, score = self._order_usage(selected, usage)
+        if usage is not None and self.config.usage_placement == "chosen":
+            usage, score = self._place_usage(selected, usage)
         self.library.select(selected, score, self.env_name, self._progress(state, finished=True), usage)
         state.selected = selected
         self.save(state)
         return selected
 
-    def _order_usage(self, selected: dict[str, int], usage: UsageDemonstration) -> tuple[UsageDemonstration, float]:
-        """``usage`` placed where the selected set scored higher on the training tasks, and that score: after the
-        primitive demonstration rather than before it only when that scored strictly higher. The set as it was
-        scored (usage first) is not scored again; each other scoring is kept in the state (``usage-first``,
-        ``usage-last``), so a rerun does not repeat it."""
+    def _place_usage(self, selected: dict[str, int], usage: UsageDemonstration) -> tuple[UsageDemonstration, float]:
+        """``usage`` placed where the selected set did best on the training tasks (:func:`chosen_placement` of
+        each placement's scoring), and that score. The set as it was scored (usage first) is not scored again;
+        each other scoring is kept in the state (``usage-first``, ``usage-last``, ``usage-alone``), so a rerun does
+        not repeat it."""
         state = self.state
-        scores: dict[bool, float] = {}
-        for shown_last in (False, True):
-            place = "last" if shown_last else "first"
-            if not shown_last and state.best_score is not None and set(selected) == set(state.best):
-                scores[shown_last] = state.best_score  # the set as scored, all of it, shown first
+        results: dict[UsagePlacement, CandidateScore] = {}
+        for placement in get_args(UsagePlacement):
+            as_scored = state.scored.get(state.best_key or "")
+            if placement == "first" and as_scored is not None and as_scored.score.actions == selected:
+                results[placement] = as_scored.score  # the set as scored, all of it, shown first
                 continue
-            key = f"usage-{place}"
+            key = f"usage-{placement}"
             if key not in state.scored:
-                self.progress(f"scoring the selected set with its usage demonstration shown {place}")
-                placed = usage.model_copy(update={"shown_last": shown_last})
+                self.progress(f"scoring the selected set with its usage demonstration placed {placement}")
+                placed = usage.model_copy(update={"placement": placement})
                 shown = self.action_set(selected).model_copy(update={"usage": placed})
                 trajectories = self.run_tasks(shown, key)
                 state.scored[key], _ = score_trajectories(
                     trajectories, selected, self.config.score_terms, len(state.rounds), 0, self.config.history
                 )
                 self.save(state)
-            scores[shown_last] = state.scored[key].score.score
-        last = scores[True] > scores[False]
-        self.progress(
-            f"usage demonstration shown {'last' if last else 'first'}: the selected set scored "
-            f"{scores[False]:.3f} with it first, {scores[True]:.3f} with it last"
-        )
-        return usage.model_copy(update={"shown_last": last}), scores[last]
+            results[placement] = state.scored[key].score
+        chosen = chosen_placement(results)
+        told = ", ".join(f"{p} {r.score:.3f} ({r.progress:.0%} progress)" for p, r in results.items())
+        self.progress(f"usage demonstration placed {chosen}: the selected set scored {told}")
+        return usage.model_copy(update={"placement": chosen}), results[chosen].score
+
+
+def chosen_placement(results: Mapping[UsagePlacement, CandidateScore]) -> UsagePlacement:
+    """The placement whose scoring did best: the highest score, then the most progress (the paper's terms tie at
+    zero when no learned call works, and the agent that got further is the better guide), a tie keeping the
+    earlier of first (the paper's), last and alone."""
+    order = get_args(UsagePlacement)
+    return max(results, key=lambda p: (results[p].score, results[p].progress, -order.index(p)))
 
 
 def _unique(sets: Iterable[dict[str, int]]) -> list[dict[str, int]]:

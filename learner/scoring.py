@@ -6,6 +6,7 @@ the environment's own verdict on each primitive call, and the first failed call 
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -83,6 +84,7 @@ class Trajectory(BaseModel):
     goal: str
     initial: str
     success: bool
+    progress: float = Field(ge=0.0, le=1.0)  # the share of the goal's conditions met at the end
     steps: list[StepView]
 
 
@@ -169,6 +171,7 @@ def score_trajectories(
         components=components,
         successes=sum(t.success for t in trajectories),
         tasks=len(trajectories),
+        progress=statistics.fmean(t.progress for t in trajectories) if trajectories else 0.0,
     )
     return Scored(score=score, calls=calls, failure=failure), outcomes
 

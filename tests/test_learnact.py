@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from llm_server import Answer, ScriptedServer, Status
 
-from learnact.actions.library import LearningProgress, Library, Origin
+from learnact.actions.library import CandidateScore, LearningProgress, Library, Origin
 from learnact.engine.llm import CALLS, CachedBackbone, OpenAIBackbone, ResponseCache
 from learnact.engine.llm.grammar import call_grammar, definitions_grammar
 from learnact.engine.records import Method, ModelSettings, RunSettings
@@ -26,7 +26,7 @@ from learnact.engine.runs.learnact_run import LearningServices, learnact_run_con
 from learnact.engine.splits import Split
 from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.learner.answers import ParsedAction, combines_actions, duplicates, parse_actions, parse_improvement
-from learnact.learner.learnact import AnswerForm, LearnactConfig
+from learnact.learner.learnact import AnswerForm, LearnactConfig, chosen_placement
 from learnact.learner.scoring import MAX_SHOWN_SUBSTEPS, CallView, StepView, Trajectory, score_trajectories
 from learnact.sandbox import SandboxConfig
 
@@ -83,10 +83,14 @@ USAGE = "```python\nclear_block('b2', 'b1')\nclear_block('b1', 'b3')\npick_and_s
 UPDATE = f"Failed reason: b1 was covered.\nImprove: Update\nContent:\n```python\n{CHECKED}```\n"
 
 
+PRIMITIVE_DEMONSTRATION = "Here is an example of a task solved this way"
+
+
 def usage_read_last(prompt: str) -> bool:
-    """Whether an agent's prompt shows the usage demonstration after the primitive one."""
+    """Whether an agent's prompt shows the usage demonstration as its last example: after the primitive one, or
+    without it."""
     usage = prompt.find("Here is a task solved with the learned actions")
-    return usage > prompt.find("Here is an example of a task solved this way") >= 0
+    return usage >= 0 and usage > prompt.find(PRIMITIVE_DEMONSTRATION)
 
 
 class StandIn:
@@ -143,11 +147,11 @@ def learn(
     cache: ResponseCache | None,
     progress: Callable[[str], None] = lambda line: None,
     rounds: int = 2,
-    usage_order: str = "chosen",
+    usage_placement: str = "chosen",
 ):
     agent = ModelSettings(model="m", base_url=server.base_url)
     run, split = agent_run(BLOCKS, agent, (TASK,))
-    learner = LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds, usage_order=usage_order)
+    learner = LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds, usage_placement=usage_placement)
     config = learnact_run_config(run, split, learner)
     backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
     if cache is not None:
@@ -257,7 +261,7 @@ def test_the_score_counts_successful_learned_action_calls_per_call_and_per_step(
         StepView(index=2, code="pick_and_stack('b3', 'b2')", observation="done", status="ok",
                  calls=[CallView(name="Pickup", args=["b3"], observation="held")]),
     ]  # fmt: skip
-    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=True, steps=steps)
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=True, progress=1.0, steps=steps)
     scored, outcomes = score_trajectories([trajectory], {"pick_and_stack": 2, "unused": 1}, ("step_correction",
                                           "call_ratio", "success"), 0, 0)  # fmt: skip
     assert scored.score.components == {"step_correction": 0.5, "call_ratio": 1 / 3, "success": 1.0}
@@ -278,7 +282,7 @@ def test_a_call_is_scored_by_the_environments_own_verdict_whatever_its_text() ->
         StepView(index=1, code="press_twice('y')", observation="The action is not valid", status="ok",
                  calls=[CallView(name="press", args=["y"], observation="The action is not valid", valid=True)]),
     ]  # fmt: skip
-    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, steps=steps)
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, progress=0.0, steps=steps)
     _, outcomes = score_trajectories([trajectory], {"press_twice": 1}, ("step_correction",), 0, 0)
     assert [o.ok for o in outcomes] == [False, True]
     assert outcomes[0].error == "The machine hums politely."
@@ -291,7 +295,7 @@ def test_a_learned_action_call_that_calls_no_primitive_action_did_nothing_and_fa
                  calls=[CallView(name="Unstack", args=["b2", "b1"], observation="b2 is held."),
                         CallView(name="Putdown", args=["b2"], observation="b2 is on the table.")]),
     ]  # fmt: skip
-    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, steps=steps)
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, progress=0.0, steps=steps)
     scored, outcomes = score_trajectories([trajectory], {"clear_tower": 1}, ("step_correction", "call_ratio"), 0, 0)
     assert [o.ok for o in outcomes] == [False, True]
     assert outcomes[0].error == "it did nothing: no primitive action was called inside it"
@@ -303,7 +307,7 @@ def test_the_optimise_request_shows_the_first_substeps_of_a_long_failed_call_and
     invalid = "The action is not valid and therefore takes no effect."
     calls = [CallView(name="Unstack", args=[f"b{i}", f"b{i + 1}"], observation=invalid, valid=False) for i in range(38)]
     steps = [StepView(index=0, code="clear_tower([...])", observation=invalid, status="ok", calls=calls)]
-    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, steps=steps)
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, progress=0.0, steps=steps)
     scored, outcomes = score_trajectories([trajectory], {"clear_tower": 1}, ("step_correction",), 0, 0)
     assert scored.failure is not None
     assert scored.failure.substeps == (
@@ -590,46 +594,62 @@ def test_a_learning_run_fixes_annotates_selects_and_is_used_at_test_time(tmp_pat
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
-@pytest.mark.parametrize(("order", "read_last", "tried_last"), [("chosen", True, True), ("first", False, False),
-                                                                ("last", True, False)])  # fmt: skip
-def test_the_usage_demonstration_is_read_where_the_selected_set_scored_higher_on_the_training_tasks(
-    tmp_path: Path, order: str, read_last: bool, tried_last: bool
+@pytest.mark.parametrize(("option", "placement"), [("chosen", "last"), ("first", "first"), ("last", "last"),
+                                                  ("alone", "alone")])  # fmt: skip
+def test_the_usage_demonstration_is_placed_where_the_selected_set_did_best_on_the_training_tasks(
+    tmp_path: Path, option: str, placement: str
 ) -> None:
     out, lines = tmp_path / "run", []
-    # an agent that calls the action right at once only when it read the usage demonstration last
+    # an agent that calls the action right at once only when the usage demonstration is the last example it read
     with ScriptedServer(responder=StandIn(copies_last=True)) as server:
-        learn(server, out, cache=None, progress=lines.append, rounds=0, usage_order=order)
+        learn(server, out, cache=None, progress=lines.append, rounds=0, usage_placement=option)
         library, _ = learned_library(out)
         usage = library.current().usage
-        assert usage is not None and usage.shown_last is read_last
-        # with the order chosen, the selected set was scored once more, on the same training tasks, with the usage
-        # demonstration last: 3.0 (its one call right) against 2.0 as it was scored first (a wrong call, then right)
-        assert (out / "score" / "usage-last").is_dir() is tried_last
-        if order == "chosen":
-            chose = "usage demonstration shown last: the selected set scored 2.000 with it first, 3.000 with it last"
-            assert chose in lines
-        assert library.score() == (2.0 if order == "first" else 3.0)
+        assert usage is not None and usage.placement == placement
+        # chosen: the selected set was scored once more, on the same training tasks, for each other placement: 3.0
+        # last and alone (its one call right) against 2.0 as it was scored first (a wrong call, then right); the
+        # tie between last and alone keeps the earlier placement
+        for other in ("last", "alone"):
+            assert (out / "score" / f"usage-{other}").is_dir() is (option == "chosen")
+        if option == "chosen":
+            told = "first 2.000 (100% progress), last 3.000 (100% progress), alone 3.000 (100% progress)"
+            assert f"usage demonstration placed last: the selected set scored {told}" in lines
+        assert library.score() == (2.0 if placement == "first" else 3.0)
 
-        # At test time the agent reads the demonstrations in the order the library holds.
+        # At test time the agent reads the demonstrations as the library places them.
         config = json.loads((out / CONFIG).read_text())
         test_run = EvalConfig.model_validate({"run": config["run"] | {"max_steps": 5}, "tasks": [TASK]})
         test_run = test_run.model_copy(update={"run": test_run.run.model_copy(update={"actions": library.current()})})
         backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
         run_evaluation(test_run, tmp_path / "test", backbone=backbone)
-        assert usage_read_last(server.received[-1].body["messages"][-1]["content"]) is read_last
+        prompt = server.received[-1].body["messages"][-1]["content"]
+        assert usage_read_last(prompt) is (placement != "first")
+        assert (PRIMITIVE_DEMONSTRATION in prompt) is (placement != "alone")
 
 
-def test_the_usage_order_is_an_option_of_learning_actions_only(tmp_path: Path) -> None:
+def test_a_usage_placement_is_chosen_by_score_then_by_progress_then_in_the_papers_order() -> None:
+    def scored(score: float, progress: float) -> CandidateScore:
+        return CandidateScore(candidate=0, actions={}, score=score, components={}, successes=0, tasks=3,
+                              progress=progress)  # fmt: skip
+
+    # the paper's terms tie at zero when no learned call works: the agent that got further decides
+    assert chosen_placement({"first": scored(0, 0.2), "last": scored(0, 0.1), "alone": scored(0, 0.3)}) == "alone"
+    assert chosen_placement({"first": scored(0, 0.9), "last": scored(0.5, 0.0), "alone": scored(0, 0.3)}) == "last"
+    assert chosen_placement({"first": scored(1, 0.5), "last": scored(1, 0.5), "alone": scored(1, 0.5)}) == "first"
+    assert chosen_placement({"first": scored(0, 0.0), "last": scored(0, 0.4), "alone": scored(0, 0.4)}) == "last"
+
+
+def test_the_usage_placement_is_an_option_of_learning_actions_only(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from learnact.engine.commands.cli import app
 
-    args = ["learn", "--method", "act_reflexion", "--env", "pddl/blockworld", "--model", "m", "--usage-order", "last"]
-    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "run")])
+    args = ["learn", "--method", "act_reflexion", "--env", "pddl/blockworld", "--model", "m", "--usage-placement"]
+    result = CliRunner().invoke(app, [*args, "last", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2
-    assert "--usage-order: reflexion learns notes, not actions" in result.output
-    wrong = CliRunner().invoke(app, ["learn", "--method", "learnact", "--env", "pddl/blockworld", "--usage-order", "x"])
-    assert wrong.exit_code == 2 and "first" in wrong.output and "chosen" in wrong.output
+    assert "--usage-placement: reflexion learns notes, not actions" in result.output
+    wrong = CliRunner().invoke(app, ["learn", "--method", "learnact", "--env", "pddl/blockworld", *args[-1:], "x"])
+    assert wrong.exit_code == 2 and all(name in wrong.output for name in ("first", "last", "alone", "chosen"))
 
 
 @pytest.mark.docker

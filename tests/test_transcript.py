@@ -63,7 +63,7 @@ def test_the_agent_and_the_reflection_render_a_history_alike() -> None:
 
 
 def _failure_history(steps: list[StepView], view: HistoryView) -> str:
-    trajectory = ScoringTrajectory(task="t", goal="b1 on b2", initial="start", success=False, steps=steps)
+    trajectory = ScoringTrajectory(task="t", goal="b1 on b2", initial="start", success=False, progress=0.0, steps=steps)
     scored, _ = score_trajectories([trajectory], {"stack_all": 1}, ("success",), 0, 0, history=view)
     assert scored.failure is not None
     return scored.failure.history

@@ -153,15 +153,15 @@ def task_prompt(
     usage: UsageDemonstration | None = None,
 ) -> str:
     """The agent's request: the learned actions' ``usage`` demonstration (learnact) and the primitive
-    demonstration, in the usage demonstration's order, the goal, the first observation and the last ``window``
-    steps."""
+    demonstration, as the usage demonstration's placement says (before it, after it, or alone), the goal, the
+    first observation and the last ``window`` steps."""
     shown = []
-    if demo is not None:
+    if demo is not None and (usage is None or usage.placement != "alone"):
         shown.append(fill("demonstration", goal=demo.goal, initial=demo.initial, history=render_turns(demo.turns)))
     if usage is not None:
         steps = [Turn(step.code, step.observation) for step in usage.steps]
         text = fill("usage_demonstration", goal=usage.goal, initial=usage.initial, history=render_turns(steps))
-        shown.insert(len(shown) if usage.shown_last else 0, text)
+        shown.insert(len(shown) if usage.placement == "last" else 0, text)
     shown_demo = "".join(shown)
     history = render_turns(turns, StepWindow(window, template("omitted")))
     return fill("task", demonstration=shown_demo, goal=goal, initial=initial, history=history)

@@ -46,9 +46,10 @@ from learnact.learner.learnact import LearnactConfig
 from learnact.learner.reflexion import ROUNDS, Note
 
 
-class UsageOrderChoice(str, Enum):
+class UsagePlacementChoice(str, Enum):
     first = "first"
     last = "last"
+    alone = "alone"
     chosen = "chosen"
 
 
@@ -79,12 +80,12 @@ class LearnactOptions(OptionGroup):
             " the default, keep the set whole)",
         ),
     ] = False
-    usage_order: Annotated[
-        Optional[UsageOrderChoice],
+    usage_placement: Annotated[
+        Optional[UsagePlacementChoice],
         typer.Option(
             help="learnact: where the agent reads the learned set's usage demonstration: first (before the primitive"
-            " demonstration, as the paper), last (after it), chosen (the selected set scored both ways on the training"
-            " tasks, the higher score kept) [chosen]",
+            " demonstration, as the paper), last (after it), alone (instead of it), chosen (the selected set scored"
+            " each way on the training tasks: the highest score kept, then the most progress) [chosen]",
         ),
     ] = None
 
@@ -93,9 +94,9 @@ class LearnactOptions(OptionGroup):
 
         :raises pydantic.ValidationError: for a value out of range.
         """
-        order = self.usage_order.value if self.usage_order is not None else None
+        placement = self.usage_placement.value if self.usage_placement is not None else None
         return LearnactConfig.for_env(
-            env_name, samples=self.samples, rounds=rounds, drop_unused=self.drop_unused, usage_order=order
+            env_name, samples=self.samples, rounds=rounds, drop_unused=self.drop_unused, usage_placement=placement
         )
 
 
@@ -176,7 +177,7 @@ def _what_is_learned(method: str, learnact_options: LearnactOptions, executing: 
     given = {
         "--drop-unused": learnact_options.drop_unused,
         "--learner-temperature": learnact_options.learner_temperature is not None,
-        "--usage-order": learnact_options.usage_order is not None,
+        "--usage-placement": learnact_options.usage_placement is not None,
     }
     flag = next((name for name, set_ in given.items() if set_), None)
     if learns is Learns.notes and flag is not None:

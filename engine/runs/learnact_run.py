@@ -253,7 +253,14 @@ def trajectory(record: EpisodeRecord, reset: ResetInfo) -> Trajectory:
                 calls=calls,
             )
         )
-    return Trajectory(task=record.task, goal=reset.goal, initial=reset.observation, success=record.success, steps=steps)
+    return Trajectory(
+        task=record.task,
+        goal=reset.goal,
+        initial=reset.observation,
+        success=record.success,
+        progress=record.progress,
+        steps=steps,
+    )
 
 
 class ScoringFailed(RunDirError, ModelFailure):
