@@ -113,7 +113,7 @@ def test_after_a_learned_action_in_pddl_the_agent_sees_the_final_state_and_the_i
     )
     # the first invalid call says what went wrong; the ones after it are counted
     assert observation_of(result, final_state=True) == (
-        f"b2 is on the table. b1 is clear.\nInside it, Stack with b2, b9: {INVALID}\n(1 more call was not valid.)"
+        f"b2 is on the table. b1 is clear.\nStack('b2', 'b9'): {INVALID}\n(1 more call was not valid.)"
     )
     every = observation_of(result)
     assert every.count(INVALID) == 2 and every.startswith("b2 is held.")
@@ -130,7 +130,7 @@ def test_a_learned_call_that_makes_many_invalid_calls_shows_the_first_and_counts
     )
     shown = observation_of(result, final_state=True).splitlines()
     assert shown[0] == "b9 is held."
-    assert shown[1:-1] == [f"Inside it, Unstack with b{i}, b{i + 1}: {INVALID}" for i in range(MAX_INVALID_SHOWN)]
+    assert shown[1:-1] == [f"Unstack('b{i}', 'b{i + 1}'): {INVALID}" for i in range(MAX_INVALID_SHOWN)]
     assert shown[-1] == f"({38 - MAX_INVALID_SHOWN} more calls were not valid.)"
     one_more = ExecutionResult(status=ExecutionStatus.ok, calls=refused[: MAX_INVALID_SHOWN + 1])
     assert observation_of(one_more, final_state=True).endswith("\n(1 more call was not valid.)")

@@ -39,7 +39,7 @@ from learnact.engine.records import (
 )
 from learnact.envs import Environment, StepOutcome, env_profile, make_env
 from learnact.learner.answers import called_names
-from learnact.sandbox import ExecutionResult, ExecutionStatus, PrimitiveCall, Sandbox, Session
+from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox, Session
 
 # ExpertPolicy, call_code: kept where they were
 __all__ = ["ActionsNotLoaded", "ExpertPolicy", "call_code", "run_episode"]
@@ -78,10 +78,6 @@ NOTHING_DONE = "Nothing was done: the code called no action."
 # went wrong and the rest mostly follow from it: three added about 150 tokens to each failing step of the main
 # job, which the local model reads at about 70 tokens a second, in that step's prompt and every later one.
 MAX_INVALID_SHOWN = 1
-# How an invalid call inside a step is named: in words, not as a line of code. The local agent copies code lines it
-# reads: shown "pick('ball4', 'rooma', 'left'): The action is not valid ..." after its `carry` call failed, it wrote
-# that pick line in each of its next five steps (gripper, the learning benchmark at the paper's settings).
-INVALID_INSIDE = "Inside it, {name} with {args}: {observation}"
 # The observations of one step an agent is shown in an environment whose observations are not states (ALFWorld's
 # "You arrive at cabinet 1. On the cabinet 1, you see ..."): a learned call that searches every receptacle makes
 # thirty calls; what it ended with is in its last ones, and thirty would fill every later prompt.
@@ -98,7 +94,7 @@ def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     if final_state and len(result.calls) > 1:
         last_valid = [c.observation for c in result.calls if c.valid][-1:]
         invalid = [c for c in result.calls if not c.valid]
-        seen = last_valid + [invalid_inside(c) for c in invalid[:MAX_INVALID_SHOWN]]
+        seen = last_valid + [f"{call_code(c.name, c.args)}: {c.observation}" for c in invalid[:MAX_INVALID_SHOWN]]
         if len(invalid) > MAX_INVALID_SHOWN:
             more = len(invalid) - MAX_INVALID_SHOWN
             seen.append(f"({more} more call{'s were' if more > 1 else ' was'} not valid.)")
@@ -116,12 +112,6 @@ def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     elif not seen:
         seen.append(result.stdout.strip() or NOTHING_DONE)
     return "\n".join(seen)
-
-
-def invalid_inside(call: PrimitiveCall) -> str:
-    """An invalid primitive call made inside a step, named in words (:data:`INVALID_INSIDE`)."""
-    args = ", ".join(str(arg) for arg in call.args) or "no arguments"
-    return INVALID_INSIDE.format(name=call.name, args=args, observation=call.observation)
 
 
 class ActionsNotLoaded(LearnactError):
