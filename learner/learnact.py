@@ -53,7 +53,7 @@ MAX_NOTE_CHARS = 600
 
 Style = Literal["compose", "decompose"]
 # where the agent reads a set's usage demonstration: a fixed placement, or the one the training tasks choose
-UsagePlacementOption = Literal["first", "last", "alone", "chosen"]
+UsagePlacementOption = Literal[UsagePlacement, "chosen"]  # typing flattens it to one Literal
 
 
 class LearnactConfig(BaseModel):
@@ -547,8 +547,8 @@ class LearnactLearner:
         not repeat it."""
         state = self.state
         results: dict[UsagePlacement, CandidateScore] = {}
+        as_scored = state.scored.get(state.best_key or "")
         for placement in get_args(UsagePlacement):
-            as_scored = state.scored.get(state.best_key or "")
             if placement == "first" and as_scored is not None and as_scored.score.actions == selected:
                 results[placement] = as_scored.score  # the set as scored, all of it, shown first
                 continue
