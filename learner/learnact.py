@@ -181,6 +181,9 @@ class LearnState(BaseModel):
     selected: dict[str, int] | None = None  # the final set, once learning finished
     # sha256 of a set's code -> its usage demonstration (None: none reached the goal), asked once per code
     usages: dict[str, UsageDemonstration | None] = Field(default_factory=dict)
+    # where the agent reads the usage demonstration (option ``chosen``), chosen once, on the first best set that
+    # has one; every later scoring and the test-time agent read it there
+    placement: UsagePlacement | None = None
 
 
 def _key(round_: int, index: int) -> str:
@@ -243,6 +246,7 @@ class LearnactLearner:
         while True:
             if len(state.rounds) <= round_:
                 self._score_round(round_)
+            self._choose_placement(state.best)
             if round_ >= self.config.rounds:
                 break
             best = state.scored[state.best_key] if state.best_key else None
@@ -443,8 +447,10 @@ class LearnactLearner:
             self.state.usages[key] = self.demonstrate(actions, call_id)
             self.save(self.state)
         usage = self.state.usages[key]
-        if usage is not None and self.config.usage_placement != "chosen":
-            usage = usage.model_copy(update={"placement": self.config.usage_placement})
+        option = self.config.usage_placement
+        placement = self.state.placement if option == "chosen" else option
+        if usage is not None and placement is not None:
+            usage = usage.model_copy(update={"placement": placement})
         return actions.model_copy(update={"usage": usage})
 
     def _score(self, round_: int, index: int, actions: Mapping[str, int]) -> Scored:
@@ -531,42 +537,51 @@ class LearnactLearner:
                 dropped=f"never called while scoring the kept set on {tasks} training task(s)",
             )
             self.progress(f"dropped {name}: never called while scoring")
+        if selected:
+            self._choose_placement(selected)
         usage = self.demonstrated(self.action_set(selected), "usage/selected").usage if selected else None
-        score = state.best_score
-        if usage is not None and self.config.usage_placement == "chosen":
-            usage, score = self._place_usage(selected, usage)
-        self.library.select(selected, score, self.env_name, self._progress(state, finished=True), usage)
+        self.library.select(selected, state.best_score, self.env_name, self._progress(state, finished=True), usage)
         state.selected = selected
         self.save(state)
         return selected
 
-    def _place_usage(self, selected: dict[str, int], usage: UsageDemonstration) -> tuple[UsageDemonstration, float]:
-        """``usage`` placed where the selected set did best on the training tasks (:func:`chosen_placement` of
-        each placement's scoring), and that score. The set as it was scored (usage first) is not scored again;
-        each other scoring is kept in the state (``usage-first``, ``usage-last``, ``usage-alone``), so a rerun does
-        not repeat it."""
+    def _choose_placement(self, actions: dict[str, int]) -> None:
+        """With the option ``chosen``, once: ``actions`` (the best set so far) scored on the training tasks with
+        its usage demonstration placed each way, and the placement of :func:`chosen_placement` kept. It is chosen
+        as soon as a best set has a usage demonstration, after the first round that has one, so that the
+        optimisation rounds score their candidates, and find their failures, as the test-time agent will read
+        them: a set the agent never calls with the demonstration first gives the optimiser nothing to fix. That
+        scoring becomes the best set's (its score, the failure the next round works on). The set as it was
+        scored (usage first) is not scored again; each other scoring is kept in the state (``usage-first``,
+        ``usage-last``, ``usage-alone``), so a rerun does not repeat it."""
         state = self.state
-        results: dict[UsagePlacement, CandidateScore] = {}
-        as_scored = state.scored.get(state.best_key or "")
+        if self.config.usage_placement != "chosen" or state.placement is not None:
+            return
+        usage = self.demonstrated(self.action_set(actions), "usage/placement").usage
+        if usage is None:
+            return
+        keys: dict[UsagePlacement, str] = {}
+        scored_as = state.best_key
         for placement in get_args(UsagePlacement):
-            if placement == "first" and as_scored is not None and as_scored.score.actions == selected:
-                results[placement] = as_scored.score  # the set as scored, all of it, shown first
+            if placement == "first" and scored_as is not None and state.scored[scored_as].score.actions == actions:
+                keys[placement] = scored_as  # the set as scored, all of it, shown first
                 continue
-            key = f"usage-{placement}"
+            key = keys[placement] = f"usage-{placement}"
             if key not in state.scored:
-                self.progress(f"scoring the selected set with its usage demonstration placed {placement}")
+                self.progress(f"scoring the best set with its usage demonstration placed {placement}")
                 placed = usage.model_copy(update={"placement": placement})
-                shown = self.action_set(selected).model_copy(update={"usage": placed})
+                shown = self.action_set(actions).model_copy(update={"usage": placed})
                 trajectories = self.run_tasks(shown, key)
                 state.scored[key], _ = score_trajectories(
-                    trajectories, selected, self.config.score_terms, len(state.rounds), 0, self.config.history
+                    trajectories, actions, self.config.score_terms, len(state.rounds) - 1, 0, self.config.history
                 )
                 self.save(state)
-            results[placement] = state.scored[key].score
+        results = {placement: state.scored[key].score for placement, key in keys.items()}
         chosen = chosen_placement(results)
         told = ", ".join(f"{p} {r.score:.3f} ({r.progress:.0%} progress)" for p, r in results.items())
-        self.progress(f"usage demonstration placed {chosen}: the selected set scored {told}")
-        return usage.model_copy(update={"placement": chosen}), results[chosen].score
+        self.progress(f"usage demonstration placed {chosen}: the best set scored {told}")
+        state.placement, state.best_key, state.best_score = chosen, keys[chosen], results[chosen].score
+        self.save(state)
 
 
 def chosen_placement(results: Mapping[UsagePlacement, CandidateScore]) -> UsagePlacement:

@@ -97,7 +97,8 @@ class StandIn:
     """Answers the learner (create, fix, optimise) and the act agent. The agent calls pick_and_stack on a
     covered block first, unless its instruction holds the Plan note (or, with ``copies_last``, it read the usage
     demonstration last); with ``worse_on_repeat`` every episode after the first of a set fails (a noisy agent, so
-    that a round scores lower)."""
+    that a round scores lower); with ``ignores_first`` it calls primitives only unless it read the usage
+    demonstration last or holds the note."""
 
     def __init__(
         self,
@@ -107,9 +108,10 @@ class StandIn:
         primitives_only: bool = False,
         create: str = BUGGY,
         copies_last: bool = False,
+        ignores_first: bool = False,
     ) -> None:
         self.worse_on_repeat, self.improve, self.fix, self.create = worse_on_repeat, improve, fix, create
-        self.primitives_only, self.copies_last = primitives_only, copies_last
+        self.primitives_only, self.copies_last, self.ignores_first = primitives_only, copies_last, ignores_first
         self.episodes = 0
 
     def __call__(self, body: dict) -> Answer:
@@ -128,7 +130,7 @@ class StandIn:
         done = own.count("Action:")
         if done == 0:
             self.episodes += 1
-        if self.primitives_only:
+        if self.primitives_only or (self.ignores_first and NOTE not in system and not usage_read_last(user)):
             return Answer(["Pickup('b3')", "Stack('b3', 'b2')"][min(done, 1)])
         if self.worse_on_repeat and self.episodes > 1:
             return Answer("pick_and_stack('b1', 'b3')")
@@ -613,7 +615,7 @@ def test_the_usage_demonstration_is_placed_where_the_selected_set_did_best_on_th
             assert (out / "score" / f"usage-{other}").is_dir() is (option == "chosen")
         if option == "chosen":
             told = "first 2.000 (100% progress), last 3.000 (100% progress), alone 3.000 (100% progress)"
-            assert f"usage demonstration placed last: the selected set scored {told}" in lines
+            assert f"usage demonstration placed last: the best set scored {told}" in lines
         assert library.score() == (2.0 if placement == "first" else 3.0)
 
         # At test time the agent reads the demonstrations as the library places them.
@@ -625,6 +627,37 @@ def test_the_usage_demonstration_is_placed_where_the_selected_set_did_best_on_th
         prompt = server.received[-1].body["messages"][-1]["content"]
         assert usage_read_last(prompt) is (placement != "first")
         assert (PRIMITIVE_DEMONSTRATION in prompt) is (placement != "alone")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_the_placement_is_chosen_before_the_optimisation_rounds_which_then_see_the_calls_it_brings(
+    tmp_path: Path,
+) -> None:
+    out, lines = tmp_path / "run", []
+    # an agent that ignores the learned action while its usage demonstration comes first, and calls it wrongly
+    # when it reads the demonstration last
+    with ScriptedServer(responder=StandIn(ignores_first=True)) as server:
+        learn(server, out, cache=None, progress=lines.append, rounds=1)
+        library, _ = learned_library(out)
+    # placed first, round 0's best set was never called: nothing to optimise. Placed last (chosen after round 0),
+    # its wrong call is the failure round 1 works on, and that round's candidates are scored placed last too.
+    placed = next(i for i, line in enumerate(lines) if line.startswith("usage demonstration placed last"))
+    optimised = next(i for i, line in enumerate(lines) if line.startswith("round 1: improving pick_and_stack"))
+    scoring = next(i for i, line in enumerate(lines) if line.startswith("round 1: scoring candidate"))
+    assert placed < optimised < scoring
+    assert not any("nothing to optimise" in line for line in lines)
+    calls = [json.loads(line)["episode"] for line in (out / CALLS).read_text().splitlines()]
+    assert "learn:r1/optimise/s0/t0" in calls
+    usage = library.current().usage
+    assert usage is not None and usage.placement == "last"
+    # the Plan note the failure brought made the agent call the action right: 3.0, kept
+    assert NOTE in library.get("pick_and_stack", library.selected()["pick_and_stack"]).notes
+    assert [r.best_score for r in library.rounds()] == [1.0, 3.0] and library.score() == 3.0
+    agent_prompts = [
+        r.body["messages"][-1]["content"] for r in server.received if r.body not in learner_requests(server)
+    ]
+    assert all(usage_read_last(prompt) for prompt in agent_prompts[-2:])  # round 1's scoring
 
 
 def test_a_usage_placement_is_chosen_by_score_then_by_progress_then_in_the_papers_order() -> None:
