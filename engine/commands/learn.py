@@ -84,8 +84,9 @@ class LearnactOptions(OptionGroup):
         Optional[UsagePlacementChoice],
         typer.Option(
             help="learnact: where the agent reads the learned set's usage demonstration: first (before the primitive"
-            " demonstration, as the paper), last (after it), alone (instead of it), chosen (the selected set scored"
-            " each way on the training tasks: the highest score kept, then the most progress) [chosen]",
+            " demonstration, as the paper), last (after it), alone (instead of it), chosen (the first best set with"
+            " a usage demonstration scored each way on the training tasks, before the optimisation rounds, which"
+            " then score so: the highest score kept, then the most progress) [chosen]",
         ),
     ] = None
 
