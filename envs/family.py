@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,8 +65,10 @@ class EnvProfile(BaseModel):
 
     ``texts`` names a package whose folder ``profile/`` holds ``domains/<type>.txt`` (what the environment is,
     for every prompt), ``demos/<type>.json`` (one expert trajectory, in the form ``learnact.engine.agents.demos``
-    writes) and ``examples/<type>.txt`` (one learned action written for the domain, shown to LearnAct's learner); a task
-    type without its own file uses ``<kind>/any.<ext>``, and a family without texts shows none.
+    writes), ``examples/<type>.txt`` (one learned action written for the domain, shown to LearnAct's learner when it
+    creates actions) and ``updates/<type>.txt`` and ``plans/<type>.txt`` (one failed call of an action of the domain
+    and the answer to it, an Update and a Plan, shown to the learner when it improves actions); a task type without
+    its own file uses ``<kind>/any.<ext>``, and a family without texts shows none.
 
     :raises pydantic.ValidationError: for an unknown field or a value out of range.
     """
@@ -102,6 +104,11 @@ class EnvProfile(BaseModel):
         """One action written for the domain (the form the learner is asked for, never a task's solution);
         empty when the profile has none."""
         return _text(self.texts, "examples", task_type, "txt")
+
+    def worked_improvement(self, task_type: str, kind: Literal["update", "plan"]) -> str:
+        """One failed call of an action written for the domain and the learner's answer to it, of ``kind`` (the
+        form of the Optimise answer, never a task's solution); empty when the profile has none."""
+        return _text(self.texts, f"{kind}s", task_type, "txt")
 
     def demonstration(self, task_type: str) -> dict[str, Any] | None:
         """The stored demonstration of ``task_type`` (env, task, type, goal, initial, thought, steps), None when

@@ -1215,6 +1215,58 @@ def test_each_domains_worked_example_is_an_action_the_learner_would_accept(domai
     assert combines_actions(action, {p.name for p in primitives})
 
 
+@pytest.mark.parametrize("domain", ["blockworld", "gripper", "tyreworld", "barman", "alfworld"])
+@pytest.mark.parametrize("kind", ["update", "plan"])
+def test_each_domains_worked_improvement_is_a_failed_call_of_an_accepted_action_and_an_answer_the_learner_reads(
+    domain: str, kind: str
+) -> None:
+    from learnact.actions import check
+    from learnact.actions.models import CodeKind, Severity
+    from learnact.envs import env_profile, primitive_specs
+    from learnact.learner.answers import parse_actions, parse_improvement
+
+    env_name = "alfworld/put" if domain == "alfworld" else f"pddl/{domain}"
+    primitives = primitive_specs(env_name)
+    names = [p.name for p in primitives]
+
+    def accepted(code: str) -> str:
+        parsed = parse_actions(code, names, 8)
+        (action,) = parsed.actions
+        assert not parsed.problems and action.example.startswith(f"{action.name}(")
+        assert [f for f in check(action.code, CodeKind.action_module, primitives) if f.severity is Severity.error] == []
+        return action.name
+
+    text = env_profile(env_name).worked_improvement(domain, kind)  # type: ignore[arg-type]
+    case, answer = text.split("\nFailed reason:")
+    name = accepted(case.split("Action:")[0])
+    call = case.split("Action: ")[1].splitlines()[0]
+    assert call.startswith(f"{name}(") and "Inside it:" in case
+    improvement = parse_improvement("Failed reason:" + answer)
+    assert improvement is not None and improvement.kind == kind and improvement.reason
+    if kind == "update":
+        assert accepted(improvement.content) == name  # the same action, rewritten
+    else:
+        assert "def " not in improvement.content and name in improvement.content
+
+
+def test_the_optimise_prompt_shows_the_domains_worked_update_and_plan_before_the_case() -> None:
+    from learnact.engine.runs.learnact_run import LearnactPrompts
+    from learnact.envs import env_profile, make_env
+    from learnact.learner.scoring import FailureCase
+
+    env = make_env(BLOCKS)
+    prompts = LearnactPrompts(env, "blockworld", LearnactConfig.for_env(env.name), "DEMO")
+    case = FailureCase(name="pick_and_stack", version=1, task=TASK, goal="b3 is on b2.", step=0, call="c",
+                       error="not valid", history="H", substeps=("Pickup('b1') -> not valid",))  # fmt: skip
+    user = prompts.optimise(case, CHECKED)[1].content
+    profile = env_profile(env.name)
+    update, plan = profile.worked_improvement("blockworld", "update"), profile.worked_improvement("blockworld", "plan")
+    assert user.index(update) < user.index(plan) < user.index("Your case.") < user.index(CHECKED)
+    assert profile.worked_improvement("towers", "update") == ""  # an external domain without one
+    bare = LearnactPrompts(env, "towers", LearnactConfig.for_env(env.name), "DEMO").optimise(case, CHECKED)[1].content
+    assert "Case 1." not in bare and bare.startswith("The agent was given these actions")
+
+
 def test_the_create_prompt_shows_the_domains_worked_example() -> None:
     from learnact.engine.runs.learnact_run import LearnactPrompts
     from learnact.envs import env_profile, make_env

@@ -143,8 +143,12 @@ class LearnactPrompts:
         return fill("learnact_fix", problems=problems).strip()
 
     def optimise(self, case: FailureCase, actions_code: str) -> list[ChatMessage]:
+        profile = env_profile(self.env_name)
+        update, plan = (profile.worked_improvement(self.task_type, kind) for kind in ("update", "plan"))
+        worked = fill("learnact_worked_improvements", update=update, plan=plan).strip() if update and plan else ""
         user = fill(
             "learnact_optimise",
+            worked=worked,
             actions=actions_code.strip(),
             goal=case.goal,
             history_label=fill(f"learnact_history_{self.config.history}").strip(),
