@@ -108,8 +108,10 @@ class PromptBook(Protocol):
     def fix(self, problems: str) -> str:
         """The user message sending ``problems`` (findings, tracebacks) back: fix and rewrite the whole answer."""
 
-    def optimise(self, case: FailureCase, actions_code: str) -> list[ChatMessage]:
-        """The Optimise request for ``case``, showing the whole current set ``actions_code``."""
+    def optimise(self, case: FailureCase, actions_code: str, sample: int) -> list[ChatMessage]:
+        """The Optimise request of ``sample`` for ``case``, showing the whole current set ``actions_code``, and
+        which kind of answer to give (the model's choice, a Plan, an Update: samples differ by it, not by
+        temperature alone; a small model's samples at a low temperature were one answer four times)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ class LearnactLearner:
                 state.created[sample] = self._create(sample)
                 self.save(state)
         if 0 not in state.candidates:
-            state.candidates[0] = _unique([c for _, c in sorted(state.created.items()) if c])
+            state.candidates[0] = self._distinct([c for _, c in sorted(state.created.items()) if c])
             self.save(state)
         if not state.candidates[0]:  # a result too (a weak model's): learning ends with no action kept
             self.progress(f"none of the {self.config.samples} candidate action sets passed validation")
@@ -465,6 +467,16 @@ class LearnactLearner:
             self.library.record_outcomes(outcomes)
         return scored
 
+    def _distinct(self, sets: Iterable[dict[str, int]]) -> list[dict[str, int]]:
+        """``sets`` without those whose actions have the code and notes of an earlier one (the versions differ,
+        the agent would see the same set: scoring it again tells nothing; four samples of a small model were often
+        one answer)."""
+        seen: dict[tuple, dict[str, int]] = {}
+        for actions in sets:
+            versions = (self.library.get(name, number) for name, number in sorted(actions.items()))
+            seen.setdefault(tuple((v.name, v.code, v.notes) for v in versions), dict(actions))
+        return list(seen.values())
+
     # ---- Optimise --------------------------------------------------------------------------------------
 
     def _optimise(self, round_: int, failure: FailureCase) -> list[dict[str, int]]:
@@ -480,12 +492,12 @@ class LearnactLearner:
                 self.save(state)
             if state.optimised[key] is not None:
                 found.append(state.optimised[key])  # type: ignore[arg-type]
-        return _unique(found)
+        return self._distinct(found)
 
     def _improve(
         self, round_: int, sample: int, failure: FailureCase, best: dict[str, int], actions_code: str
     ) -> dict[str, int] | None:
-        messages = list(self.prompts.optimise(failure, actions_code))
+        messages = list(self.prompts.optimise(failure, actions_code, sample))
         call_base = f"r{round_}/optimise/s{sample}"
         answer = self.ask(f"{call_base}/t0", messages, sample, False, FREE_TEXT)
         improvement = parse_improvement(answer)
@@ -590,14 +602,6 @@ def chosen_placement(results: Mapping[UsagePlacement, CandidateScore]) -> UsageP
     earlier of first (the paper's), last and alone."""
     order = get_args(UsagePlacement)
     return max(results, key=lambda p: (results[p].score, results[p].progress, -order.index(p)))
-
-
-def _unique(sets: Iterable[dict[str, int]]) -> list[dict[str, int]]:
-    seen: list[dict[str, int]] = []
-    for s in sets:
-        if s not in seen:
-            seen.append(dict(s))
-    return seen
 
 
 def _problems_text(problems: Mapping[str, Problem]) -> str:

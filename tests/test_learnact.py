@@ -150,10 +150,11 @@ def learn(
     progress: Callable[[str], None] = lambda line: None,
     rounds: int = 2,
     usage_placement: str = "chosen",
+    samples: int = 1,
 ):
     agent = ModelSettings(model="m", base_url=server.base_url)
     run, split = agent_run(BLOCKS, agent, (TASK,))
-    learner = LearnactConfig.for_env(BLOCKS.name, samples=1, rounds=rounds, usage_placement=usage_placement)
+    learner = LearnactConfig.for_env(BLOCKS.name, samples=samples, rounds=rounds, usage_placement=usage_placement)
     config = learnact_run_config(run, split, learner)
     backbone = OpenAIBackbone("m", base_url=server.base_url, timeout_s=5.0, max_retries=1)
     if cache is not None:
@@ -658,6 +659,28 @@ def test_the_placement_is_chosen_before_the_optimisation_rounds_which_then_see_t
         r.body["messages"][-1]["content"] for r in server.received if r.body not in learner_requests(server)
     ]
     assert all(usage_read_last(prompt) for prompt in agent_prompts[-2:])  # round 1's scoring
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_samples_are_asked_for_different_kinds_of_improvement_and_a_set_written_twice_is_scored_once(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    with ScriptedServer(responder=StandIn()) as server:
+        learn(server, out, cache=None, rounds=1, samples=3, usage_placement="first")
+        optimise = [r for r in learner_requests(server) if "Improve: <Update or Plan>" in r["messages"][-1]["content"]]
+    # the samples' Optimise prompts differ by the kind of answer they ask for, not by temperature alone
+    asked = [r["messages"][-1]["content"] for r in optimise]
+    assert len(asked) == 3
+    assert "Choose whichever of Update and Plan fits this failure best." in asked[0]
+    assert "This time answer with a Plan: a note that tells the agent what must be true before it calls" in asked[1]
+    assert "This time answer with an Update: change the code of pick_and_stack" in asked[2]
+    # the stand-in wrote the same functions for each Create sample and the same Plan note for each Optimise
+    # sample: one set in round 0, and in round 1 that set and one with the note, each scored once
+    state = json.loads((out / "learn_state.json").read_text())
+    assert [len(state["candidates"][r]) for r in ("0", "1")] == [1, 2]
+    assert sorted(state["scored"]) == ["0/0", "1/0", "1/1"]
 
 
 def test_a_usage_placement_is_chosen_by_score_then_by_progress_then_in_the_papers_order() -> None:

@@ -127,14 +127,13 @@ class LearnactPrompts:
 
     def create(self, sample: int) -> list[ChatMessage]:
         style = fill(f"learnact_style_{self.config.style}").strip()
-        focuses = [line for line in fill("learnact_focus").splitlines() if line.strip()]
         example = env_profile(self.env_name).worked_example(self.task_type)
         user = fill(
             "learnact_create",
             demonstration=self.demo,
             style=style,
             max_actions=self.config.max_actions,
-            focus=focuses[sample % len(focuses)],
+            focus=_focus("learnact_focus", sample),
             worked_example=fill("learnact_worked_example", code=example).strip() if example else "",
         )
         return [ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=user.strip())]
@@ -142,7 +141,7 @@ class LearnactPrompts:
     def fix(self, problems: str) -> str:
         return fill("learnact_fix", problems=problems).strip()
 
-    def optimise(self, case: FailureCase, actions_code: str) -> list[ChatMessage]:
+    def optimise(self, case: FailureCase, actions_code: str, sample: int) -> list[ChatMessage]:
         profile = env_profile(self.env_name)
         update, plan = (profile.worked_improvement(self.task_type, kind) for kind in ("update", "plan"))
         worked = fill("learnact_worked_improvements", update=update, plan=plan).strip() if update and plan else ""
@@ -156,8 +155,15 @@ class LearnactPrompts:
             action=case.name,
             error=case.error,
             substeps="\n".join(case.substeps) or "(none ran)",
+            focus=_focus("learnact_optimise_focus", sample, action=case.name),
         )
         return [ChatMessage(role="system", content=self.system), ChatMessage(role="user", content=user.strip())]
+
+
+def _focus(template: str, sample: int, **fields: object) -> str:
+    """The line of ``template`` (one focus per line) that ``sample`` is asked to follow, in turn."""
+    focuses = [line for line in fill(template, **fields).splitlines() if line.strip()]
+    return focuses[sample % len(focuses)]
 
 
 def demo_task(env: Environment, spec: EnvSpec, task_type: str, avoid: Sequence[str]) -> DemoTask:
