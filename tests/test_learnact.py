@@ -1281,12 +1281,14 @@ def test_the_optimise_prompt_shows_the_domains_worked_update_and_plan_before_the
     prompts = LearnactPrompts(env, "blockworld", LearnactConfig.for_env(env.name), "DEMO")
     case = FailureCase(name="pick_and_stack", version=1, task=TASK, goal="b3 is on b2.", step=0, call="c",
                        error="not valid", history="H", substeps=("Pickup('b1') -> not valid",))  # fmt: skip
-    user = prompts.optimise(case, CHECKED)[1].content
+    user = prompts.optimise(case, CHECKED, 0)[1].content
     profile = env_profile(env.name)
     update, plan = profile.worked_improvement("blockworld", "update"), profile.worked_improvement("blockworld", "plan")
     assert user.index(update) < user.index(plan) < user.index("Your case.") < user.index(CHECKED)
     assert profile.worked_improvement("towers", "update") == ""  # an external domain without one
-    bare = LearnactPrompts(env, "towers", LearnactConfig.for_env(env.name), "DEMO").optimise(case, CHECKED)[1].content
+    bare = (
+        LearnactPrompts(env, "towers", LearnactConfig.for_env(env.name), "DEMO").optimise(case, CHECKED, 0)[1].content
+    )
     assert "Case 1." not in bare and bare.startswith("The agent was given these actions")
 
 
