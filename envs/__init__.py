@@ -14,6 +14,8 @@ from learnact.envs.base import (
     StepOutcome,
     TaskInfo,
     UnknownTask,
+    counted_refusals,
+    step_worked,
     validate_arguments,
 )
 from learnact.envs.family import (
@@ -54,6 +56,7 @@ __all__ = [
     "TaskSelectionError",
     "UnknownEnvironment",
     "UnknownTask",
+    "counted_refusals",
     "env_names",
     "env_plugins",
     "demonstration_env",
@@ -61,5 +64,6 @@ __all__ = [
     "make_env",
     "primitive_specs",
     "select_tasks",
+    "step_worked",
     "validate_arguments",
 ]

@@ -19,6 +19,22 @@ MAX_ARG_CHARS = 200
 INVALID_ACTION = "The action is not valid and therefore takes no effect."
 
 
+def counted_refusals(valid: Sequence[bool]) -> list[int]:
+    """The positions of a step's refused calls that count against it, by the environment's verdicts ``valid`` in
+    order: those after its first valid call, or every one when none was valid. A refused call changes nothing, so
+    calls refused before the step first acted are an action probing for, or reaching, its own precondition (a
+    move to the room the robot is in already, an ``open`` of what is open); one refused after it acted left its
+    work undone."""
+    first = next((index for index, verdict in enumerate(valid) if verdict), 0)
+    return [index for index in range(first, len(valid)) if not valid[index]]
+
+
+def step_worked(valid: Sequence[bool]) -> bool:
+    """Whether a step's primitive calls did what they were written for: at least one was valid and none of
+    :func:`counted_refusals`. For a step of one call: that call was valid."""
+    return any(valid) and not counted_refusals(valid)
+
+
 class ParamSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
     name: str

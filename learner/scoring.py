@@ -17,6 +17,7 @@ from learnact.actions.library import (
     CandidateScore,
 )
 from learnact.actions.transcript import Turn, action_line, call_code, observation_line, turn_lines
+from learnact.envs import counted_refusals, step_worked
 from learnact.learner.answers import called_names, cut
 from learnact.sandbox import ExecutionStatus
 
@@ -98,6 +99,13 @@ class Scored(BaseModel):
     failure: FailureCase | None = None
 
 
+def _refusal(calls: Sequence[CallView]) -> str | None:
+    """What the environment said to the refused call that made a step fail (the first of
+    :func:`~learnact.envs.counted_refusals`); None when no refusal counts."""
+    counted = counted_refusals([call.valid for call in calls])
+    return calls[counted[0]].observation if counted else None
+
+
 def score_trajectories(
     trajectories: Sequence[Trajectory],
     actions: Mapping[str, int],
@@ -110,8 +118,9 @@ def score_trajectories(
     ``call_ratio`` (successful calls per step) and ``success`` (the share of tasks solved), summed over
     ``terms``; one outcome per learned-action call; the first failed call as a :class:`FailureCase`.
 
-    A call succeeded when its step ran without an error, called at least one primitive action, and no primitive
-    inside it was invalid.
+    A call succeeded when its step ran without an error and its primitive calls did what they were written for
+    (:func:`~learnact.envs.step_worked`: at least one valid, none refused after the first valid one; calls refused
+    before it are the action reaching its own precondition, and changed nothing).
     """
     outcomes: list[CallOutcome] = []
     calls: dict[str, int] = dict.fromkeys(actions, 0)
@@ -120,7 +129,7 @@ def score_trajectories(
     for trajectory in trajectories:
         for position, step in enumerate(trajectory.steps):
             steps += 1
-            invalid = next((c.observation for c in step.calls if not c.valid), None)
+            invalid = None if step_worked([c.valid for c in step.calls]) else _refusal(step.calls)
             if step.status is ExecutionStatus.ok and not step.calls:
                 invalid = "it did nothing: no primitive action was called inside it"
             ok = step.status is ExecutionStatus.ok and invalid is None

@@ -117,6 +117,12 @@ def test_after_a_learned_action_in_pddl_the_agent_sees_the_final_state_and_the_i
     )
     every = observation_of(result)
     assert every.count(INVALID) == 2 and every.startswith("b2 is held.")
+    # a call refused before the step first acted changed nothing: the agent is not told of it
+    reached = ExecutionResult(
+        status=ExecutionStatus.ok,
+        calls=[call("Pickup", "b2", observation=INVALID, valid=False), *result.calls[:1]],
+    )
+    assert observation_of(reached, final_state=True) == "b2 is held. b1 is clear."
     # One primitive call reads as it always did; an error still follows what was seen.
     single = ExecutionResult(status=ExecutionStatus.ok, calls=[call("Pickup", "b3", observation=INVALID, valid=False)])
     assert observation_of(single, final_state=True) == INVALID

@@ -291,6 +291,33 @@ def test_a_call_is_scored_by_the_environments_own_verdict_whatever_its_text() ->
     assert outcomes[0].error == "The machine hums politely."
 
 
+def test_calls_refused_before_a_learned_call_first_acted_changed_nothing_and_do_not_fail_it() -> None:
+    from learnact.envs import counted_refusals, step_worked
+
+    # go_and_carry moves to the ball's room first: refused where the robot is there already, and harmless
+    refused, moved = "The action is not valid and therefore takes no effect.", "Robby is at rooma."
+    steps = [
+        StepView(index=0, code="go_and_carry('ball1', 'rooma', 'roomb', 'left')", observation="x", status="ok",
+                 calls=[CallView(name="move", args=["roomb", "rooma"], observation=refused, valid=False),
+                        CallView(name="pick", args=["ball1", "rooma", "left"], observation="held"),
+                        CallView(name="move", args=["rooma", "roomb"], observation="moved"),
+                        CallView(name="drop", args=["ball1", "roomb", "left"], observation="dropped")]),
+        # refused after it acted: the ball was not there, the robot went on without it
+        StepView(index=1, code="go_and_carry('ball9', 'roomb', 'rooma', 'left')", observation="y", status="ok",
+                 calls=[CallView(name="move", args=["rooma", "roomb"], observation=moved),
+                        CallView(name="pick", args=["ball9", "roomb", "left"], observation=refused + "!", valid=False),
+                        CallView(name="move", args=["roomb", "rooma"], observation=moved),
+                        CallView(name="drop", args=["ball9", "rooma", "left"], observation=refused, valid=False)]),
+    ]  # fmt: skip
+    trajectory = Trajectory(task=TASK, goal="g", initial="start", success=False, progress=0.0, steps=steps)
+    _, outcomes = score_trajectories([trajectory], {"go_and_carry": 1}, ("step_correction",), 0, 0)
+    assert [o.ok for o in outcomes] == [True, False]
+    assert outcomes[1].error == refused + "!"  # the first refusal that counts
+    assert counted_refusals([False, True, False, True, False]) == [2, 4] and counted_refusals([False, False]) == [0, 1]
+    assert step_worked([False, True, True]) and not step_worked([False, False]) and not step_worked([])
+    assert not step_worked([True, False]) and step_worked([True])
+
+
 def test_a_learned_action_call_that_calls_no_primitive_action_did_nothing_and_failed() -> None:
     steps = [
         StepView(index=0, code="clear_tower(['b3', 'b2'])", observation="Nothing was done.", status="ok"),

@@ -70,6 +70,28 @@ def test_the_longest_template_is_matched_first_and_the_rest_stay_primitive_calls
     ]
 
 
+GO_AND_CARRY = CallTemplate("carry", (None,) * 4, (("move", (A2, A1)), *CARRY.calls))  # goes to the room first
+
+
+def test_a_template_may_match_with_a_call_left_out_that_the_demonstration_did_not_need() -> None:
+    # the robot is in rooma already: the action's first call, a move there from roomb, has no counterpart
+    assert matched_lines(parse_calls(GRIPPER_DEMO), [GO_AND_CARRY]) == ["carry('ball2', 'rooma', 'roomb', 'left')"]
+    # an exact match is preferred: the demonstration that does move first is matched whole
+    moved = ["move('roomb', 'rooma')", *GRIPPER_DEMO]
+    assert matched_lines(parse_calls(moved), [GO_AND_CARRY]) == ["carry('ball2', 'rooma', 'roomb', 'left')"]
+    # only leading calls are left out: the robot moving back after the carry is not matched by leaving out a drop
+    back = ["pick('ball2', 'rooma', 'left')", "move('rooma', 'roomb')", "drop('ball2', 'rooma', 'left')"]
+    assert matched_lines(parse_calls(back), [CARRY]) == back
+    # a call left out cannot bind a parameter the kept ones do not use, nor may a match keep fewer than two calls
+    only_there = CallTemplate("go", (None, None), (("move", (A1, A0)), ("pick", ("ball2", A0, "left"))))
+    assert matched_lines(parse_calls(["pick('ball2', 'rooma', 'left')"]), [only_there]) == [
+        "pick('ball2', 'rooma', 'left')"
+    ]
+    # at most two calls are left out
+    far = CallTemplate("far", (None,) * 4, (("move", (A2, A1)), ("move", (A1, A2)), ("move", (A2, A1)), *CARRY.calls))
+    assert matched_lines(parse_calls(GRIPPER_DEMO), [far]) == GRIPPER_DEMO
+
+
 def test_a_demonstration_line_that_is_not_a_call_with_literal_arguments_leaves_nothing_to_match() -> None:
     assert parse_calls(["pick('ball2', 'rooma', 'left')", "pick(ball, 'rooma', 'left')"]) == ()
     assert parse_calls(["x = 1"]) == ()
@@ -134,6 +156,23 @@ def test_when_no_answer_of_the_model_reaches_the_goal_matched_lines_that_do_are_
 
     usage = UsageDemonstrator(gripper_demo(), "SYSTEM", ask, SandboxConfig(pool_size=0), tries=2)(actions, "usage")
     assert asked == ["usage", "usage-fix-1"]
+    assert usage is not None and usage.matched
+    assert [s.code for s in usage.steps] == ["carry('ball2', 'rooma', 'roomb', 'left')"]
+    assert usage.steps[0].observation.endswith("The goal is satisfied.")
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+def test_an_action_that_first_reaches_its_precondition_is_shown_at_work_from_the_lines_it_matches() -> None:
+    # move(dst, src) is refused in the demonstration's state (the robot is in src already) and changes nothing
+    go_and_carry = action(
+        "carry",
+        "ball, src, dst, hand",
+        "    move(dst, src)\n    pick(ball, src, hand)\n    move(src, dst)\n    drop(ball, dst, hand)\n",
+    )
+    usage = UsageDemonstrator(gripper_demo(), "SYSTEM", lambda *args: "not code", SandboxConfig(pool_size=0), tries=1)(
+        ActionSet(actions=(go_and_carry,)), "usage"
+    )
     assert usage is not None and usage.matched
     assert [s.code for s in usage.steps] == ["carry('ball2', 'rooma', 'roomb', 'left')"]
     assert usage.steps[0].observation.endswith("The goal is satisfied.")

@@ -37,7 +37,7 @@ from learnact.engine.records import (
     StepRecord,
     TokenUsage,
 )
-from learnact.envs import Environment, StepOutcome, env_profile, make_env
+from learnact.envs import Environment, StepOutcome, counted_refusals, env_profile, make_env, step_worked
 from learnact.learner.answers import called_names
 from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox, Session
 
@@ -53,12 +53,13 @@ class OutcomeTracker:
         self._env = env
         self.last: StepOutcome | None = None
         self.progress = 0.0
-        self.invalid_calls = 0
+        self.verdicts: list[bool] = []  # the environment's verdict on each call, in order (all of them: a step's
+        # result keeps only its first calls)
 
     def __call__(self, name: str, args: list[Any]) -> StepOutcome:
         outcome = self._env.call(name, args)
         self.last = outcome
-        self.invalid_calls += not outcome.valid
+        self.verdicts.append(outcome.valid)
         self.progress = max(self.progress, outcome.progress)
         return outcome  # its observation for the program, its verdict for the result's call record
 
@@ -89,11 +90,13 @@ def observation_of(result: ExecutionResult, final_state: bool = False) -> str:
     (an environment whose every observation is the whole state, :attr:`EnvProfile.final_state_observations`),
     a step of several calls shows the state the last valid call left, then the first :data:`MAX_INVALID_SHOWN`
     invalid call(s) with the message and how many more there were: the states in between say nothing the last
-    does not, and would fill the agent's context. Otherwise it shows the last :data:`MAX_OBSERVATIONS_SHOWN`
-    observations, after how many earlier ones are not shown."""
+    does not, and would fill the agent's context; the invalid calls are those of
+    :func:`~learnact.envs.counted_refusals` (calls refused before the step first acted changed nothing).
+    Otherwise it shows the last :data:`MAX_OBSERVATIONS_SHOWN` observations, after how many earlier ones are not
+    shown."""
     if final_state and len(result.calls) > 1:
         last_valid = [c.observation for c in result.calls if c.valid][-1:]
-        invalid = [c for c in result.calls if not c.valid]
+        invalid = [result.calls[index] for index in counted_refusals([c.valid for c in result.calls])]
         seen = last_valid + [f"{call_code(c.name, c.args)}: {c.observation}" for c in invalid[:MAX_INVALID_SHOWN]]
         if len(invalid) > MAX_INVALID_SHOWN:
             more = len(invalid) - MAX_INVALID_SHOWN
@@ -313,10 +316,10 @@ class _Playing:
         if isinstance(decision, NoCode):
             return "", None, None, decision.message, "no code: " + decision.answer.strip()
         tracker = self.tracker
-        invalid_before = tracker.invalid_calls
+        before = len(tracker.verdicts)
         kind = CodeKind.program if isinstance(decision, Program) else CodeKind.agent_snippet
         result = self.session.execute(decision.code, kind=kind)
-        failed = not result.ok or result.did_nothing or tracker.invalid_calls > invalid_before
+        failed = not result.ok or result.did_nothing or not step_worked(tracker.verdicts[before:])
         observation = observation_of(result, self.final_state)
         return decision.code, None, result, observation, decision.code if failed else None
 
@@ -324,15 +327,17 @@ class _Playing:
 def learned_use(steps: list[StepRecord], actions: ActionSet | None) -> LearnedUse | None:
     """How the steps used the learned ``actions`` (None without any): a step called one when its code does; it
     acted when the environment found at least one primitive call inside valid; it worked when the code ran
-    without an error, called at least one primitive action, and the environment found every primitive call
-    inside valid (a call that did nothing did not work)."""
+    without an error and its primitive calls did what they were written for (:func:`~learnact.envs.step_worked`:
+    one valid at least, none refused after the first valid one; a call that did nothing did not work)."""
     if actions is None or not actions.actions:
         return None
     names = [action.name for action in actions.actions]
     ran = [(step.code, step.result) for step in steps if step.result is not None]
     learned = [result for code, result in ran if called_names(code, names)]
     worked = [
-        result for result in learned if result.ok and not result.did_nothing and all(c.valid for c in result.calls)
+        result
+        for result in learned
+        if result.ok and not result.did_nothing and step_worked([c.valid for c in result.calls])
     ]
     acted = [result for result in learned if any(call.valid for call in result.calls)]
     return LearnedUse(code_steps=len(ran), learned_steps=len(learned), learned_ok=len(worked), learned_acted=len(acted))

@@ -26,7 +26,7 @@ from learnact.actions.transcript import ChatMessage, call_code
 from learnact.engine.agents.prompts import fill
 from learnact.engine.runs.episode import OutcomeTracker, observation_of
 from learnact.engine.runs.usage_match import PrimitiveCall, call_templates, matched_lines
-from learnact.envs import Environment, env_profile
+from learnact.envs import Environment, env_profile, step_worked
 from learnact.learner.answers import called_names, code_of
 from learnact.learner.learnact import AnswerForm, Ask
 from learnact.learner.scoring import shown_substeps
@@ -96,8 +96,8 @@ def _is_literal_call(line: str) -> bool:
 
 def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str], sandbox: Sandbox) -> Replay:
     """Run ``lines`` one by one in a session holding ``actions``, on ``task`` from its start; stop at the goal or
-    at the first line that fails (an error, a rejected line, a line that called no primitive action, or a primitive
-    call the environment found invalid).
+    at the first line that fails (an error, a rejected line, a line that called no primitive action, or one whose
+    primitive calls did not do what they were written for: :func:`~learnact.envs.step_worked`).
     A failure says what a small model needs to fix it: the state before the line, and the primitive calls that
     ran inside it with what each returned (the first few: :func:`~learnact.learner.scoring.shown_substeps`).
 
@@ -113,7 +113,7 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
         if not loaded.ok:
             return Replay((), False, f"the learned actions could not be loaded: {observation_of(loaded)}")
         for number, line in enumerate(lines, start=1):
-            invalid_before = tracker.invalid_calls
+            before_line = len(tracker.verdicts)
             result = session.execute(line)
             observation = observation_of(result, final_state)
             steps.append(UsageStep(code=line, observation=observation))
@@ -122,7 +122,7 @@ def replay(env: Environment, task: str, actions: ActionSet, lines: Sequence[str]
                 return Replay(
                     tuple(steps), False, problem + "\nCall it with arguments for which it acts, or another line."
                 )
-            if result.status is not ExecutionStatus.ok or tracker.invalid_calls > invalid_before:
+            if result.status is not ExecutionStatus.ok or not step_worked(tracker.verdicts[before_line:]):
                 inside = "; ".join(
                     shown_substeps(
                         [f"{call_code(call.name, call.args)} -> {call.observation}" for call in result.calls]

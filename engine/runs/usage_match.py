@@ -11,6 +11,13 @@ Where the demonstration's calls match a template, with one value for each placeh
 with those values does what they did. Each call the matching proposes is still only a proposal: the lines
 are kept only when they reach the demonstration's goal in the sandbox, like the model's lines.
 
+A template may match with up to :data:`MAX_SKIPPED` of its first calls left out, the demonstration having no
+call there: an action that first reaches its own precondition, ``move(to_room, from_room)`` before carrying (a
+call the environment refuses, changing nothing, where the robot is in from_room already), does in the
+demonstration's state what the rest of its calls match. Only leading calls: a call left out after the action
+acted would be one that does something the demonstration did not. Exact matches are tried first; the sandbox
+run judges the rest like any other line.
+
 What it cannot find: an action whose calls depend on what the environment answers (its branches see empty
 observations here), or on values it computes; a list parameter is tried as a list of two and of three items.
 """
@@ -31,6 +38,7 @@ PrimitiveCall = tuple[str, tuple[Any, ...]]
 MAX_PARAMETERS = 6  # an action with more is not tried (templates grow as 1 + 2 * parameters)
 LIST_LENGTHS = (2, 3)  # the lengths a list parameter is tried with
 PLACEHOLDER = "__learnact_arg_{}__"
+MAX_SKIPPED = 2  # a template's first calls that a match may leave out (taken to change nothing there)
 
 
 @dataclass(frozen=True)
@@ -125,21 +133,15 @@ def call_templates(
     return templates
 
 
-def _bind(template: CallTemplate, calls: Sequence[PrimitiveCall]) -> str | None:
-    """The call of the template's action that makes ``calls`` (as many as the template's), or None: the names
-    and the values the action wrote itself must be equal, and each placeholder must stand for one value."""
-    if len(calls) != len(template.calls):
+def _bind(template: CallTemplate, calls: Sequence[PrimitiveCall], skipped: int) -> str | None:
+    """The call of the template's action that makes ``calls`` after its first ``skipped`` calls, or None: the
+    names and the values the action wrote itself must be equal, each placeholder must stand for one value, and
+    the calls made must use every parameter (the value of one only a left-out call uses cannot be read)."""
+    if len(calls) + skipped != len(template.calls):
         return None
-    values: dict[str, Any] = {}
-    for (name, args), (demo_name, demo_args) in zip(template.calls, calls, strict=True):
-        if name != demo_name or len(args) != len(demo_args):
-            return None
-        for arg, value in zip(args, demo_args, strict=True):
-            if isinstance(arg, str) and arg.startswith("__learnact_arg_"):
-                if values.setdefault(arg, value) != value:
-                    return None
-            elif arg != value:
-                return None
+    values = _values(template.calls[skipped:], calls)
+    if values is None:
+        return None
     try:
         args = [
             values[p] if isinstance(p, str) else [values[item] for item in p] for p in placeholder_args(template.shape)
@@ -149,18 +151,37 @@ def _bind(template: CallTemplate, calls: Sequence[PrimitiveCall]) -> str | None:
     return call_code(template.action, args)
 
 
+def _values(template_calls: Sequence[PrimitiveCall], calls: Sequence[PrimitiveCall]) -> dict[str, Any] | None:
+    """The value of each placeholder when ``template_calls`` make ``calls``, or None when they cannot."""
+    values: dict[str, Any] = {}
+    for (name, args), (demo_name, demo_args) in zip(template_calls, calls, strict=True):
+        if name != demo_name or len(args) != len(demo_args):
+            return None
+        for arg, value in zip(args, demo_args, strict=True):
+            if isinstance(arg, str) and arg.startswith("__learnact_arg_"):
+                if values.setdefault(arg, value) != value:
+                    return None
+            elif arg != value:
+                return None
+    return values
+
+
 def matched_lines(demo_calls: Sequence[PrimitiveCall], templates: Sequence[CallTemplate]) -> list[str]:
-    """The demonstration's calls as lines, each run of calls that a template makes (the longest first) written
-    as the call of its action; the lines call no learned action when no template matched."""
+    """The demonstration's calls as lines, each run of calls that a template makes written as the call of its
+    action: exact matches first (the longest template first), then matches leaving out a template's first call,
+    then its first two, each still replacing at least two calls; the lines call no learned action when no
+    template matched."""
     lines: list[str] = []
     position = 0
     longest_first = sorted(templates, key=lambda t: len(t.calls), reverse=True)
+    tries = [(t, skipped) for skipped in range(MAX_SKIPPED + 1) for t in longest_first if len(t.calls) - skipped >= 2]
     while position < len(demo_calls):
-        for template in longest_first:
-            line = _bind(template, demo_calls[position : position + len(template.calls)])
+        for template, skipped in tries:
+            run = demo_calls[position : position + len(template.calls) - skipped]
+            line = _bind(template, run, skipped)
             if line is not None:
                 lines.append(line)
-                position += len(template.calls)
+                position += len(run)
                 break
         else:
             name, args = demo_calls[position]
