@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from learnact.actions.models import ActionSet, LearnedAction
+from learnact.actions.models import ActionSet, LearnedAction, UsageDemonstration
 from learnact.engine.runs.usage import DemoTask, UsageDemonstrator
 from learnact.engine.runs.usage_match import (
     CallTemplate,
@@ -141,6 +141,13 @@ def gripper_demo() -> DemoTask:
     )
 
 
+def assert_carries_ball2_to_the_goal(usage: UsageDemonstration | None) -> None:
+    """``usage`` is the matched line that solves the gripper demonstration in one call of carry."""
+    assert usage is not None and usage.matched
+    assert [s.code for s in usage.steps] == ["carry('ball2', 'rooma', 'roomb', 'left')"]
+    assert usage.steps[0].observation.endswith("The goal is satisfied.")
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("sandbox_image")
 def test_when_no_answer_of_the_model_reaches_the_goal_matched_lines_that_do_are_kept() -> None:
@@ -156,9 +163,7 @@ def test_when_no_answer_of_the_model_reaches_the_goal_matched_lines_that_do_are_
 
     usage = UsageDemonstrator(gripper_demo(), "SYSTEM", ask, SandboxConfig(pool_size=0), tries=2)(actions, "usage")
     assert asked == ["usage", "usage-fix-1"]
-    assert usage is not None and usage.matched
-    assert [s.code for s in usage.steps] == ["carry('ball2', 'rooma', 'roomb', 'left')"]
-    assert usage.steps[0].observation.endswith("The goal is satisfied.")
+    assert_carries_ball2_to_the_goal(usage)
 
 
 @pytest.mark.docker
@@ -173,9 +178,7 @@ def test_an_action_that_first_reaches_its_precondition_is_shown_at_work_from_the
     usage = UsageDemonstrator(gripper_demo(), "SYSTEM", lambda *args: "not code", SandboxConfig(pool_size=0), tries=1)(
         ActionSet(actions=(go_and_carry,)), "usage"
     )
-    assert usage is not None and usage.matched
-    assert [s.code for s in usage.steps] == ["carry('ball2', 'rooma', 'roomb', 'left')"]
-    assert usage.steps[0].observation.endswith("The goal is satisfied.")
+    assert_carries_ball2_to_the_goal(usage)
 
 
 @pytest.mark.docker
