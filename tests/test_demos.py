@@ -31,7 +31,7 @@ from learnact.engine.records import Method, ModelSettings
 from learnact.envs import EnvSpec, env_profile, make_env
 from learnact.envs.alfworld import TASK_TYPES
 from learnact.envs.pddl import PddlEnv
-from learnact.envs.pddl.generate import DEMOS_DIR, demo_problem
+from learnact.envs.pddl.generate import DEMO_SHOWS, DEMOS_DIR, demo_problem
 
 EVERY_TYPE = (*PDDL_DOMAINS, *TASK_TYPES)
 
@@ -151,6 +151,28 @@ def test_no_evaluated_task_is_shown_solved_in_a_demonstration(task_type: str, re
 def test_the_demonstration_problems_are_exactly_what_the_seeded_generator_writes() -> None:
     for domain in PDDL_DOMAINS:
         assert (DEMOS_DIR / f"{domain}-demo.pddl").read_text() == demo_problem(domain)
+
+
+def test_a_demonstration_shows_the_domains_typical_step() -> None:
+    # gripper: one ball carried each way (the tasks send balls both ways); the expert carries them one by one
+    gripper = json.loads(stored_file("gripper").read_text(encoding="utf-8"))
+    assert [step["action"] for step in gripper["steps"]] == [
+        "pick('ball1', 'roomb', 'left')",
+        "move('roomb', 'rooma')",
+        "drop('ball1', 'rooma', 'left')",
+        "pick('ball2', 'rooma', 'left')",
+        "move('rooma', 'roomb')",
+        "drop('ball2', 'roomb', 'left')",
+    ]
+    # blockworld: a tower is cleared first
+    assert json.loads(stored_file("blockworld").read_text(encoding="utf-8"))["steps"][0]["action"].startswith("Unstack")
+    # what the rules refuse: every ball carried one way; a goal over blocks free from the start
+    one_way = "(:init (at ball1 rooma) (at ball2 rooma))\n(:goal (and (at ball1 roomb) (at ball2 roomb)))"
+    both_ways = "(:init (at ball1 rooma) (at ball2 roomb))\n(:goal (and (at ball1 roomb) (at ball2 rooma)))"
+    assert not DEMO_SHOWS["gripper"](one_way) and DEMO_SHOWS["gripper"](both_ways)
+    free = "(:init (on-table b1) (on-table b2) (on b3 b2))\n(:goal (and (on b1 b3)))"
+    covered = "(:init (on-table b1) (on b2 b1))\n(:goal (and (on b1 b3)))"
+    assert not DEMO_SHOWS["blockworld"](free) and DEMO_SHOWS["blockworld"](covered)
 
 
 @pytest.mark.parametrize("domain", PDDL_DOMAINS)

@@ -15,11 +15,12 @@ from learnact.engine.runs.usage_match import (
     placeholder_args,
     shapes,
 )
+from learnact.envs import env_profile
 from learnact.envs.pddl import PddlEnv
 from learnact.sandbox import Sandbox, SandboxConfig
 
 A0, A1, A2, A3 = (placeholder_args((None,) * 4)[i] for i in range(4))
-GRIPPER_DEMO = ["pick('ball2', 'rooma', 'left')", "move('rooma', 'roomb')", "drop('ball2', 'roomb', 'left')"]
+ONE_CARRY = ["pick('ball2', 'rooma', 'left')", "move('rooma', 'roomb')", "drop('ball2', 'roomb', 'left')"]
 CARRY = CallTemplate("carry", (None,) * 4, (("pick", (A0, A1, A3)), ("move", (A1, A2)), ("drop", (A0, A2, A3))))
 
 
@@ -29,7 +30,7 @@ def action(name: str, params: str, body: str) -> LearnedAction:
 
 
 def test_a_template_matched_on_the_demonstration_binds_each_placeholder_to_its_value() -> None:
-    assert matched_lines(parse_calls(GRIPPER_DEMO), [CARRY]) == ["carry('ball2', 'rooma', 'roomb', 'left')"]
+    assert matched_lines(parse_calls(ONE_CARRY), [CARRY]) == ["carry('ball2', 'rooma', 'roomb', 'left')"]
 
 
 def test_calls_that_give_one_placeholder_two_values_or_change_a_written_value_are_not_matched() -> None:
@@ -75,9 +76,9 @@ GO_AND_CARRY = CallTemplate("carry", (None,) * 4, (("move", (A2, A1)), *CARRY.ca
 
 def test_a_template_may_match_with_a_call_left_out_that_the_demonstration_did_not_need() -> None:
     # the robot is in rooma already: the action's first call, a move there from roomb, has no counterpart
-    assert matched_lines(parse_calls(GRIPPER_DEMO), [GO_AND_CARRY]) == ["carry('ball2', 'rooma', 'roomb', 'left')"]
+    assert matched_lines(parse_calls(ONE_CARRY), [GO_AND_CARRY]) == ["carry('ball2', 'rooma', 'roomb', 'left')"]
     # an exact match is preferred: the demonstration that does move first is matched whole
-    moved = ["move('roomb', 'rooma')", *GRIPPER_DEMO]
+    moved = ["move('roomb', 'rooma')", *ONE_CARRY]
     assert matched_lines(parse_calls(moved), [GO_AND_CARRY]) == ["carry('ball2', 'rooma', 'roomb', 'left')"]
     # only leading calls are left out: the robot moving back after the carry is not matched by leaving out a drop
     back = ["pick('ball2', 'rooma', 'left')", "move('rooma', 'roomb')", "drop('ball2', 'rooma', 'left')"]
@@ -89,7 +90,7 @@ def test_a_template_may_match_with_a_call_left_out_that_the_demonstration_did_no
     ]
     # at most two calls are left out
     far = CallTemplate("far", (None,) * 4, (("move", (A2, A1)), ("move", (A1, A2)), ("move", (A2, A1)), *CARRY.calls))
-    assert matched_lines(parse_calls(GRIPPER_DEMO), [far]) == GRIPPER_DEMO
+    assert matched_lines(parse_calls(ONE_CARRY), [far]) == ONE_CARRY
 
 
 def test_a_demonstration_line_that_is_not_a_call_with_literal_arguments_leaves_nothing_to_match() -> None:
@@ -128,24 +129,30 @@ def test_templates_are_read_off_each_action_run_once_with_placeholders_in_the_sa
 
 
 def gripper_demo() -> DemoTask:
+    """Gripper's demonstration task and its stored expert calls: ball1 from roomb to rooma, ball2 back."""
     env = PddlEnv.demonstration("gripper")
     (task,) = env.tasks()
     reset = env.reset(task.id)
+    stored = env_profile("pddl/gripper").demonstration("gripper")
+    assert stored is not None
     return DemoTask(
         "DEMO",
         reset.goal,
         reset.observation,
-        parse_calls(GRIPPER_DEMO),
+        parse_calls([step["action"] for step in stored["steps"]]),
         task.id,
         lambda: PddlEnv.demonstration("gripper"),
     )
 
 
-def assert_carries_ball2_to_the_goal(usage: UsageDemonstration | None) -> None:
-    """``usage`` is the matched line that solves the gripper demonstration in one call of carry."""
+def assert_carries_both_balls_to_the_goal(usage: UsageDemonstration | None) -> None:
+    """``usage`` is the matched lines that solve the gripper demonstration in two calls of carry, one each way."""
     assert usage is not None and usage.matched
-    assert [s.code for s in usage.steps] == ["carry('ball2', 'rooma', 'roomb', 'left')"]
-    assert usage.steps[0].observation.endswith("The goal is satisfied.")
+    assert [s.code for s in usage.steps] == [
+        "carry('ball1', 'roomb', 'rooma', 'left')",
+        "carry('ball2', 'rooma', 'roomb', 'left')",
+    ]
+    assert usage.steps[-1].observation.endswith("The goal is satisfied.")
 
 
 @pytest.mark.docker
@@ -159,11 +166,11 @@ def test_when_no_answer_of_the_model_reaches_the_goal_matched_lines_that_do_are_
 
     def ask(call_id: str, messages, sample: int, fixing: bool, form) -> str:
         asked.append(call_id)
-        return "```python\ncarry('ball1', 'rooma', 'roomb', 'left')\n```"  # ball1 is in roomb already
+        return "```python\ncarry('ball1', 'rooma', 'roomb', 'left')\n```"  # ball1 is in roomb, not rooma
 
     usage = UsageDemonstrator(gripper_demo(), "SYSTEM", ask, SandboxConfig(pool_size=0), tries=2)(actions, "usage")
     assert asked == ["usage", "usage-fix-1"]
-    assert_carries_ball2_to_the_goal(usage)
+    assert_carries_both_balls_to_the_goal(usage)
 
 
 @pytest.mark.docker
@@ -178,7 +185,7 @@ def test_an_action_that_first_reaches_its_precondition_is_shown_at_work_from_the
     usage = UsageDemonstrator(gripper_demo(), "SYSTEM", lambda *args: "not code", SandboxConfig(pool_size=0), tries=1)(
         ActionSet(actions=(go_and_carry,)), "usage"
     )
-    assert_carries_ball2_to_the_goal(usage)
+    assert_carries_both_balls_to_the_goal(usage)
 
 
 @pytest.mark.docker

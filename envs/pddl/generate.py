@@ -16,16 +16,43 @@ evaluated task is ever shown solved in a prompt.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 PROBLEMS_DIR = Path(__file__).parent / "problems"
 DEMOS_DIR = Path(__file__).parent / "demos"
 DEMO_SIZE = {"blockworld": 1, "gripper": 2, "tyreworld": 0, "barman": 0}  # the generator's index: small problems
-DEMO_SKIP = {"blockworld": 1}  # draws skipped: the first blockworld draw is solved in 2 steps, too few to show
 # Every one-hub tyreworld problem is the same; its demonstration starts with the spare wheel inflated.
 DEMO_CHANGE = {"tyreworld": ("(not-inflated r1)", "(inflated r1)")}
 SEED = 2024
+
+
+def _facts(predicate: str, text: str) -> list[tuple[str, str]]:
+    """The arguments of every two-argument ``predicate`` fact in ``text``."""
+    return re.findall(rf"\({predicate} ([^\s()]+) ([^\s()]+)\)", text)
+
+
+def _covers_a_goal_block(text: str) -> bool:
+    """Blockworld: a block of the goal starts under another one, so the demonstration clears a tower."""
+    init, goal = text.split("(:goal", 1)
+    covered = {below for _, below in _facts("on", init)}
+    return any(covered & set(fact) for fact in _facts("on", goal))
+
+
+def _carries_both_ways(text: str) -> bool:
+    """Gripper: balls go from room to room in at least two directions, one ball each, so the demonstration
+    carries each ball on its own and in both directions (the tasks' goals send balls both ways)."""
+    init, goal = text.split("(:goal", 1)
+    start, target = dict(_facts("at", init)), dict(_facts("at", goal))
+    trips = [(start[ball], room) for ball, room in target.items() if start[ball] != room]
+    return len(trips) >= 2 and len(set(trips)) == len(trips)
+
+
+# What a domain's demonstration problem must show, beyond differing from every task: the generator's draws are
+# taken in order until one does. A demonstration is the agents' and the learner's only solved example of the
+# domain: one that skips the domain's typical step (clearing a tower, carrying a ball back) teaches its absence.
+DEMO_SHOWS: dict[str, Callable[[str], bool]] = {"blockworld": _covers_a_goal_block, "gripper": _carries_both_ways}
 
 
 def _problem(name: str, domain: str, objects: str, init: list[str], goal: list[str]) -> str:
@@ -163,20 +190,25 @@ def generate(domain: str) -> dict[str, str]:
 
 def demo_problem(domain: str) -> str:
     """The demonstration problem of ``domain``: the generator's problem of size DEMO_SIZE drawn from the seed
-    ``<SEED>-<domain>-demo``, redrawn until it differs from every task (its name aside)."""
+    ``<SEED>-<domain>-demo``, redrawn until it differs from every task (its name aside) and shows what
+    DEMO_SHOWS asks of the domain.
+
+    :raises ValueError: when 100 draws found none.
+    """
     make, _ = GENERATORS[domain]
     index = DEMO_SIZE[domain]
     rng = random.Random(f"{SEED}-{domain}-demo")
     tasks = {text.split("\n", 1)[1] for text in generate(domain).values()}
-    for _ in range(DEMO_SKIP.get(domain, 0)):
-        make(index, rng)
     for _ in range(100):
         text = make(index, rng).replace(f"(problem {domain}-{index + 1:02d})", f"(problem {domain}-demo)", 1)
         if domain in DEMO_CHANGE:
             text = text.replace(*DEMO_CHANGE[domain])
-        if text.split("\n", 1)[1] not in tasks:
+        if text.split("\n", 1)[1] not in tasks and DEMO_SHOWS.get(domain, bool)(text):
             return text
-    raise ValueError(f"{domain}: 100 draws of size {index} were all tasks; give DEMO_SIZE another size")
+    raise ValueError(
+        f"{domain}: none of 100 draws of size {index} was both no task and what DEMO_SHOWS asks; "
+        "give DEMO_SIZE another size"
+    )
 
 
 def main() -> None:

@@ -11,11 +11,11 @@
   (gripper right)
   (free left)
   (free right)
-  (at-robby rooma)
+  (at-robby roomb)
   (at ball1 roomb)
   (at ball2 rooma)
   (at ball3 roomb))
 (:goal (and
-  (at ball1 roomb)
+  (at ball1 rooma)
   (at ball2 roomb)
   (at ball3 roomb))))
