@@ -1247,6 +1247,24 @@ def test_hand_written_actions_are_imported_checked_validated_and_evaluated_like_
     assert again.exit_code == 2 and "is not an empty folder" in again.stderr
 
 
+@pytest.mark.docker
+@pytest.mark.usefixtures("sandbox_image")
+@pytest.mark.parametrize("domain", ["blockworld", "gripper"])
+def test_the_learning_benchmarks_control_libraries_import_with_their_usage_lines(domain: str, tmp_path: Path) -> None:
+    # the control of benchmarks/learning_bench.py: its usage lines must solve the domain's demonstration as it is
+    from typer.testing import CliRunner
+
+    from learnact.engine.commands.cli import app
+
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "libraries" / f"{domain}.py"
+    args = ["actions", "import", str(source), "--env", f"pddl/{domain}", "--usage", str(source.with_suffix(".usage"))]
+    made = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "library")])
+    assert made.exit_code == 0, made.output
+    usage = Library.open_existing(tmp_path / "library").current().usage
+    assert usage is not None and usage.task == f"{domain}-demo"
+    assert usage.steps[-1].observation.endswith("The goal is satisfied.")
+
+
 @pytest.mark.parametrize("domain", ["blockworld", "gripper", "tyreworld", "barman", "alfworld"])
 def test_each_domains_worked_example_is_an_action_the_learner_would_accept(domain: str) -> None:
     from learnact.actions import check
