@@ -9,8 +9,8 @@ tyreworld 10 problems of 1-3 hubs; barman 20 problems of 4-9 shot glasses, 3-8 c
 3 ingredients and 1-3 drinks to serve.
 
 Each domain also has one *demonstration problem*, ``demos/<domain>-demo.pddl``, drawn from its
-own seed and different from every task: the agents' and the learner's demonstrations are solved on it, so no
-evaluated task is ever shown solved in a prompt.
+own seed, different from every task and showing the domain's typical step (:data:`DEMO_SHOWS`): the agents'
+and the learner's demonstrations are solved on it, so no evaluated task is ever shown solved in a prompt.
 """
 
 from __future__ import annotations
