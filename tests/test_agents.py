@@ -156,6 +156,19 @@ def test_the_same_failing_action_five_times_stops_the_episode(tmp_path: Path) ->
         run(server, tmp_path)
     (record,) = records(tmp_path)
     assert record["ended"] == "repeated_failure" and len(record["steps"]) == 5 and len(server.received) == 5
+    warned = ["failed" in step["observation"] and "fails again" in step["observation"] for step in record["steps"]]
+    assert warned == [False, True, True, True, False]  # from the second failure in a row until the stop
+    assert "This line failed 2 times in a row." in prompts(server)[2]
+    assert "written 5 times in a row; the episode stops" in record["steps"][4]["observation"]
+
+
+def test_a_failing_line_is_warned_of_only_while_it_repeats(tmp_path: Path) -> None:
+    script = ["Stack('b9', 'b1')", "Stack('b9', 'b1')", "Pickup('b9')", "Stack('b9', 'b1')"]
+    with ScriptedServer([Answer(line) for line in script]) as server:
+        run(server, tmp_path, max_steps=4)
+    (record,) = records(tmp_path)
+    warned = ["fails again" in step["observation"] for step in record["steps"]]
+    assert warned == [False, True, False, False]  # another failing line breaks the run of failures
 
 
 def test_a_model_that_keeps_failing_is_an_llm_error_and_the_run_goes_on(tmp_path: Path) -> None:

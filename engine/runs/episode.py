@@ -44,6 +44,8 @@ from learnact.sandbox import ExecutionResult, ExecutionStatus, Sandbox, Session
 # ExpertPolicy, call_code: kept where they were
 __all__ = ["ActionsNotLoaded", "ExpertPolicy", "call_code", "run_episode"]
 REPEATED_FAILURES = 5  # the same failing action this many times in a row ends the episode
+# A weak model copies its last line: from the second failure in a row of the same line, its observation says that
+# the line fails again if written again (the template `repeat_warning`).
 
 
 class OutcomeTracker:
@@ -269,7 +271,8 @@ class _Playing:
         """Play ``spec``'s steps from the first ``observation``; why it stopped. Each step the policy proposes a
         line of code, which is checked and run in the sandbox (code_as_policy: one whole program, checked as a
         program and run once, its only step), or a thought (answered ``OK.``), or an answer without code (its
-        message is the next observation). The same failing step REPEATED_FAILURES times in a row ends the episode
+        message is the next observation). From the second time in a row that the same step fails, its observation
+        says that written again it fails again; REPEATED_FAILURES times in a row end the episode
         (:attr:`EndReason.repeated_failure`).
 
         :raises EpisodeInterrupted: when ``should_stop`` says so before a step.
@@ -290,6 +293,8 @@ class _Playing:
                 if times >= REPEATED_FAILURES:
                     observation += "\n" + fill("repeated", count=times).strip()
                     repeated = True
+                elif times >= 2:
+                    observation += "\n" + fill("repeat_warning", count=times).strip()
             elif not isinstance(decision, Think):
                 failing = None
             self.steps.append(
