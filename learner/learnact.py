@@ -82,7 +82,8 @@ class LearnactConfig(BaseModel):
         description="where the agent reads a set's usage demonstration: first (before the primitive one, as the"
         " paper orders them), last (after it), alone (instead of it), or chosen (the first best set with a usage"
         " demonstration scored each way on the training tasks, before the optimisation rounds, which then score so:"
-        " the highest score kept, then the most progress, a tie keeping the earlier of first, last, alone)",
+        " the highest score without step_correction kept, then the most progress, a tie keeping the earlier of"
+        " first, last, alone)",
     )
 
     @classmethod
