@@ -82,8 +82,7 @@ class LearnactConfig(BaseModel):
         description="where the agent reads a set's usage demonstration: first (before the primitive one, as the"
         " paper orders them), last (after it), alone (instead of it), or chosen (the first best set with a usage"
         " demonstration scored each way on the training tasks, before the optimisation rounds, which then score so:"
-        " the highest score without step_correction kept, then the most progress, a tie keeping the earlier of"
-        " first, last, alone)",
+        " the highest score kept, then the most progress, a tie keeping the earlier of first, last, alone)",
     )
 
     @classmethod
@@ -590,32 +589,19 @@ class LearnactLearner:
                 )
                 self.save(state)
         results = {placement: state.scored[key].score for placement, key in keys.items()}
-        chosen = chosen_placement(results, self.config.score_terms)
+        chosen = chosen_placement(results)
         told = ", ".join(f"{p} {r.score:.3f} ({r.progress:.0%} progress)" for p, r in results.items())
         self.progress(f"usage demonstration placed {chosen}: the best set scored {told}")
         state.placement, state.best_key, state.best_score = chosen, keys[chosen], results[chosen].score
         self.save(state)
 
 
-def chosen_placement(results: Mapping[UsagePlacement, CandidateScore], terms: Sequence[ScoreTerm]) -> UsagePlacement:
-    """The placement whose scoring did best: the highest sum of the score ``terms`` other than
-    ``step_correction``, then the most progress (the terms tie at zero when no learned call works, and the agent
-    that got further is the better guide), a tie keeping the earlier of first (the paper's), last and alone.
-
-    Why not ``step_correction``: a placement changes how the agent reads the same actions, not the actions, and
-    working calls per call rise as the agent calls them less. On the local model (gripper, seed 1) placed last
-    the agent called the set in 11 steps of the training tasks against 17 placed first, with the same 4 working
-    and the same progress, and last scored higher by that term alone; at test time it called it in 7 of 64
-    steps, none working. Working calls per step (``call_ratio``) and solved tasks measure what a placement is
-    for: the actions used, and used well."""
+def chosen_placement(results: Mapping[UsagePlacement, CandidateScore]) -> UsagePlacement:
+    """The placement whose scoring did best: the highest score, then the most progress (the paper's terms tie at
+    zero when no learned call works, and the agent that got further is the better guide), a tie keeping the
+    earlier of first (the paper's), last and alone."""
     order = get_args(UsagePlacement)
-    placed_terms = [t for t in terms if t != "step_correction"]
-
-    def merit(placement: UsagePlacement) -> tuple[float, float, int]:
-        result = results[placement]
-        return sum(result.components[t] for t in placed_terms), result.progress, -order.index(placement)
-
-    return max(results, key=merit)
+    return max(results, key=lambda p: (results[p].score, results[p].progress, -order.index(p)))
 
 
 def _problems_text(problems: Mapping[str, Problem]) -> str:

@@ -710,32 +710,16 @@ def test_samples_are_asked_for_different_kinds_of_improvement_and_a_set_written_
     assert sorted(state["scored"]) == ["0/0", "1/0", "1/1"]
 
 
-def test_a_usage_placement_is_chosen_by_working_calls_per_step_and_success_then_progress_then_in_order() -> None:
-    terms = LearnactConfig().score_terms
+def test_a_usage_placement_is_chosen_by_score_then_by_progress_then_in_the_papers_order() -> None:
+    def scored(score: float, progress: float) -> CandidateScore:
+        return CandidateScore(candidate=0, actions={}, score=score, components={}, successes=0, tasks=3,
+                              progress=progress)  # fmt: skip
 
-    def scored(calls: int, worked: int, steps: int, solved: int, progress: float) -> CandidateScore:
-        components = {
-            "step_correction": worked / calls if calls else 0.0,
-            "call_ratio": worked / steps,
-            "success": solved / 3,
-        }
-        return CandidateScore(candidate=0, actions={}, score=sum(components.values()), components=components,
-                              successes=solved, tasks=3, progress=progress)  # fmt: skip
-
-    # the agent called the set less placed last, with as many working: a higher score by step_correction
-    # alone, which a placement does not choose by (seed 1 of the local model's gripper run)
-    first, last = scored(17, 4, 26, 0, 0.48), scored(11, 4, 29, 0, 0.48)
-    assert last.score > first.score
-    assert chosen_placement({"first": first, "last": last, "alone": scored(15, 1, 23, 0, 0.34)}, terms) == "first"
-    # more working calls per step, or a solved task, decide
-    assert chosen_placement({"first": scored(10, 2, 30, 0, 0.9), "last": scored(4, 4, 30, 0, 0.1)}, terms) == "last"
-    assert chosen_placement({"first": scored(9, 9, 30, 0, 0.9), "alone": scored(2, 1, 30, 1, 0.5)}, terms) == "alone"
-    # the terms tie at zero when no learned call works: the agent that got further decides, then the order
-    assert chosen_placement({"first": scored(0, 0, 9, 0, 0.2), "last": scored(3, 0, 9, 0, 0.1),
-                             "alone": scored(5, 0, 9, 0, 0.3)}, terms) == "alone"  # fmt: skip
-    assert chosen_placement({"first": scored(0, 0, 9, 0, 0.0), "last": scored(0, 0, 9, 0, 0.4),
-                             "alone": scored(0, 0, 9, 0, 0.4)}, terms) == "last"  # fmt: skip
-    assert chosen_placement({"first": scored(2, 1, 9, 1, 0.5), "last": scored(2, 1, 9, 1, 0.5)}, terms) == "first"
+    # the paper's terms tie at zero when no learned call works: the agent that got further decides
+    assert chosen_placement({"first": scored(0, 0.2), "last": scored(0, 0.1), "alone": scored(0, 0.3)}) == "alone"
+    assert chosen_placement({"first": scored(0, 0.9), "last": scored(0.5, 0.0), "alone": scored(0, 0.3)}) == "last"
+    assert chosen_placement({"first": scored(1, 0.5), "last": scored(1, 0.5), "alone": scored(1, 0.5)}) == "first"
+    assert chosen_placement({"first": scored(0, 0.0), "last": scored(0, 0.4), "alone": scored(0, 0.4)}) == "last"
 
 
 def test_the_usage_placement_is_an_option_of_learning_actions_only(tmp_path: Path) -> None:

@@ -86,8 +86,7 @@ class LearnactOptions(OptionGroup):
             help="learnact: where the agent reads the learned set's usage demonstration: first (before the primitive"
             " demonstration, as the paper), last (after it), alone (instead of it), chosen (the first best set with"
             " a usage demonstration scored each way on the training tasks, before the optimisation rounds, which"
-            " then score so: the most working calls per step and solved tasks kept, then the most progress)"
-            " [chosen]",
+            " then score so: the highest score kept, then the most progress) [chosen]",
         ),
     ] = None
 
